@@ -1,0 +1,1 @@
+//! HF safetensors reader/writer.
