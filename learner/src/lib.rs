@@ -1,0 +1,1 @@
+//! laser-learner: the GRPO + LaSeR update.
