@@ -1,1 +1,31 @@
-//! laser-verifier: grades final answers into the 0/1 verifier reward r_v.
+//! laser-verifier: the reward side of LaSeR training. A verifier worker receives an actor's
+//! response and the task's gold solution, extracts the final answer (`\boxed{}`, "final answer
+//! is", `#### 42`, LaTeX, last number), normalises the LaTeX, and decides equivalence (exact
+//! rationals, tolerances, symbolic checks, sets, intervals, matrices, equations). The 0/1 result is
+//! the verifier reward r_v that the learner's GRPO advantages and the self-reward MSE target use.
+//! Grading is bounded: every answer has a budget enforced both by input limits and by a worker
+//! thread with a hard deadline, so a pathological answer never stalls a batch.
+//!
+//! The crate also holds the prompt side: task sources ([`tasks::synthetic`], [`tasks::jsonl`]) and
+//! prompt templates ([`tasks::template`]) that the coordinator hands to the actors.
+//!
+//! ```
+//! use laser_verifier::{Grader, GraderConfig, Status};
+//! let grader = Grader::new(GraderConfig::default());
+//! let g = grader.grade("\\frac{1}{2}", "So the probability is \\boxed{0.5}.");
+//! assert_eq!((g.reward, g.status), (1, Status::Correct));
+//! ```
+
+pub mod budget;
+pub mod equiv;
+pub mod eval;
+pub mod expr;
+pub mod extract;
+pub mod grade;
+pub mod normalize;
+pub mod number;
+pub mod rng;
+pub mod tasks;
+
+pub use grade::{Grade, Grader, GraderConfig, Status, grade_inline};
+pub use tasks::{Task, TaskError};

@@ -1,0 +1,451 @@
+//! Finding the final answer in a response (or the gold answer in a reference solution).
+//!
+//! Candidates come out best-first, in the priority order math-verify uses: an explicit "final
+//! answer is ..." or `\boxed{}` first, then text anchored on "answer", then GSM8K's `#### 42`, then
+//! any LaTeX environment or plain number (rightmost wins within a priority). The grader takes the
+//! first candidate that parses, so an unparseable box does not hide a good answer elsewhere.
+
+use regex::Regex;
+use std::sync::LazyLock;
+
+/// Where an answer was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Boxed,
+    FinalAnswer,
+    AnswerAnchor,
+    Hashes,
+    Latex,
+    Number,
+    /// The whole (short, formula-like) text, when nothing else matched.
+    Whole,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub text: String,
+    pub source: Source,
+}
+
+/// What extraction may fall back to.
+#[derive(Debug, Clone, Copy)]
+pub struct ExtractOptions {
+    /// Use the last plain number in the text when nothing better is found.
+    pub last_number_fallback: bool,
+    /// Use the whole text when it is a short bare formula ("x+1").
+    pub whole_fallback: bool,
+}
+
+static NUMBER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(concat!(
+        r"(?:^|[\s=*])[$€£¥₹]?",
+        r"(-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?|-?\.\d+)",
+        r"(\s*(?:\\?%|[Pp]ercent(?:age)?\b|[Pp]ct\b))?"
+    ))
+    .unwrap_or_else(|e| panic!("bad built-in regex: {e}"))
+});
+
+static FINAL_ANSWER: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)final answer").unwrap_or_else(|e| panic!("bad built-in regex: {e}")));
+static ANSWER: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)answer").unwrap_or_else(|e| panic!("bad built-in regex: {e}")));
+static IS_WORD: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\sis\b:?\s*").unwrap_or_else(|e| panic!("bad built-in regex: {e}")));
+
+/// A located piece of text; `end` orders candidates within a priority (rightmost first).
+#[derive(Debug, Clone)]
+struct Hit {
+    start: usize,
+    end: usize,
+    text: String,
+}
+
+/// All candidates, best first.
+pub fn candidates(text: &str, opts: &ExtractOptions) -> Vec<Candidate> {
+    let mut out: Vec<Candidate> = Vec::new();
+    let envs = latex_envs(text);
+    let numbers = number_hits(text);
+
+    // Priority 1: \boxed and "final answer is X", rightmost first.
+    let mut top: Vec<(Hit, Source)> = Vec::new();
+    if let Some(h) = last_boxed(text) {
+        top.push((h, Source::Boxed));
+    }
+    for m in FINAL_ANSWER.find_iter(text) {
+        let window_end = floor_boundary(text, (m.end() + 100).min(text.len()));
+        if let Some(is) = IS_WORD.find(&text[m.end()..window_end]) {
+            let at = m.end() + is.end();
+            if let Some(h) = answer_at(text, at, &envs, &numbers) {
+                top.push((h, Source::FinalAnswer));
+            }
+        }
+    }
+    push_group(&mut out, top);
+
+    // Priority 2: the word "answer" followed (within 50 characters) by LaTeX or a number.
+    let mut anchored = Vec::new();
+    for m in ANSWER.find_iter(text) {
+        if let Some(h) = anchored_answer(text, m.end(), &envs, &numbers) {
+            anchored.push((h, Source::AnswerAnchor));
+        }
+    }
+    push_group(&mut out, anchored);
+
+    // Priority 3: GSM8K's "#### 42".
+    if let Some(pos) = text.rfind("####") {
+        let rest = text[pos + 4..].trim_start_matches('#');
+        let line = rest.lines().next().unwrap_or("").trim();
+        if !line.is_empty() {
+            out.push(Candidate { text: line.to_string(), source: Source::Hashes });
+        }
+    }
+
+    // Priority 4: any LaTeX environment or plain number; rightmost first.
+    let mut plain: Vec<(Hit, Source)> = envs.iter().map(|h| (h.clone(), Source::Latex)).collect();
+    if opts.last_number_fallback {
+        plain.extend(numbers.iter().map(|h| (h.clone(), Source::Number)));
+    }
+    push_group(&mut out, plain);
+
+    if out.is_empty() && opts.whole_fallback && looks_like_bare_answer(text) {
+        out.push(Candidate { text: text.trim().to_string(), source: Source::Whole });
+    }
+    out
+}
+
+fn push_group(out: &mut Vec<Candidate>, mut hits: Vec<(Hit, Source)>) {
+    // Rightmost end first; for equal ends the longer (earlier-starting) match first.
+    hits.sort_by(|a, b| b.0.end.cmp(&a.0.end).then(a.0.start.cmp(&b.0.start)));
+    for (h, source) in hits {
+        let text = h.text.trim().to_string();
+        if !text.is_empty() && !out.iter().any(|c| c.text == text && c.source == source) {
+            out.push(Candidate { text, source });
+        }
+    }
+}
+
+fn floor_boundary(s: &str, mut i: usize) -> usize {
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// An answer starting at `at`: a boxed expression, a LaTeX environment or a number.
+fn answer_at(text: &str, at: usize, envs: &[Hit], numbers: &[Hit]) -> Option<Hit> {
+    let rest = &text[at..];
+    let skipped = rest.len() - rest.trim_start().len();
+    let at = at + skipped;
+    if text[at..].starts_with("\\boxed") || text[at..].starts_with("\\fbox") {
+        return boxed_at(text, at);
+    }
+    if let Some(h) = envs.iter().find(|h| h.start == at) {
+        return Some(h.clone());
+    }
+    numbers.iter().find(|h| h.start >= at && h.start <= at + 1).cloned()
+}
+
+/// After an "answer" anchor: the first LaTeX environment starting within 50 characters, or a
+/// number — the one after the last `=` within 100 characters when there is one.
+fn anchored_answer(text: &str, anchor_end: usize, envs: &[Hit], numbers: &[Hit]) -> Option<Hit> {
+    let near = floor_boundary(text, (anchor_end + 50).min(text.len()));
+    let env = envs.iter().find(|h| h.start >= anchor_end && h.start <= near).cloned();
+    let far = floor_boundary(text, (anchor_end + 100).min(text.len()));
+    let after_eq = text[anchor_end..far].rfind('=').map(|p| anchor_end + p + 1);
+    let number = match after_eq {
+        Some(eq) => numbers.iter().find(|h| h.start >= eq && text[eq..h.start].trim().is_empty()).cloned(),
+        None => None,
+    }
+    .or_else(|| numbers.iter().find(|h| h.start >= anchor_end && h.start <= near).cloned())
+    .filter(|h| !text[h.end..].trim_start().starts_with('='));
+    match (env, number) {
+        (Some(e), Some(n)) => Some(if n.start < e.start { n } else { e }),
+        (e, n) => e.or(n),
+    }
+}
+
+fn number_hits(text: &str) -> Vec<Hit> {
+    NUMBER
+        .captures_iter(text)
+        .filter_map(|c| {
+            let num = c.get(1)?;
+            let (end, pct) = match c.get(2) {
+                Some(p) => (p.end(), true),
+                None => (num.end(), false),
+            };
+            let mut t = num.as_str().to_string();
+            if pct {
+                t.push_str("\\%");
+            }
+            Some(Hit { start: num.start(), end, text: t })
+        })
+        .collect()
+}
+
+/// `$...$`, `$$...$$`, `\[...\]`, `\(...\)` and bare `\frac{a}{b}`, with chains like
+/// "$1$, $2$ and $3$" joined into one comma list (a set of answers).
+fn latex_envs(text: &str) -> Vec<Hit> {
+    let b = text.as_bytes();
+    let mut raw: Vec<Hit> = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let escaped = i > 0 && b[i - 1] == b'\\';
+        let found = if b[i] == b'$' && !escaped {
+            if b.get(i + 1) == Some(&b'$') {
+                find_unescaped(text, i + 2, "$$", true).map(|e| (i + 2, e, e + 2))
+            } else if i > 0 && b[i - 1].is_ascii_digit() {
+                None
+            } else {
+                find_unescaped(text, i + 1, "$", false).map(|e| (i + 1, e, e + 1))
+            }
+        } else if b[i] == b'\\' && !escaped && (b.get(i + 1) == Some(&b'[') || b.get(i + 1) == Some(&b'(')) {
+            let close = if b[i + 1] == b'[' { "\\]" } else { "\\)" };
+            find_unescaped(text, i + 2, close, b[i + 1] == b'[').map(|e| (i + 2, e, e + 2))
+        } else {
+            None
+        };
+        match found {
+            Some((cs, ce, end)) => {
+                let mut inner = text[cs..ce].to_string();
+                let mut end = end;
+                // A percent sign right after the environment belongs to the answer.
+                let after = &text[end..];
+                let trimmed = after.trim_start();
+                for p in ["\\%", "%"] {
+                    if trimmed.starts_with(p) {
+                        inner.push_str("\\%");
+                        end += after.len() - trimmed.len() + p.len();
+                        break;
+                    }
+                }
+                if !inner.trim().is_empty() {
+                    raw.push(Hit { start: i, end, text: inner });
+                }
+                i = end;
+            }
+            None => i += 1,
+        }
+    }
+    // Join chains separated only by ",", "and", "or".
+    let mut joined: Vec<Hit> = Vec::new();
+    for h in raw {
+        if let Some(last) = joined.last_mut() {
+            let between = text[last.end..h.start].trim();
+            let sep = between.trim_start_matches(',').trim();
+            if between == "," || sep == "and" || sep == "or" {
+                last.text = format!("{},{}", last.text, h.text);
+                last.end = h.end;
+                continue;
+            }
+        }
+        joined.push(h);
+    }
+    // Bare \frac{n}{m} outside any environment.
+    let mut pos = 0;
+    while let Some(off) = text[pos..].find("\\frac{") {
+        let start = pos + off;
+        pos = start + 6;
+        if joined.iter().any(|h| h.start <= start && start < h.end) {
+            continue;
+        }
+        if let Some((num_end, den_end)) = simple_frac_at(text, start) {
+            let _ = num_end;
+            joined.push(Hit { start, end: den_end, text: text[start..den_end].to_string() });
+        }
+    }
+    joined.sort_by_key(|h| h.start);
+    joined
+}
+
+fn simple_frac_at(text: &str, start: usize) -> Option<(usize, usize)> {
+    let is_num = |s: &str| {
+        let s = s.strip_prefix('-').unwrap_or(s);
+        !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit() || c == b'.')
+    };
+    let a = start + 6;
+    let a_end = a + text[a..].find('}')?;
+    if !is_num(&text[a..a_end]) || !text[a_end + 1..].starts_with('{') {
+        return None;
+    }
+    let b = a_end + 2;
+    let b_end = b + text[b..].find('}')?;
+    if !is_num(&text[b..b_end]) {
+        return None;
+    }
+    Some((a_end, b_end + 1))
+}
+
+fn find_unescaped(text: &str, from: usize, pat: &str, multiline: bool) -> Option<usize> {
+    let mut pos = from;
+    while pos <= text.len() {
+        let off = text[pos..].find(pat)?;
+        let at = pos + off;
+        if !multiline && text[from..at].contains('\n') {
+            return None;
+        }
+        if at > 0 && text.as_bytes()[at - 1] == b'\\' {
+            pos = at + pat.len();
+            continue;
+        }
+        return Some(at);
+    }
+    None
+}
+
+/// `\boxed{...}` / `\fbox{...}` at `at` with balanced braces (to the end of text when unclosed).
+fn boxed_at(text: &str, at: usize) -> Option<Hit> {
+    let cmd_len = if text[at..].starts_with("\\boxed") { 6 } else { 5 };
+    let b = text.as_bytes();
+    let mut i = at + cmd_len;
+    while i < b.len() && b[i].is_ascii_whitespace() {
+        i += 1;
+    }
+    if i >= b.len() {
+        return None;
+    }
+    if b[i] != b'{' {
+        // "\boxed 5": one token up to whitespace or '$'.
+        let rest = &text[i..];
+        let len = rest.find(|c: char| c.is_whitespace() || c == '$').unwrap_or(rest.len());
+        return (len > 0).then(|| Hit { start: at, end: i + len, text: rest[..len].to_string() });
+    }
+    let open = i;
+    let mut depth = 0usize;
+    while i < b.len() {
+        match b[i] {
+            b'{' => depth += 1,
+            b'}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(Hit { start: at, end: i + 1, text: text[open + 1..i].to_string() });
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    // Unclosed: take everything after the brace (a truncated response).
+    Some(Hit { start: at, end: b.len(), text: text[open + 1..].to_string() })
+}
+
+/// The last `\boxed{}` in the text. Boxes close together, or separated by "and", "or", "," within
+/// a short gap, are one answer: "\boxed{1} and \boxed{2}" is the list 1, 2.
+fn last_boxed(text: &str) -> Option<Hit> {
+    let mut parts: Vec<Hit> = Vec::new();
+    let mut limit = text.len();
+    loop {
+        let region = &text[..limit];
+        let at = match (region.rfind("\\boxed"), region.rfind("\\fbox")) {
+            (Some(a), Some(b)) => a.max(b),
+            (a, b) => a.or(b)?,
+        };
+        let Some(h) = boxed_at(text, at) else {
+            limit = at;
+            continue;
+        };
+        if h.end > limit {
+            // A box that encloses the later one (\boxed{\boxed{1}}): keep the later one only.
+            if parts.is_empty() {
+                parts.push(h);
+            }
+            break;
+        }
+        if let Some(next) = parts.last() {
+            let between = &text[h.end..next.start];
+            let gap = between.chars().count();
+            let separated = between.contains(',')
+                || between.contains(';')
+                || between.split_whitespace().any(|w| w == "and" || w == "or");
+            let same = h.text.trim() == next.text.trim();
+            if !(gap < 10 || (gap < 70 && separated && !same)) {
+                break;
+            }
+            if same {
+                // Repeated box of the same answer: one answer, not a list.
+                limit = at;
+                continue;
+            }
+        }
+        parts.push(h);
+        limit = at;
+        if limit == 0 {
+            break;
+        }
+    }
+    let first = parts.last()?.start;
+    let end = parts.first()?.end;
+    let texts: Vec<String> = parts.iter().rev().map(|h| h.text.trim().to_string()).collect();
+    Some(Hit { start: first, end, text: texts.join(",") })
+}
+
+/// Short text that reads as a formula rather than prose ("x+1", "\sqrt{2}", "(1, 2)").
+fn looks_like_bare_answer(text: &str) -> bool {
+    let t = text.trim();
+    if t.is_empty() || t.len() > 300 {
+        return false;
+    }
+    // Prose has consecutive words of letters; formulas have at most isolated ones.
+    let mut prev_word = false;
+    for w in t.split_whitespace() {
+        let word = w.trim_matches(|c: char| c.is_ascii_punctuation());
+        let is_word = word.len() >= 2 && word.chars().all(char::is_alphabetic);
+        if is_word && prev_word {
+            return false;
+        }
+        prev_word = is_word;
+    }
+    true
+}
+
+/// The gold answer from a reference: a box or `####` when present, else the whole text when it is
+/// a bare answer, else the same extraction as a response.
+pub fn gold_candidates(gold: &str) -> Vec<Candidate> {
+    // Gold answers always allow every fallback: a reference is never "no answer" by choice.
+    let opts = ExtractOptions { last_number_fallback: true, whole_fallback: true };
+    let has_marker = gold.contains("\\boxed") || gold.contains("\\fbox") || gold.contains("####");
+    if !has_marker && looks_like_bare_answer(gold) {
+        let mut v = vec![Candidate { text: gold.trim().to_string(), source: Source::Whole }];
+        v.extend(candidates(gold, &opts));
+        return v;
+    }
+    candidates(gold, &opts)
+}
+
+/// The content of the last `\boxed{}` (joined with neighbouring boxes), if any.
+pub fn last_boxed_content(text: &str) -> Option<String> {
+    last_boxed(text).map(|h| h.text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OPTS: ExtractOptions = ExtractOptions { last_number_fallback: true, whole_fallback: true };
+
+    fn first(s: &str) -> Option<String> {
+        candidates(s, &OPTS).into_iter().next().map(|c| c.text)
+    }
+
+    #[test]
+    fn boxed_wins_and_braces_balance() {
+        assert_eq!(first("so 3 then \\boxed{\\frac{1}{2}} and 7").as_deref(), Some("\\frac{1}{2}"));
+        assert_eq!(first("\\boxed{1} and \\boxed{2}").as_deref(), Some("1,2"));
+        assert_eq!(first("first \\boxed{1}. Long digression here about many things. \\boxed{2}").as_deref(), Some("2"));
+        assert_eq!(first("\\boxed{42").as_deref(), Some("42"));
+        assert_eq!(first("\\fbox{7}").as_deref(), Some("7"));
+    }
+
+    #[test]
+    fn anchors_and_fallbacks() {
+        assert_eq!(first("The final answer is 7. Then 42").as_deref(), Some("7"));
+        assert_eq!(first("The answer is 2. Actually wait 5").as_deref(), Some("2"));
+        assert_eq!(first("blah\n#### 1,234").as_deref(), Some("1,234"));
+        assert_eq!(first("we get $x^2$ here").as_deref(), Some("x^2"));
+        assert_eq!(first("costs $5 and then 6 more").as_deref(), Some("6"));
+        assert_eq!(first("it is $1$, $2$ and $3$").as_deref(), Some("1,2,3"));
+        assert_eq!(first("x+1").as_deref(), Some("x+1"));
+        assert_eq!(first("I do not know"), None);
+        let no_num = ExtractOptions { last_number_fallback: false, whole_fallback: false };
+        assert!(candidates("so it is 12 apples", &no_num).is_empty());
+    }
+}

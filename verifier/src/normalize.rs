@@ -1,0 +1,175 @@
+//! LaTeX normalisation of an extracted answer, before parsing.
+//!
+//! Removes what carries no mathematical content (sizing commands, spacing, dollar signs, units,
+//! degree marks) and rewrites the common sloppy forms (`\dfrac`, `\frac12`, `\sqrt3`) so the parser
+//! sees one spelling per construct.
+
+use regex::Regex;
+use std::sync::LazyLock;
+
+fn re(pattern: &str) -> Regex {
+    // The patterns are constants in this file; a bad one is a programming error caught by tests.
+    Regex::new(pattern).unwrap_or_else(|e| panic!("bad built-in regex {pattern}: {e}"))
+}
+
+static SIZING: LazyLock<Regex> = LazyLock::new(|| re(r"\\(?:left|right|middle|[bB]igg?[lr]?)(?:[^a-zA-Z]|$)"));
+static DIGIT_SPACE_DIGITS: LazyLock<Regex> = LazyLock::new(|| re(r"(\d)(?:\\[,!;: ]|\{,\}|~)(\d{3})"));
+static SPACING: LazyLock<Regex> = LazyLock::new(|| re(r"\\[,!;: ]|\\q?quad\b|~"));
+static FRAC_VARIANTS: LazyLock<Regex> = LazyLock::new(|| re(r"\\[dtc]frac"));
+static DEGREES: LazyLock<Regex> =
+    LazyLock::new(|| re(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|°|\\degree|\^\s*\{\s*\\text\{\s*o\s*\}\s*\}"));
+static PERCENT_WORD: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"\s*\\text\s*\{\s*(?:percent|percentage|pct|\\%)\s*\}|\s*\b(?:percentage|percent|pct)\b")
+});
+static UNIT_TEXT_AT_END: LazyLock<Regex> =
+    LazyLock::new(|| re(r"\s*\\(?:text|mbox|mathrm)\s*\{[^{}]*\}(?:\s*\^\s*\{?\d\}?)?\s*$"));
+static UNIT_WORD_AT_END: LazyLock<Regex> = LazyLock::new(|| {
+    re(concat!(
+        r"([\d}\s)])\s*(?:square\s+|sq\.?\s*|cubic\s+)?(?:",
+        r"cm|mm|km|m|kg|g|mg|lb|lbs|oz|ft|feet|foot|inch|inches|in|yd|yard|mile|miles|mph|kph|",
+        r"meter|metre|liter|litre|ml|l|gallon|hour|hours|hr|hrs|minute|minutes|min|mins|second|seconds|",
+        r"sec|secs|s|day|days|week|weeks|month|months|year|years|yr|yrs|degree|degrees|deg|units?|",
+        r"dollars?|cents?|rupees?|rs|people|persons?|students?|apples?|marbles?|pages?|books?|",
+        r"meters|metres|liters|litres|gallons|miles|kilometers|kilograms|grams|pounds|ounces",
+        r")\.?(?:\s*\^\s*\{?\d\}?)?\s*$"
+    ))
+});
+static AND_OR: LazyLock<Regex> = LazyLock::new(|| re(r"\s*\\text\s*\{\s*(?:and|or)\s*\}\s*|,?\s+\b(?:and|or)\b\s+"));
+static FRAC_SHORT: LazyLock<Regex> = LazyLock::new(|| re(r"\\frac\s*(\d)\s*(\d)"));
+static FRAC_SHORT_NUM: LazyLock<Regex> = LazyLock::new(|| re(r"\\frac\s*(\d)\s*\{"));
+static FRAC_SHORT_DEN: LazyLock<Regex> = LazyLock::new(|| re(r"\\frac\s*\{([^{}]*)\}\s*(\d)"));
+static SQRT_SHORT: LazyLock<Regex> = LazyLock::new(|| re(r"\\sqrt\s*(\d|[a-zA-Z])"));
+static TEXT_WRAPPER: LazyLock<Regex> =
+    LazyLock::new(|| re(r"^\\(?:text|textbf|mathrm|mathbf|textit|mbox|boxed)\s*\{(.*)\}$"));
+
+/// Normalises an extracted answer.
+pub fn normalize(answer: &str) -> String {
+    let mut s = answer.trim().to_string();
+    // Doubled backslashes from JSON-escaped LaTeX (\\frac) outside matrices.
+    if !s.contains("matrix") && s.contains("\\\\") {
+        s = s.replace("\\\\", "\\");
+    }
+    s = s.replace("\\$", "").replace('$', "");
+    s = s.replace("\\displaystyle", "").replace("\\textstyle", "");
+    s = SIZING.replace_all(&s, |c: &regex::Captures| tail_char(&c[0])).into_owned();
+    // Thousands separators written with a thin space: 1\,000 → 1000 (twice for 1\,000\,000).
+    for _ in 0..2 {
+        s = DIGIT_SPACE_DIGITS.replace_all(&s, "$1$2").into_owned();
+    }
+    s = s.replace("{,}", ",");
+    s = SPACING.replace_all(&s, " ").into_owned();
+    s = FRAC_VARIANTS.replace_all(&s, "\\frac").into_owned();
+    s = DEGREES.replace_all(&s, "").into_owned();
+    s = PERCENT_WORD.replace_all(&s, "\\%").into_owned();
+    s = s.replace("\\text{%}", "\\%");
+    // Units only come off the end, and never leave an empty answer.
+    for _ in 0..2 {
+        let stripped = UNIT_TEXT_AT_END.replace(&s, "").trim().to_string();
+        if !stripped.is_empty() && stripped != s {
+            s = stripped;
+        }
+        let stripped = UNIT_WORD_AT_END.replace(&s, "$1").trim().to_string();
+        if !stripped.is_empty() && stripped != s && stripped.chars().any(|c| c.is_ascii_digit()) {
+            s = stripped;
+        }
+    }
+    s = AND_OR.replace_all(&s, ",").into_owned();
+    s = FRAC_SHORT.replace_all(&s, "\\frac{$1}{$2}").into_owned();
+    s = FRAC_SHORT_NUM.replace_all(&s, "\\frac{$1}{").into_owned();
+    s = FRAC_SHORT_DEN.replace_all(&s, "\\frac{$1}{$2}").into_owned();
+    s = SQRT_SHORT.replace_all(&s, "\\sqrt{$1}").into_owned();
+    s = s.trim().trim_end_matches(['.', ',', ';']).trim().to_string();
+    // A whole answer wrapped in \text{...}: keep the content.
+    while let Some(c) = TEXT_WRAPPER.captures(&s) {
+        let inner = c[1].to_string();
+        if !balanced(&inner) {
+            break;
+        }
+        s = inner.trim().to_string();
+    }
+    // "(A)" as a choice letter.
+    let b = s.as_bytes();
+    if b.len() == 3 && b[0] == b'(' && b[2] == b')' && b[1].is_ascii_alphabetic() {
+        s = (b[1] as char).to_string();
+    }
+    s
+}
+
+fn tail_char(m: &str) -> String {
+    // SIZING consumes one character after the command name; keep it unless it is a space or '.'.
+    match m.chars().last() {
+        Some(c) if !c.is_ascii_alphabetic() && c != '.' && !c.is_whitespace() => c.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// Braces balanced (ignoring escaped ones).
+pub fn balanced(s: &str) -> bool {
+    let mut depth: i64 = 0;
+    let mut prev_backslash = false;
+    for c in s.chars() {
+        if !prev_backslash {
+            match c {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth < 0 {
+                        return false;
+                    }
+                }
+                _ => {}
+            }
+        }
+        prev_backslash = c == '\\' && !prev_backslash;
+    }
+    depth == 0
+}
+
+/// Maximum brace/bracket nesting depth, found in one pass without recursion.
+pub fn nesting_depth(s: &str) -> usize {
+    let mut depth: usize = 0;
+    let mut max = 0;
+    for c in s.chars() {
+        match c {
+            '{' | '(' | '[' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            '}' | ')' | ']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
+/// Whitespace-free form used for the exact-string fast path.
+pub fn compact(s: &str) -> String {
+    s.chars().filter(|c| !c.is_whitespace()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removes_decoration() {
+        assert_eq!(normalize("\\left( 1, 2 \\right]"), "( 1, 2 ]");
+        assert_eq!(normalize("30^\\circ"), "30");
+        assert_eq!(normalize("\\$5"), "5");
+        assert_eq!(normalize("5\\text{ cm}^2"), "5");
+        assert_eq!(normalize("12 meters"), "12");
+        assert_eq!(normalize("1\\,000\\,000"), "1000000");
+        assert_eq!(normalize("\\dfrac12"), "\\frac{1}{2}");
+        assert_eq!(normalize("\\sqrt3"), "\\sqrt{3}");
+        assert_eq!(normalize("\\text{(B)}"), "B");
+        assert_eq!(normalize("50 percent"), "50\\%");
+        assert_eq!(normalize("\\text{Monday}"), "Monday");
+    }
+
+    #[test]
+    fn depth_scan() {
+        assert_eq!(nesting_depth("{{()}}"), 4);
+        assert!(!balanced("{"));
+        assert!(balanced("\\{1\\}"));
+    }
+}
