@@ -145,6 +145,58 @@ def to_legacy_config(path):
         f.write("\n")
 
 
+def plain_forward(out_dir, ids):
+    """Independent f64 re-implementation of the decoder straight from config.json + safetensors.
+
+    Guards the fixture against transformers-specific behaviour sneaking in: the expected values
+    must be those of the textbook Qwen2/Llama math (rotate-half RoPE, GQA, SwiGLU, RMSNorm).
+    """
+    from safetensors.torch import load_file
+
+    with open(os.path.join(out_dir, "config.json")) as f:
+        c = json.load(f)
+    theta = c["rope_theta"] if "rope_theta" in c else c["rope_parameters"]["rope_theta"]
+    w = {k: v.double() for k, v in load_file(os.path.join(out_dir, "model.safetensors")).items()}
+    H, KV, D = c["num_attention_heads"], c["num_key_value_heads"], c["hidden_size"]
+    hd = c.get("head_dim") or D // H
+    eps = c["rms_norm_eps"]
+    T = len(ids)
+
+    def rms(x, g):
+        return g * x / torch.sqrt((x * x).mean(-1, keepdim=True) + eps)
+
+    def lin(x, name):
+        y = x @ w[name + ".weight"].T
+        return y + w[name + ".bias"] if name + ".bias" in w else y
+
+    inv = 1.0 / theta ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd)
+    ang = torch.arange(T, dtype=torch.float64)[:, None] * inv[None]
+    cos, sin = torch.cat([ang.cos()] * 2, -1), torch.cat([ang.sin()] * 2, -1)
+
+    def rope(x):  # [heads, T, hd]
+        x1, x2 = x[..., : hd // 2], x[..., hd // 2 :]
+        return x * cos + torch.cat([-x2, x1], -1) * sin
+
+    mask = torch.full((T, T), float("-inf"), dtype=torch.float64).triu(1)
+    x = w["model.embed_tokens.weight"][torch.tensor(ids)]
+    for i in range(c["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        h = rms(x, w[p + "input_layernorm.weight"])
+        q = lin(h, p + "self_attn.q_proj").view(T, H, hd).transpose(0, 1)
+        k = lin(h, p + "self_attn.k_proj").view(T, KV, hd).transpose(0, 1)
+        v = lin(h, p + "self_attn.v_proj").view(T, KV, hd).transpose(0, 1)
+        q, k = rope(q), rope(k)
+        k, v = k.repeat_interleave(H // KV, 0), v.repeat_interleave(H // KV, 0)
+        a = torch.softmax(q @ k.transpose(1, 2) / hd**0.5 + mask, -1) @ v
+        x = x + lin(a.transpose(0, 1).reshape(T, H * hd), p + "self_attn.o_proj")
+        h = rms(x, w[p + "post_attention_layernorm.weight"])
+        g = lin(h, p + "mlp.gate_proj")
+        x = x + lin(torch.nn.functional.silu(g) * lin(h, p + "mlp.up_proj"), p + "mlp.down_proj")
+    x = rms(x, w["model.norm.weight"])
+    head = w.get("lm_head.weight", w["model.embed_tokens.weight"])
+    return torch.log_softmax(x @ head.T, -1)
+
+
 def manual_greedy(model, prompt, n):
     """Argmax with full recomputation and no logits processors; returns ids, logprobs, min gap."""
     ids = list(prompt)
@@ -196,6 +248,10 @@ def build(name, spec, out_root):
                 ids[-1] = eos
             logits = model(ids[None]).logits[0]
             ls = torch.log_softmax(logits.float(), dim=-1)
+            plain = plain_forward(out_dir, ids.tolist())
+            diff = (plain - ls.double()).abs().max().item()
+            assert diff < 1e-5, f"{name}: transformers vs plain f64 forward differ by {diff}"
+            print(f"  case {i}: transformers f32 vs plain f64 forward max |diff| {diff:.2e}")
             cases.append(
                 {
                     "input_ids": ids.tolist(),
@@ -216,7 +272,8 @@ def build(name, spec, out_root):
                 ref, lps, gap = manual_greedy(model, prompt, MAX_NEW)
                 if eos not in ref and gap >= MIN_GAP and len(set(ref)) > 3:
                     break
-                print(f"  {name}: prompt len {L} attempt {attempt} rejected (gap {gap:.3g})")
+                why = "EOS in output" if eos in ref else f"top-2 gap {gap:.3g}"
+                print(f"  {name}: prompt len {L} attempt {attempt} rejected ({why})")
             else:
                 raise SystemExit(f"{name}: no clean greedy prompt of length {L}")
             res = model.generate(
