@@ -229,14 +229,11 @@ impl Comparer<'_> {
             return true;
         }
         if let (Some(x), Some(y)) = (letters(a), letters(b)) {
-            // Words and products of letters ("\text{Monday}" vs "Monday"): compare the spelling.
-            if x.len() > 1 || y.len() > 1 {
-                let sorted = |s: &str| {
-                    let mut c: Vec<char> = s.chars().collect();
-                    c.sort_unstable();
-                    c
-                };
-                return x == y || (is_product(a) != is_product(b) && sorted(&x) == sorted(&y));
+            // A word against letters ("\text{Monday}" vs "Monday", which parses as a product of
+            // single letters): compare the spelling. Two products are ordinary algebra (xy = yx).
+            let is_word = |e: &Expr| matches!(e, Expr::Sym(s) if s.chars().count() > 1);
+            if is_word(a) || is_word(b) {
+                return x == y;
             }
         }
         let names = vars_of(&[a, b]);
@@ -255,6 +252,11 @@ impl Comparer<'_> {
                 }
                 _ => {
                     let (fx, fy) = (x.to_f64(), y.to_f64());
+                    // Overflowed values (10^{10^{10}}) carry no digits to compare; genuine
+                    // infinities were already matched by their written form.
+                    if !fx.is_finite() || !fy.is_finite() {
+                        return false;
+                    }
                     let tol = if decimals { self.cfg.rel_tol } else { TIGHT_TOL };
                     close(fx, fy, tol) || (decimals && round6(fx) == round6(fy) && fx.is_finite())
                 }
@@ -363,10 +365,6 @@ fn only_symbols(e: &Expr) -> bool {
         Expr::Mul(v) => v.iter().all(only_symbols),
         _ => false,
     }
-}
-
-fn is_product(e: &Expr) -> bool {
-    matches!(e, Expr::Mul(_))
 }
 
 /// The letters of a symbol or a product of symbols.

@@ -4,7 +4,7 @@
 //! depth is bounded by the limit and nothing that walks it (evaluation, printing, drop) can
 //! overflow the stack, whatever the input.
 
-use crate::number::{Num, parse_decimal};
+use crate::number::parse_decimal;
 use num_rational::BigRational;
 
 /// Relations allowed in equations and inequalities.
@@ -533,7 +533,12 @@ impl Parser<'_> {
                         break;
                     }
                     let rhs = self.parse_expr(21, depth + 1)?;
-                    lhs = push_mul(lhs, rhs);
+                    // A mixed number: 2\frac{1}{3} is 2 + 1/3.
+                    if is_integer_literal(&lhs) && matches!(t, Tok::Cmd(c) if c.ends_with("frac")) && is_simple_fraction(&rhs) {
+                        lhs = Expr::Add(vec![lhs, rhs]);
+                    } else {
+                        lhs = push_mul(lhs, rhs);
+                    }
                 }
                 _ => break,
             }
@@ -751,6 +756,19 @@ impl Parser<'_> {
     }
 }
 
+fn is_integer_literal(e: &Expr) -> bool {
+    matches!(e, Expr::Num { value, decimal: false } if value.is_integer())
+}
+
+fn is_simple_fraction(e: &Expr) -> bool {
+    match e {
+        Expr::Mul(v) if v.len() == 2 => {
+            is_integer_literal(&v[0]) && matches!(&v[1], Expr::Inv(d) if is_integer_literal(d))
+        }
+        _ => false,
+    }
+}
+
 fn push_mul(lhs: Expr, rhs: Expr) -> Expr {
     match lhs {
         Expr::Mul(mut v) => {
@@ -896,11 +914,6 @@ fn write_expr(e: &Expr, out: &mut String) {
             out.push(']');
         }
     }
-}
-
-/// True when the literal value is a plain number (no decimals) — used by the Num conversion.
-pub fn literal(value: &BigRational) -> Num {
-    Num::Exact(value.clone())
 }
 
 #[cfg(test)]

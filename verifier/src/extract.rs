@@ -38,7 +38,7 @@ pub struct ExtractOptions {
 
 static NUMBER: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(concat!(
-        r"(?:^|[\s=*])[$€£¥₹]?",
+        r"(?:^|[\s=*])(?:\\?[$€£¥₹])?",
         r"(-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?|-?\.\d+)",
         r"(\s*(?:\\?%|[Pp]ercent(?:age)?\b|[Pp]ct\b))?"
     ))
@@ -337,7 +337,8 @@ fn last_boxed(text: &str) -> Option<Hit> {
         let region = &text[..limit];
         let at = match (region.rfind("\\boxed"), region.rfind("\\fbox")) {
             (Some(a), Some(b)) => a.max(b),
-            (a, b) => a.or(b)?,
+            (Some(a), None) | (None, Some(a)) => a,
+            (None, None) => break,
         };
         let Some(h) = boxed_at(text, at) else {
             limit = at;

@@ -219,6 +219,11 @@ pub fn grade_inline(config: &GraderConfig, gold: &str, response: &str, deadline:
     if !gold.normalized.is_empty() && compact(&gold.normalized) == compact(&pred.normalized) {
         return Grade::new(Status::Correct, extracted);
     }
+    if let (Some(g), Some(p)) = (plain_integer(&gold.normalized), plain_integer(&pred.normalized)) {
+        // Integers of any length compare by their digits, without parsing (100,000 digits).
+        let status = if g == p { Status::Correct } else { Status::Incorrect };
+        return Grade::new(status, extracted);
+    }
     let status = match (&gold.parsed, &pred.parsed) {
         (Some(g), Some(p)) => {
             let cfg = EquivConfig {
@@ -239,4 +244,17 @@ pub fn grade_inline(config: &GraderConfig, gold: &str, response: &str, deadline:
         (None, Some(_)) => Status::Incorrect,
     };
     Grade::new(status, extracted)
+}
+
+/// Digits of a plain integer answer ("-0042" → "-42"), or None.
+fn plain_integer(s: &str) -> Option<String> {
+    let (sign, digits) = match s.strip_prefix('-') {
+        Some(d) => ("-", d),
+        None => ("", s),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let trimmed = digits.trim_start_matches('0');
+    Some(if trimmed.is_empty() { "0".to_string() } else { format!("{sign}{trimmed}") })
 }

@@ -36,10 +36,10 @@ enum Command {
 #[derive(Args)]
 struct GradeArgs {
     /// Gold answer or full reference solution.
-    #[arg(long, required_unless_present = "batch", conflicts_with = "batch")]
+    #[arg(long, required_unless_present = "batch", conflicts_with = "batch", allow_hyphen_values = true)]
     gold: Option<String>,
     /// The response to grade.
-    #[arg(long, required_unless_present = "batch", conflicts_with = "batch")]
+    #[arg(long, required_unless_present = "batch", conflicts_with = "batch", allow_hyphen_values = true)]
     answer: Option<String>,
     /// Read {"gold", "answer"} JSONL from stdin, write one grade per line.
     #[arg(long)]

@@ -42,6 +42,9 @@ static SQRT_SHORT: LazyLock<Regex> = LazyLock::new(|| re(r"\\sqrt\s*(\d|[a-zA-Z]
 static TEXT_WRAPPER: LazyLock<Regex> =
     LazyLock::new(|| re(r"^\\(?:text|textbf|mathrm|mathbf|textit|mbox|boxed)\s*\{(.*)\}$"));
 
+/// Stand-in for `\\` while the spacing rules run (a control character never in answers).
+const ROW_SEP: &str = "\u{1}";
+
 /// Normalises an extracted answer.
 pub fn normalize(answer: &str) -> String {
     let mut s = answer.trim().to_string();
@@ -50,6 +53,8 @@ pub fn normalize(answer: &str) -> String {
         s = s.replace("\\\\", "\\");
     }
     s = s.replace("\\$", "").replace('$', "");
+    // Protect matrix row separators (\\) from the single-backslash rules below.
+    s = s.replace("\\\\", ROW_SEP);
     s = s.replace("\\displaystyle", "").replace("\\textstyle", "");
     s = SIZING.replace_all(&s, |c: &regex::Captures| tail_char(&c[0])).into_owned();
     // Thousands separators written with a thin space: 1\,000 → 1000 (twice for 1\,000\,000).
@@ -87,6 +92,7 @@ pub fn normalize(answer: &str) -> String {
         }
         s = inner.trim().to_string();
     }
+    s = s.replace(ROW_SEP, "\\\\");
     // "(A)" as a choice letter.
     let b = s.as_bytes();
     if b.len() == 3 && b[0] == b'(' && b[2] == b')' && b[1].is_ascii_alphabetic() {
@@ -168,7 +174,7 @@ mod tests {
 
     #[test]
     fn depth_scan() {
-        assert_eq!(nesting_depth("{{()}}"), 4);
+        assert_eq!(nesting_depth("{{()}}"), 3);
         assert!(!balanced("{"));
         assert!(balanced("\\{1\\}"));
     }
