@@ -1,1 +1,168 @@
-fn main() {}
+//! `actor`: rollout tools over laser-actor's library (generation and teacher-forced scoring).
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use laser_actor::{DEFAULT_BETA_V, DEFAULT_C_REF, GenerateArgs};
+use laser_model::SamplingParams;
+
+#[derive(Parser)]
+#[command(name = "actor", version, about = "LaSeR rollout actor")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct SelfRewardOpts {
+    /// z_c: a special token (text) or numeric id; default: the first known reserved token.
+    #[arg(long)]
+    self_reward_token: Option<String>,
+    /// beta_v in r_s = beta_v * (log p(z_c) - c_ref).
+    #[arg(long, default_value_t = DEFAULT_BETA_V)]
+    beta_v: f32,
+    /// c_ref, from `learner calibrate` (paper default for Qwen2.5).
+    #[arg(long, default_value_t = DEFAULT_C_REF, allow_hyphen_values = true)]
+    c_ref: f32,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Sample completions and print them with their self-reward scores.
+    Generate {
+        /// A Hugging Face model directory or a .gguf file.
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        prompt: String,
+        /// Samples to draw.
+        #[arg(long, default_value_t = 1)]
+        n: usize,
+        #[arg(long, default_value_t = 1.0)]
+        temperature: f32,
+        #[arg(long, default_value_t = 1.0)]
+        top_p: f32,
+        /// 0 disables top-k.
+        #[arg(long, default_value_t = 0)]
+        top_k: usize,
+        #[arg(long, default_value_t = 128)]
+        max_new_tokens: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Stop when the text contains this string (repeatable).
+        #[arg(long)]
+        stop: Vec<String>,
+        /// Wrap the prompt in the model's chat template.
+        #[arg(long)]
+        chat: bool,
+        #[command(flatten)]
+        self_reward: SelfRewardOpts,
+        /// One JSON object per sample instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Teacher-forced scoring: per-token log-probs of RESPONSE and the z_c log-prob after EOS.
+    Score {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        prompt: String,
+        #[arg(long)]
+        response: String,
+        #[arg(long)]
+        chat: bool,
+        #[command(flatten)]
+        self_reward: SelfRewardOpts,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Generate {
+            model,
+            prompt,
+            n,
+            temperature,
+            top_p,
+            top_k,
+            max_new_tokens,
+            seed,
+            stop,
+            chat,
+            self_reward,
+            json,
+        } => {
+            let p = laser_actor::load_cpu(&model)?;
+            let args = GenerateArgs {
+                prompt,
+                chat,
+                n,
+                params: SamplingParams {
+                    temperature,
+                    top_p,
+                    top_k,
+                    max_new_tokens,
+                    seed,
+                    stop_strings: stop,
+                },
+                self_reward_token: self_reward.self_reward_token,
+                beta_v: self_reward.beta_v,
+                c_ref: self_reward.c_ref,
+            };
+            for s in laser_actor::generate(&p, &args)? {
+                if json {
+                    println!("{}", serde_json::to_string(&s)?);
+                } else {
+                    let sr = match (s.self_reward, s.self_reward_logprob) {
+                        (Some(r), Some(lp)) => format!("self_reward={r:.4} (log p(z_c)={lp:.3})"),
+                        _ => "self_reward=n/a (no EOS)".to_string(),
+                    };
+                    println!(
+                        "--- sample {} [{:?}, {} tokens, {sr}]\n{}",
+                        s.index,
+                        s.finish_reason,
+                        s.token_ids.len(),
+                        s.text
+                    );
+                }
+            }
+        }
+        Command::Score {
+            model,
+            prompt,
+            response,
+            chat,
+            self_reward,
+            json,
+        } => {
+            let p = laser_actor::load_cpu(&model)?;
+            let r = laser_actor::score(
+                &p,
+                &prompt,
+                &response,
+                chat,
+                self_reward.self_reward_token.as_deref(),
+                self_reward.beta_v,
+                self_reward.c_ref,
+            )?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!("response tokens: {:?}", r.response_token_ids);
+                println!("log-probs:       {:?}", r.response_logprobs);
+                println!(
+                    "self-reward: log p(z_c)={:.4}  r_s={:.4}",
+                    r.self_reward_logprob, r.self_reward
+                );
+            }
+        }
+    }
+    Ok(())
+}

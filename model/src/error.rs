@@ -17,6 +17,8 @@ pub enum ModelError {
         "{path}: unsupported architecture {architecture:?} (supported: Qwen2ForCausalLM, LlamaForCausalLM)"
     )]
     UnknownArchitecture { path: PathBuf, architecture: String },
+    #[error("{file}: GGUF architecture {architecture:?} is not supported (supported: llama)")]
+    UnsupportedGgufArchitecture { file: PathBuf, architecture: String },
     #[error("{file}: missing tensor `{tensor}`")]
     MissingTensor { file: PathBuf, tensor: String },
     #[error("{file}: tensor `{tensor}` has shape {actual:?}, expected {expected:?}")]

@@ -1,0 +1,319 @@
+//! The generation engine: batched prompts of different lengths with a KV cache, sampling, stop
+//! conditions, and the LaSeR read-out folded into the decode loop.
+//!
+//! Layout: unique prompts are left-padded to a common length and prefilled once; the cache rows are
+//! then forked into `n` samples per prompt. Every decode step feeds one token per live row. A row
+//! that samples EOS stays for exactly one more step, in which its EOS is fed and the log-prob of z_c
+//! is read from that step's logits; it never samples again. Rows that are done are dropped from the
+//! cache, so finished sequences stop costing compute.
+
+use burn::tensor::backend::Backend;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ModelError, Result};
+use crate::sampling::{SamplingParams, log_sum_exp, sample_rng, sample_token};
+use crate::self_reward::{SelfReward, SelfRewardConfig};
+use crate::tokenizer::Tokenizer;
+use crate::transformer::{ForwardBatch, Transformer};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FinishReason {
+    Eos,
+    Length,
+    Stop,
+}
+
+#[derive(Debug, Clone)]
+pub struct GenerationRequest {
+    pub prompts: Vec<Vec<u32>>,
+    /// Samples per prompt (GRPO's group size).
+    pub n: usize,
+    pub params: SamplingParams,
+    /// Token ids that end a sequence.
+    pub eos_token_ids: Vec<u32>,
+    /// When set, every EOS-terminated sample gets its self-reward read out.
+    pub self_reward: Option<SelfRewardConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    pub prompt_index: usize,
+    /// Index among the samples of its prompt.
+    pub sample_index: usize,
+    /// Generated tokens, including the final EOS when `finish_reason` is `Eos`.
+    pub tokens: Vec<u32>,
+    /// log pi(token) under the untempered policy, one per generated token.
+    pub logprobs: Vec<f32>,
+    /// Decoded text (special tokens skipped; a matched stop string is cut). Empty without tokenizer.
+    pub text: String,
+    pub finish_reason: FinishReason,
+    /// Present iff `finish_reason` is `Eos` and the request asked for the read-out.
+    pub self_reward: Option<SelfReward>,
+}
+
+/// Counters a benchmark or the actor's metrics want.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GenerationStats {
+    pub prefill_tokens: usize,
+    pub decode_steps: usize,
+    /// Rows fed to the model across all decode steps (generated tokens + read-out rows).
+    pub decode_rows: usize,
+    /// Of `decode_rows`, the rows that only existed for the self-reward read-out.
+    pub readout_rows: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum RowState {
+    Generating,
+    /// Sampled EOS; the next forward feeds it and reads z_c.
+    ReadoutPending,
+    Done,
+}
+
+struct Row {
+    prompt_index: usize,
+    sample_index: usize,
+    prompt_len: usize,
+    tokens: Vec<u32>,
+    logprobs: Vec<f32>,
+    rng: rand::rngs::StdRng,
+    state: RowState,
+    finish: FinishReason,
+    text: String,
+    self_reward: Option<SelfReward>,
+}
+
+/// Checks a request against the model before any compute is spent.
+pub fn validate_request<B: Backend>(model: &Transformer<B>, req: &GenerationRequest) -> Result<()> {
+    req.params.validate()?;
+    if req.prompts.is_empty() {
+        return Err(ModelError::EmptyBatch);
+    }
+    if req.n == 0 {
+        return Err(ModelError::InvalidOption {
+            field: "n",
+            message: "samples per prompt must be at least 1".into(),
+        });
+    }
+    let cfg = &model.config;
+    let context = cfg.max_position_embeddings;
+    for (index, p) in req.prompts.iter().enumerate() {
+        if p.is_empty() {
+            return Err(ModelError::EmptyPrompt { index });
+        }
+        if let Some(&id) = p.iter().find(|&&t| t as usize >= cfg.vocab_size) {
+            return Err(ModelError::TokenOutOfRange {
+                id,
+                vocab_size: cfg.vocab_size,
+            });
+        }
+        if p.len() + req.params.max_new_tokens > context {
+            return Err(ModelError::PromptTooLong {
+                index,
+                len: p.len(),
+                max_new_tokens: req.params.max_new_tokens,
+                context,
+            });
+        }
+    }
+    if let Some(sr) = &req.self_reward {
+        if sr.token_id as usize >= cfg.vocab_size {
+            return Err(ModelError::TokenOutOfRange {
+                id: sr.token_id,
+                vocab_size: cfg.vocab_size,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Generates `n` samples for each prompt. Samples come back grouped by prompt, in order.
+pub fn generate<B: Backend>(
+    model: &Transformer<B>,
+    tokenizer: Option<&Tokenizer>,
+    req: &GenerationRequest,
+) -> Result<(Vec<Sample>, GenerationStats)> {
+    validate_request(model, req)?;
+    let params = &req.params;
+    if !params.stop_strings.is_empty() && tokenizer.is_none() {
+        return Err(ModelError::InvalidOption {
+            field: "stop_strings",
+            message: "stop strings need a tokenizer to decode the text".into(),
+        });
+    }
+    let mut stats = GenerationStats::default();
+    let vocab = model.config.vocab_size;
+
+    // Prefill each distinct prompt once, left-padded to a common length.
+    let num_prompts = req.prompts.len();
+    let pmax = req.prompts.iter().map(Vec::len).max().unwrap_or(0);
+    let mut batch = ForwardBatch {
+        batch: num_prompts,
+        seq: pmax,
+        tokens: Vec::with_capacity(num_prompts * pmax),
+        positions: Vec::with_capacity(num_prompts * pmax),
+        left_pad: Vec::with_capacity(num_prompts),
+    };
+    for p in &req.prompts {
+        let pad = pmax - p.len();
+        batch.tokens.extend(std::iter::repeat_n(0, pad).chain(p.iter().copied()));
+        batch.positions.extend(std::iter::repeat_n(0, pad).chain(0..p.len()));
+        batch.left_pad.push(pad);
+    }
+    stats.prefill_tokens = req.prompts.iter().map(Vec::len).sum();
+    let mut cache = model.new_cache(num_prompts, pmax + params.max_new_tokens + 1);
+    let hidden = model.hidden_states(&batch, Some(&mut cache));
+    let h = model.config.hidden_size;
+    let last = hidden
+        .slice([0..num_prompts, pmax - 1..pmax, 0..h])
+        .reshape([num_prompts, h]);
+    let prompt_logits = to_host(model.logits(last));
+
+    // Fork: row r is sample (r % n) of prompt (r / n).
+    let n = req.n;
+    let fork: Vec<usize> = (0..num_prompts * n).map(|r| r / n).collect();
+    if n > 1 {
+        cache.select_rows(&fork);
+    }
+    let mut rows: Vec<Row> = fork
+        .iter()
+        .enumerate()
+        .map(|(r, &p)| Row {
+            prompt_index: p,
+            sample_index: r % n,
+            prompt_len: req.prompts[p].len(),
+            tokens: Vec::new(),
+            logprobs: Vec::new(),
+            rng: sample_rng(params.seed, r as u64),
+            state: RowState::Generating,
+            finish: FinishReason::Length,
+            text: String::new(),
+            self_reward: None,
+        })
+        .collect();
+    // `live[i]` is the row held in cache row i; logits row i belongs to it.
+    let mut live: Vec<usize> = (0..rows.len()).collect();
+    let mut logits: Vec<f32> = fork
+        .iter()
+        .flat_map(|&p| prompt_logits[p * vocab..(p + 1) * vocab].iter().copied())
+        .collect();
+
+    loop {
+        for (i, &r) in live.iter().enumerate() {
+            let row_logits = &logits[i * vocab..(i + 1) * vocab];
+            step_row(&mut rows[r], row_logits, req, tokenizer)?;
+        }
+        let keep: Vec<usize> = (0..live.len())
+            .filter(|&i| rows[live[i]].state != RowState::Done)
+            .collect();
+        if keep.is_empty() {
+            break;
+        }
+        if keep.len() != live.len() {
+            cache.select_rows(&keep);
+            live = keep.iter().map(|&i| live[i]).collect();
+        }
+
+        // Feed each live row its last token (for read-out rows, the EOS).
+        let mut step = ForwardBatch {
+            batch: live.len(),
+            seq: 1,
+            tokens: Vec::with_capacity(live.len()),
+            positions: Vec::with_capacity(live.len()),
+            left_pad: Vec::with_capacity(live.len()),
+        };
+        for &r in &live {
+            let row = &rows[r];
+            step.tokens.push(*row.tokens.last().expect("a live row has sampled a token"));
+            step.positions.push(row.prompt_len + row.tokens.len() - 1);
+            step.left_pad.push(pmax - row.prompt_len);
+            if row.state == RowState::ReadoutPending {
+                stats.readout_rows += 1;
+            }
+        }
+        stats.decode_steps += 1;
+        stats.decode_rows += live.len();
+        let hidden = model.hidden_states(&step, Some(&mut cache));
+        logits = to_host(model.logits(hidden.reshape([live.len(), h])));
+    }
+
+    if let Some(tok) = tokenizer {
+        for row in rows.iter_mut().filter(|r| r.finish != FinishReason::Stop) {
+            row.text = tok.decode(&row.tokens, true)?;
+        }
+    }
+    let samples = rows
+        .into_iter()
+        .map(|row| Sample {
+            prompt_index: row.prompt_index,
+            sample_index: row.sample_index,
+            tokens: row.tokens,
+            logprobs: row.logprobs,
+            text: row.text,
+            finish_reason: row.finish,
+            self_reward: row.self_reward,
+        })
+        .collect();
+    Ok((samples, stats))
+}
+
+/// Advances one row by one step given the logits predicted after its last fed token.
+fn step_row(
+    row: &mut Row,
+    logits: &[f32],
+    req: &GenerationRequest,
+    tokenizer: Option<&Tokenizer>,
+) -> Result<()> {
+    match row.state {
+        RowState::Done => return Ok(()),
+        RowState::ReadoutPending => {
+            let sr = req.self_reward.expect("read-out pending implies a self-reward config");
+            let logprob = logits[sr.token_id as usize] - log_sum_exp(logits);
+            row.self_reward = Some(sr.read(logprob));
+            row.state = RowState::Done;
+            return Ok(());
+        }
+        RowState::Generating => {}
+    }
+    let params = &req.params;
+    let (token, logprob) = sample_token(logits, params, &mut row.rng);
+    row.tokens.push(token);
+    row.logprobs.push(logprob);
+
+    if req.eos_token_ids.contains(&token) {
+        row.finish = FinishReason::Eos;
+        row.state = if req.self_reward.is_some() {
+            RowState::ReadoutPending
+        } else {
+            RowState::Done
+        };
+    } else if row.tokens.len() >= params.max_new_tokens {
+        row.finish = FinishReason::Length;
+        row.state = RowState::Done;
+    }
+    // Stop strings need the text every step; otherwise it is decoded once at the end.
+    if let (Some(tok), false) = (tokenizer, params.stop_strings.is_empty()) {
+        if row.state == RowState::Generating {
+            let text = tok.decode(&row.tokens, true)?;
+            if let Some(cut) = params
+                .stop_strings
+                .iter()
+                .filter_map(|s| text.find(s.as_str()))
+                .min()
+            {
+                row.text = text[..cut].to_string();
+                row.finish = FinishReason::Stop;
+                row.state = RowState::Done;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn to_host<B: Backend>(t: burn::tensor::Tensor<B, 2>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .into_vec::<f32>()
+        .expect("float tensor converts to f32")
+}

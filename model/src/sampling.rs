@@ -1,0 +1,202 @@
+//! Host-side token sampling: temperature, top-k, top-p, greedy at temperature 0, with one seeded RNG
+//! per sample so a sample's tokens do not depend on which other sequences share its batch.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::error::{ModelError, Result};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamplingParams {
+    /// 0 means greedy (argmax).
+    pub temperature: f32,
+    /// Nucleus mass in (0, 1]; 1 disables it.
+    pub top_p: f32,
+    /// Keep the k most likely tokens; 0 disables it.
+    pub top_k: usize,
+    pub max_new_tokens: usize,
+    pub seed: u64,
+    /// Generation stops once the decoded text contains one of these; it is cut from the text.
+    pub stop_strings: Vec<String>,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        Self {
+            temperature: 1.0,
+            top_p: 1.0,
+            top_k: 0,
+            max_new_tokens: 256,
+            seed: 0,
+            stop_strings: Vec::new(),
+        }
+    }
+}
+
+impl SamplingParams {
+    pub fn greedy(max_new_tokens: usize) -> Self {
+        Self {
+            temperature: 0.0,
+            max_new_tokens,
+            ..Self::default()
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field, message: String| Err(ModelError::InvalidOption { field, message });
+        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
+            return bad("temperature", format!("must be >= 0, got {}", self.temperature));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return bad("top_p", format!("must be in (0, 1], got {}", self.top_p));
+        }
+        if self.max_new_tokens == 0 {
+            return bad("max_new_tokens", "must be at least 1".into());
+        }
+        if self.stop_strings.iter().any(|s| s.is_empty()) {
+            return bad("stop_strings", "an empty stop string would stop at once".into());
+        }
+        Ok(())
+    }
+}
+
+/// The RNG of sample `index` of a request seeded with `seed` (SplitMix64 mixing of both).
+pub fn sample_rng(seed: u64, index: u64) -> StdRng {
+    let mut z = seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    StdRng::seed_from_u64(z ^ (z >> 31))
+}
+
+/// log-sum-exp of a row, stable.
+pub fn log_sum_exp(logits: &[f32]) -> f32 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if !max.is_finite() {
+        return max;
+    }
+    let sum: f64 = logits.iter().map(|&x| ((x - max) as f64).exp()).sum();
+    max + sum.ln() as f32
+}
+
+/// Picks the next token from one row of logits. Returns the token and its log-probability under
+/// the untempered policy (what PPO's ratio needs), whatever temperature/top-k/top-p chose it.
+pub fn sample_token(logits: &[f32], params: &SamplingParams, rng: &mut StdRng) -> (u32, f32) {
+    let lse = log_sum_exp(logits);
+    let token = if params.temperature == 0.0 {
+        argmax(logits)
+    } else {
+        sample_filtered(logits, params, rng)
+    };
+    (token as u32, logits[token] - lse)
+}
+
+/// First index of the maximum, as torch.argmax.
+pub fn argmax(values: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in values.iter().enumerate() {
+        if v > values[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+fn sample_filtered(logits: &[f32], params: &SamplingParams, rng: &mut StdRng) -> usize {
+    let inv_t = 1.0 / params.temperature;
+    // Candidates as (index, scaled logit); HF order: temperature, then top-k, then top-p.
+    let mut cand: Vec<(usize, f32)> = logits.iter().map(|&l| l * inv_t).enumerate().collect();
+    let by_logit_desc = |a: &(usize, f32), b: &(usize, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    if params.top_k > 0 && params.top_k < cand.len() {
+        cand.select_nth_unstable_by(params.top_k - 1, by_logit_desc);
+        cand.truncate(params.top_k);
+    }
+    let max = cand.iter().map(|c| c.1).fold(f32::NEG_INFINITY, f32::max);
+    let mut probs: Vec<(usize, f64)> = cand.iter().map(|&(i, l)| (i, ((l - max) as f64).exp())).collect();
+    if params.top_p < 1.0 {
+        probs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let total: f64 = probs.iter().map(|p| p.1).sum();
+        let mut cum = 0.0;
+        let mut keep = probs.len();
+        for (k, p) in probs.iter().enumerate() {
+            cum += p.1 / total;
+            // keep the smallest prefix whose mass reaches top_p (always at least one token)
+            if cum >= params.top_p as f64 {
+                keep = k + 1;
+                break;
+            }
+        }
+        probs.truncate(keep);
+    }
+    let total: f64 = probs.iter().map(|p| p.1).sum();
+    let mut u = rng.random::<f64>() * total;
+    for &(i, p) in &probs {
+        if u < p {
+            return i;
+        }
+        u -= p;
+    }
+    probs.last().map_or(0, |p| p.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn greedy_picks_first_max_and_reports_untempered_logprob() {
+        let logits = [0.0, 2.0, 2.0, -1.0];
+        let mut rng = sample_rng(0, 0);
+        let (tok, lp) = sample_token(&logits, &SamplingParams::greedy(1), &mut rng);
+        assert_eq!(tok, 1);
+        let lse = (0f32.exp() + 2f32.exp() * 2.0 + (-1f32).exp()).ln();
+        assert!((lp - (2.0 - lse)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn top_k_one_is_greedy_and_top_p_tiny_is_greedy() {
+        let logits = [0.1, 0.5, 3.0, 0.2];
+        for params in [
+            SamplingParams { top_k: 1, ..Default::default() },
+            SamplingParams { top_p: 1e-6, ..Default::default() },
+        ] {
+            for i in 0..50 {
+                let mut rng = sample_rng(7, i);
+                assert_eq!(sample_token(&logits, &params, &mut rng).0, 2);
+            }
+        }
+    }
+
+    #[test]
+    fn sampling_frequencies_follow_softmax() {
+        let logits = [0.0f32, (2.0f32).ln(), (3.0f32).ln()]; // probs 1/6, 2/6, 3/6
+        let params = SamplingParams::default();
+        let mut rng = sample_rng(1, 0);
+        let mut counts = [0usize; 3];
+        let n = 30_000;
+        for _ in 0..n {
+            counts[sample_token(&logits, &params, &mut rng).0 as usize] += 1;
+        }
+        for (c, p) in counts.iter().zip([1.0 / 6.0, 2.0 / 6.0, 3.0 / 6.0]) {
+            assert!((*c as f64 / n as f64 - p).abs() < 0.01, "{counts:?}");
+        }
+    }
+
+    #[test]
+    fn top_p_excludes_tail() {
+        // probs ~ 0.5, 0.3, 0.2: top_p 0.7 keeps only the first two
+        let logits = [0.5f32.ln(), 0.3f32.ln(), 0.2f32.ln()];
+        let params = SamplingParams { top_p: 0.7, ..Default::default() };
+        let mut rng = sample_rng(3, 0);
+        for _ in 0..2000 {
+            assert_ne!(sample_token(&logits, &params, &mut rng).0, 2);
+        }
+    }
+
+    #[test]
+    fn invalid_options_are_named() {
+        let e = SamplingParams { top_p: 0.0, ..Default::default() }.validate().unwrap_err();
+        assert!(e.to_string().contains("top_p"));
+        let e = SamplingParams { temperature: -1.0, ..Default::default() }.validate().unwrap_err();
+        assert!(e.to_string().contains("temperature"));
+    }
+}

@@ -1,0 +1,405 @@
+//! The decoder: one readable file for the Qwen2/Llama family (they differ only in biases and defaults).
+//!
+//! Token embedding -> N x [RMSNorm -> grouped-query causal attention with RoPE -> residual ->
+//! RMSNorm -> SwiGLU MLP -> residual] -> final RMSNorm -> LM head (tied or untied).
+//!
+//! Linear weights stay in Hugging Face's `[out, in]` layout and are multiplied by their transpose:
+//! that is both the layout checkpoints use and the faster one for burn-flex's LM head.
+//! Every batch is laid out with prompts left-padded, so all rows share one column index per step;
+//! each row's RoPE positions and key-padding mask come from the host (`ForwardBatch`).
+
+use burn::module::{Module, Param};
+use burn::tensor::activation::{silu, softmax};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+
+use crate::cache::{KvCache, LayerCache};
+use crate::config::ModelConfig;
+use crate::error::Result;
+use crate::weights::{HostTensor, WeightMap};
+
+/// Additive mask value for positions a query must not see. Finite, so fully masked rows (left
+/// padding) give a uniform softmax rather than NaN, which would poison gradients.
+pub const MASKED: f32 = -1.0e9;
+
+/// A linear layer `y = x W^T + b`, W in HF's `[out, in]` layout.
+#[derive(Module, Debug)]
+pub struct Linear<B: Backend> {
+    pub weight: Param<Tensor<B, 2>>,
+    pub bias: Option<Param<Tensor<B, 1>>>,
+}
+
+impl<B: Backend> Linear<B> {
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        let dims = x.dims();
+        let d_in = dims[D - 1];
+        let rows = dims[..D - 1].iter().product::<usize>();
+        let weight = self.weight.val();
+        let d_out = weight.dims()[0];
+        let mut y = x.reshape([rows, d_in]).matmul(weight.transpose());
+        if let Some(bias) = &self.bias {
+            y = y + bias.val().unsqueeze_dim(0);
+        }
+        let mut out_dims = dims;
+        out_dims[D - 1] = d_out;
+        y.reshape(out_dims)
+    }
+}
+
+/// RMSNorm exactly as HF computes it: x * rsqrt(mean(x^2) + eps) * weight.
+#[derive(Module, Debug)]
+pub struct RmsNorm<B: Backend> {
+    pub weight: Param<Tensor<B, 1>>,
+    pub eps: f64,
+}
+
+impl<B: Backend> RmsNorm<B> {
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        let variance = x.clone().powi_scalar(2).mean_dim(D - 1);
+        let normed = x * (variance + self.eps).sqrt().recip();
+        normed * self.weight.val().unsqueeze()
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Attention<B: Backend> {
+    pub q_proj: Linear<B>,
+    pub k_proj: Linear<B>,
+    pub v_proj: Linear<B>,
+    pub o_proj: Linear<B>,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+}
+
+/// Rotary tables gathered for one batch: `[batch, 1, seq, head_dim]`, broadcast over heads.
+pub struct Rope<B: Backend> {
+    pub cos: Tensor<B, 4>,
+    pub sin: Tensor<B, 4>,
+}
+
+fn rotate_half<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
+    let [b, h, l, d] = x.dims();
+    let x1 = x.clone().slice([0..b, 0..h, 0..l, 0..d / 2]);
+    let x2 = x.slice([0..b, 0..h, 0..l, d / 2..d]);
+    Tensor::cat(vec![x2.neg(), x1], 3)
+}
+
+fn apply_rope<B: Backend>(x: Tensor<B, 4>, rope: &Rope<B>) -> Tensor<B, 4> {
+    x.clone() * rope.cos.clone() + rotate_half(x) * rope.sin.clone()
+}
+
+impl<B: Backend> Attention<B> {
+    /// `x`: `[batch, seq, hidden]`; `mask`: additive `[batch, 1, seq, keys]` where keys is the cache
+    /// length after this step (or `seq` without a cache).
+    pub fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        rope: &Rope<B>,
+        mask: Tensor<B, 4>,
+        cache: Option<&mut LayerCache<B>>,
+    ) -> Tensor<B, 3> {
+        let [batch, seq, _] = x.dims();
+        let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let groups = nh / nkv;
+
+        let q = self.q_proj.forward(x.clone()).reshape([batch, seq, nh, hd]).swap_dims(1, 2);
+        let k = self.k_proj.forward(x.clone()).reshape([batch, seq, nkv, hd]).swap_dims(1, 2);
+        let v = self.v_proj.forward(x).reshape([batch, seq, nkv, hd]).swap_dims(1, 2);
+        let q = apply_rope(q, rope);
+        let k = apply_rope(k, rope);
+        let (k, v) = match cache {
+            Some(cache) => cache.append(k, v),
+            None => (k, v),
+        };
+        let keys = k.dims()[2];
+
+        // Grouped-query attention without materialising repeated K/V: query head h uses kv head
+        // h / groups (HF's repeat_kv order), so fold the group into the query-row dimension.
+        let q = q.reshape([batch, nkv, groups * seq, hd]);
+        let scale = 1.0 / (hd as f64).sqrt();
+        let scores = q.matmul(k.swap_dims(2, 3)) * scale;
+        let scores = scores.reshape([batch, nkv, groups, seq, keys]) + mask.unsqueeze_dim::<5>(1);
+        let probs = softmax(scores, 4).reshape([batch, nkv, groups * seq, keys]);
+        let out = probs
+            .matmul(v)
+            .reshape([batch, nh, seq, hd])
+            .swap_dims(1, 2)
+            .reshape([batch, seq, nh * hd]);
+        self.o_proj.forward(out)
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Mlp<B: Backend> {
+    pub gate_proj: Linear<B>,
+    pub up_proj: Linear<B>,
+    pub down_proj: Linear<B>,
+}
+
+impl<B: Backend> Mlp<B> {
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let gate = silu(self.gate_proj.forward(x.clone()));
+        self.down_proj.forward(gate * self.up_proj.forward(x))
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct DecoderLayer<B: Backend> {
+    pub input_layernorm: RmsNorm<B>,
+    pub self_attn: Attention<B>,
+    pub post_attention_layernorm: RmsNorm<B>,
+    pub mlp: Mlp<B>,
+}
+
+impl<B: Backend> DecoderLayer<B> {
+    pub fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        rope: &Rope<B>,
+        mask: Tensor<B, 4>,
+        cache: Option<&mut LayerCache<B>>,
+    ) -> Tensor<B, 3> {
+        let h = x.clone()
+            + self
+                .self_attn
+                .forward(self.input_layernorm.forward(x), rope, mask, cache);
+        h.clone() + self.mlp.forward(self.post_attention_layernorm.forward(h))
+    }
+}
+
+/// One forward pass's host-side description: token ids, each token's RoPE position, and each row's
+/// left padding (keys before `left_pad[row]` are hidden from every query of that row).
+#[derive(Debug, Clone)]
+pub struct ForwardBatch {
+    pub batch: usize,
+    pub seq: usize,
+    /// Row-major `[batch, seq]`.
+    pub tokens: Vec<u32>,
+    /// Row-major `[batch, seq]`.
+    pub positions: Vec<usize>,
+    /// Per row: number of padding columns at the start of the (cached + new) key sequence.
+    pub left_pad: Vec<usize>,
+}
+
+#[derive(Module, Debug)]
+pub struct Transformer<B: Backend> {
+    pub embed_tokens: Param<Tensor<B, 2>>,
+    pub layers: Vec<DecoderLayer<B>>,
+    pub norm: RmsNorm<B>,
+    /// `None` when the head is tied to the embedding.
+    pub lm_head: Option<Linear<B>>,
+    pub config: ModelConfig,
+    /// RoPE inverse frequencies `[head_dim / 2]`; angles are formed per batch on the host.
+    inv_freq: Vec<f32>,
+}
+
+fn param<B: Backend, const D: usize>(t: HostTensor, device: &B::Device) -> Param<Tensor<B, D>> {
+    Param::from_tensor(Tensor::from_data(TensorData::new(t.data, t.shape), device))
+}
+
+impl<B: Backend> Transformer<B> {
+    /// Builds the model from a `WeightMap` in HF naming; every tensor is shape-checked, and
+    /// unexpected leftovers are ignored (e.g. `rotary_emb.inv_freq` in old checkpoints).
+    pub fn from_weights(config: &ModelConfig, mut w: WeightMap, device: &B::Device) -> Result<Self> {
+        let c = config;
+        let (h, nh, nkv, hd, ff) = (
+            c.hidden_size,
+            c.num_attention_heads,
+            c.num_key_value_heads,
+            c.head_dim,
+            c.intermediate_size,
+        );
+        let mut linear = |w: &mut WeightMap, name: &str, out: usize, inp: usize, bias: bool| -> Result<Linear<B>> {
+            let weight = param(w.take(&format!("{name}.weight"), &[out, inp])?, device);
+            let bias = if bias {
+                Some(param(w.take(&format!("{name}.bias"), &[out])?, device))
+            } else {
+                None
+            };
+            Ok(Linear { weight, bias })
+        };
+        let norm = |w: &mut WeightMap, name: &str| -> Result<RmsNorm<B>> {
+            Ok(RmsNorm {
+                weight: param(w.take(&format!("{name}.weight"), &[h])?, device),
+                eps: c.rms_norm_eps,
+            })
+        };
+
+        let embed_tokens = param(w.take("model.embed_tokens.weight", &[c.vocab_size, h])?, device);
+        let mut layers = Vec::with_capacity(c.num_hidden_layers);
+        for i in 0..c.num_hidden_layers {
+            let p = format!("model.layers.{i}");
+            layers.push(DecoderLayer {
+                input_layernorm: norm(&mut w, &format!("{p}.input_layernorm"))?,
+                self_attn: Attention {
+                    q_proj: linear(&mut w, &format!("{p}.self_attn.q_proj"), nh * hd, h, c.qkv_bias)?,
+                    k_proj: linear(&mut w, &format!("{p}.self_attn.k_proj"), nkv * hd, h, c.qkv_bias)?,
+                    v_proj: linear(&mut w, &format!("{p}.self_attn.v_proj"), nkv * hd, h, c.qkv_bias)?,
+                    o_proj: linear(&mut w, &format!("{p}.self_attn.o_proj"), h, nh * hd, c.o_bias)?,
+                    num_heads: nh,
+                    num_kv_heads: nkv,
+                    head_dim: hd,
+                },
+                post_attention_layernorm: norm(&mut w, &format!("{p}.post_attention_layernorm"))?,
+                mlp: Mlp {
+                    gate_proj: linear(&mut w, &format!("{p}.mlp.gate_proj"), ff, h, c.mlp_bias)?,
+                    up_proj: linear(&mut w, &format!("{p}.mlp.up_proj"), ff, h, c.mlp_bias)?,
+                    down_proj: linear(&mut w, &format!("{p}.mlp.down_proj"), h, ff, c.mlp_bias)?,
+                },
+            });
+        }
+        let norm = norm(&mut w, "model.norm")?;
+        let lm_head = if c.tie_word_embeddings {
+            None
+        } else {
+            Some(linear(&mut w, "lm_head", c.vocab_size, h, false)?)
+        };
+        Ok(Self {
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            config: c.clone(),
+            inv_freq: inv_freq(c),
+        })
+    }
+
+    /// The weights in HF naming and layout, ready for `weights::safetensors::save`.
+    pub fn to_weights(&self) -> WeightMap {
+        fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> HostTensor {
+            let shape = t.dims().to_vec();
+            let data = t
+                .into_data()
+                .convert::<f32>()
+                .into_vec::<f32>()
+                .expect("float tensor converts to f32");
+            HostTensor::new(shape, data)
+        }
+        let mut w = WeightMap::new("<in-memory model>");
+        let mut put_linear = |w: &mut WeightMap, name: &str, l: &Linear<B>| {
+            w.insert(format!("{name}.weight"), host(l.weight.val()));
+            if let Some(b) = &l.bias {
+                w.insert(format!("{name}.bias"), host(b.val()));
+            }
+        };
+        w.insert("model.embed_tokens.weight", host(self.embed_tokens.val()));
+        for (i, layer) in self.layers.iter().enumerate() {
+            let p = format!("model.layers.{i}");
+            w.insert(format!("{p}.input_layernorm.weight"), host(layer.input_layernorm.weight.val()));
+            w.insert(
+                format!("{p}.post_attention_layernorm.weight"),
+                host(layer.post_attention_layernorm.weight.val()),
+            );
+            let a = &layer.self_attn;
+            put_linear(&mut w, &format!("{p}.self_attn.q_proj"), &a.q_proj);
+            put_linear(&mut w, &format!("{p}.self_attn.k_proj"), &a.k_proj);
+            put_linear(&mut w, &format!("{p}.self_attn.v_proj"), &a.v_proj);
+            put_linear(&mut w, &format!("{p}.self_attn.o_proj"), &a.o_proj);
+            put_linear(&mut w, &format!("{p}.mlp.gate_proj"), &layer.mlp.gate_proj);
+            put_linear(&mut w, &format!("{p}.mlp.up_proj"), &layer.mlp.up_proj);
+            put_linear(&mut w, &format!("{p}.mlp.down_proj"), &layer.mlp.down_proj);
+        }
+        w.insert("model.norm.weight", host(self.norm.weight.val()));
+        if let Some(head) = &self.lm_head {
+            put_linear(&mut w, "lm_head", head);
+        }
+        w
+    }
+
+    pub fn device(&self) -> B::Device {
+        self.embed_tokens.val().device()
+    }
+
+    fn rope(&self, batch: &ForwardBatch, device: &B::Device) -> Rope<B> {
+        let half = self.config.head_dim / 2;
+        let n = batch.positions.len();
+        let mut cos = Vec::with_capacity(n * half * 2);
+        let mut sin = Vec::with_capacity(n * half * 2);
+        for &pos in &batch.positions {
+            // HF: emb = cat(freqs, freqs), so both halves of the head share each angle.
+            for _ in 0..2 {
+                for &f in &self.inv_freq[..half] {
+                    let angle = pos as f32 * f;
+                    cos.push(angle.cos());
+                    sin.push(angle.sin());
+                }
+            }
+        }
+        let shape = [batch.batch, 1, batch.seq, half * 2];
+        Rope {
+            cos: Tensor::from_data(TensorData::new(cos, shape), device),
+            sin: Tensor::from_data(TensorData::new(sin, shape), device),
+        }
+    }
+
+    /// Additive causal + left-padding mask, `[batch, 1, seq, past + seq]`.
+    fn mask(&self, batch: &ForwardBatch, past: usize, device: &B::Device) -> Tensor<B, 4> {
+        let keys = past + batch.seq;
+        let mut m = vec![0.0f32; batch.batch * batch.seq * keys];
+        for b in 0..batch.batch {
+            let pad = batch.left_pad[b];
+            for i in 0..batch.seq {
+                let row = &mut m[(b * batch.seq + i) * keys..][..keys];
+                for (j, v) in row.iter_mut().enumerate() {
+                    if j < pad || j > past + i {
+                        *v = MASKED;
+                    }
+                }
+            }
+        }
+        Tensor::from_data(TensorData::new(m, [batch.batch, 1, batch.seq, keys]), device)
+    }
+
+    /// Final hidden states `[batch, seq, hidden]` (after the last norm). With a cache, the new keys
+    /// and values are appended to it and attention covers the cached prefix too.
+    pub fn hidden_states(&self, batch: &ForwardBatch, mut cache: Option<&mut KvCache<B>>) -> Tensor<B, 3> {
+        let device = self.device();
+        let past = cache.as_ref().map_or(0, |c| c.len());
+        let ids: Vec<i32> = batch.tokens.iter().map(|&t| t as i32).collect();
+        let ids = Tensor::<B, 1, Int>::from_data(TensorData::new(ids, [batch.tokens.len()]), &device);
+        let hidden = self.config.hidden_size;
+        let mut x = self
+            .embed_tokens
+            .val()
+            .select(0, ids)
+            .reshape([batch.batch, batch.seq, hidden]);
+        let rope = self.rope(batch, &device);
+        let mask = self.mask(batch, past, &device);
+        for (i, layer) in self.layers.iter().enumerate() {
+            let layer_cache = cache.as_deref_mut().map(|c| c.layer_mut(i));
+            x = layer.forward(x, &rope, mask.clone(), layer_cache);
+        }
+        if let Some(c) = cache {
+            c.advance(batch.seq);
+        }
+        self.norm.forward(x)
+    }
+
+    /// LM head: `[rows, hidden] -> [rows, vocab]` logits.
+    pub fn logits(&self, hidden: Tensor<B, 2>) -> Tensor<B, 2> {
+        match &self.lm_head {
+            Some(head) => head.forward(hidden),
+            None => hidden.matmul(self.embed_tokens.val().transpose()),
+        }
+    }
+
+    pub fn new_cache(&self, batch: usize, capacity: usize) -> KvCache<B> {
+        KvCache::new(
+            self.config.num_hidden_layers,
+            batch,
+            self.config.num_key_value_heads,
+            self.config.head_dim,
+            capacity,
+            &self.device(),
+        )
+    }
+}
+
+/// HF's RoPE inverse frequencies: 1 / theta^(2i/d), computed in f64 then rounded once.
+fn inv_freq(c: &ModelConfig) -> Vec<f32> {
+    let d = c.head_dim;
+    (0..d / 2)
+        .map(|i| (1.0 / c.rope_theta.powf((2 * i) as f64 / d as f64)) as f32)
+        .collect()
+}
