@@ -19,7 +19,11 @@ pub struct Deadline {
 impl Deadline {
     pub fn after(budget: Duration) -> Self {
         let now = Instant::now();
-        Self { at: now.checked_add(budget).unwrap_or(now + Duration::from_secs(86_400)) }
+        Self {
+            at: now
+                .checked_add(budget)
+                .unwrap_or(now + Duration::from_secs(86_400)),
+        }
     }
 
     pub fn expired(&self) -> bool {
@@ -53,20 +57,30 @@ impl<T: Send + 'static> Worker<T> {
     pub fn spawn() -> std::io::Result<Self> {
         let (job_tx, job_rx) = mpsc::channel::<Job<T>>();
         let (res_tx, res_rx) = mpsc::channel();
-        thread::Builder::new().name("verifier-grade".into()).stack_size(32 << 20).spawn(move || {
-            // Ends when the owning Worker is dropped (job channel closed) or stops listening.
-            while let Ok(job) = job_rx.recv() {
-                let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
-                if res_tx.send(out).is_err() {
-                    break;
+        thread::Builder::new()
+            .name("verifier-grade".into())
+            .stack_size(32 << 20)
+            .spawn(move || {
+                // Ends when the owning Worker is dropped (job channel closed) or stops listening.
+                while let Ok(job) = job_rx.recv() {
+                    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                    if res_tx.send(out).is_err() {
+                        break;
+                    }
                 }
-            }
-        })?;
-        Ok(Self { jobs: job_tx, results: res_rx })
+            })?;
+        Ok(Self {
+            jobs: job_tx,
+            results: res_rx,
+        })
     }
 
     /// Runs `job` and waits until `deadline`. After `TimedOut` the worker must be replaced.
-    pub fn run(&self, job: impl FnOnce() -> T + Send + 'static, deadline: Deadline) -> Result<T, JobFailure> {
+    pub fn run(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+        deadline: Deadline,
+    ) -> Result<T, JobFailure> {
         if self.jobs.send(Box::new(job)).is_err() {
             return Err(JobFailure::Crashed);
         }
@@ -86,7 +100,10 @@ mod tests {
     #[test]
     fn returns_value_within_deadline() {
         let w = Worker::spawn().unwrap();
-        assert_eq!(w.run(|| 41 + 1, Deadline::after(Duration::from_secs(5))), Ok(42));
+        assert_eq!(
+            w.run(|| 41 + 1, Deadline::after(Duration::from_secs(5))),
+            Ok(42)
+        );
         // Reusable.
         assert_eq!(w.run(|| 7, Deadline::after(Duration::from_secs(5))), Ok(7));
     }

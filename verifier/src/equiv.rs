@@ -32,7 +32,11 @@ pub struct EquivConfig {
 
 impl Default for EquivConfig {
     fn default() -> Self {
-        Self { rel_tol: 1e-6, percent_equals_decimal: true, num_limits: NumLimits::default() }
+        Self {
+            rel_tol: 1e-6,
+            percent_equals_decimal: true,
+            num_limits: NumLimits::default(),
+        }
     }
 }
 
@@ -54,26 +58,32 @@ impl Comparer<'_> {
         let gold_eq = is_equation(gold);
         let pred_eq = is_equation(pred);
         let mut gold = match gold {
-            Expr::Rel(v, _) if is_assignment(gold) => Expr::Rel(vec![v[0].clone(), last(v).clone()], vec![RelOp::Eq]),
+            Expr::Rel(v, _) if is_assignment(gold) => {
+                Expr::Rel(vec![v[0].clone(), last(v).clone()], vec![RelOp::Eq])
+            }
             other => other.clone(),
         };
         let mut pred = match pred {
-            Expr::Rel(v, _) if is_assignment(pred) => Expr::Rel(vec![v[0].clone(), last(v).clone()], vec![RelOp::Eq]),
+            Expr::Rel(v, _) if is_assignment(pred) => {
+                Expr::Rel(vec![v[0].clone(), last(v).clone()], vec![RelOp::Eq])
+            }
             other => other.clone(),
         };
         if pred_eq && !gold_eq {
             if let Expr::Rel(v, _) = &pred {
                 pred = last(v).clone();
             }
-        } else if is_assignment(&gold) && !pred_eq {
-            if let Expr::Rel(v, _) = &gold {
-                gold = last(v).clone();
-            }
+        } else if is_assignment(&gold)
+            && !pred_eq
+            && let Expr::Rel(v, _) = &gold
+        {
+            gold = last(v).clone();
         }
-        if matches!(gold, Expr::Rel(..)) && is_set_like(&pred) {
-            if let Some(s) = relation_as_set(&gold) {
-                gold = s;
-            }
+        if matches!(gold, Expr::Rel(..))
+            && is_set_like(&pred)
+            && let Some(s) = relation_as_set(&gold)
+        {
+            gold = s;
         }
         self.compare(&gold, &pred)
     }
@@ -88,7 +98,8 @@ impl Comparer<'_> {
             (Expr::Matrix(a), Expr::Matrix(b)) => {
                 a.len() == b.len()
                     && a.iter().zip(b).all(|(ra, rb)| {
-                        ra.len() == rb.len() && ra.iter().zip(rb).all(|(x, y)| self.equivalent(x, y))
+                        ra.len() == rb.len()
+                            && ra.iter().zip(rb).all(|(x, y)| self.equivalent(x, y))
                     })
             }
             (Expr::Matrix(_), _) | (_, Expr::Matrix(_)) => false,
@@ -98,12 +109,28 @@ impl Comparer<'_> {
     }
 
     fn compare_sets(&self, g: &Expr, p: &Expr) -> bool {
-        let wrap = |e: &Expr| if is_set_like(e) { e.clone() } else { Expr::Set(vec![e.clone()]) };
+        let wrap = |e: &Expr| {
+            if is_set_like(e) {
+                e.clone()
+            } else {
+                Expr::Set(vec![e.clone()])
+            }
+        };
         let (g, p) = (wrap(g), wrap(p));
         match (&g, &p) {
             (
-                Expr::Interval { lo: gl, hi: gh, lo_closed: glc, hi_closed: ghc },
-                Expr::Interval { lo: pl, hi: ph, lo_closed: plc, hi_closed: phc },
+                Expr::Interval {
+                    lo: gl,
+                    hi: gh,
+                    lo_closed: glc,
+                    hi_closed: ghc,
+                },
+                Expr::Interval {
+                    lo: pl,
+                    hi: ph,
+                    lo_closed: plc,
+                    hi_closed: phc,
+                },
             ) => glc == plc && ghc == phc && self.equivalent(gl, pl) && self.equivalent(gh, ph),
             (Expr::Union(a), Expr::Union(b)) => self.unordered(a, b),
             (Expr::Union(a), other) | (other, Expr::Union(a)) if a.len() == 1 => {
@@ -112,16 +139,24 @@ impl Comparer<'_> {
             (Expr::Set(a), Expr::Set(b)) => self.unordered(a, b),
             (Expr::Set(a), Expr::Tuple(b)) => self.unordered(a, b),
             (Expr::Tuple(a), Expr::Tuple(b) | Expr::Set(b)) => self.ordered(a, b),
-            (Expr::Interval { lo, hi, lo_closed: false, hi_closed: false }, Expr::Set(b) | Expr::Tuple(b))
-                if b.len() == 2 =>
-            {
-                self.equivalent(lo, &b[0]) && self.equivalent(hi, &b[1])
-            }
-            (Expr::Set(a) | Expr::Tuple(a), Expr::Interval { lo, hi, lo_closed: false, hi_closed: false })
-                if a.len() == 2 =>
-            {
-                self.equivalent(&a[0], lo) && self.equivalent(&a[1], hi)
-            }
+            (
+                Expr::Interval {
+                    lo,
+                    hi,
+                    lo_closed: false,
+                    hi_closed: false,
+                },
+                Expr::Set(b) | Expr::Tuple(b),
+            ) if b.len() == 2 => self.equivalent(lo, &b[0]) && self.equivalent(hi, &b[1]),
+            (
+                Expr::Set(a) | Expr::Tuple(a),
+                Expr::Interval {
+                    lo,
+                    hi,
+                    lo_closed: false,
+                    hi_closed: false,
+                },
+            ) if a.len() == 2 => self.equivalent(&a[0], lo) && self.equivalent(&a[1], hi),
             _ => false,
         }
     }
@@ -156,7 +191,9 @@ impl Comparer<'_> {
     }
 
     fn compare_relations(&self, g: &Expr, p: &Expr) -> bool {
-        let (Expr::Rel(gv, gops), Expr::Rel(pv, pops)) = (g, p) else { return false };
+        let (Expr::Rel(gv, gops), Expr::Rel(pv, pops)) = (g, p) else {
+            return false;
+        };
         if gops.len() != pops.len() {
             return false;
         }
@@ -166,7 +203,11 @@ impl Comparer<'_> {
     }
 
     /// a op b ⇔ c op' d: same difference (or a positive multiple of it), or the flipped form.
-    fn same_relation(&self, (a, op, b): (&Expr, RelOp, &Expr), (c, op2, d): (&Expr, RelOp, &Expr)) -> bool {
+    fn same_relation(
+        &self,
+        (a, op, b): (&Expr, RelOp, &Expr),
+        (c, op2, d): (&Expr, RelOp, &Expr),
+    ) -> bool {
         let diff_g = sub(a, b);
         let diff_p = sub(c, d);
         let symmetric = matches!(op, RelOp::Eq | RelOp::Ne);
@@ -214,7 +255,10 @@ impl Comparer<'_> {
         let variants = |e: &Expr| -> Vec<Expr> {
             match e {
                 Expr::Percent(x) if self.cfg.percent_equals_decimal => {
-                    vec![(**x).clone(), Expr::Mul(vec![(**x).clone(), Expr::Inv(Box::new(hundred()))])]
+                    vec![
+                        (**x).clone(),
+                        Expr::Mul(vec![(**x).clone(), Expr::Inv(Box::new(hundred()))]),
+                    ]
                 }
                 Expr::Percent(x) => vec![(**x).clone()],
                 other => vec![other.clone()],
@@ -239,7 +283,10 @@ impl Comparer<'_> {
         let names = vars_of(&[a, b]);
         let decimals = has_decimal(a) || has_decimal(b);
         if names.is_empty() {
-            let (Some(x), Some(y)) = (eval_num(a, &self.cfg.num_limits), eval_num(b, &self.cfg.num_limits)) else {
+            let (Some(x), Some(y)) = (
+                eval_num(a, &self.cfg.num_limits),
+                eval_num(b, &self.cfg.num_limits),
+            ) else {
                 return false;
             };
             return match (&x, &y) {
@@ -257,13 +304,21 @@ impl Comparer<'_> {
                     if !fx.is_finite() || !fy.is_finite() {
                         return false;
                     }
-                    let tol = if decimals { self.cfg.rel_tol } else { TIGHT_TOL };
+                    let tol = if decimals {
+                        self.cfg.rel_tol
+                    } else {
+                        TIGHT_TOL
+                    };
                     close(fx, fy, tol) || (decimals && round6(fx) == round6(fy) && fx.is_finite())
                 }
             };
         }
         // Free variables: compare values at sample points.
-        let tol = if decimals { self.cfg.rel_tol } else { TIGHT_TOL * 1000.0 };
+        let tol = if decimals {
+            self.cfg.rel_tol
+        } else {
+            TIGHT_TOL * 1000.0
+        };
         let mut valid = 0;
         for point in sample_points(names.len()) {
             if self.deadline.expired() {
@@ -286,7 +341,10 @@ impl Comparer<'_> {
 }
 
 fn hundred() -> Expr {
-    Expr::Num { value: BigRational::from_integer(BigInt::from(100)), decimal: false }
+    Expr::Num {
+        value: BigRational::from_integer(BigInt::from(100)),
+        decimal: false,
+    }
 }
 
 fn sub(a: &Expr, b: &Expr) -> Expr {
@@ -344,7 +402,10 @@ fn sample_points(n_vars: usize) -> Vec<Vec<f64>> {
 }
 
 fn is_set_like(e: &Expr) -> bool {
-    matches!(e, Expr::Set(_) | Expr::Tuple(_) | Expr::Interval { .. } | Expr::Union(_))
+    matches!(
+        e,
+        Expr::Set(_) | Expr::Tuple(_) | Expr::Interval { .. } | Expr::Union(_)
+    )
 }
 
 fn is_equation(e: &Expr) -> bool {
@@ -395,7 +456,11 @@ fn relation_as_set(e: &Expr) -> Option<Expr> {
     match (v.as_slice(), ops.as_slice()) {
         ([x, c], [op]) | ([c, x], [op]) if is_var(x) && closed(c) => {
             // Normalise to "x op c".
-            let op = if matches!(&v[0], Expr::Sym(_)) { *op } else { op.flipped() };
+            let op = if matches!(&v[0], Expr::Sym(_)) {
+                *op
+            } else {
+                op.flipped()
+            };
             Some(match op {
                 RelOp::Eq => Expr::Set(vec![c.clone()]),
                 RelOp::Gt => interval(c.clone(), Expr::Inf, false, false),
@@ -411,9 +476,19 @@ fn relation_as_set(e: &Expr) -> Option<Expr> {
         ([a, x, b], [o1, o2]) if is_var(x) && closed(a) && closed(b) => {
             let lower = |o: RelOp| matches!(o, RelOp::Lt | RelOp::Le);
             if lower(*o1) && lower(*o2) {
-                Some(interval(a.clone(), b.clone(), *o1 == RelOp::Le, *o2 == RelOp::Le))
+                Some(interval(
+                    a.clone(),
+                    b.clone(),
+                    *o1 == RelOp::Le,
+                    *o2 == RelOp::Le,
+                ))
             } else if !lower(*o1) && !lower(*o2) && *o1 != RelOp::Eq && *o2 != RelOp::Eq {
-                Some(interval(b.clone(), a.clone(), *o2 == RelOp::Ge, *o1 == RelOp::Ge))
+                Some(interval(
+                    b.clone(),
+                    a.clone(),
+                    *o2 == RelOp::Ge,
+                    *o1 == RelOp::Ge,
+                ))
             } else {
                 None
             }

@@ -15,10 +15,15 @@ pub fn free_vars(e: &Expr, out: &mut BTreeSet<String>) {
         Expr::Sym(s) if s != "e" => {
             out.insert(s.clone());
         }
-        Expr::Add(v) | Expr::Mul(v) | Expr::Tuple(v) | Expr::Set(v) | Expr::Union(v) | Expr::Rel(v, _) => {
-            v.iter().for_each(|x| free_vars(x, out))
+        Expr::Add(v)
+        | Expr::Mul(v)
+        | Expr::Tuple(v)
+        | Expr::Set(v)
+        | Expr::Union(v)
+        | Expr::Rel(v, _) => v.iter().for_each(|x| free_vars(x, out)),
+        Expr::Neg(a) | Expr::Inv(a) | Expr::Func(_, a) | Expr::Factorial(a) | Expr::Percent(a) => {
+            free_vars(a, out)
         }
-        Expr::Neg(a) | Expr::Inv(a) | Expr::Func(_, a) | Expr::Factorial(a) | Expr::Percent(a) => free_vars(a, out),
         Expr::Pow(a, b) | Expr::Binom(a, b) => {
             free_vars(a, out);
             free_vars(b, out);
@@ -43,7 +48,9 @@ pub fn has_decimal(e: &Expr) -> bool {
     match e {
         Expr::Num { decimal, .. } => *decimal,
         Expr::Add(v) | Expr::Mul(v) => v.iter().any(has_decimal),
-        Expr::Neg(a) | Expr::Inv(a) | Expr::Func(_, a) | Expr::Factorial(a) | Expr::Percent(a) => has_decimal(a),
+        Expr::Neg(a) | Expr::Inv(a) | Expr::Func(_, a) | Expr::Factorial(a) | Expr::Percent(a) => {
+            has_decimal(a)
+        }
         Expr::Pow(a, b) | Expr::Binom(a, b) => has_decimal(a) || has_decimal(b),
         Expr::Log { base, arg } => base.as_deref().is_some_and(has_decimal) || has_decimal(arg),
         _ => false,
@@ -85,7 +92,10 @@ pub fn eval_num(e: &Expr, l: &NumLimits) -> Option<Num> {
             if v.to_f64() < 0.0 {
                 return None;
             }
-            v.pow(&Num::Exact(BigRational::new(BigInt::from(1), BigInt::from(2))), l)?
+            v.pow(
+                &Num::Exact(BigRational::new(BigInt::from(1), BigInt::from(2))),
+                l,
+            )?
         }
         Expr::Func(Func::Abs, a) => match eval_num(a, l)? {
             Num::Exact(r) => Num::Exact(if r < BigRational::zero() { -r } else { r }),
@@ -107,18 +117,19 @@ pub fn eval_num(e: &Expr, l: &NumLimits) -> Option<Num> {
                 None => Num::int(10),
             };
             // Exact logs of exact powers: log_2 8 = 3.
-            if let (Num::Exact(xr), Num::Exact(br)) = (&x, &b) {
-                if let Some(k) = exact_log(xr, br) {
-                    return Some(Num::int(k));
-                }
+            if let (Num::Exact(xr), Num::Exact(br)) = (&x, &b)
+                && let Some(k) = exact_log(xr, br)
+            {
+                return Some(Num::int(k));
             }
             Num::Approx(x.to_f64().ln() / b.to_f64().ln())
         }
         Expr::Factorial(a) => factorial(&eval_num(a, l)?, l)?,
         Expr::Binom(a, b) => binomial(&eval_num(a, l)?, &eval_num(b, l)?, l)?,
-        Expr::Percent(a) => {
-            eval_num(a, l)?.mul(&Num::Exact(BigRational::new(BigInt::from(1), BigInt::from(100))), l)
-        }
+        Expr::Percent(a) => eval_num(a, l)?.mul(
+            &Num::Exact(BigRational::new(BigInt::from(1), BigInt::from(100))),
+            l,
+        ),
         _ => return None,
     })
 }
@@ -191,7 +202,10 @@ pub fn eval_f64(e: &Expr, names: &[String], vars: &[f64]) -> f64 {
         }
         Expr::Func(f, a) => apply_func(*f, eval_f64(a, names, vars)),
         Expr::Log { base, arg } => {
-            let b = base.as_ref().map(|b| eval_f64(b, names, vars)).unwrap_or(10.0);
+            let b = base
+                .as_ref()
+                .map(|b| eval_f64(b, names, vars))
+                .unwrap_or(10.0);
             eval_f64(arg, names, vars).ln() / b.ln()
         }
         Expr::Factorial(a) => gamma_int(eval_f64(a, names, vars)),
@@ -220,16 +234,28 @@ mod tests {
     use crate::expr::{ParseLimits, parse_answer};
 
     fn val(s: &str) -> Num {
-        eval_num(&parse_answer(s, &ParseLimits::default()).unwrap(), &NumLimits::default()).unwrap()
+        eval_num(
+            &parse_answer(s, &ParseLimits::default()).unwrap(),
+            &NumLimits::default(),
+        )
+        .unwrap()
     }
 
     #[test]
     fn exact_values() {
-        assert!(matches!(val("\\frac{1}{2}+\\frac{1}{3}"), Num::Exact(r) if r == BigRational::new(5.into(), 6.into())));
-        assert!(matches!(val("\\sqrt{16}"), Num::Exact(r) if r == BigRational::from_integer(4.into())));
-        assert!(matches!(val("\\log_2 8"), Num::Exact(r) if r == BigRational::from_integer(3.into())));
+        assert!(
+            matches!(val("\\frac{1}{2}+\\frac{1}{3}"), Num::Exact(r) if r == BigRational::new(5.into(), 6.into()))
+        );
+        assert!(
+            matches!(val("\\sqrt{16}"), Num::Exact(r) if r == BigRational::from_integer(4.into()))
+        );
+        assert!(
+            matches!(val("\\log_2 8"), Num::Exact(r) if r == BigRational::from_integer(3.into()))
+        );
         assert!(matches!(val("5!"), Num::Exact(r) if r == BigRational::from_integer(120.into())));
-        assert!(matches!(val("\\binom{5}{2}"), Num::Exact(r) if r == BigRational::from_integer(10.into())));
+        assert!(
+            matches!(val("\\binom{5}{2}"), Num::Exact(r) if r == BigRational::from_integer(10.into()))
+        );
         assert!((val("\\sqrt{2}").to_f64() - std::f64::consts::SQRT_2).abs() < 1e-15);
     }
 

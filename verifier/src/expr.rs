@@ -58,7 +58,10 @@ pub enum Func {
 pub enum Expr {
     /// A literal; `decimal` records that it was written with a decimal point (so it is compared
     /// with a tolerance, like math-verify's floats).
-    Num { value: BigRational, decimal: bool },
+    Num {
+        value: BigRational,
+        decimal: bool,
+    },
     Pi,
     E,
     Inf,
@@ -70,7 +73,10 @@ pub enum Expr {
     Inv(Box<Expr>),
     Pow(Box<Expr>, Box<Expr>),
     Func(Func, Box<Expr>),
-    Log { base: Option<Box<Expr>>, arg: Box<Expr> },
+    Log {
+        base: Option<Box<Expr>>,
+        arg: Box<Expr>,
+    },
     Factorial(Box<Expr>),
     Binom(Box<Expr>, Box<Expr>),
     /// `x\%`: compared as x or x/100 depending on configuration.
@@ -79,7 +85,12 @@ pub enum Expr {
     Rel(Vec<Expr>, Vec<RelOp>),
     Tuple(Vec<Expr>),
     Set(Vec<Expr>),
-    Interval { lo: Box<Expr>, hi: Box<Expr>, lo_closed: bool, hi_closed: bool },
+    Interval {
+        lo: Box<Expr>,
+        hi: Box<Expr>,
+        lo_closed: bool,
+        hi_closed: bool,
+    },
     Union(Vec<Expr>),
     Matrix(Vec<Vec<Expr>>),
 }
@@ -110,7 +121,11 @@ pub struct ParseLimits {
 
 impl Default for ParseLimits {
     fn default() -> Self {
-        Self { max_depth: 128, max_tokens: 4096, max_digits: 2000 }
+        Self {
+            max_depth: 128,
+            max_tokens: 4096,
+            max_digits: 2000,
+        }
     }
 }
 
@@ -141,14 +156,45 @@ enum Tok {
 }
 
 const FUNC_WORDS: &[&str] = &[
-    "sqrt", "sin", "cos", "tan", "cot", "sec", "csc", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh",
-    "ln", "log", "exp", "pi",
+    "sqrt", "sin", "cos", "tan", "cot", "sec", "csc", "arcsin", "arccos", "arctan", "sinh", "cosh",
+    "tanh", "ln", "log", "exp", "pi",
 ];
 
 const GREEK: &[&str] = &[
-    "alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta", "vartheta", "iota",
-    "kappa", "lambda", "mu", "nu", "xi", "rho", "sigma", "tau", "upsilon", "phi", "varphi", "chi", "psi",
-    "omega", "Gamma", "Delta", "Theta", "Lambda", "Xi", "Sigma", "Phi", "Psi", "Omega",
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "epsilon",
+    "varepsilon",
+    "zeta",
+    "eta",
+    "theta",
+    "vartheta",
+    "iota",
+    "kappa",
+    "lambda",
+    "mu",
+    "nu",
+    "xi",
+    "rho",
+    "sigma",
+    "tau",
+    "upsilon",
+    "phi",
+    "varphi",
+    "chi",
+    "psi",
+    "omega",
+    "Gamma",
+    "Delta",
+    "Theta",
+    "Lambda",
+    "Xi",
+    "Sigma",
+    "Phi",
+    "Psi",
+    "Omega",
 ];
 
 fn lex(s: &str, limits: &ParseLimits) -> Result<Vec<Tok>, ParseError> {
@@ -164,7 +210,8 @@ fn lex(s: &str, limits: &ParseLimits) -> Result<Vec<Tok>, ParseError> {
             i += 1;
             continue;
         }
-        if c.is_ascii_digit() || (c == '.' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit())) {
+        if c.is_ascii_digit() || (c == '.' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit()))
+        {
             let start = i;
             let mut text = String::new();
             while i < chars.len() && chars[i].is_ascii_digit() {
@@ -175,7 +222,12 @@ fn lex(s: &str, limits: &ParseLimits) -> Result<Vec<Tok>, ParseError> {
             if text.len() <= 3 && !text.is_empty() {
                 while i + 3 < chars.len() + 1
                     && chars.get(i) == Some(&',')
-                    && chars[i + 1..].iter().take(3).filter(|d| d.is_ascii_digit()).count() == 3
+                    && chars[i + 1..]
+                        .iter()
+                        .take(3)
+                        .filter(|d| d.is_ascii_digit())
+                        .count()
+                        == 3
                     && !chars.get(i + 4).is_some_and(|d| d.is_ascii_digit())
                 {
                     text.extend(&chars[i + 1..i + 4]);
@@ -264,10 +316,14 @@ fn lex(s: &str, limits: &ParseLimits) -> Result<Vec<Tok>, ParseError> {
                 "infty" | "infin" => toks.push(Tok::Cmd("infty".into())),
                 "begin" | "end" => {
                     let env = read_group_text(&chars, &mut i);
-                    toks.push(if name == "begin" { Tok::Begin(env) } else { Tok::End(env) });
+                    toks.push(if name == "begin" {
+                        Tok::Begin(env)
+                    } else {
+                        Tok::End(env)
+                    });
                 }
-                "text" | "mathrm" | "textrm" | "mathbf" | "textbf" | "mathit" | "textit" | "mbox"
-                | "operatorname" | "textnormal" => {
+                "text" | "mathrm" | "textrm" | "mathbf" | "textbf" | "mathit" | "textit"
+                | "mbox" | "operatorname" | "textnormal" => {
                     let word = read_group_text(&chars, &mut i);
                     let word = word.trim().to_lowercase();
                     if !word.is_empty() {
@@ -278,8 +334,9 @@ fn lex(s: &str, limits: &ParseLimits) -> Result<Vec<Tok>, ParseError> {
                         }
                     }
                 }
-                "quad" | "qquad" | "displaystyle" | "textstyle" | "left" | "right" | "big" | "Big" | "bigl"
-                | "bigr" | "Bigl" | "Bigr" | "circ" | "degree" | "dots" | "ldots" | "cdots" => {}
+                "quad" | "qquad" | "displaystyle" | "textstyle" | "left" | "right" | "big"
+                | "Big" | "bigl" | "bigr" | "Bigl" | "Bigr" | "circ" | "degree" | "dots"
+                | "ldots" | "cdots" => {}
                 g if GREEK.contains(&g) => toks.push(Tok::Sym(g.to_lowercase())),
                 "imath" => toks.push(Tok::Sym("i".into())),
                 _ => toks.push(Tok::Cmd(name)),
@@ -374,7 +431,12 @@ struct Parser<'a> {
 /// math-verify's reading of "1, 2" as {1, 2}.
 pub fn parse_answer(s: &str, limits: &ParseLimits) -> Result<Expr, ParseError> {
     let toks = lex(s, limits)?;
-    let mut p = Parser { toks, pos: 0, limits, open_bars: 0 };
+    let mut p = Parser {
+        toks,
+        pos: 0,
+        limits,
+        open_bars: 0,
+    };
     let mut items = p.parse_list(0)?;
     if p.pos < p.toks.len() {
         return Err(ParseError::Unexpected(format!("{:?}", p.toks[p.pos])));
@@ -406,7 +468,11 @@ impl Parser<'_> {
     }
 
     fn depth_check(&self, depth: usize) -> Result<(), ParseError> {
-        if depth > self.limits.max_depth { Err(ParseError::TooDeep(self.limits.max_depth)) } else { Ok(()) }
+        if depth > self.limits.max_depth {
+            Err(ParseError::TooDeep(self.limits.max_depth))
+        } else {
+            Ok(())
+        }
     }
 
     /// Comma-separated items up to a closing bracket or the end.
@@ -415,7 +481,8 @@ impl Parser<'_> {
         let mut items = Vec::new();
         loop {
             match self.peek() {
-                None | Some(Tok::Close(_)) | Some(Tok::End(_)) | Some(Tok::Amp) | Some(Tok::RowSep) => break,
+                None | Some(Tok::Close(_)) | Some(Tok::End(_)) | Some(Tok::Amp)
+                | Some(Tok::RowSep) => break,
                 Some(Tok::Comma) => {
                     // Empty item (e.g. a trailing comma): skip it.
                     self.pos += 1;
@@ -454,7 +521,11 @@ impl Parser<'_> {
             self.pos += 1;
             exprs.push(self.parse_expr(0, depth + 1)?);
         }
-        if ops.is_empty() { Ok(exprs.remove(0)) } else { Ok(Expr::Rel(exprs, ops)) }
+        if ops.is_empty() {
+            Ok(exprs.remove(0))
+        } else {
+            Ok(Expr::Rel(exprs, ops))
+        }
     }
 
     fn starts_primary(&self, t: &Tok) -> bool {
@@ -470,8 +541,7 @@ impl Parser<'_> {
         self.depth_check(depth)?;
         let mut lhs = self.parse_prefix(depth)?;
         let mut postfix_chain = 0usize;
-        loop {
-            let Some(t) = self.peek().cloned() else { break };
+        while let Some(t) = self.peek().cloned() {
             match t {
                 Tok::Op(c @ ('+' | '-')) => {
                     if min_bp > 10 {
@@ -479,7 +549,11 @@ impl Parser<'_> {
                     }
                     self.pos += 1;
                     let rhs = self.parse_expr(11, depth + 1)?;
-                    let rhs = if c == '-' { Expr::Neg(Box::new(rhs)) } else { rhs };
+                    let rhs = if c == '-' {
+                        Expr::Neg(Box::new(rhs))
+                    } else {
+                        rhs
+                    };
                     lhs = match lhs {
                         Expr::Add(mut v) => {
                             v.push(rhs);
@@ -494,7 +568,11 @@ impl Parser<'_> {
                     }
                     self.pos += 1;
                     let rhs = self.parse_expr(21, depth + 1)?;
-                    let rhs = if c == '/' { Expr::Inv(Box::new(rhs)) } else { rhs };
+                    let rhs = if c == '/' {
+                        Expr::Inv(Box::new(rhs))
+                    } else {
+                        rhs
+                    };
                     lhs = push_mul(lhs, rhs);
                 }
                 Tok::Op('^') => {
@@ -534,7 +612,10 @@ impl Parser<'_> {
                     }
                     let rhs = self.parse_expr(21, depth + 1)?;
                     // A mixed number: 2\frac{1}{3} is 2 + 1/3.
-                    if is_integer_literal(&lhs) && matches!(t, Tok::Cmd(c) if c.ends_with("frac")) && is_simple_fraction(&rhs) {
+                    if is_integer_literal(&lhs)
+                        && matches!(t, Tok::Cmd(c) if c.ends_with("frac"))
+                        && is_simple_fraction(&rhs)
+                    {
                         lhs = Expr::Add(vec![lhs, rhs]);
                     } else {
                         lhs = push_mul(lhs, rhs);
@@ -566,11 +647,16 @@ impl Parser<'_> {
 
     fn parse_prefix(&mut self, depth: usize) -> Result<Expr, ParseError> {
         self.depth_check(depth)?;
-        let Some(t) = self.next() else { return Err(ParseError::Eof) };
+        let Some(t) = self.next() else {
+            return Err(ParseError::Eof);
+        };
         match t {
             Tok::Num(s) => {
                 let value = parse_decimal(&s).ok_or_else(|| ParseError::Unexpected(s.clone()))?;
-                Ok(Expr::Num { value, decimal: s.contains('.') })
+                Ok(Expr::Num {
+                    value,
+                    decimal: s.contains('.'),
+                })
             }
             Tok::Sym(s) => Ok(Expr::Sym(s)),
             Tok::Op('-') => Ok(Expr::Neg(Box::new(self.parse_expr(25, depth + 1)?))),
@@ -609,7 +695,9 @@ impl Parser<'_> {
                 Ok(items.remove(0))
             }
             (Br::Brace, Br::Brace, _) => Ok(Expr::Set(items)),
-            (Br::Angle, Br::Angle, _) | (Br::Paren, Br::Paren, _) if n != 2 => Ok(Expr::Tuple(items)),
+            (Br::Angle, Br::Angle, _) | (Br::Paren, Br::Paren, _) if n != 2 => {
+                Ok(Expr::Tuple(items))
+            }
             (Br::Angle, Br::Angle, _) => Ok(Expr::Tuple(items)),
             // (a, b) is an open interval or an ordered pair; the comparison treats it as either.
             (Br::Paren | Br::Square, Br::Paren | Br::Square, 2) => {
@@ -707,7 +795,10 @@ impl Parser<'_> {
                     None
                 };
                 let arg = self.parse_func_arg(depth + 1)?;
-                return Ok(Expr::Log { base, arg: Box::new(arg) });
+                return Ok(Expr::Log {
+                    base,
+                    arg: Box::new(arg),
+                });
             }
             "sin" => Func::Sin,
             "cos" => Func::Cos,
@@ -727,7 +818,11 @@ impl Parser<'_> {
                 let inner = self.parse_expr(0, depth + 1)?;
                 let close = if c == "lfloor" { "rfloor" } else { "rceil" };
                 self.expect(&Tok::Cmd(close.into()))?;
-                let f = if c == "lfloor" { Func::Floor } else { Func::Ceil };
+                let f = if c == "lfloor" {
+                    Func::Floor
+                } else {
+                    Func::Ceil
+                };
                 return Ok(Expr::Func(f, Box::new(inner)));
             }
             other => return Err(ParseError::Unsupported(other.to_string())),
@@ -889,7 +984,12 @@ fn write_expr(e: &Expr, out: &mut String) {
             write_list(v, out);
             out.push('}');
         }
-        Expr::Interval { lo, hi, lo_closed, hi_closed } => {
+        Expr::Interval {
+            lo,
+            hi,
+            lo_closed,
+            hi_closed,
+        } => {
             out.push(if *lo_closed { '[' } else { '(' });
             write_expr(lo, out);
             out.push(',');
@@ -934,11 +1034,20 @@ mod tests {
 
     #[test]
     fn containers() {
-        assert!(matches!(p("(1,2]"), Expr::Interval { lo_closed: false, hi_closed: true, .. }));
+        assert!(matches!(
+            p("(1,2]"),
+            Expr::Interval {
+                lo_closed: false,
+                hi_closed: true,
+                ..
+            }
+        ));
         assert!(matches!(p("\\{1,2\\}"), Expr::Set(ref v) if v.len() == 2));
         assert!(matches!(p("1, 2, 3"), Expr::Set(ref v) if v.len() == 3));
         assert!(matches!(p("(1,2,3)"), Expr::Tuple(ref v) if v.len() == 3));
-        assert!(matches!(p("\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}"), Expr::Matrix(ref r) if r.len() == 2));
+        assert!(
+            matches!(p("\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}"), Expr::Matrix(ref r) if r.len() == 2)
+        );
         assert!(matches!(p("x=5"), Expr::Rel(_, ref ops) if ops == &[RelOp::Eq]));
         assert!(matches!(p("(-\\infty,1)\\cup(2,3]"), Expr::Union(ref v) if v.len() == 2));
     }
@@ -952,7 +1061,10 @@ mod tests {
     #[test]
     fn depth_limit_is_enforced() {
         let deep = "(".repeat(1000) + "1" + &")".repeat(1000);
-        assert_eq!(parse_answer(&deep, &ParseLimits::default()).unwrap_err(), ParseError::TooDeep(128));
+        assert_eq!(
+            parse_answer(&deep, &ParseLimits::default()).unwrap_err(),
+            ParseError::TooDeep(128)
+        );
         let chain = "1".to_string() + &"!".repeat(1000);
         assert!(parse_answer(&chain, &ParseLimits::default()).is_err());
     }

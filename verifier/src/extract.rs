@@ -45,12 +45,15 @@ static NUMBER: LazyLock<Regex> = LazyLock::new(|| {
     .unwrap_or_else(|e| panic!("bad built-in regex: {e}"))
 });
 
-static FINAL_ANSWER: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?i)final answer").unwrap_or_else(|e| panic!("bad built-in regex: {e}")));
-static ANSWER: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?i)answer").unwrap_or_else(|e| panic!("bad built-in regex: {e}")));
-static IS_WORD: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\sis\b:?\s*").unwrap_or_else(|e| panic!("bad built-in regex: {e}")));
+static FINAL_ANSWER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)final answer").unwrap_or_else(|e| panic!("bad built-in regex: {e}"))
+});
+static ANSWER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)answer").unwrap_or_else(|e| panic!("bad built-in regex: {e}"))
+});
+static IS_WORD: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\sis\b:?\s*").unwrap_or_else(|e| panic!("bad built-in regex: {e}"))
+});
 
 /// A located piece of text; `end` orders candidates within a priority (rightmost first).
 #[derive(Debug, Clone)]
@@ -96,7 +99,10 @@ pub fn candidates(text: &str, opts: &ExtractOptions) -> Vec<Candidate> {
         let rest = text[pos + 4..].trim_start_matches('#');
         let line = rest.lines().next().unwrap_or("").trim();
         if !line.is_empty() {
-            out.push(Candidate { text: line.to_string(), source: Source::Hashes });
+            out.push(Candidate {
+                text: line.to_string(),
+                source: Source::Hashes,
+            });
         }
     }
 
@@ -108,7 +114,10 @@ pub fn candidates(text: &str, opts: &ExtractOptions) -> Vec<Candidate> {
     push_group(&mut out, plain);
 
     if out.is_empty() && opts.whole_fallback && looks_like_bare_answer(text) {
-        out.push(Candidate { text: text.trim().to_string(), source: Source::Whole });
+        out.push(Candidate {
+            text: text.trim().to_string(),
+            source: Source::Whole,
+        });
     }
     out
 }
@@ -142,21 +151,35 @@ fn answer_at(text: &str, at: usize, envs: &[Hit], numbers: &[Hit]) -> Option<Hit
     if let Some(h) = envs.iter().find(|h| h.start == at) {
         return Some(h.clone());
     }
-    numbers.iter().find(|h| h.start >= at && h.start <= at + 1).cloned()
+    numbers
+        .iter()
+        .find(|h| h.start >= at && h.start <= at + 1)
+        .cloned()
 }
 
 /// After an "answer" anchor: the first LaTeX environment starting within 50 characters, or a
 /// number — the one after the last `=` within 100 characters when there is one.
 fn anchored_answer(text: &str, anchor_end: usize, envs: &[Hit], numbers: &[Hit]) -> Option<Hit> {
     let near = floor_boundary(text, (anchor_end + 50).min(text.len()));
-    let env = envs.iter().find(|h| h.start >= anchor_end && h.start <= near).cloned();
+    let env = envs
+        .iter()
+        .find(|h| h.start >= anchor_end && h.start <= near)
+        .cloned();
     let far = floor_boundary(text, (anchor_end + 100).min(text.len()));
     let after_eq = text[anchor_end..far].rfind('=').map(|p| anchor_end + p + 1);
     let number = match after_eq {
-        Some(eq) => numbers.iter().find(|h| h.start >= eq && text[eq..h.start].trim().is_empty()).cloned(),
+        Some(eq) => numbers
+            .iter()
+            .find(|h| h.start >= eq && text[eq..h.start].trim().is_empty())
+            .cloned(),
         None => None,
     }
-    .or_else(|| numbers.iter().find(|h| h.start >= anchor_end && h.start <= near).cloned())
+    .or_else(|| {
+        numbers
+            .iter()
+            .find(|h| h.start >= anchor_end && h.start <= near)
+            .cloned()
+    })
     .filter(|h| !text[h.end..].trim_start().starts_with('='));
     match (env, number) {
         (Some(e), Some(n)) => Some(if n.start < e.start { n } else { e }),
@@ -177,7 +200,11 @@ fn number_hits(text: &str) -> Vec<Hit> {
             if pct {
                 t.push_str("\\%");
             }
-            Some(Hit { start: num.start(), end, text: t })
+            Some(Hit {
+                start: num.start(),
+                end,
+                text: t,
+            })
         })
         .collect()
 }
@@ -198,7 +225,10 @@ fn latex_envs(text: &str) -> Vec<Hit> {
             } else {
                 find_unescaped(text, i + 1, "$", false).map(|e| (i + 1, e, e + 1))
             }
-        } else if b[i] == b'\\' && !escaped && (b.get(i + 1) == Some(&b'[') || b.get(i + 1) == Some(&b'(')) {
+        } else if b[i] == b'\\'
+            && !escaped
+            && (b.get(i + 1) == Some(&b'[') || b.get(i + 1) == Some(&b'('))
+        {
             let close = if b[i + 1] == b'[' { "\\]" } else { "\\)" };
             find_unescaped(text, i + 2, close, b[i + 1] == b'[').map(|e| (i + 2, e, e + 2))
         } else {
@@ -219,7 +249,11 @@ fn latex_envs(text: &str) -> Vec<Hit> {
                     }
                 }
                 if !inner.trim().is_empty() {
-                    raw.push(Hit { start: i, end, text: inner });
+                    raw.push(Hit {
+                        start: i,
+                        end,
+                        text: inner,
+                    });
                 }
                 i = end;
             }
@@ -250,7 +284,11 @@ fn latex_envs(text: &str) -> Vec<Hit> {
         }
         if let Some((num_end, den_end)) = simple_frac_at(text, start) {
             let _ = num_end;
-            joined.push(Hit { start, end: den_end, text: text[start..den_end].to_string() });
+            joined.push(Hit {
+                start,
+                end: den_end,
+                text: text[start..den_end].to_string(),
+            });
         }
     }
     joined.sort_by_key(|h| h.start);
@@ -294,7 +332,11 @@ fn find_unescaped(text: &str, from: usize, pat: &str, multiline: bool) -> Option
 
 /// `\boxed{...}` / `\fbox{...}` at `at` with balanced braces (to the end of text when unclosed).
 fn boxed_at(text: &str, at: usize) -> Option<Hit> {
-    let cmd_len = if text[at..].starts_with("\\boxed") { 6 } else { 5 };
+    let cmd_len = if text[at..].starts_with("\\boxed") {
+        6
+    } else {
+        5
+    };
     let b = text.as_bytes();
     let mut i = at + cmd_len;
     while i < b.len() && b[i].is_ascii_whitespace() {
@@ -306,8 +348,14 @@ fn boxed_at(text: &str, at: usize) -> Option<Hit> {
     if b[i] != b'{' {
         // "\boxed 5": one token up to whitespace or '$'.
         let rest = &text[i..];
-        let len = rest.find(|c: char| c.is_whitespace() || c == '$').unwrap_or(rest.len());
-        return (len > 0).then(|| Hit { start: at, end: i + len, text: rest[..len].to_string() });
+        let len = rest
+            .find(|c: char| c.is_whitespace() || c == '$')
+            .unwrap_or(rest.len());
+        return (len > 0).then(|| Hit {
+            start: at,
+            end: i + len,
+            text: rest[..len].to_string(),
+        });
     }
     let open = i;
     let mut depth = 0usize;
@@ -317,7 +365,11 @@ fn boxed_at(text: &str, at: usize) -> Option<Hit> {
             b'}' => {
                 depth -= 1;
                 if depth == 0 {
-                    return Some(Hit { start: at, end: i + 1, text: text[open + 1..i].to_string() });
+                    return Some(Hit {
+                        start: at,
+                        end: i + 1,
+                        text: text[open + 1..i].to_string(),
+                    });
                 }
             }
             _ => {}
@@ -325,7 +377,11 @@ fn boxed_at(text: &str, at: usize) -> Option<Hit> {
         i += 1;
     }
     // Unclosed: take everything after the brace (a truncated response).
-    Some(Hit { start: at, end: b.len(), text: text[open + 1..].to_string() })
+    Some(Hit {
+        start: at,
+        end: b.len(),
+        text: text[open + 1..].to_string(),
+    })
 }
 
 /// The last `\boxed{}` in the text. Boxes close together, or separated by "and", "or", "," within
@@ -375,8 +431,16 @@ fn last_boxed(text: &str) -> Option<Hit> {
     }
     let first = parts.last()?.start;
     let end = parts.first()?.end;
-    let texts: Vec<String> = parts.iter().rev().map(|h| h.text.trim().to_string()).collect();
-    Some(Hit { start: first, end, text: texts.join(",") })
+    let texts: Vec<String> = parts
+        .iter()
+        .rev()
+        .map(|h| h.text.trim().to_string())
+        .collect();
+    Some(Hit {
+        start: first,
+        end,
+        text: texts.join(","),
+    })
 }
 
 /// Short text that reads as a formula rather than prose ("x+1", "\sqrt{2}", "(1, 2)").
@@ -402,10 +466,16 @@ fn looks_like_bare_answer(text: &str) -> bool {
 /// a bare answer, else the same extraction as a response.
 pub fn gold_candidates(gold: &str) -> Vec<Candidate> {
     // Gold answers always allow every fallback: a reference is never "no answer" by choice.
-    let opts = ExtractOptions { last_number_fallback: true, whole_fallback: true };
+    let opts = ExtractOptions {
+        last_number_fallback: true,
+        whole_fallback: true,
+    };
     let has_marker = gold.contains("\\boxed") || gold.contains("\\fbox") || gold.contains("####");
     if !has_marker && looks_like_bare_answer(gold) {
-        let mut v = vec![Candidate { text: gold.trim().to_string(), source: Source::Whole }];
+        let mut v = vec![Candidate {
+            text: gold.trim().to_string(),
+            source: Source::Whole,
+        }];
         v.extend(candidates(gold, &opts));
         return v;
     }
@@ -421,7 +491,10 @@ pub fn last_boxed_content(text: &str) -> Option<String> {
 mod tests {
     use super::*;
 
-    const OPTS: ExtractOptions = ExtractOptions { last_number_fallback: true, whole_fallback: true };
+    const OPTS: ExtractOptions = ExtractOptions {
+        last_number_fallback: true,
+        whole_fallback: true,
+    };
 
     fn first(s: &str) -> Option<String> {
         candidates(s, &OPTS).into_iter().next().map(|c| c.text)
@@ -429,24 +502,40 @@ mod tests {
 
     #[test]
     fn boxed_wins_and_braces_balance() {
-        assert_eq!(first("so 3 then \\boxed{\\frac{1}{2}} and 7").as_deref(), Some("\\frac{1}{2}"));
+        assert_eq!(
+            first("so 3 then \\boxed{\\frac{1}{2}} and 7").as_deref(),
+            Some("\\frac{1}{2}")
+        );
         assert_eq!(first("\\boxed{1} and \\boxed{2}").as_deref(), Some("1,2"));
-        assert_eq!(first("first \\boxed{1}. Long digression here about many things. \\boxed{2}").as_deref(), Some("2"));
+        assert_eq!(
+            first("first \\boxed{1}. Long digression here about many things. \\boxed{2}")
+                .as_deref(),
+            Some("2")
+        );
         assert_eq!(first("\\boxed{42").as_deref(), Some("42"));
         assert_eq!(first("\\fbox{7}").as_deref(), Some("7"));
     }
 
     #[test]
     fn anchors_and_fallbacks() {
-        assert_eq!(first("The final answer is 7. Then 42").as_deref(), Some("7"));
-        assert_eq!(first("The answer is 2. Actually wait 5").as_deref(), Some("2"));
+        assert_eq!(
+            first("The final answer is 7. Then 42").as_deref(),
+            Some("7")
+        );
+        assert_eq!(
+            first("The answer is 2. Actually wait 5").as_deref(),
+            Some("2")
+        );
         assert_eq!(first("blah\n#### 1,234").as_deref(), Some("1,234"));
         assert_eq!(first("we get $x^2$ here").as_deref(), Some("x^2"));
         assert_eq!(first("costs $5 and then 6 more").as_deref(), Some("6"));
         assert_eq!(first("it is $1$, $2$ and $3$").as_deref(), Some("1,2,3"));
         assert_eq!(first("x+1").as_deref(), Some("x+1"));
         assert_eq!(first("I do not know"), None);
-        let no_num = ExtractOptions { last_number_fallback: false, whole_fallback: false };
+        let no_num = ExtractOptions {
+            last_number_fallback: false,
+            whole_fallback: false,
+        };
         assert!(candidates("so it is 12 apples", &no_num).is_empty());
     }
 }

@@ -37,7 +37,11 @@ pub struct Grade {
 
 impl Grade {
     fn new(status: Status, extracted: Option<String>) -> Self {
-        Self { reward: u8::from(status == Status::Correct), status, extracted }
+        Self {
+            reward: u8::from(status == Status::Correct),
+            status,
+            extracted,
+        }
     }
 }
 
@@ -91,7 +95,10 @@ pub struct Grader {
 
 impl Grader {
     pub fn new(config: GraderConfig) -> Self {
-        Self { config: Arc::new(config), worker: Mutex::new(None) }
+        Self {
+            config: Arc::new(config),
+            worker: Mutex::new(None),
+        }
     }
 
     pub fn config(&self) -> &GraderConfig {
@@ -117,7 +124,10 @@ impl Grader {
             return grade_inline(&self.config, &gold, &response, deadline);
         };
         let config = Arc::clone(&self.config);
-        let result = worker.run(move || grade_inline(&config, &gold, &response, deadline), deadline);
+        let result = worker.run(
+            move || grade_inline(&config, &gold, &response, deadline),
+            deadline,
+        );
         match result {
             Ok(g) => g,
             Err(JobFailure::TimedOut) => {
@@ -134,7 +144,10 @@ impl Grader {
 
     /// Grades (gold, response) pairs in order; each has its own budget.
     pub fn grade_batch<G: AsRef<str>, R: AsRef<str>>(&self, pairs: &[(G, R)]) -> Vec<Grade> {
-        pairs.iter().map(|(g, r)| self.grade(g.as_ref(), r.as_ref())).collect()
+        pairs
+            .iter()
+            .map(|(g, r)| self.grade(g.as_ref(), r.as_ref()))
+            .collect()
     }
 }
 
@@ -158,7 +171,10 @@ struct Chosen {
 
 /// The first candidate that parses, else the first one (kept as text).
 fn choose(cands: Vec<Candidate>, config: &GraderConfig, deadline: &Deadline) -> Option<Chosen> {
-    let limits = ParseLimits { max_depth: config.max_depth, ..ParseLimits::default() };
+    let limits = ParseLimits {
+        max_depth: config.max_depth,
+        ..ParseLimits::default()
+    };
     let mut fallback: Option<Chosen> = None;
     for c in cands {
         if deadline.expired() {
@@ -166,7 +182,11 @@ fn choose(cands: Vec<Candidate>, config: &GraderConfig, deadline: &Deadline) -> 
         }
         let normalized = normalize_bounded(&c.text, config);
         let parsed = parse_bounded(&normalized, config, &limits);
-        let chosen = Chosen { raw: c.text, normalized, parsed };
+        let chosen = Chosen {
+            raw: c.text,
+            normalized,
+            parsed,
+        };
         if chosen.parsed.is_some() {
             return Some(chosen);
         }
@@ -197,7 +217,12 @@ fn parse_bounded(normalized: &str, config: &GraderConfig, limits: &ParseLimits) 
 
 /// Grades on the calling thread with the cooperative limits only (no hard timeout). [`Grader`]
 /// runs this on its worker.
-pub fn grade_inline(config: &GraderConfig, gold: &str, response: &str, deadline: Deadline) -> Grade {
+pub fn grade_inline(
+    config: &GraderConfig,
+    gold: &str,
+    response: &str,
+    deadline: Deadline,
+) -> Grade {
     let opts = ExtractOptions {
         last_number_fallback: config.last_number_fallback,
         whole_fallback: config.bare_answer_fallback,
@@ -213,15 +238,26 @@ pub fn grade_inline(config: &GraderConfig, gold: &str, response: &str, deadline:
     let extracted = Some(pred.raw.clone());
     let gold_cands = gold_candidates(tail(gold, config.max_response_bytes));
     let Some(gold) = choose(gold_cands, config, &deadline) else {
-        let status = if deadline.expired() { Status::Timeout } else { Status::Unparseable };
+        let status = if deadline.expired() {
+            Status::Timeout
+        } else {
+            Status::Unparseable
+        };
         return Grade::new(status, extracted);
     };
     if !gold.normalized.is_empty() && compact(&gold.normalized) == compact(&pred.normalized) {
         return Grade::new(Status::Correct, extracted);
     }
-    if let (Some(g), Some(p)) = (plain_integer(&gold.normalized), plain_integer(&pred.normalized)) {
+    if let (Some(g), Some(p)) = (
+        plain_integer(&gold.normalized),
+        plain_integer(&pred.normalized),
+    ) {
         // Integers of any length compare by their digits, without parsing (100,000 digits).
-        let status = if g == p { Status::Correct } else { Status::Incorrect };
+        let status = if g == p {
+            Status::Correct
+        } else {
+            Status::Incorrect
+        };
         return Grade::new(status, extracted);
     }
     let status = match (&gold.parsed, &pred.parsed) {
@@ -229,9 +265,15 @@ pub fn grade_inline(config: &GraderConfig, gold: &str, response: &str, deadline:
             let cfg = EquivConfig {
                 rel_tol: config.rel_tol,
                 percent_equals_decimal: config.percent_equals_decimal,
-                num_limits: NumLimits { max_bits: config.max_bits, max_exponent: config.max_exponent },
+                num_limits: NumLimits {
+                    max_bits: config.max_bits,
+                    max_exponent: config.max_exponent,
+                },
             };
-            let cmp = Comparer { cfg: &cfg, deadline: &deadline };
+            let cmp = Comparer {
+                cfg: &cfg,
+                deadline: &deadline,
+            };
             if cmp.equivalent(g, p) {
                 Status::Correct
             } else if deadline.expired() {
@@ -256,5 +298,9 @@ fn plain_integer(s: &str) -> Option<String> {
         return None;
     }
     let trimmed = digits.trim_start_matches('0');
-    Some(if trimmed.is_empty() { "0".to_string() } else { format!("{sign}{trimmed}") })
+    Some(if trimmed.is_empty() {
+        "0".to_string()
+    } else {
+        format!("{sign}{trimmed}")
+    })
 }

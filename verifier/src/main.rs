@@ -19,7 +19,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "verifier", version, about = "LaSeR verifier: math answer grading and task sources")]
+#[command(
+    name = "verifier",
+    version,
+    about = "LaSeR verifier: math answer grading and task sources"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -36,10 +40,20 @@ enum Command {
 #[derive(Args)]
 struct GradeArgs {
     /// Gold answer or full reference solution.
-    #[arg(long, required_unless_present = "batch", conflicts_with = "batch", allow_hyphen_values = true)]
+    #[arg(
+        long,
+        required_unless_present = "batch",
+        conflicts_with = "batch",
+        allow_hyphen_values = true
+    )]
     gold: Option<String>,
     /// The response to grade.
-    #[arg(long, required_unless_present = "batch", conflicts_with = "batch", allow_hyphen_values = true)]
+    #[arg(
+        long,
+        required_unless_present = "batch",
+        conflicts_with = "batch",
+        allow_hyphen_values = true
+    )]
     answer: Option<String>,
     /// Read {"gold", "answer"} JSONL from stdin, write one grade per line.
     #[arg(long)]
@@ -182,7 +196,9 @@ fn grade_batch(grader: &Grader) -> Result<()> {
         let line_no = i + 1;
         let parsed = line
             .map_err(|e| format!("unreadable input: {e}"))
-            .and_then(|l| serde_json::from_str::<BatchLine>(&l).map_err(|e| format!("invalid input: {e}")));
+            .and_then(|l| {
+                serde_json::from_str::<BatchLine>(&l).map_err(|e| format!("invalid input: {e}"))
+            });
         match parsed {
             Ok(item) => {
                 let g: Grade = grader.grade(&item.gold, &item.answer);
@@ -193,7 +209,10 @@ fn grade_batch(grader: &Grader) -> Result<()> {
                 bad_lines += 1;
                 let message = format!("line {line_no}: {message}");
                 eprintln!("verifier: {message}");
-                serde_json::to_writer(&mut out, &serde_json::json!({ "line": line_no, "error": message }))?;
+                serde_json::to_writer(
+                    &mut out,
+                    &serde_json::json!({ "line": line_no, "error": message }),
+                )?;
                 writeln!(out)?;
             }
         }
@@ -223,15 +242,41 @@ fn tasks(args: TasksArgs) -> Result<()> {
     let template = match args.template {
         TemplateArg::Suffix => PromptTemplate::PaperSuffix,
         TemplateArg::Raw => PromptTemplate::Raw,
-        TemplateArg::Chat => PromptTemplate::Chat { system: args.system.clone() },
+        TemplateArg::Chat => PromptTemplate::Chat {
+            system: args.system.clone(),
+        },
     };
     let list = match args.source {
-        TaskSource::Synthetic { n, seed, start, min_digits, max_digits, ops, chain_length } => {
-            let config = SyntheticConfig { min_digits, max_digits, ops: parse_ops(&ops)?, chain_length };
-            SyntheticTasks::new(config, seed)?.starting_at(start).take(n as usize).collect::<Vec<_>>()
+        TaskSource::Synthetic {
+            n,
+            seed,
+            start,
+            min_digits,
+            max_digits,
+            ops,
+            chain_length,
+        } => {
+            let config = SyntheticConfig {
+                min_digits,
+                max_digits,
+                ops: parse_ops(&ops)?,
+                chain_length,
+            };
+            SyntheticTasks::new(config, seed)?
+                .starting_at(start)
+                .take(n as usize)
+                .collect::<Vec<_>>()
         }
-        TaskSource::Jsonl { path, question_field, answer_field } => {
-            let fields = JsonlFields { question: question_field, answer: answer_field, ..JsonlFields::default() };
+        TaskSource::Jsonl {
+            path,
+            question_field,
+            answer_field,
+        } => {
+            let fields = JsonlFields {
+                question: question_field,
+                answer: answer_field,
+                ..JsonlFields::default()
+            };
             load_jsonl(&path, &fields).with_context(|| format!("loading {}", path.display()))?
         }
     };

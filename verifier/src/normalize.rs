@@ -12,12 +12,15 @@ fn re(pattern: &str) -> Regex {
     Regex::new(pattern).unwrap_or_else(|e| panic!("bad built-in regex {pattern}: {e}"))
 }
 
-static SIZING: LazyLock<Regex> = LazyLock::new(|| re(r"\\(?:left|right|middle|[bB]igg?[lr]?)(?:[^a-zA-Z]|$)"));
-static DIGIT_SPACE_DIGITS: LazyLock<Regex> = LazyLock::new(|| re(r"(\d)(?:\\[,!;: ]|\{,\}|~)(\d{3})"));
+static SIZING: LazyLock<Regex> =
+    LazyLock::new(|| re(r"\\(?:left|right|middle|[bB]igg?[lr]?)(?:[^a-zA-Z]|$)"));
+static DIGIT_SPACE_DIGITS: LazyLock<Regex> =
+    LazyLock::new(|| re(r"(\d)(?:\\[,!;: ]|\{,\}|~)(\d{3})"));
 static SPACING: LazyLock<Regex> = LazyLock::new(|| re(r"\\[,!;: ]|\\q?quad\b|~"));
 static FRAC_VARIANTS: LazyLock<Regex> = LazyLock::new(|| re(r"\\[dtc]frac"));
-static DEGREES: LazyLock<Regex> =
-    LazyLock::new(|| re(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|°|\\degree|\^\s*\{\s*\\text\{\s*o\s*\}\s*\}"));
+static DEGREES: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|°|\\degree|\^\s*\{\s*\\text\{\s*o\s*\}\s*\}")
+});
 static PERCENT_WORD: LazyLock<Regex> = LazyLock::new(|| {
     re(r"\s*\\text\s*\{\s*(?:percent|percentage|pct|\\%)\s*\}|\s*\b(?:percentage|percent|pct)\b")
 });
@@ -34,7 +37,8 @@ static UNIT_WORD_AT_END: LazyLock<Regex> = LazyLock::new(|| {
         r")\.?(?:\s*\^\s*\{?\d\}?)?\s*$"
     ))
 });
-static AND_OR: LazyLock<Regex> = LazyLock::new(|| re(r"\s*\\text\s*\{\s*(?:and|or)\s*\}\s*|,?\s+\b(?:and|or)\b\s+"));
+static AND_OR: LazyLock<Regex> =
+    LazyLock::new(|| re(r"\s*\\text\s*\{\s*(?:and|or)\s*\}\s*|,?\s+\b(?:and|or)\b\s+"));
 static FRAC_SHORT: LazyLock<Regex> = LazyLock::new(|| re(r"\\frac\s*(\d)\s*(\d)"));
 static FRAC_SHORT_NUM: LazyLock<Regex> = LazyLock::new(|| re(r"\\frac\s*(\d)\s*\{"));
 static FRAC_SHORT_DEN: LazyLock<Regex> = LazyLock::new(|| re(r"\\frac\s*\{([^{}]*)\}\s*(\d)"));
@@ -56,7 +60,9 @@ pub fn normalize(answer: &str) -> String {
     // Protect matrix row separators (\\) from the single-backslash rules below.
     s = s.replace("\\\\", ROW_SEP);
     s = s.replace("\\displaystyle", "").replace("\\textstyle", "");
-    s = SIZING.replace_all(&s, |c: &regex::Captures| tail_char(&c[0])).into_owned();
+    s = SIZING
+        .replace_all(&s, |c: &regex::Captures| tail_char(&c[0]))
+        .into_owned();
     // Thousands separators written with a thin space: 1\,000 → 1000 (twice for 1\,000\,000).
     for _ in 0..2 {
         s = DIGIT_SPACE_DIGITS.replace_all(&s, "$1$2").into_owned();
@@ -81,9 +87,15 @@ pub fn normalize(answer: &str) -> String {
     s = AND_OR.replace_all(&s, ",").into_owned();
     s = FRAC_SHORT.replace_all(&s, "\\frac{$1}{$2}").into_owned();
     s = FRAC_SHORT_NUM.replace_all(&s, "\\frac{$1}{").into_owned();
-    s = FRAC_SHORT_DEN.replace_all(&s, "\\frac{$1}{$2}").into_owned();
+    s = FRAC_SHORT_DEN
+        .replace_all(&s, "\\frac{$1}{$2}")
+        .into_owned();
     s = SQRT_SHORT.replace_all(&s, "\\sqrt{$1}").into_owned();
-    s = s.trim().trim_end_matches(['.', ',', ';']).trim().to_string();
+    s = s
+        .trim()
+        .trim_end_matches(['.', ',', ';'])
+        .trim()
+        .to_string();
     // A whole answer wrapped in \text{...}: keep the content.
     while let Some(c) = TEXT_WRAPPER.captures(&s) {
         let inner = c[1].to_string();

@@ -21,7 +21,10 @@ impl Default for NumLimits {
     fn default() -> Self {
         // 20k bits is ~6000 decimal digits: far above any real answer, and a multiply at that size
         // costs microseconds.
-        Self { max_bits: 20_000, max_exponent: 10_000 }
+        Self {
+            max_bits: 20_000,
+            max_exponent: 10_000,
+        }
     }
 }
 
@@ -101,25 +104,31 @@ impl Num {
     pub fn pow(&self, e: &Num, l: &NumLimits) -> Option<Num> {
         if let (Num::Exact(b), Num::Exact(ex)) = (self, e) {
             if ex.is_integer() {
-                if let Some(n) = ex.numer().to_i64() {
-                    if n.unsigned_abs() <= l.max_exponent {
-                        let bits = b.numer().bits().max(b.denom().bits());
-                        // Result size ≈ bits * |n|; refuse before computing a huge power.
-                        if bits.saturating_mul(n.unsigned_abs()) <= l.max_bits {
-                            if b.is_zero() && n < 0 {
-                                return None;
-                            }
-                            let p = pow_ratio(b, n.unsigned_abs());
-                            return Some(if n < 0 { Num::Exact(p.recip()) } else { Num::Exact(p) });
+                if let Some(n) = ex.numer().to_i64()
+                    && n.unsigned_abs() <= l.max_exponent
+                {
+                    let bits = b.numer().bits().max(b.denom().bits());
+                    // Result size ≈ bits * |n|; refuse before computing a huge power.
+                    if bits.saturating_mul(n.unsigned_abs()) <= l.max_bits {
+                        if b.is_zero() && n < 0 {
+                            return None;
                         }
+                        let p = pow_ratio(b, n.unsigned_abs());
+                        return Some(if n < 0 {
+                            Num::Exact(p.recip())
+                        } else {
+                            Num::Exact(p)
+                        });
                     }
                 }
             } else if let (Some(p), Some(q)) = (ex.numer().to_i64(), ex.denom().to_u32()) {
                 // Rational exponent p/q: exact when the base is a perfect q-th power.
-                if q <= 64 && p.unsigned_abs() <= l.max_exponent && !b.is_negative() {
-                    if let Some(root) = exact_root(b, q) {
-                        return Num::Exact(root).pow(&Num::int(p), l);
-                    }
+                if q <= 64
+                    && p.unsigned_abs() <= l.max_exponent
+                    && !b.is_negative()
+                    && let Some(root) = exact_root(b, q)
+                {
+                    return Num::Exact(root).pow(&Num::int(p), l);
                 }
             }
         }
@@ -168,10 +177,10 @@ fn exact_root(b: &BigRational, q: u32) -> Option<BigRational> {
 
 /// BigRational → f64 that also handles values whose numerator and denominator overflow f64.
 pub fn ratio_to_f64(r: &BigRational) -> f64 {
-    if let Some(f) = r.to_f64() {
-        if f.is_finite() {
-            return f;
-        }
+    if let Some(f) = r.to_f64()
+        && f.is_finite()
+    {
+        return f;
     }
     // Fall back to comparing magnitudes by bit length.
     let nb = r.numer().bits() as i64;
@@ -183,8 +192,12 @@ pub fn ratio_to_f64(r: &BigRational) -> f64 {
         0.0
     } else {
         let shift = nb.max(db) - 60;
-        let n = (r.numer().abs() >> shift.max(0) as usize).to_f64().unwrap_or(f64::NAN);
-        let d = (r.denom() >> shift.max(0) as usize).to_f64().unwrap_or(f64::NAN);
+        let n = (r.numer().abs() >> shift.max(0) as usize)
+            .to_f64()
+            .unwrap_or(f64::NAN);
+        let d = (r.denom() >> shift.max(0) as usize)
+            .to_f64()
+            .unwrap_or(f64::NAN);
         sign * n / d
     }
 }
@@ -198,11 +211,17 @@ pub fn parse_decimal(s: &str) -> Option<BigRational> {
     if int_part.is_empty() && frac_part.is_empty() {
         return None;
     }
-    if !int_part.bytes().all(|c| c.is_ascii_digit()) || !frac_part.bytes().all(|c| c.is_ascii_digit()) {
+    if !int_part.bytes().all(|c| c.is_ascii_digit())
+        || !frac_part.bytes().all(|c| c.is_ascii_digit())
+    {
         return None;
     }
     let digits = format!("{int_part}{frac_part}");
-    let numer: BigInt = if digits.is_empty() { BigInt::zero() } else { digits.parse().ok()? };
+    let numer: BigInt = if digits.is_empty() {
+        BigInt::zero()
+    } else {
+        digits.parse().ok()?
+    };
     let denom = num_traits::pow(BigInt::from(10u32), frac_part.len());
     Some(BigRational::new(numer, denom))
 }
@@ -268,8 +287,14 @@ mod tests {
 
     #[test]
     fn decimal_parsing_is_exact() {
-        assert_eq!(parse_decimal("0.25"), Some(BigRational::new(1.into(), 4.into())));
-        assert_eq!(parse_decimal(".5"), Some(BigRational::new(1.into(), 2.into())));
+        assert_eq!(
+            parse_decimal("0.25"),
+            Some(BigRational::new(1.into(), 4.into()))
+        );
+        assert_eq!(
+            parse_decimal(".5"),
+            Some(BigRational::new(1.into(), 2.into()))
+        );
         assert_eq!(parse_decimal("1.2.3"), None);
     }
 
@@ -277,7 +302,10 @@ mod tests {
     fn big_ratio_to_float() {
         let big = BigRational::from_integer(num_traits::pow(BigInt::from(10), 400));
         assert!(ratio_to_f64(&big).is_infinite());
-        let r = BigRational::new(num_traits::pow(BigInt::from(10), 400) * 3, num_traits::pow(BigInt::from(10), 400));
+        let r = BigRational::new(
+            num_traits::pow(BigInt::from(10), 400) * 3,
+            num_traits::pow(BigInt::from(10), 400),
+        );
         assert!((ratio_to_f64(&r) - 3.0).abs() < 1e-12);
     }
 }

@@ -6,7 +6,12 @@ use laser_verifier::{Grade, Grader, GraderConfig, Status};
 fn grade(gold: &str, answer: &str) -> Grade {
     let grader = Grader::new(GraderConfig::default());
     let g = grader.grade(gold, answer);
-    assert_ne!(g.status, Status::Timeout, "budget exceeded for a {}-byte answer", answer.len());
+    assert_ne!(
+        g.status,
+        Status::Timeout,
+        "budget exceeded for a {}-byte answer",
+        answer.len()
+    );
     g
 }
 
@@ -20,18 +25,30 @@ fn ten_megabyte_answer() {
     let g = grade("42", &"x".repeat(10 * 1024 * 1024));
     assert_eq!(g.reward, 0);
     // Ten megabytes inside one box.
-    let g = grade("42", &format!("\\boxed{{{}}}", "9".repeat(10 * 1024 * 1024)));
+    let g = grade(
+        "42",
+        &format!("\\boxed{{{}}}", "9".repeat(10 * 1024 * 1024)),
+    );
     assert_eq!(g.reward, 0);
 }
 
 #[test]
 fn tower_of_powers() {
     let tower = "10^{10^{10^{10}}}";
-    assert_eq!(grade(tower, &format!("\\boxed{{{tower}}}")).status, Status::Correct);
+    assert_eq!(
+        grade(tower, &format!("\\boxed{{{tower}}}")).status,
+        Status::Correct
+    );
     // Both sides overflow any float: they must not be called equal just because both are huge.
     assert_eq!(grade(tower, "\\boxed{10^{10^{10^{9}}}}").reward, 0);
-    assert_eq!(grade("1", "\\boxed{10^{10^{10^{10}}}}").status, Status::Incorrect);
-    assert_eq!(grade("2^{100}", "\\boxed{1267650600228229401496703205376}").status, Status::Correct);
+    assert_eq!(
+        grade("1", "\\boxed{10^{10^{10^{10}}}}").status,
+        Status::Incorrect
+    );
+    assert_eq!(
+        grade("2^{100}", "\\boxed{1267650600228229401496703205376}").status,
+        Status::Correct
+    );
 }
 
 #[test]
@@ -40,33 +57,71 @@ fn frac_nested_ten_thousand_deep() {
     let g = grade("1", &format!("\\boxed{{{deep}}}"));
     assert_eq!(g.reward, 0);
     // The box is too deep to parse; a later candidate (the innermost bare \frac{1}{2}) may be read.
-    assert!(matches!(g.status, Status::Unparseable | Status::Incorrect), "{g:?}");
+    assert!(
+        matches!(g.status, Status::Unparseable | Status::Incorrect),
+        "{g:?}"
+    );
     // As the gold side too.
     assert_eq!(grade(&deep, "\\boxed{1}").reward, 0);
     // Deep parentheses and deep unary minus, which a recursive parser would follow.
-    assert_eq!(grade("1", &format!("\\boxed{{{}1{}}}", "(".repeat(100_000), ")".repeat(100_000))).reward, 0);
-    assert_eq!(grade("1", &format!("\\boxed{{{}1}}", "-".repeat(100_000))).reward, 0);
-    assert_eq!(grade("1", &format!("\\boxed{{1{}}}", "!".repeat(100_000))).reward, 0);
+    assert_eq!(
+        grade(
+            "1",
+            &format!("\\boxed{{{}1{}}}", "(".repeat(100_000), ")".repeat(100_000))
+        )
+        .reward,
+        0
+    );
+    assert_eq!(
+        grade("1", &format!("\\boxed{{{}1}}", "-".repeat(100_000))).reward,
+        0
+    );
+    assert_eq!(
+        grade("1", &format!("\\boxed{{1{}}}", "!".repeat(100_000))).reward,
+        0
+    );
 }
 
 #[test]
 fn number_with_a_hundred_thousand_digits() {
-    let n: String = (0..100_000).map(|i| char::from(b'1' + (i % 9) as u8)).collect();
-    assert_eq!(grade(&n, &format!("\\boxed{{{n}}}")).status, Status::Correct);
+    let n: String = (0..100_000)
+        .map(|i| char::from(b'1' + (i % 9) as u8))
+        .collect();
+    assert_eq!(
+        grade(&n, &format!("\\boxed{{{n}}}")).status,
+        Status::Correct
+    );
     let mut other = n.clone();
     other.pop();
     other.push('0');
-    assert_eq!(grade(&n, &format!("\\boxed{{{other}}}")).status, Status::Incorrect);
+    assert_eq!(
+        grade(&n, &format!("\\boxed{{{other}}}")).status,
+        Status::Incorrect
+    );
     // Inside an expression it cannot be parsed exactly, and is not mistaken for a match.
     assert_eq!(grade("1", &format!("\\boxed{{{n}+1}}")).reward, 0);
-    assert_eq!(grade(&n, &format!("The answer is {n}.")).status, Status::Correct);
+    assert_eq!(
+        grade(&n, &format!("The answer is {n}.")).status,
+        Status::Correct
+    );
 }
 
 #[test]
 fn unbalanced_braces() {
-    for answer in ["\\boxed{\\frac{1}{2}", "}}}}{{{{", "\\boxed{1}}}}", "{{{{{{1", "\\frac{1}{2", "$\\left( 1, 2$", "\\boxed{)(}"] {
+    for answer in [
+        "\\boxed{\\frac{1}{2}",
+        "}}}}{{{{",
+        "\\boxed{1}}}}",
+        "{{{{{{1",
+        "\\frac{1}{2",
+        "$\\left( 1, 2$",
+        "\\boxed{)(}",
+    ] {
         let g = grade("\\frac{1}{2}", answer);
-        assert!(g.status != Status::Correct || answer.contains("\\frac{1}{2"), "{answer}: {g:?}");
+        assert!(
+            g.status != Status::Correct || answer.contains("\\frac{1}{2"),
+            "{answer}: {g:?}"
+        );
     }
     // Unbalanced gold.
     assert_eq!(grade("{{{", "\\boxed{1}").reward, 0);
@@ -78,13 +133,19 @@ fn boxed_without_closing_brace() {
     assert_eq!(grade("42", "so we get \\boxed{42").status, Status::Correct);
     assert_eq!(grade("42", "so we get \\boxed{").reward, 0);
     assert_eq!(grade("42", "\\boxed").reward, 0);
-    assert_eq!(grade("42", &format!("\\boxed{{{}", "{".repeat(50_000))).reward, 0);
+    assert_eq!(
+        grade("42", &format!("\\boxed{{{}", "{".repeat(50_000))).reward,
+        0
+    );
 }
 
 #[test]
 fn a_slow_answer_costs_only_its_own_budget() {
     // A tiny budget forces the hard timeout on a large answer; the next answer is graded normally.
-    let grader = Grader::new(GraderConfig { budget: std::time::Duration::from_nanos(1), ..GraderConfig::default() });
+    let grader = Grader::new(GraderConfig {
+        budget: std::time::Duration::from_nanos(1),
+        ..GraderConfig::default()
+    });
     let big = format!("{} \\boxed{{42}}", "1 + ".repeat(200_000));
     assert_eq!(grader.grade("42", &big).status, Status::Timeout);
     let grader = Grader::new(GraderConfig::default());

@@ -17,7 +17,9 @@ fn load() -> Vec<Case> {
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .enumerate()
-        .map(|(i, l)| serde_json::from_str(l).unwrap_or_else(|e| panic!("cases.jsonl:{}: {e}", i + 1)))
+        .map(|(i, l)| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("cases.jsonl:{}: {e}", i + 1))
+        })
         .collect()
 }
 
@@ -58,7 +60,10 @@ fn case_file_covers_every_category_with_enough_negatives() {
         "eq_matrix",
         "eq_percent_decimal",
     ] {
-        assert!(per_category.get(needed).copied().unwrap_or(0) >= 5, "category {needed} is thin: {per_category:?}");
+        assert!(
+            per_category.get(needed).copied().unwrap_or(0) >= 5,
+            "category {needed} is thin: {per_category:?}"
+        );
     }
 }
 
@@ -76,5 +81,11 @@ fn every_case_grades_as_expected() {
             ));
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases wrong:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases wrong:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }

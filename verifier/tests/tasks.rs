@@ -11,13 +11,26 @@ use std::path::PathBuf;
 #[test]
 fn synthetic_is_deterministic_for_a_seed() {
     let cfg = SyntheticConfig::default();
-    let a: Vec<_> = SyntheticTasks::new(cfg.clone(), 42).unwrap().take(50).collect();
-    let b: Vec<_> = SyntheticTasks::new(cfg.clone(), 42).unwrap().take(50).collect();
+    let a: Vec<_> = SyntheticTasks::new(cfg.clone(), 42)
+        .unwrap()
+        .take(50)
+        .collect();
+    let b: Vec<_> = SyntheticTasks::new(cfg.clone(), 42)
+        .unwrap()
+        .take(50)
+        .collect();
     assert_eq!(a, b);
-    let c: Vec<_> = SyntheticTasks::new(cfg.clone(), 43).unwrap().take(50).collect();
+    let c: Vec<_> = SyntheticTasks::new(cfg.clone(), 43)
+        .unwrap()
+        .take(50)
+        .collect();
     assert_ne!(a, c);
     // Resuming at index 20 continues the same stream.
-    let resumed: Vec<_> = SyntheticTasks::new(cfg, 42).unwrap().starting_at(20).take(30).collect();
+    let resumed: Vec<_> = SyntheticTasks::new(cfg, 42)
+        .unwrap()
+        .starting_at(20)
+        .take(30)
+        .collect();
     assert_eq!(resumed, a[20..]);
     // Distinct problems, not one repeated.
     let distinct: std::collections::BTreeSet<_> = a.iter().map(|t| t.question.clone()).collect();
@@ -35,19 +48,34 @@ fn synthetic_gold_is_the_exact_value_and_knobs_are_respected() {
     let grader = Grader::new(GraderConfig::default());
     let mut saw_fraction = false;
     for t in SyntheticTasks::new(cfg, 7).unwrap().take(200) {
-        let expr = t.question.strip_prefix("Compute ").and_then(|s| s.strip_suffix('.')).unwrap();
+        let expr = t
+            .question
+            .strip_prefix("Compute ")
+            .and_then(|s| s.strip_suffix('.'))
+            .unwrap();
         let tokens: Vec<&str> = expr.split(' ').collect();
         assert_eq!(tokens.len(), 9, "{expr}");
         for (k, tok) in tokens.iter().enumerate() {
             if k % 2 == 0 {
-                assert!((2..=3).contains(&tok.len()) && tok.bytes().all(|b| b.is_ascii_digit()), "{tok}");
+                assert!(
+                    (2..=3).contains(&tok.len()) && tok.bytes().all(|b| b.is_ascii_digit()),
+                    "{tok}"
+                );
             } else {
                 assert!(["+", "-", "*", "/"].contains(tok), "{tok}");
             }
         }
         // Independent check: the grader's own parser evaluates the question exactly.
-        let value = eval_num(&parse_answer(expr, &ParseLimits::default()).unwrap(), &NumLimits::default()).unwrap();
-        let gold = eval_num(&parse_answer(&t.gold, &ParseLimits::default()).unwrap(), &NumLimits::default()).unwrap();
+        let value = eval_num(
+            &parse_answer(expr, &ParseLimits::default()).unwrap(),
+            &NumLimits::default(),
+        )
+        .unwrap();
+        let gold = eval_num(
+            &parse_answer(&t.gold, &ParseLimits::default()).unwrap(),
+            &NumLimits::default(),
+        )
+        .unwrap();
         match (value, gold) {
             (Num::Exact(v), Num::Exact(g)) => {
                 assert_eq!(v, g, "{expr} vs gold {}", t.gold);
@@ -55,14 +83,25 @@ fn synthetic_gold_is_the_exact_value_and_knobs_are_respected() {
             }
             other => panic!("not exact: {other:?}"),
         }
-        assert_eq!(grader.grade(&t.gold, &format!("The answer is \\boxed{{{}}}.", t.gold)).reward, 1);
+        assert_eq!(
+            grader
+                .grade(&t.gold, &format!("The answer is \\boxed{{{}}}.", t.gold))
+                .reward,
+            1
+        );
     }
-    assert!(saw_fraction, "division should produce some fractional answers");
+    assert!(
+        saw_fraction,
+        "division should produce some fractional answers"
+    );
 }
 
 #[test]
 fn synthetic_rejects_bad_knobs() {
-    let bad = SyntheticConfig { chain_length: 0, ..SyntheticConfig::default() };
+    let bad = SyntheticConfig {
+        chain_length: 0,
+        ..SyntheticConfig::default()
+    };
     let err = SyntheticTasks::new(bad, 1).unwrap_err();
     assert!(err.to_string().contains("chain_length"), "{err}");
 }
@@ -94,30 +133,66 @@ fn jsonl_loads_with_default_and_custom_fields() {
     assert_eq!(tasks[1].question, "Half of 1?");
     assert_eq!(tasks[0].id, "ok.jsonl:1");
 
-    let custom = temp_file("custom.jsonl", "{\"problem_text\": \"Q\", \"final\": \"\\\\boxed{9}\"}\n");
-    let fields = JsonlFields { question: vec!["problem_text".into()], answer: vec!["final".into()], id: None };
+    let custom = temp_file(
+        "custom.jsonl",
+        "{\"problem_text\": \"Q\", \"final\": \"\\\\boxed{9}\"}\n",
+    );
+    let fields = JsonlFields {
+        question: vec!["problem_text".into()],
+        answer: vec!["final".into()],
+        id: None,
+    };
     let tasks = load_jsonl(&custom, &fields).unwrap();
-    assert_eq!((tasks[0].question.as_str(), tasks[0].gold.as_str()), ("Q", "9"));
+    assert_eq!(
+        (tasks[0].question.as_str(), tasks[0].gold.as_str()),
+        ("Q", "9")
+    );
 }
 
 #[test]
 fn jsonl_errors_name_file_and_line() {
     let cases = [
-        ("badjson.jsonl", "{\"question\": \"q\", \"answer\": \"1\"}\n{oops\n", 2, "invalid JSON"),
+        (
+            "badjson.jsonl",
+            "{\"question\": \"q\", \"answer\": \"1\"}\n{oops\n",
+            2,
+            "invalid JSON",
+        ),
         ("noq.jsonl", "{\"answer\": \"1\"}\n", 1, "`question`"),
-        ("noa.jsonl", "{\"question\": \"q\", \"answer\": \"1\"}\n\n{\"question\": \"q\"}\n", 3, "`answer`"),
+        (
+            "noa.jsonl",
+            "{\"question\": \"q\", \"answer\": \"1\"}\n\n{\"question\": \"q\"}\n",
+            3,
+            "`answer`",
+        ),
         ("array.jsonl", "[1, 2]\n", 1, "JSON object"),
-        ("kind.jsonl", "{\"question\": [\"q\"], \"answer\": \"1\"}\n", 1, "must be a string"),
-        ("empty_gold.jsonl", "{\"question\": \"q\", \"answer\": \"\\\\boxed{}\"}\n", 1, "empty gold"),
+        (
+            "kind.jsonl",
+            "{\"question\": [\"q\"], \"answer\": \"1\"}\n",
+            1,
+            "must be a string",
+        ),
+        (
+            "empty_gold.jsonl",
+            "{\"question\": \"q\", \"answer\": \"\\\\boxed{}\"}\n",
+            1,
+            "empty gold",
+        ),
     ];
     for (name, contents, line, needle) in cases {
         let path = temp_file(name, contents);
         match load_jsonl(&path, &JsonlFields::default()) {
-            Err(TaskError::Line { path: p, line: l, message }) => {
+            Err(TaskError::Line {
+                path: p,
+                line: l,
+                message,
+            }) => {
                 assert_eq!(p, path);
                 assert_eq!(l, line, "{name}: {message}");
                 assert!(message.contains(needle), "{name}: {message}");
-                let shown = load_jsonl(&path, &JsonlFields::default()).unwrap_err().to_string();
+                let shown = load_jsonl(&path, &JsonlFields::default())
+                    .unwrap_err()
+                    .to_string();
                 assert!(shown.contains(&format!("{name}:{line}:")), "{shown}");
             }
             other => panic!("{name}: expected a line error, got {other:?}"),
@@ -125,15 +200,29 @@ fn jsonl_errors_name_file_and_line() {
     }
     let missing = std::env::temp_dir().join("laser-verifier-no-such-file.jsonl");
     let err = load_jsonl(&missing, &JsonlFields::default()).unwrap_err();
-    assert!(matches!(err, TaskError::Io { .. }) && err.to_string().contains("laser-verifier-no-such-file.jsonl"));
+    assert!(
+        matches!(err, TaskError::Io { .. })
+            && err
+                .to_string()
+                .contains("laser-verifier-no-such-file.jsonl")
+    );
     let blank = temp_file("blank.jsonl", "\n\n");
-    assert!(matches!(load_jsonl(&blank, &JsonlFields::default()), Err(TaskError::Empty { .. })));
+    assert!(matches!(
+        load_jsonl(&blank, &JsonlFields::default()),
+        Err(TaskError::Empty { .. })
+    ));
 }
 
 #[test]
 fn gold_extraction_from_solutions() {
-    assert_eq!(gold_from_solution("so $\\boxed{\\{1,2\\}}$").as_deref(), Some("\\{1,2\\}"));
-    assert_eq!(gold_from_solution("work\n#### 1,234").as_deref(), Some("1,234"));
+    assert_eq!(
+        gold_from_solution("so $\\boxed{\\{1,2\\}}$").as_deref(),
+        Some("\\{1,2\\}")
+    );
+    assert_eq!(
+        gold_from_solution("work\n#### 1,234").as_deref(),
+        Some("1,234")
+    );
     assert_eq!(gold_from_solution("  17 ").as_deref(), Some("17"));
     assert_eq!(gold_from_solution("   "), None);
 }

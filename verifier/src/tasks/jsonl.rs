@@ -29,29 +29,49 @@ impl Default for JsonlFields {
 
 /// Loads every task of a JSONL file.
 pub fn load_jsonl(path: &Path, fields: &JsonlFields) -> Result<Vec<Task>, TaskError> {
-    let file = std::fs::File::open(path).map_err(|source| TaskError::Io { path: path.to_path_buf(), source })?;
+    let file = std::fs::File::open(path).map_err(|source| TaskError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     read_jsonl(std::io::BufReader::new(file), path, fields)
 }
 
 /// Reads tasks from any reader; `path` names the source in errors.
-pub fn read_jsonl(reader: impl BufRead, path: &Path, fields: &JsonlFields) -> Result<Vec<Task>, TaskError> {
+pub fn read_jsonl(
+    reader: impl BufRead,
+    path: &Path,
+    fields: &JsonlFields,
+) -> Result<Vec<Task>, TaskError> {
     let mut tasks = Vec::new();
     for (i, line) in reader.lines().enumerate() {
         let line_no = i + 1;
-        let err = |message: String| TaskError::Line { path: path.to_path_buf(), line: line_no, message };
+        let err = |message: String| TaskError::Line {
+            path: path.to_path_buf(),
+            line: line_no,
+            message,
+        };
         let line = line.map_err(|e| err(format!("unreadable line: {e}")))?;
         if line.trim().is_empty() {
             continue;
         }
         let value: serde_json::Value =
             serde_json::from_str(&line).map_err(|e| err(format!("invalid JSON: {e}")))?;
-        let obj = value.as_object().ok_or_else(|| err("expected a JSON object".into()))?;
+        let obj = value
+            .as_object()
+            .ok_or_else(|| err("expected a JSON object".into()))?;
         let question = pick(obj, &fields.question).map_err(err)?;
         let answer_text = pick(obj, &fields.answer).map_err(err)?;
-        let gold = gold_from_solution(&answer_text)
-            .ok_or_else(|| err(format!("empty gold answer in field `{}`", present(obj, &fields.answer))))?;
+        let gold = gold_from_solution(&answer_text).ok_or_else(|| {
+            err(format!(
+                "empty gold answer in field `{}`",
+                present(obj, &fields.answer)
+            ))
+        })?;
         if question.trim().is_empty() {
-            return Err(err(format!("empty question in field `{}`", present(obj, &fields.question))));
+            return Err(err(format!(
+                "empty question in field `{}`",
+                present(obj, &fields.question)
+            )));
         }
         let id = match fields.id.as_deref().and_then(|f| obj.get(f)) {
             Some(serde_json::Value::String(s)) => s.clone(),
@@ -61,20 +81,31 @@ pub fn read_jsonl(reader: impl BufRead, path: &Path, fields: &JsonlFields) -> Re
         tasks.push(Task { id, question, gold });
     }
     if tasks.is_empty() {
-        return Err(TaskError::Empty { path: path.to_path_buf() });
+        return Err(TaskError::Empty {
+            path: path.to_path_buf(),
+        });
     }
     Ok(tasks)
 }
 
 fn display_name(path: &Path) -> String {
-    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string())
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
 }
 
 fn present<'a>(obj: &serde_json::Map<String, serde_json::Value>, names: &'a [String]) -> &'a str {
-    names.iter().find(|n| obj.contains_key(n.as_str())).map(String::as_str).unwrap_or("?")
+    names
+        .iter()
+        .find(|n| obj.contains_key(n.as_str()))
+        .map(String::as_str)
+        .unwrap_or("?")
 }
 
-fn pick(obj: &serde_json::Map<String, serde_json::Value>, names: &[String]) -> Result<String, String> {
+fn pick(
+    obj: &serde_json::Map<String, serde_json::Value>,
+    names: &[String],
+) -> Result<String, String> {
     for name in names {
         match obj.get(name) {
             Some(serde_json::Value::String(s)) => return Ok(s.clone()),
@@ -82,11 +113,21 @@ fn pick(obj: &serde_json::Map<String, serde_json::Value>, names: &[String]) -> R
             Some(serde_json::Value::Number(n)) => return Ok(n.to_string()),
             Some(serde_json::Value::Null) | None => continue,
             Some(other) => {
-                return Err(format!("field `{name}` must be a string or number, got {}", json_kind(other)));
+                return Err(format!(
+                    "field `{name}` must be a string or number, got {}",
+                    json_kind(other)
+                ));
             }
         }
     }
-    Err(format!("missing field: expected one of {}", names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")))
+    Err(format!(
+        "missing field: expected one of {}",
+        names
+            .iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
 }
 
 fn json_kind(v: &serde_json::Value) -> &'static str {

@@ -24,7 +24,11 @@ pub enum TaskError {
         source: std::io::Error,
     },
     #[error("{path}:{line}: {message}")]
-    Line { path: PathBuf, line: usize, message: String },
+    Line {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
     #[error("{path}: no tasks")]
     Empty { path: PathBuf },
     #[error("invalid task config: {0}")]

@@ -44,7 +44,12 @@ pub struct SyntheticConfig {
 
 impl Default for SyntheticConfig {
     fn default() -> Self {
-        Self { min_digits: 1, max_digits: 2, ops: vec![ArithOp::Add, ArithOp::Sub, ArithOp::Mul], chain_length: 2 }
+        Self {
+            min_digits: 1,
+            max_digits: 2,
+            ops: vec![ArithOp::Add, ArithOp::Sub, ArithOp::Mul],
+            chain_length: 2,
+        }
     }
 }
 
@@ -57,13 +62,19 @@ impl SyntheticConfig {
             )));
         }
         if self.max_digits > 18 {
-            return Err(TaskError::Config(format!("max_digits must be at most 18 (got {})", self.max_digits)));
+            return Err(TaskError::Config(format!(
+                "max_digits must be at most 18 (got {})",
+                self.max_digits
+            )));
         }
         if self.ops.is_empty() {
             return Err(TaskError::Config("ops must not be empty".into()));
         }
         if self.chain_length == 0 || self.chain_length > 64 {
-            return Err(TaskError::Config(format!("chain_length must be in 1..=64 (got {})", self.chain_length)));
+            return Err(TaskError::Config(format!(
+                "chain_length must be in 1..=64 (got {})",
+                self.chain_length
+            )));
         }
         Ok(())
     }
@@ -80,7 +91,11 @@ pub struct SyntheticTasks {
 impl SyntheticTasks {
     pub fn new(config: SyntheticConfig, seed: u64) -> Result<Self, TaskError> {
         config.validate()?;
-        Ok(Self { config, seed, next_index: 0 })
+        Ok(Self {
+            config,
+            seed,
+            next_index: 0,
+        })
     }
 
     /// Continue from task `index` (for resumed runs).
@@ -104,7 +119,11 @@ impl SyntheticTasks {
             }
             let digits = rng.range_u64(c.min_digits as u64, c.max_digits as u64) as u32;
             // At least 1: a zero divisor would have no answer.
-            let lo = if digits == 1 { 1 } else { 10u64.pow(digits - 1) };
+            let lo = if digits == 1 {
+                1
+            } else {
+                10u64.pow(digits - 1)
+            };
             let hi = 10u64.pow(digits) - 1;
             operands.push(rng.range_u64(lo, hi));
         }
@@ -143,7 +162,11 @@ fn evaluate(operands: &[u64], ops: &[ArithOp]) -> BigRational {
             ArithOp::Div => term /= r(v),
             ArithOp::Add | ArithOp::Sub => {
                 total += &sign * &term;
-                sign = if *op == ArithOp::Add { BigRational::one() } else { -BigRational::one() };
+                sign = if *op == ArithOp::Add {
+                    BigRational::one()
+                } else {
+                    -BigRational::one()
+                };
                 term = r(v);
             }
         }
@@ -167,17 +190,33 @@ mod tests {
     #[test]
     fn precedence_is_respected() {
         // 2 + 3 * 4 - 6 / 4 = 12.5
-        let v = evaluate(&[2, 3, 4, 6, 4], &[ArithOp::Add, ArithOp::Mul, ArithOp::Sub, ArithOp::Div]);
+        let v = evaluate(
+            &[2, 3, 4, 6, 4],
+            &[ArithOp::Add, ArithOp::Mul, ArithOp::Sub, ArithOp::Div],
+        );
         assert_eq!(v, BigRational::new(25.into(), 2.into()));
         assert_eq!(format_rational(&v), "\\frac{25}{2}");
-        assert_eq!(format_rational(&BigRational::new((-5).into(), 2.into())), "-\\frac{5}{2}");
+        assert_eq!(
+            format_rational(&BigRational::new((-5).into(), 2.into())),
+            "-\\frac{5}{2}"
+        );
     }
 
     #[test]
     fn bad_config_is_rejected() {
-        let bad = SyntheticConfig { min_digits: 3, max_digits: 2, ..Default::default() };
-        assert!(matches!(SyntheticTasks::new(bad, 1), Err(TaskError::Config(_))));
-        let no_ops = SyntheticConfig { ops: vec![], ..Default::default() };
+        let bad = SyntheticConfig {
+            min_digits: 3,
+            max_digits: 2,
+            ..Default::default()
+        };
+        assert!(matches!(
+            SyntheticTasks::new(bad, 1),
+            Err(TaskError::Config(_))
+        ));
+        let no_ops = SyntheticConfig {
+            ops: vec![],
+            ..Default::default()
+        };
         assert!(SyntheticTasks::new(no_ops, 1).is_err());
     }
 }

@@ -6,7 +6,8 @@
 use serde::{Deserialize, Serialize};
 
 /// The instruction appended to every question in the LaSeR paper.
-pub const PAPER_SUFFIX: &str = " Please reason step by step, and put your final answer within \\boxed{}.";
+pub const PAPER_SUFFIX: &str =
+    " Please reason step by step, and put your final answer within \\boxed{}.";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatMessage {
@@ -45,9 +46,15 @@ impl PromptTemplate {
             PromptTemplate::Chat { system } => {
                 let mut messages = Vec::with_capacity(2);
                 if let Some(s) = system {
-                    messages.push(ChatMessage { role: "system".into(), content: s.clone() });
+                    messages.push(ChatMessage {
+                        role: "system".into(),
+                        content: s.clone(),
+                    });
                 }
-                messages.push(ChatMessage { role: "user".into(), content: format!("{question}{PAPER_SUFFIX}") });
+                messages.push(ChatMessage {
+                    role: "user".into(),
+                    content: format!("{question}{PAPER_SUFFIX}"),
+                });
                 Prompt::Chat(messages)
             }
         }
@@ -71,14 +78,21 @@ mod tests {
 
     #[test]
     fn chat_template_produces_messages() {
-        let p = PromptTemplate::Chat { system: Some("You are a helpful assistant.".into()) }.render("Q");
-        let Prompt::Chat(m) = p else { panic!("expected chat messages") };
+        let p = PromptTemplate::Chat {
+            system: Some("You are a helpful assistant.".into()),
+        }
+        .render("Q");
+        let Prompt::Chat(m) = p else {
+            panic!("expected chat messages")
+        };
         assert_eq!(m.len(), 2);
         assert_eq!((m[0].role.as_str(), m[1].role.as_str()), ("system", "user"));
         assert!(m[1].content.starts_with("Q Please reason"));
         let json = serde_json::to_string(&m).unwrap();
         assert!(json.starts_with("[{\"role\":\"system\""));
-        let Prompt::Chat(m) = (PromptTemplate::Chat { system: None }).render("Q") else { panic!("expected chat") };
+        let Prompt::Chat(m) = (PromptTemplate::Chat { system: None }).render("Q") else {
+            panic!("expected chat")
+        };
         assert_eq!(m.len(), 1);
     }
 }
