@@ -1,1 +1,25 @@
-//! laser-learner: the GRPO + LaSeR update.
+//! laser-learner: the training half of LaSeR (see `../shared/LASER.md`).
+//!
+//! The learner receives scored groups from the verifiers (n samples per prompt, each with the rollout's
+//! old log-probs, the verifier reward r_v and the rollout's self-reward r_s), turns them into advantages,
+//! runs the model's teacher-forced scoring pass over `[prompt, response, z_c]`, and applies the GRPO +
+//! LaSeR update: a PPO-clipped policy loss plus alpha times the class-reweighted MSE that pulls
+//! r_s = beta_v * (log pi(z_c | x, y, EOS) - c_ref) towards r_v. New weights then go back to the actors.
+//! This crate's algorithm core is model-independent: losses are functions of the log-prob tensors the
+//! model produces, so they are tested against verl's own functions with leaf tensors. Modules:
+//! [`config`] (hyper-parameters and warm-up phases), [`batch`] (validated training batches),
+//! [`advantages`] (GRPO and self-reward advantages, plain Rust), [`loss`] (policy loss, MSE, aggregation
+//! with global normalisers for exact gradient accumulation), [`optim`] (AdamW, global-norm clipping,
+//! non-finite step skipping, learning-rate schedules) and [`checkpoint`] (atomic run-directory layout).
+
+pub mod advantages;
+pub mod batch;
+pub mod checkpoint;
+pub mod config;
+pub mod loss;
+pub mod optim;
+
+pub use advantages::{GroupAdvantages, batch_advantages, group_advantages};
+pub use batch::{BatchError, Group, Sample, TrainingBatch};
+pub use config::{ConfigError, KlEstimator, KlPenalty, LaserConfig, LossAggMode, Phase};
+pub use loss::{LossContext, LossError, LossOutput, LossTargets, PolicyOutputs, StepNormalizers, laser_loss};
