@@ -141,13 +141,29 @@ impl ModelConfig {
                 )));
             }
         }
-        if let Some(scaling) = obj.get("rope_scaling") {
-            if !scaling.is_null() {
+        // transformers >= 5 writes `rope_parameters: {rope_type, rope_theta}` instead of top-level
+        // `rope_theta` + `rope_scaling`; older files use the latter. Only plain ("default") RoPE is supported.
+        let rope_parameters = obj.get("rope_parameters").filter(|v| !v.is_null());
+        for (field, value) in [("rope_scaling", obj.get("rope_scaling")), ("rope_parameters", rope_parameters)] {
+            let Some(value) = value.filter(|v| !v.is_null()) else { continue };
+            let rope_type = value
+                .get("rope_type")
+                .or_else(|| value.get("type"))
+                .and_then(|t| t.as_str())
+                .unwrap_or(if field == "rope_parameters" { "default" } else { "unknown" });
+            if rope_type != "default" {
                 return Err(err(format!(
-                    "field `rope_scaling` ({scaling}) is not supported; only plain RoPE is"
+                    "field `{field}` ({value}) is not supported; only plain RoPE (rope_type \"default\") is"
                 )));
             }
         }
+        let rope_theta = match rope_parameters.and_then(|p| p.get("rope_theta")) {
+            Some(v) => v
+                .as_f64()
+                .filter(|x| x.is_finite() && *x > 0.0)
+                .ok_or_else(|| err(format!("field `rope_parameters.rope_theta` must be a positive number, got {v}")))?,
+            None => f64_field("rope_theta", 10_000.0)?,
+        };
 
         let hidden_size = usize_field("hidden_size")?;
         let num_attention_heads = usize_field("num_attention_heads")?;
@@ -188,7 +204,7 @@ impl ModelConfig {
             num_attention_heads,
             num_key_value_heads,
             head_dim,
-            rope_theta: f64_field("rope_theta", 10_000.0)?,
+            rope_theta,
             rms_norm_eps: f64_field("rms_norm_eps", 1e-6)?,
             // Both LlamaConfig and Qwen2Config default to an untied head.
             tie_word_embeddings: bool_field("tie_word_embeddings", false)?,
