@@ -562,6 +562,21 @@ impl Parser<'_> {
                         other => Expr::Add(vec![other, rhs]),
                     };
                 }
+                // a \pm b: both answers, a + b and a - b.
+                Tok::Cmd(ref c) if c == "pm" || c == "mp" => {
+                    if min_bp > 10 {
+                        break;
+                    }
+                    self.pos += 1;
+                    let rhs = self.parse_expr(11, depth + 1)?;
+                    let plus = Expr::Add(vec![lhs.clone(), rhs.clone()]);
+                    let minus = Expr::Add(vec![lhs, Expr::Neg(Box::new(rhs))]);
+                    lhs = if c == "pm" {
+                        Expr::Set(vec![plus, minus])
+                    } else {
+                        Expr::Set(vec![minus, plus])
+                    };
+                }
                 Tok::Op(c @ ('*' | '/')) => {
                     if min_bp > 20 {
                         break;
@@ -689,6 +704,8 @@ impl Parser<'_> {
         };
         let n = items.len();
         match (open, close, n) {
+            // \{\}: the empty set.
+            (Br::SetBrace, Br::SetBrace, 0) => Ok(Expr::Set(items)),
             (_, _, 0) => Err(ParseError::Unexpected("empty brackets".into())),
             (Br::SetBrace, Br::SetBrace, _) => Ok(Expr::Set(items)),
             (Br::Brace, Br::Brace, 1) | (Br::Paren, Br::Paren, 1) | (Br::Square, Br::Square, 1) => {
@@ -786,6 +803,26 @@ impl Parser<'_> {
                 });
             }
             "pi" => return Ok(Expr::Pi),
+            "emptyset" | "varnothing" => return Ok(Expr::Set(Vec::new())),
+            // \pm 2 is the pair of answers 2 and -2.
+            "pm" | "mp" => {
+                let x = self.parse_expr(25, depth + 1)?;
+                return Ok(Expr::Set(vec![x.clone(), Expr::Neg(Box::new(x))]));
+            }
+            "mathbb" => {
+                return match self.parse_group(depth + 1)? {
+                    Expr::Sym(s) if s.eq_ignore_ascii_case("r") => Ok(Expr::Interval {
+                        lo: Box::new(Expr::Neg(Box::new(Expr::Inf))),
+                        hi: Box::new(Expr::Inf),
+                        lo_closed: false,
+                        hi_closed: false,
+                    }),
+                    other => Err(ParseError::Unsupported(format!(
+                        "mathbb{{{}}}",
+                        display(&other)
+                    ))),
+                };
+            }
             "infty" => return Ok(Expr::Inf),
             "log" | "lg" => {
                 let base = if self.peek() == Some(&Tok::Op('_')) {
@@ -1050,6 +1087,18 @@ mod tests {
         );
         assert!(matches!(p("x=5"), Expr::Rel(_, ref ops) if ops == &[RelOp::Eq]));
         assert!(matches!(p("(-\\infty,1)\\cup(2,3]"), Expr::Union(ref v) if v.len() == 2));
+        assert!(matches!(p("\\{\\}"), Expr::Set(ref v) if v.is_empty()));
+        assert!(matches!(p("\\emptyset"), Expr::Set(ref v) if v.is_empty()));
+        assert!(matches!(p("1 \\pm \\sqrt{2}"), Expr::Set(ref v) if v.len() == 2));
+        assert!(matches!(p("\\pm 2"), Expr::Set(ref v) if v.len() == 2));
+        assert!(matches!(
+            p("\\mathbb{R}"),
+            Expr::Interval {
+                lo_closed: false,
+                hi_closed: false,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -7,7 +7,8 @@ use crate::extract::{Candidate, ExtractOptions, candidates, gold_candidates};
 use crate::normalize::{compact, nesting_depth, normalize};
 use crate::number::NumLimits;
 use serde::{Deserialize, Serialize};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 /// How a response was judged.
@@ -68,6 +69,8 @@ pub struct GraderConfig {
     pub max_exponent: u64,
     /// Largest exact numerator/denominator, in bits.
     pub max_bits: u64,
+    /// Answers graded at once by [`Grader::grade_batch`]; 0 means one per available core.
+    pub parallelism: usize,
 }
 
 impl Default for GraderConfig {
@@ -83,21 +86,38 @@ impl Default for GraderConfig {
             max_depth: 128,
             max_exponent: 10_000,
             max_bits: 20_000,
+            parallelism: 0,
         }
     }
 }
 
 /// Grades responses against gold solutions, each within its own budget.
+///
+/// A grader owns a few *lanes*, each holding one worker thread. An answer is graded on a lane's
+/// worker while the calling thread waits at most the budget; a worker that overruns is abandoned
+/// and its lane gets a fresh one, so a pathological answer costs its own budget and nothing more.
+/// Share one grader (`&Grader` is `Sync`) rather than making one per answer: workers are reused.
 pub struct Grader {
     config: Arc<GraderConfig>,
-    worker: Mutex<Option<Worker<Grade>>>,
+    /// The grading work run on a worker: [`grade_inline`], replaced only by tests that need a
+    /// grader which ignores its deadline.
+    grade_fn: GradeFn,
+    lanes: Vec<Mutex<Option<Worker<Grade>>>>,
+    /// Round-robin pick for [`Grader::grade`] callers that find every lane busy.
+    next_lane: AtomicUsize,
 }
 
 impl Grader {
     pub fn new(config: GraderConfig) -> Self {
+        let lanes = match config.parallelism {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
         Self {
             config: Arc::new(config),
-            worker: Mutex::new(None),
+            grade_fn: grade_inline,
+            lanes: (0..lanes).map(|_| Mutex::new(None)).collect(),
+            next_lane: AtomicUsize::new(0),
         }
     }
 
@@ -105,50 +125,113 @@ impl Grader {
         &self.config
     }
 
-    /// Grades one response. Never panics and returns within the budget (plus thread hand-off).
+    /// How many answers [`Grader::grade_batch`] grades at once.
+    pub fn parallelism(&self) -> usize {
+        self.lanes.len()
+    }
+
+    /// Grades one response. Never panics, and returns within the budget (plus thread hand-off)
+    /// once a lane is free; the budget starts when grading starts, not while waiting for a lane.
     pub fn grade(&self, gold: &str, response: &str) -> Grade {
+        let free = self.lanes.iter().find_map(|lane| lane.try_lock().ok());
+        let mut lane = match free {
+            Some(guard) => guard,
+            None => {
+                let k = self.next_lane.fetch_add(1, Ordering::Relaxed) % self.lanes.len();
+                lock(&self.lanes[k])
+            }
+        };
+        self.grade_on_lane(&mut lane, gold, response)
+    }
+
+    /// Grades (gold, response) pairs, up to [`Grader::parallelism`] at once, each with its own
+    /// budget. The result is in input order. A batch of n answers on p lanes takes at most about
+    /// ceil(n / p) budgets, however pathological the answers.
+    pub fn grade_batch<G, R>(&self, pairs: &[(G, R)]) -> Vec<Grade>
+    where
+        G: AsRef<str> + Sync,
+        R: AsRef<str> + Sync,
+    {
+        let next = AtomicUsize::new(0);
+        let lanes = self.lanes.len().min(pairs.len());
+        let mut graded: Vec<(usize, Grade)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = self.lanes[..lanes]
+                .iter()
+                .map(|lane| {
+                    let next = &next;
+                    scope.spawn(move || {
+                        let mut lane = lock(lane);
+                        let mut out = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            let Some((g, r)) = pairs.get(i) else { break };
+                            out.push((i, self.grade_on_lane(&mut lane, g.as_ref(), r.as_ref())));
+                        }
+                        out
+                    })
+                })
+                .collect();
+            // grade_on_lane contains every panic of the grading itself; a lane thread that still
+            // died leaves its answers ungraded, filled in below.
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
+        graded.sort_by_key(|(i, _)| *i);
+        let mut out = Vec::with_capacity(pairs.len());
+        let mut it = graded.into_iter().peekable();
+        for i in 0..pairs.len() {
+            match it.next_if(|(j, _)| *j == i) {
+                Some((_, g)) => out.push(g),
+                None => out.push(Grade::new(Status::Unparseable, None)),
+            }
+        }
+        out
+    }
+
+    /// Grades on `lane`'s worker (spawning one if the lane has none) with a hard deadline.
+    fn grade_on_lane(&self, lane: &mut Option<Worker<Grade>>, gold: &str, response: &str) -> Grade {
         let deadline = Deadline::after(self.config.budget);
         let gold = tail(gold, self.config.max_response_bytes).to_string();
         let response = tail(response, self.config.max_response_bytes).to_string();
-        // A poisoned lock only means an earlier caller panicked while holding it; the worker
-        // slot is still valid.
-        let mut slot = self.worker.lock().unwrap_or_else(|p| p.into_inner());
-        if slot.is_none() {
+        if lane.is_none() {
             match Worker::spawn() {
-                Ok(w) => *slot = Some(w),
+                Ok(w) => *lane = Some(w),
                 // No thread available: grade inline, with the cooperative limits only.
-                Err(_) => return grade_inline(&self.config, &gold, &response, deadline),
+                Err(_) => return (self.grade_fn)(&self.config, &gold, &response, deadline),
             }
         }
-        let Some(worker) = slot.as_ref() else {
-            return grade_inline(&self.config, &gold, &response, deadline);
+        let Some(worker) = lane.as_ref() else {
+            return (self.grade_fn)(&self.config, &gold, &response, deadline);
         };
         let config = Arc::clone(&self.config);
+        let grade_fn = self.grade_fn;
         let result = worker.run(
-            move || grade_inline(&config, &gold, &response, deadline),
+            move || grade_fn(&config, &gold, &response, deadline),
             deadline,
         );
         match result {
             Ok(g) => g,
             Err(JobFailure::TimedOut) => {
-                // Abandon the busy worker; the next answer gets a fresh one.
-                *slot = None;
+                // Abandon the busy worker (it finishes on its own); the next answer gets a fresh one.
+                *lane = None;
                 Grade::new(Status::Timeout, None)
             }
             Err(JobFailure::Crashed) => {
-                *slot = None;
+                *lane = None;
                 Grade::new(Status::Unparseable, None)
             }
         }
     }
+}
 
-    /// Grades (gold, response) pairs in order; each has its own budget.
-    pub fn grade_batch<G: AsRef<str>, R: AsRef<str>>(&self, pairs: &[(G, R)]) -> Vec<Grade> {
-        pairs
-            .iter()
-            .map(|(g, r)| self.grade(g.as_ref(), r.as_ref()))
-            .collect()
-    }
+type GradeFn = fn(&GraderConfig, &str, &str, Deadline) -> Grade;
+
+/// A poisoned lane only means an earlier grading call panicked while holding it; the worker slot
+/// is still valid (at worst it holds a worker that gets replaced on its next failure).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The last `max` bytes of `s`, on a character boundary.
@@ -303,4 +386,88 @@ fn plain_integer(s: &str) -> Option<String> {
     } else {
         format!("{sign}{trimmed}")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+
+    static SLOW_JOB_FINISHED: AtomicBool = AtomicBool::new(false);
+
+    /// Grades normally, except that the response "hang" ignores the deadline for 3 s, the way a
+    /// grader stuck in some unbounded loop would.
+    fn uncooperative(config: &GraderConfig, gold: &str, resp: &str, deadline: Deadline) -> Grade {
+        if resp == "hang" {
+            std::thread::sleep(Duration::from_secs(3));
+            SLOW_JOB_FINISHED.store(true, Ordering::SeqCst);
+        }
+        grade_inline(config, gold, resp, deadline)
+    }
+
+    #[test]
+    fn a_hanging_answer_costs_only_its_own_budget() {
+        let mut grader = Grader::new(GraderConfig {
+            budget: Duration::from_millis(200),
+            parallelism: 2,
+            ..GraderConfig::default()
+        });
+        grader.grade_fn = uncooperative;
+        let mut pairs = vec![("1".to_string(), "hang".to_string())];
+        for k in 0..20 {
+            pairs.push((k.to_string(), format!("so \\boxed{{{k}}}")));
+        }
+        pairs.push(("3".into(), "\\boxed{4}".into()));
+        let grades = grader.grade_batch(&pairs);
+        // The batch came back before the hanging job ended: the timeout did not wait for it.
+        assert!(!SLOW_JOB_FINISHED.load(Ordering::SeqCst));
+        assert_eq!(grades.len(), pairs.len());
+        assert_eq!(grades[0].status, Status::Timeout);
+        assert_eq!(grades[0].reward, 0);
+        for (k, g) in grades[1..21].iter().enumerate() {
+            assert_eq!(
+                (g.status, g.extracted.clone()),
+                (Status::Correct, Some(k.to_string()))
+            );
+        }
+        assert_eq!(grades[21].status, Status::Incorrect);
+        // The abandoned worker was replaced: the grader keeps working.
+        assert_eq!(grader.grade("5", "\\boxed{5}").status, Status::Correct);
+        assert_eq!(grader.grade("1", "hang").status, Status::Timeout);
+    }
+
+    #[test]
+    fn batch_matches_one_by_one_grading_in_order() {
+        let grader = Grader::new(GraderConfig {
+            parallelism: 3,
+            ..GraderConfig::default()
+        });
+        assert_eq!(grader.parallelism(), 3);
+        let pairs: Vec<(String, String)> = (0..50)
+            .map(|k| match k % 4 {
+                0 => (format!("{k}"), format!("\\boxed{{{k}}}")),
+                1 => ("\\frac{1}{2}".into(), format!("the answer is {k}")),
+                2 => ("x^2".into(), "$x \\cdot x$".into()),
+                _ => ("7".into(), "no idea".into()),
+            })
+            .collect();
+        let batch = grader.grade_batch(&pairs);
+        let single: Vec<Grade> = pairs.iter().map(|(g, r)| grader.grade(g, r)).collect();
+        assert_eq!(batch, single);
+        assert_eq!(batch[2].status, Status::Correct);
+        assert_eq!(batch[3].status, Status::NoAnswer);
+        assert!(grader.grade_batch::<&str, &str>(&[]).is_empty());
+    }
+
+    #[test]
+    fn grade_serialises_for_the_wire() {
+        let g = Grade::new(Status::NoAnswer, None);
+        assert_eq!(
+            serde_json::to_string(&g).unwrap(),
+            r#"{"reward":0,"status":"no_answer","extracted":null}"#
+        );
+        let back: Grade =
+            serde_json::from_str(r#"{"reward":1,"status":"correct","extracted":"7"}"#).unwrap();
+        assert_eq!(back, Grade::new(Status::Correct, Some("7".into())));
+    }
 }

@@ -79,6 +79,9 @@ struct ConfigArgs {
     /// Do not fall back to the last number of the response.
     #[arg(long)]
     no_last_number: bool,
+    /// Answers graded at once in batch mode (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    parallelism: usize,
 }
 
 impl ConfigArgs {
@@ -93,6 +96,7 @@ impl ConfigArgs {
             rel_tol: self.rel_tol,
             percent_equals_decimal: !self.no_percent_decimal,
             last_number_fallback: !self.no_last_number,
+            parallelism: self.parallelism,
             budget: Duration::from_millis(self.budget_ms),
             ..GraderConfig::default()
         })
@@ -187,36 +191,72 @@ fn grade(args: GradeArgs) -> Result<()> {
     Ok(())
 }
 
+/// Lines graded together at most; a chunk is whatever stdin has ready, so an interactive
+/// producer that waits for each answer still gets it at once.
+const BATCH_CHUNK: usize = 256;
+
 fn grade_batch(grader: &Grader) -> Result<()> {
-    let stdin = std::io::stdin();
+    // A reader thread feeds lines through a channel so the grader can take every line that is
+    // already available and grade them in parallel, without waiting for more input.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<String>>(BATCH_CHUNK * 4);
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let failed = line.is_err();
+            if tx.send(line).is_err() || failed {
+                break;
+            }
+        }
+    });
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut bad_lines = 0usize;
-    for (i, line) in stdin.lock().lines().enumerate() {
-        let line_no = i + 1;
-        let parsed = line
-            .map_err(|e| format!("unreadable input: {e}"))
-            .and_then(|l| {
-                serde_json::from_str::<BatchLine>(&l).map_err(|e| format!("invalid input: {e}"))
-            });
-        match parsed {
-            Ok(item) => {
-                let g: Grade = grader.grade(&item.gold, &item.answer);
-                serde_json::to_writer(&mut out, &g)?;
-                writeln!(out)?;
-            }
-            Err(message) => {
-                bad_lines += 1;
-                let message = format!("line {line_no}: {message}");
-                eprintln!("verifier: {message}");
-                serde_json::to_writer(
-                    &mut out,
-                    &serde_json::json!({ "line": line_no, "error": message }),
-                )?;
-                writeln!(out)?;
+    let mut line_no = 0usize;
+    while let Ok(first) = rx.recv() {
+        let mut chunk = vec![first];
+        while chunk.len() < BATCH_CHUNK {
+            match rx.try_recv() {
+                Ok(line) => chunk.push(line),
+                Err(_) => break,
             }
         }
-        // Flush per line so a consumer reading the pipe sees grades as they are made.
+        let parsed: Vec<Result<BatchLine, String>> = chunk
+            .into_iter()
+            .map(|line| {
+                line.map_err(|e| format!("unreadable input: {e}"))
+                    .and_then(|l| {
+                        serde_json::from_str::<BatchLine>(&l)
+                            .map_err(|e| format!("invalid input: {e}"))
+                    })
+            })
+            .collect();
+        let pairs: Vec<(&str, &str)> = parsed
+            .iter()
+            .filter_map(|p| p.as_ref().ok())
+            .map(|item| (item.gold.as_str(), item.answer.as_str()))
+            .collect();
+        let mut grades = grader.grade_batch(&pairs).into_iter();
+        for item in &parsed {
+            line_no += 1;
+            match item {
+                Ok(_) => {
+                    let g: Grade = grades
+                        .next()
+                        .context("grade_batch returned fewer grades than inputs")?;
+                    serde_json::to_writer(&mut out, &g)?;
+                }
+                Err(message) => {
+                    bad_lines += 1;
+                    let message = format!("line {line_no}: {message}");
+                    eprintln!("verifier: {message}");
+                    serde_json::to_writer(
+                        &mut out,
+                        &serde_json::json!({ "line": line_no, "error": message }),
+                    )?;
+                }
+            }
+            writeln!(out)?;
+        }
+        // Flush per chunk so a consumer reading the pipe sees grades as they are made.
         out.flush()?;
     }
     if bad_lines > 0 {

@@ -43,6 +43,9 @@ static FRAC_SHORT: LazyLock<Regex> = LazyLock::new(|| re(r"\\frac\s*(\d)\s*(\d)"
 static FRAC_SHORT_NUM: LazyLock<Regex> = LazyLock::new(|| re(r"\\frac\s*(\d)\s*\{"));
 static FRAC_SHORT_DEN: LazyLock<Regex> = LazyLock::new(|| re(r"\\frac\s*\{([^{}]*)\}\s*(\d)"));
 static SQRT_SHORT: LazyLock<Regex> = LazyLock::new(|| re(r"\\sqrt\s*(\d|[a-zA-Z])"));
+/// "x \in [1, 2]": membership in the answer set; keep the set.
+static LEADING_MEMBERSHIP: LazyLock<Regex> =
+    LazyLock::new(|| re(r"^[a-zA-Z](?:_\{?[a-zA-Z0-9]+\}?)?\s*\\in\b\s*"));
 static TEXT_WRAPPER: LazyLock<Regex> =
     LazyLock::new(|| re(r"^\\(?:text|textbf|mathrm|mathbf|textit|mbox|boxed)\s*\{(.*)\}$"));
 
@@ -91,6 +94,7 @@ pub fn normalize(answer: &str) -> String {
         .replace_all(&s, "\\frac{$1}{$2}")
         .into_owned();
     s = SQRT_SHORT.replace_all(&s, "\\sqrt{$1}").into_owned();
+    s = LEADING_MEMBERSHIP.replace(s.trim(), "").into_owned();
     s = s
         .trim()
         .trim_end_matches(['.', ',', ';'])
@@ -182,6 +186,9 @@ mod tests {
         assert_eq!(normalize("\\text{(B)}"), "B");
         assert_eq!(normalize("50 percent"), "50\\%");
         assert_eq!(normalize("\\text{Monday}"), "Monday");
+        assert_eq!(normalize("x \\in [-2, 7]"), "[-2, 7]");
+        assert_eq!(normalize("x_1\\in(0,\\infty)"), "(0,\\infty)");
+        assert_eq!(normalize("\\infty"), "\\infty");
     }
 
     #[test]
