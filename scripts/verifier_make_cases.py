@@ -66,6 +66,8 @@ CASES = {
         (r"4\pi", r"so the circumference is $2\pi$", F),
     ],
     "extract_last_number": [
+        (r"1000000", r"There are 10^6 grains in the jar.", T),
+        (r"1000000", r"There are 10^5 grains in the jar.", F),
         (r"15", r"We count 3 groups of 5, giving 15", T),
         (r"15", r"We count 3 groups of 5, giving 15 apples in all.", T),
         (r"15", r"So there are 16", F),

@@ -39,7 +39,7 @@ pub struct ExtractOptions {
 static NUMBER: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(concat!(
         r"(?:^|[\s=*])(?:\\?[$€£¥₹])?",
-        r"(-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?|-?\.\d+)",
+        r"(-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\^\{?-?\d+\}?|\s*/\s*\d+)?|-?\.\d+)",
         r"(\s*(?:\\?%|[Pp]ercent(?:age)?\b|[Pp]ct\b))?"
     ))
     .unwrap_or_else(|e| panic!("bad built-in regex: {e}"))
@@ -531,6 +531,8 @@ mod tests {
         assert_eq!(first("costs $5 and then 6 more").as_deref(), Some("6"));
         assert_eq!(first("it is $1$, $2$ and $3$").as_deref(), Some("1,2,3"));
         assert_eq!(first("x+1").as_deref(), Some("x+1"));
+        assert_eq!(first("so we obtain 10^6.").as_deref(), Some("10^6"));
+        assert_eq!(first("so we obtain 2^{-3} kg").as_deref(), Some("2^{-3}"));
         assert_eq!(first("I do not know"), None);
         let no_num = ExtractOptions {
             last_number_fallback: false,
