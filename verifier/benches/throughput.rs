@@ -1,6 +1,9 @@
 //! Grading throughput on one core for a realistic mix of responses.
 //!
-//! Run: `cargo bench -p laser-verifier --bench throughput`. Prints a table; asserts nothing.
+//! Run: `taskset -c 0 cargo bench -p laser-verifier --bench throughput`. Prints a table; asserts
+//! nothing. `-- --dump-mix FILE` also writes the mix as JSONL `{"gold", "answer"}` so
+//! `scripts/verifier_bench_mathverify.py` can time math-verify on exactly the same responses.
+//! A second table times each adversarial input of issue 4 through the bounded grader.
 
 use laser_verifier::budget::Deadline;
 use laser_verifier::{Grader, GraderConfig, grade_inline};
@@ -73,8 +76,75 @@ fn mix() -> Vec<(&'static str, String, String)> {
     v
 }
 
+fn dump_mix(path: &str, cases: &[(&str, String, String)]) {
+    let mut text = String::new();
+    for (_, gold, answer) in cases {
+        let line = serde_json::json!({ "gold": gold, "answer": answer });
+        text.push_str(&line.to_string());
+        text.push('\n');
+    }
+    if let Err(e) = std::fs::write(path, text) {
+        eprintln!("--dump-mix {path}: {e}");
+        std::process::exit(2);
+    }
+    println!("wrote the mix to {path}");
+}
+
+/// The adversarial inputs of issue 4, as (name, gold, response).
+fn adversarial() -> Vec<(&'static str, String, String)> {
+    let digits: String = (0..100_000)
+        .map(|i| char::from(b'1' + (i % 9) as u8))
+        .collect();
+    vec![
+        (
+            "10 MB answer",
+            "42".into(),
+            format!("{} so \\boxed{{42}}", "step ".repeat(2 * 1024 * 1024)),
+        ),
+        (
+            "10^{10^{10^{10}}}",
+            "10^{10^{10^{10}}}".into(),
+            "\\boxed{10^{10^{10^{10}}}}".into(),
+        ),
+        (
+            "\\frac x10000 deep",
+            "1".into(),
+            format!(
+                "\\boxed{{{}1{}}}",
+                "\\frac{".repeat(10_000),
+                "}{2}".repeat(10_000)
+            ),
+        ),
+        (
+            "100k-digit number",
+            digits.clone(),
+            format!("\\boxed{{{digits}}}"),
+        ),
+        (
+            "unbalanced braces",
+            "\\frac{1}{2}".into(),
+            format!("\\boxed{{\\frac{{1}}{{2}}{}", "}{".repeat(50_000)),
+        ),
+        (
+            "\\boxed no close",
+            "42".into(),
+            format!("\\boxed{{{}", "{".repeat(50_000)),
+        ),
+    ]
+}
+
 fn main() {
     let cases = mix();
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(k) = args.iter().position(|a| a == "--dump-mix") {
+        match args.get(k + 1) {
+            Some(path) => dump_mix(path, &cases),
+            None => {
+                eprintln!("--dump-mix needs a file path");
+                std::process::exit(2);
+            }
+        }
+    }
     let config = GraderConfig::default();
     let rounds = 20;
     println!(
@@ -123,4 +193,29 @@ fn main() {
         "mix (Grader)",
         n as f64 / t.elapsed().as_secs_f64()
     );
+    // grade_batch: one lane per core this process may use (1 under `taskset -c 0`).
+    let pairs: Vec<(&str, &str)> = cases
+        .iter()
+        .map(|(_, g, r)| (g.as_str(), r.as_str()))
+        .collect();
+    let t = Instant::now();
+    for _ in 0..rounds {
+        std::hint::black_box(grader.grade_batch(&pairs));
+    }
+    println!(
+        "{:<12} {n:>10} {:>14.0}   ({} lanes)",
+        "mix (batch)",
+        n as f64 / t.elapsed().as_secs_f64(),
+        grader.parallelism()
+    );
+
+    println!();
+    println!("adversarial inputs (Grader::grade, 2 s budget)");
+    println!("{:<20} {:>12} {:>10}  status", "input", "bytes", "ms");
+    for (name, gold, resp) in adversarial() {
+        let t = Instant::now();
+        let g = grader.grade(&gold, &resp);
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        println!("{name:<20} {:>12} {ms:>10.1}  {:?}", resp.len(), g.status);
+    }
 }
