@@ -5,6 +5,9 @@
 //! the verifier reward r_v that the learner's GRPO advantages and the self-reward MSE target use.
 //! Grading is bounded: every answer has a budget enforced both by input limits and by a worker
 //! thread with a hard deadline, so a pathological answer never stalls a batch.
+//! [`Grader::grade_batch`] grades a batch in parallel, one budget per answer; it is what the
+//! `verifier grade --batch` CLI runs and what the gRPC `verifier serve` of the distributed runtime
+//! wraps. Everything here is plain functions on strings: no network, no model.
 //!
 //! The crate also holds the prompt side: task sources ([`tasks::synthetic`], [`tasks::jsonl`]) and
 //! prompt templates ([`tasks::template`]) that the coordinator hands to the actors.
@@ -14,6 +17,8 @@
 //! let grader = Grader::new(GraderConfig::default());
 //! let g = grader.grade("\\frac{1}{2}", "So the probability is \\boxed{0.5}.");
 //! assert_eq!((g.reward, g.status), (1, Status::Correct));
+//! let batch = grader.grade_batch(&[("7", "\\boxed{7}"), ("7", "I am not sure.")]);
+//! assert_eq!(batch[1].status, Status::NoAnswer);
 //! ```
 
 pub mod budget;

@@ -135,3 +135,68 @@ fn tasks_command_prints_prompts() {
             .ends_with("within \\boxed{}.")
     );
 }
+
+#[test]
+fn large_parallel_batch_stays_in_order() {
+    let mut input = String::new();
+    for k in 0..300 {
+        // Odd lines are wrong by one; every line's extracted answer names its own index.
+        let answer = if k % 2 == 0 { k } else { k + 1 };
+        input.push_str(&serde_json::json!({"gold": k.to_string(), "answer": format!("so \\boxed{{{answer}}}")}).to_string());
+        input.push('\n');
+    }
+    let mut child = verifier()
+        .args(["grade", "--batch", "--parallelism", "3"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 300);
+    for (k, g) in lines.iter().enumerate() {
+        let answer = if k % 2 == 0 { k } else { k + 1 };
+        assert_eq!(g["extracted"], answer.to_string(), "line {}", k + 1);
+        assert_eq!(g["reward"], u8::from(k % 2 == 0), "line {}", k + 1);
+    }
+}
+
+#[test]
+fn percent_flag_changes_the_verdict() {
+    let run = |extra: &[&str]| {
+        let out = verifier()
+            .args([
+                "grade",
+                "--gold",
+                "50\\%",
+                "--answer",
+                "\\boxed{0.5}",
+                "--json",
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["status"].clone()
+    };
+    assert_eq!(run(&[]), "correct");
+    assert_eq!(run(&["--no-percent-decimal"]), "incorrect");
+    // Bad settings are refused with the flag's name.
+    let out = verifier()
+        .args(["grade", "--gold", "1", "--answer", "1", "--rel-tol", "2"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--rel-tol"));
+}
