@@ -1,0 +1,560 @@
+//! `cluster.toml`: the one configuration file of a run, read by the coordinator and by every worker
+//! (local mode hands its children the resolved copy in the run directory).
+//!
+//! Loaded through the `config` crate: the file, then environment overrides such as
+//! `LASER__ALGORITHM__LR=1e-5` (prefix `LASER`, `__` between keys). Every section denies unknown
+//! keys, so a typo or a wrong type is one error that names the key, and [`ClusterConfig::validate`]
+//! names the field of any value out of range (e.g. a missing `model.path`).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::rt::{TlsFiles, TokenSource};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterConfigError {
+    /// Parse errors, unknown keys and wrong types, as the `config` crate words them (with the key).
+    #[error("{file}: {message}")]
+    Load { file: String, message: String },
+    #[error("{file}: `{key}` {message}")]
+    Invalid {
+        file: String,
+        key: &'static str,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    #[serde(default)]
+    pub model: ModelSection,
+    #[serde(default)]
+    pub data: DataSection,
+    #[serde(default)]
+    pub algorithm: AlgorithmSection,
+    #[serde(default)]
+    pub cluster: ClusterSection,
+    #[serde(default)]
+    pub run: RunSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelSection {
+    /// Hugging Face model directory (config.json, *.safetensors, tokenizer.json) or a GGUF file.
+    pub path: Option<PathBuf>,
+    /// z_c: a token (text or id) whose log-prob after EOS is the self-reward. Default: the first of
+    /// the project's known candidates present in the vocabulary.
+    pub self_reward_token: Option<String>,
+    /// Render prompts through the tokenizer's chat template.
+    pub chat: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DataSource {
+    /// The built-in seeded arithmetic tasks.
+    #[default]
+    Synthetic,
+    /// A JSONL file (`data.path`).
+    Jsonl,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PromptTemplateKind {
+    /// question + the paper's "put your final answer within \boxed{}" suffix.
+    #[default]
+    PaperSuffix,
+    Raw,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataSection {
+    pub source: DataSource,
+    pub path: Option<PathBuf>,
+    pub template: PromptTemplateKind,
+    /// Synthetic tasks: digits per operand and operations per problem.
+    pub min_digits: u32,
+    pub max_digits: u32,
+    pub chain_length: usize,
+    /// Held-out evaluation set (JSONL); none: evaluation is skipped.
+    pub eval_path: Option<PathBuf>,
+}
+
+impl Default for DataSection {
+    fn default() -> Self {
+        Self {
+            source: DataSource::Synthetic,
+            path: None,
+            template: PromptTemplateKind::PaperSuffix,
+            min_digits: 1,
+            max_digits: 2,
+            chain_length: 2,
+            eval_path: None,
+        }
+    }
+}
+
+/// GRPO + LaSeR hyper-parameters (LASER.md). Defaults are the paper's, except the learning rate,
+/// which a tiny model needs larger.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlgorithmSection {
+    /// LaSeR on (self-reward MSE and advantage mixing); off is plain GRPO.
+    pub laser: bool,
+    /// Samples per prompt (n).
+    pub group_size: u32,
+    /// Prompts per training step.
+    pub batch_prompts: u32,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub grad_clip: f64,
+    pub beta_v: f64,
+    pub alpha: f64,
+    pub tau: f64,
+    /// T: group std threshold of the self-reward advantage.
+    pub std_threshold: f64,
+    /// c_ref; none: calibrated before training.
+    pub c_ref: Option<f64>,
+    pub reasoning_warmup_steps: u64,
+    pub self_rewarding_warmup_steps: u64,
+    pub clip_ratio_low: f64,
+    pub clip_ratio_high: f64,
+    pub clip_ratio_c: f64,
+    pub max_prompt_tokens: u32,
+    pub max_response_tokens: u32,
+    pub temperature: f64,
+    pub top_p: f64,
+}
+
+impl Default for AlgorithmSection {
+    fn default() -> Self {
+        Self {
+            laser: true,
+            group_size: 8,
+            batch_prompts: 8,
+            lr: 1e-6,
+            weight_decay: 0.01,
+            grad_clip: 1.0,
+            beta_v: 0.1,
+            alpha: 0.1,
+            tau: 0.1,
+            std_threshold: 0.1,
+            c_ref: None,
+            reasoning_warmup_steps: 200,
+            self_rewarding_warmup_steps: 200,
+            clip_ratio_low: 0.2,
+            clip_ratio_high: 0.2,
+            clip_ratio_c: 3.0,
+            max_prompt_tokens: 512,
+            max_response_tokens: 1024,
+            temperature: 1.0,
+            top_p: 1.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterMode {
+    /// The coordinator spawns every worker as a child process on loopback.
+    #[default]
+    Local,
+    /// Workers are started elsewhere (Kubernetes) and register themselves.
+    External,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSection {
+    pub mode: ClusterMode,
+    pub actors: u32,
+    pub verifiers: u32,
+    /// Address the coordinator listens on (Register, Heartbeat, Monitor).
+    pub listen: String,
+    /// Address workers use to reach the coordinator; default: `listen`.
+    pub advertise: Option<String>,
+    /// Cluster token. Local mode without one makes a fresh token per run.
+    pub token: Option<TokenSource>,
+    pub tls: Option<TlsFiles>,
+    pub max_message_mb: u32,
+    /// Async mode: actors generate step k+1 while the learner trains step k.
+    #[serde(rename = "async")]
+    pub async_mode: bool,
+    /// Async bound: a rollout made with weights older than this many versions is dropped.
+    pub max_off_policy_steps: u64,
+    pub heartbeat_ms: u64,
+    /// A worker silent for this long is lost; its in-flight work is re-dispatched.
+    pub worker_timeout_ms: u64,
+    /// Prompt groups per Generate call.
+    pub groups_per_request: u32,
+    pub verify_batch: u32,
+    /// Per-RPC deadlines, seconds.
+    pub generate_timeout_s: f64,
+    pub grade_timeout_s: f64,
+    pub train_timeout_s: f64,
+    pub weights_timeout_s: f64,
+    pub control_timeout_s: f64,
+    /// How long to wait for the workers to register at start.
+    pub startup_timeout_s: f64,
+    /// Directory of the worker binaries in local mode; default: the coordinator's own directory.
+    pub bin_dir: Option<PathBuf>,
+    /// Restarts of a lost learner in local mode before the run fails.
+    pub learner_restarts: u32,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        Self {
+            mode: ClusterMode::Local,
+            actors: 2,
+            verifiers: 1,
+            listen: "127.0.0.1:0".into(),
+            advertise: None,
+            token: None,
+            tls: None,
+            max_message_mb: 64,
+            async_mode: false,
+            max_off_policy_steps: 1,
+            heartbeat_ms: 500,
+            worker_timeout_ms: 5000,
+            groups_per_request: 1,
+            verify_batch: 64,
+            generate_timeout_s: 600.0,
+            grade_timeout_s: 60.0,
+            train_timeout_s: 1800.0,
+            weights_timeout_s: 300.0,
+            control_timeout_s: 10.0,
+            startup_timeout_s: 120.0,
+            bin_dir: None,
+            learner_restarts: 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunSection {
+    pub dir: PathBuf,
+    pub seed: u64,
+    pub max_steps: u64,
+    pub checkpoint_every: u64,
+    /// 0: no periodic evaluation.
+    pub eval_every: u64,
+    pub keep_checkpoints: usize,
+}
+
+impl Default for RunSection {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("runs/default"),
+            seed: 0,
+            max_steps: 100,
+            checkpoint_every: 10,
+            eval_every: 0,
+            keep_checkpoints: 3,
+        }
+    }
+}
+
+/// Name of the resolved copy a run keeps (and local children and `--resume` read).
+pub const RESOLVED_FILE: &str = "cluster.resolved.toml";
+
+impl ClusterConfig {
+    /// Reads `path`, applies `LASER__…` environment overrides, and validates.
+    pub fn load(path: &Path) -> Result<Self, ClusterConfigError> {
+        Self::load_with_env(path, std::env::vars())
+    }
+
+    /// As [`load`](Self::load) with an explicit environment (tests).
+    pub fn load_with_env(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ClusterConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ClusterConfigError::Load {
+            file: file.clone(),
+            message: e.to_string(),
+        })?;
+        let cfg = Self::from_toml_with_env(&text, &file, env)?;
+        cfg.validate(&file)?;
+        Ok(cfg)
+    }
+
+    /// Parses TOML text plus overrides; `file` names the source in errors. Does not validate.
+    pub fn from_toml_with_env(
+        text: &str,
+        file: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ClusterConfigError> {
+        let env_map: std::collections::HashMap<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("LASER__"))
+            .collect();
+        let load_err = |e: config::ConfigError| ClusterConfigError::Load {
+            file: file.to_string(),
+            message: qualify_unknown_key(&e.to_string()),
+        };
+        config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
+            .add_source(
+                config::Environment::with_prefix("LASER")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true)
+                    .source(Some(env_map)),
+            )
+            .build()
+            .map_err(load_err)?
+            .try_deserialize::<ClusterConfig>()
+            .map_err(load_err)
+    }
+
+    /// Range checks; the first violation names its key.
+    pub fn validate(&self, file: &str) -> Result<(), ClusterConfigError> {
+        let bad = |key: &'static str, message: String| {
+            Err(ClusterConfigError::Invalid {
+                file: file.to_string(),
+                key,
+                message,
+            })
+        };
+        match &self.model.path {
+            None => {
+                return bad(
+                    "model.path",
+                    "is required: the model directory (config.json, *.safetensors, tokenizer.json)"
+                        .into(),
+                );
+            }
+            Some(p) if !p.exists() => {
+                return bad(
+                    "model.path",
+                    format!("= {:?}: no such file or directory", p.display().to_string()),
+                );
+            }
+            Some(_) => {}
+        }
+        if self.data.source == DataSource::Jsonl && self.data.path.is_none() {
+            return bad(
+                "data.path",
+                "is required when data.source = \"jsonl\"".into(),
+            );
+        }
+        let a = &self.algorithm;
+        let checks: [(&'static str, bool, String); 12] = [
+            (
+                "algorithm.group_size",
+                a.group_size >= 2,
+                format!(
+                    "= {}: GRPO needs at least 2 samples per prompt",
+                    a.group_size
+                ),
+            ),
+            (
+                "algorithm.batch_prompts",
+                a.batch_prompts >= 1,
+                format!("= {}: must be at least 1", a.batch_prompts),
+            ),
+            (
+                "algorithm.lr",
+                a.lr > 0.0 && a.lr.is_finite(),
+                format!("= {}: must be > 0", a.lr),
+            ),
+            (
+                "algorithm.beta_v",
+                a.beta_v > 0.0 && a.beta_v.is_finite(),
+                format!("= {}: must be > 0", a.beta_v),
+            ),
+            (
+                "algorithm.alpha",
+                a.alpha >= 0.0,
+                format!("= {}: must be >= 0", a.alpha),
+            ),
+            (
+                "algorithm.tau",
+                (0.0..=1.0).contains(&a.tau),
+                format!("= {}: must be in [0, 1]", a.tau),
+            ),
+            (
+                "algorithm.std_threshold",
+                a.std_threshold >= 0.0,
+                format!("= {}: must be >= 0", a.std_threshold),
+            ),
+            (
+                "algorithm.temperature",
+                a.temperature > 0.0,
+                format!("= {}: must be > 0", a.temperature),
+            ),
+            (
+                "algorithm.top_p",
+                a.top_p > 0.0 && a.top_p <= 1.0,
+                format!("= {}: must be in (0, 1]", a.top_p),
+            ),
+            (
+                "algorithm.max_response_tokens",
+                a.max_response_tokens >= 1,
+                format!("= {}: must be at least 1", a.max_response_tokens),
+            ),
+            (
+                "cluster.actors",
+                self.cluster.actors >= 1 || self.cluster.mode == ClusterMode::External,
+                format!(
+                    "= {}: local mode needs at least 1 actor",
+                    self.cluster.actors
+                ),
+            ),
+            (
+                "cluster.verifiers",
+                self.cluster.verifiers >= 1 || self.cluster.mode == ClusterMode::External,
+                format!(
+                    "= {}: local mode needs at least 1 verifier",
+                    self.cluster.verifiers
+                ),
+            ),
+        ];
+        for (key, ok, message) in checks {
+            if !ok {
+                return bad(key, message);
+            }
+        }
+        if self.cluster.max_message_mb == 0 {
+            return bad("cluster.max_message_mb", "= 0: must be at least 1".into());
+        }
+        if self.cluster.mode == ClusterMode::External && self.cluster.token.is_none() {
+            return bad(
+                "cluster.token",
+                "is required in external mode (e.g. token = { env = \"LASER_CLUSTER_TOKEN\" })"
+                    .into(),
+            );
+        }
+        if self.run.max_steps == 0 {
+            return bad("run.max_steps", "= 0: must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    pub fn max_message_bytes(&self) -> usize {
+        (self.cluster.max_message_mb as usize) << 20
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml_string(self)
+    }
+}
+
+/// serde says "unknown field `lrr`, expected one of … for key `algorithm`"; name the full key first.
+fn qualify_unknown_key(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("unknown field `") else {
+        return message.to_string();
+    };
+    let Some((field, tail)) = rest.split_once('`') else {
+        return message.to_string();
+    };
+    let (expected, section) = match tail.rsplit_once(" for key `") {
+        Some((expected, section)) => (expected, section.split('`').next().unwrap_or("")),
+        None => (tail, ""),
+    };
+    let key = if section.is_empty() {
+        field.to_string()
+    } else {
+        format!("{section}.{field}")
+    };
+    format!(
+        "unknown key `{key}`{}",
+        expected.replacen(", ", " (", 1) + ")"
+    )
+}
+
+fn toml_string(cfg: &ClusterConfig) -> String {
+    // `config` has no writer; serde's TOML output via the `toml` crate `config` already depends on.
+    toml::to_string_pretty(cfg).unwrap_or_else(|e| format!("# could not serialise: {e}\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str, env: &[(&str, &str)]) -> Result<ClusterConfig, ClusterConfigError> {
+        ClusterConfig::from_toml_with_env(
+            text,
+            "cluster.toml",
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    #[test]
+    fn env_overrides_reach_nested_keys() {
+        let c = parse(
+            "[model]\npath = \"m\"\n[algorithm]\nlr = 0.5\n",
+            &[
+                ("LASER__ALGORITHM__LR", "1e-5"),
+                ("LASER__CLUSTER__ACTORS", "3"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.algorithm.lr, 1e-5);
+        assert_eq!(c.cluster.actors, 3);
+        assert_eq!(
+            c.algorithm.group_size, 8,
+            "untouched keys keep their defaults"
+        );
+    }
+
+    #[test]
+    fn unknown_key_and_wrong_type_name_the_key() {
+        let e = parse(
+            "[model]\npath = \"m\"\n[algorithm]\nlearning_rate = 1.0\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with(
+                "cluster.toml: unknown key `algorithm.learning_rate` (expected one of `laser`"
+            ),
+            "{e}"
+        );
+        let e = parse("[modle]\npath = \"m\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("cluster.toml: unknown key `modle` ("), "{e}");
+        let e = parse("[model]\npath = \"m\"\n", &[("LASER__ALGORITHM__LRR", "1")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown key `algorithm.lrr`"), "{e}");
+        let e = parse("[model]\npath = \"m\"\n[algorithm]\nlr = \"fast\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("algorithm.lr"), "{e}");
+        let e = parse("[model]\npath = \"m\"\n[cluster]\nmode = \"cloud\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cluster.mode") || e.contains("cloud"), "{e}");
+    }
+
+    #[test]
+    fn missing_model_path_is_named() {
+        let c = parse("[run]\nmax_steps = 3\n", &[]).unwrap();
+        let e = c.validate("cluster.toml").unwrap_err().to_string();
+        assert!(
+            e.starts_with("cluster.toml: `model.path` is required"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn resolved_toml_round_trips() {
+        let c = parse(
+            "[model]\npath = \"m\"\n[cluster]\ntoken = { file = \"/etc/laser/token\" }\n",
+            &[],
+        )
+        .unwrap();
+        let again = parse(&c.to_toml(), &[]).unwrap();
+        assert_eq!(c, again);
+    }
+}

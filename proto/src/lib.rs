@@ -1,0 +1,27 @@
+//! laser-proto: the wire contract of the LaSeR cluster and the runtime pieces every role shares.
+//!
+//! The coordinator hands prompt groups to actors (`Actor.Generate`, a server stream of rollouts),
+//! sends their answers to verifiers (`Verifier.Grade`), gives scored groups to the learner
+//! (`Learner.TrainStep`) and tells actors when new weights exist (`Actor.UpdateWeights`). Those are
+//! control-plane messages. The weights themselves travel on a separate data plane: actors pull
+//! `Learner.StreamWeights`, a manifest plus checksummed byte chunks tagged with the policy version.
+//! Workers join through `Coordinator.Register`/`Heartbeat`; `Monitor` is the read-only view.
+//!
+//! [`rt`] is the one place for what every server and client needs: the cluster token and its
+//! constant-time check, message size limits, per-RPC deadlines, connection setup, tonic-health and
+//! tonic-reflection on every server, and tracing setup. [`weights`] packs and checks the chunked
+//! weight payload.
+
+pub mod cluster;
+pub mod rt;
+pub mod weights;
+
+/// Generated messages and services of package `laser.v1`.
+pub mod v1 {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("laser.v1");
+}
+
+/// The encoded `FileDescriptorSet` of every laser.v1 file, served by tonic-reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/laser_descriptor.bin"));
