@@ -30,6 +30,7 @@ pub mod grade;
 pub mod normalize;
 pub mod number;
 pub mod rng;
+pub mod service;
 pub mod tasks;
 
 pub use grade::{Grade, Grader, GraderConfig, Status, grade_inline};

@@ -35,6 +35,16 @@ enum Command {
     Grade(GradeArgs),
     /// Print tasks as JSONL: {"id", "question", "gold", "prompt"}.
     Tasks(TasksArgs),
+    /// Serve the Verifier gRPC service (Grade in batches).
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    worker: laser_proto::rt::WorkerArgs,
+    #[command(flatten)]
+    config: ConfigArgs,
 }
 
 #[derive(Args)]
@@ -165,7 +175,30 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Grade(args) => grade(args),
         Command::Tasks(args) => tasks(args),
+        Command::Serve(args) => serve(args),
     }
+}
+
+fn serve(args: ServeArgs) -> Result<()> {
+    use laser_proto::rt::{RoleServer, WorkerStatus, run_worker};
+    laser_proto::rt::init_tracing("info");
+    let grader = Grader::new(args.config.to_config()?);
+    let capacity = grader.parallelism() as u32;
+    let token = args.worker.token()?;
+    let opts = args.worker.server_options(&token);
+    let status = std::sync::Arc::new(WorkerStatus::default());
+    let service = laser_verifier::service::VerifierService::new(grader, status.clone());
+    let server = RoleServer::new(opts.clone()).service(opts.verifier(service));
+    let rt = tokio::runtime::Runtime::new().context("tokio runtime")?;
+    rt.block_on(run_worker(
+        laser_proto::v1::Role::Verifier,
+        &args.worker,
+        &token,
+        server,
+        capacity,
+        status,
+    ))?;
+    Ok(())
 }
 
 fn grade(args: GradeArgs) -> Result<()> {

@@ -11,11 +11,13 @@ pub mod auth;
 pub mod client;
 pub mod deadline;
 pub mod server;
+pub mod worker;
 
 pub use auth::{AttachToken, ClusterToken, RequireToken, TokenSource, constant_time_eq};
 pub use client::{AuthedChannel, ClientOptions};
 pub use deadline::{next_within, request, with_deadline};
 pub use server::{RoleServer, ServerOptions, TlsFiles};
+pub use worker::{InFlight, WorkerArgs, WorkerStatus, run_worker};
 
 /// Default cap on one gRPC message, both directions. Weight chunks are far smaller (4 MiB); the
 /// largest control message is a TrainStep batch.
