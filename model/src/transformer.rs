@@ -210,7 +210,7 @@ impl<B: Backend> Transformer<B> {
             c.head_dim,
             c.intermediate_size,
         );
-        let mut linear = |w: &mut WeightMap, name: &str, out: usize, inp: usize, bias: bool| -> Result<Linear<B>> {
+        let linear = |w: &mut WeightMap, name: &str, out: usize, inp: usize, bias: bool| -> Result<Linear<B>> {
             let weight = param(w.take(&format!("{name}.weight"), &[out, inp])?, device);
             let bias = if bias {
                 Some(param(w.take(&format!("{name}.bias"), &[out])?, device))
@@ -277,7 +277,7 @@ impl<B: Backend> Transformer<B> {
             HostTensor::new(shape, data)
         }
         let mut w = WeightMap::new("<in-memory model>");
-        let mut put_linear = |w: &mut WeightMap, name: &str, l: &Linear<B>| {
+        let put_linear = |w: &mut WeightMap, name: &str, l: &Linear<B>| {
             w.insert(format!("{name}.weight"), host(l.weight.val()));
             if let Some(b) = &l.bias {
                 w.insert(format!("{name}.bias"), host(b.val()));

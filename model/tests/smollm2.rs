@@ -64,7 +64,9 @@ fn smollm2_teacher_forced_logprobs_match_transformers() {
     assert_eq!(text, tf["text"].as_str().unwrap(), "chat template render");
     let input = ids(&tf["input_ids"]);
     assert_eq!(input.len(), 64);
-    assert_eq!(tok.encode(&text, false).unwrap(), input, "tokenizer encoding of the chat text");
+    // The reference keeps the first 64 tokens of the rendered conversation.
+    let encoded = tok.encode(&text, false).unwrap();
+    assert_eq!(&encoded[..64], &input[..], "tokenizer encoding of the chat text");
     let v = p.model.config.vocab_size;
     let lsm = &full_log_softmax(&p.model, std::slice::from_ref(&input))[0];
     let want = floats(&tf["token_logprobs"]);
@@ -119,6 +121,6 @@ fn smollm2_gguf_tokenizer_matches_transformers() {
     for c in cases {
         let text = c["text"].as_str().unwrap();
         assert_eq!(tok.encode(text, true).unwrap(), ids(&c["ids"]), "encode {text:?}");
-        assert_eq!(tok.decode(&ids(&c["ids"]), true).unwrap(), c["decoded"].as_str().unwrap(), "decode {text:?}");
+        assert_eq!(tok.decode(&ids(&c["ids"]), false).unwrap(), c["decoded"].as_str().unwrap(), "decode {text:?}");
     }
 }
