@@ -1,0 +1,17 @@
+//! laser-coordinator: the conductor of a LaSeR run.
+//!
+//! `coordinator --cluster cluster.toml` reads the run's configuration ([`laser_proto::cluster`]),
+//! starts the workers (local mode: child processes on loopback; external mode: workers register
+//! themselves), and runs the RL loop in [`runner`]: prompt groups to actors by load, rollouts to
+//! verifiers ([`collect`]), scored batches to the learner, new weights back to the actors. It keeps
+//! the run directory (metrics.jsonl, checkpoints via the learner, logs, state for `--resume`) and
+//! serves the read-only Monitor API that `laserctl` ([`ctl`]) talks to.
+
+pub mod collect;
+pub mod ctl;
+pub mod data;
+pub mod local;
+pub mod metrics;
+pub mod registry;
+pub mod runner;
+pub mod service;

@@ -1,0 +1,288 @@
+//! Who is in the cluster: workers by id, their role, endpoint, liveness and load, plus the run's
+//! status and metrics history that the Monitor service reads. One `Shared` value is owned by the
+//! scheduler and the gRPC services together.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use laser_proto::v1::{ClusterStatus, Role, StepMetrics, WorkerInfo};
+use tokio::sync::{Notify, broadcast};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    Alive,
+    Lost,
+}
+
+#[derive(Debug, Clone)]
+pub struct Worker {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    pub endpoint: String,
+    pub capacity: u32,
+    pub liveness: Liveness,
+    /// Weights the worker holds, from its registration, heartbeats and UpdateWeights answers.
+    pub policy_version: u64,
+    /// Work the worker reports in progress.
+    pub reported_in_flight: u32,
+    /// Work the coordinator has handed it and not yet seen finish.
+    pub assigned: u32,
+    pub completed: u64,
+    pub last_heartbeat: Instant,
+}
+
+#[derive(Debug, Default)]
+pub struct Registry {
+    workers: BTreeMap<String, Worker>,
+    next_id: u64,
+}
+
+impl Registry {
+    /// Adds a worker; an alive worker of the same name is replaced (marked lost), since a
+    /// restarted process keeps its name. Returns the new id and the id it replaced.
+    pub fn register(
+        &mut self,
+        role: Role,
+        name: &str,
+        endpoint: &str,
+        capacity: u32,
+        version: u64,
+    ) -> (String, Option<String>) {
+        let replaced = self
+            .workers
+            .values_mut()
+            .find(|w| w.name == name && w.liveness == Liveness::Alive)
+            .map(|w| {
+                w.liveness = Liveness::Lost;
+                w.id.clone()
+            });
+        self.next_id += 1;
+        let id = format!("{}-{}", name, self.next_id);
+        self.workers.insert(
+            id.clone(),
+            Worker {
+                id: id.clone(),
+                name: name.to_string(),
+                role,
+                endpoint: endpoint.to_string(),
+                capacity: capacity.max(1),
+                liveness: Liveness::Alive,
+                policy_version: version,
+                reported_in_flight: 0,
+                assigned: 0,
+                completed: 0,
+                last_heartbeat: Instant::now(),
+            },
+        );
+        (id, replaced)
+    }
+
+    /// Records a heartbeat; false when the id is unknown or was declared lost (it must re-register).
+    pub fn heartbeat(&mut self, id: &str, version: u64, in_flight: u32) -> bool {
+        match self.workers.get_mut(id) {
+            Some(w) if w.liveness == Liveness::Alive => {
+                w.last_heartbeat = Instant::now();
+                w.policy_version = version;
+                w.reported_in_flight = in_flight;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Worker> {
+        self.workers.get(id)
+    }
+
+    pub fn get_mut(&mut self, id: &str) -> Option<&mut Worker> {
+        self.workers.get_mut(id)
+    }
+
+    /// Marks a worker lost; true when it was alive.
+    pub fn mark_lost(&mut self, id: &str) -> bool {
+        match self.workers.get_mut(id) {
+            Some(w) if w.liveness == Liveness::Alive => {
+                w.liveness = Liveness::Lost;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Declares lost every alive worker silent for longer than `timeout`; returns their ids.
+    pub fn expire(&mut self, timeout: Duration) -> Vec<String> {
+        let now = Instant::now();
+        let mut lost = Vec::new();
+        for w in self.workers.values_mut() {
+            if w.liveness == Liveness::Alive && now.duration_since(w.last_heartbeat) > timeout {
+                w.liveness = Liveness::Lost;
+                lost.push(w.id.clone());
+            }
+        }
+        lost
+    }
+
+    pub fn alive(&self, role: Role) -> impl Iterator<Item = &Worker> {
+        self.workers
+            .values()
+            .filter(move |w| w.role == role && w.liveness == Liveness::Alive)
+    }
+
+    pub fn count_alive(&self, role: Role) -> usize {
+        self.alive(role).count()
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &Worker> {
+        self.workers.values()
+    }
+
+    /// The alive worker of `role` with spare capacity and the least load (ties: fewest completed).
+    pub fn least_loaded(&self, role: Role) -> Option<&Worker> {
+        self.alive(role)
+            .filter(|w| w.assigned < w.capacity)
+            .min_by_key(|w| (w.assigned, w.completed, w.id.clone()))
+    }
+}
+
+/// Run-level state shown by `GetStatus`.
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    pub run_dir: String,
+    pub state: String,
+    pub step: u64,
+    pub max_steps: u64,
+    pub policy_version: u64,
+    pub mode: String,
+    pub async_mode: bool,
+}
+
+pub struct Shared {
+    pub registry: Mutex<Registry>,
+    pub run: Mutex<RunInfo>,
+    pub history: Mutex<Vec<StepMetrics>>,
+    pub metrics_tx: broadcast::Sender<StepMetrics>,
+    /// Wakes the scheduler when membership changes.
+    pub membership: Notify,
+    /// Signals the end of the run to WatchMetrics streams.
+    pub finished: tokio::sync::watch::Sender<bool>,
+    pub started: Instant,
+    pub heartbeat_interval: Duration,
+}
+
+impl Shared {
+    pub fn new(run: RunInfo, heartbeat_interval: Duration) -> Self {
+        let (metrics_tx, _) = broadcast::channel(1024);
+        let (finished, _) = tokio::sync::watch::channel(false);
+        Self {
+            registry: Mutex::new(Registry::default()),
+            run: Mutex::new(run),
+            history: Mutex::new(Vec::new()),
+            metrics_tx,
+            membership: Notify::new(),
+            finished,
+            started: Instant::now(),
+            heartbeat_interval,
+        }
+    }
+
+    pub fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn run_info(&self) -> std::sync::MutexGuard<'_, RunInfo> {
+        self.run.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn history(&self) -> std::sync::MutexGuard<'_, Vec<StepMetrics>> {
+        self.history.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records a finished step's row and streams it to watchers.
+    pub fn publish(&self, row: StepMetrics) {
+        self.history().push(row);
+        let _ = self.metrics_tx.send(row);
+    }
+
+    pub fn set_state(&self, state: &str) {
+        self.run_info().state = state.to_string();
+        if state == "finished" || state == "failed" {
+            let _ = self.finished.send(true);
+        }
+    }
+
+    pub fn status(&self) -> ClusterStatus {
+        let run = self.run_info().clone();
+        let reg = self.registry();
+        ClusterStatus {
+            run_dir: run.run_dir,
+            state: run.state,
+            step: run.step,
+            max_steps: run.max_steps,
+            policy_version: run.policy_version,
+            mode: run.mode,
+            r#async: run.async_mode,
+            actors: reg.count_alive(Role::Actor) as u32,
+            verifiers: reg.count_alive(Role::Verifier) as u32,
+            learners: reg.count_alive(Role::Learner) as u32,
+            uptime_seconds: self.started.elapsed().as_secs_f64(),
+            last: self.history().last().cloned(),
+        }
+    }
+
+    pub fn workers(&self) -> Vec<WorkerInfo> {
+        let reg = self.registry();
+        reg.all()
+            .map(|w| WorkerInfo {
+                worker_id: w.id.clone(),
+                name: w.name.clone(),
+                role: w.role as i32,
+                endpoint: w.endpoint.clone(),
+                state: match w.liveness {
+                    Liveness::Alive => "alive".into(),
+                    Liveness::Lost => "lost".into(),
+                },
+                policy_version: w.policy_version,
+                in_flight: w.assigned.max(w.reported_in_flight),
+                last_heartbeat_age_seconds: w.last_heartbeat.elapsed().as_secs_f64(),
+                completed: w.completed,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reregistering_a_name_replaces_the_old_entry() {
+        let mut r = Registry::default();
+        let (a, none) = r.register(Role::Actor, "actor-0", "127.0.0.1:1", 1, 0);
+        assert!(none.is_none());
+        let (b, replaced) = r.register(Role::Actor, "actor-0", "127.0.0.1:2", 1, 0);
+        assert_eq!(replaced.as_deref(), Some(a.as_str()));
+        assert_ne!(a, b);
+        assert!(!r.heartbeat(&a, 0, 0), "the replaced id must re-register");
+        assert!(r.heartbeat(&b, 3, 1));
+        assert_eq!(r.count_alive(Role::Actor), 1);
+        assert_eq!(r.get(&b).unwrap().policy_version, 3);
+    }
+
+    #[test]
+    fn least_loaded_respects_capacity_and_expiry_marks_lost() {
+        let mut r = Registry::default();
+        let (a, _) = r.register(Role::Actor, "a", "x:1", 1, 0);
+        let (b, _) = r.register(Role::Actor, "b", "x:2", 2, 0);
+        r.get_mut(&a).unwrap().assigned = 1;
+        assert_eq!(r.least_loaded(Role::Actor).unwrap().id, b);
+        r.get_mut(&b).unwrap().assigned = 2;
+        assert!(r.least_loaded(Role::Actor).is_none());
+        std::thread::sleep(Duration::from_millis(5));
+        r.heartbeat(&b, 0, 0);
+        let lost = r.expire(Duration::from_millis(3));
+        assert_eq!(lost, vec![a.clone()]);
+        assert_eq!(r.count_alive(Role::Actor), 1);
+    }
+}

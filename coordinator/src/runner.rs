@@ -1,0 +1,786 @@
+//! The run loop: start (or find) the workers, then for each step collect a verified batch, train
+//! it (`Learner.TrainStep`), broadcast the new weights (`Actor.UpdateWeights`, which makes every
+//! actor pull `Learner.StreamWeights`), write the metrics row, and checkpoint on schedule.
+//!
+//! Sync mode trains on rollouts of the current weights. Async mode starts collecting step k+1
+//! before step k is trained, so rollouts may be up to `max_off_policy_steps` versions old; older
+//! ones are dropped and counted. A lost learner (local mode: restarted here; external mode: waited
+//! for) brings the run back to the last checkpoint: the same steps are redone with the same data.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use laser_proto::cluster::{ClusterConfig, ClusterMode, RESOLVED_FILE};
+use laser_proto::rt::{
+    ClientOptions, ClusterToken, RoleServer, ServerOptions, request, with_deadline,
+};
+use laser_proto::v1::{
+    CheckpointRequest, DataCursor, Role, SamplingConfig, StepMetrics, TrainStepRequest,
+    TrainStepResponse, UpdateWeightsRequest,
+};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+
+use crate::collect::{CollectPlan, Collected, collect, is_transport_failure};
+use crate::data::{PromptSource, step_groups};
+use crate::local::{ChildSpec, LocalCluster};
+use crate::metrics::{MetricsLog, rollout_stats};
+use crate::registry::{RunInfo, Shared};
+use crate::service::{CoordinatorService, MonitorService};
+
+/// `run_dir/coordinator_state.json`: the last checkpointed point of the run.
+pub const STATE_FILE: &str = "coordinator_state.json";
+/// `run_dir/coordinator.addr`: where laserctl finds the coordinator.
+pub const ADDR_FILE: &str = "coordinator.addr";
+/// `run_dir/token`: the generated token of a local run (mode 0600), for laserctl.
+pub const TOKEN_FILE: &str = "token";
+/// `run_dir/data_order.jsonl`: the task ids each step trained on (audit of the data order).
+pub const DATA_ORDER_FILE: &str = "data_order.jsonl";
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunState {
+    /// Steps completed and covered by the learner's checkpoint.
+    pub step: u64,
+    pub policy_version: u64,
+}
+
+impl RunState {
+    pub fn read(run_dir: &Path) -> Result<Option<Self>> {
+        let p = run_dir.join(STATE_FILE);
+        match std::fs::read(&p) {
+            Ok(b) => Ok(Some(
+                serde_json::from_slice(&b).with_context(|| p.display().to_string())?,
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| p.display().to_string()),
+        }
+    }
+
+    fn write(&self, run_dir: &Path) -> Result<()> {
+        let p = run_dir.join(STATE_FILE);
+        let tmp = run_dir.join(format!("{STATE_FILE}.tmp"));
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)
+            .with_context(|| tmp.display().to_string())?;
+        std::fs::rename(&tmp, &p).with_context(|| p.display().to_string())
+    }
+}
+
+/// The learner failed mid-step: recover and redo from the last checkpoint.
+#[derive(Debug)]
+struct LearnerLost(String);
+
+impl std::fmt::Display for LearnerLost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "learner lost: {}", self.0)
+    }
+}
+impl std::error::Error for LearnerLost {}
+
+pub struct Runner {
+    cfg: ClusterConfig,
+    run_dir: PathBuf,
+    resolved: PathBuf,
+    shared: Arc<Shared>,
+    client: ClientOptions,
+    local: Option<LocalCluster>,
+    source: PromptSource,
+    metrics: MetricsLog,
+    addr: String,
+    learner_restarts: u32,
+    show_progress: bool,
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s.max(0.001))
+}
+
+impl Runner {
+    /// Prepares the run directory, token and coordinator server; spawns local workers.
+    pub async fn start(
+        cfg: ClusterConfig,
+        resume: bool,
+        show_progress: bool,
+    ) -> Result<(
+        Self,
+        tokio::task::JoinHandle<()>,
+        tokio::sync::watch::Sender<bool>,
+    )> {
+        let run_dir = cfg.run.dir.clone();
+        let has_run = run_dir.join(STATE_FILE).exists()
+            || run_dir.join(crate::metrics::METRICS_FILE).exists();
+        if has_run && !resume {
+            bail!(
+                "run.dir {:?} already holds a run; pass --resume to continue it, or set another run.dir",
+                run_dir.display().to_string()
+            );
+        }
+        if resume && !has_run {
+            bail!(
+                "--resume: {:?} holds no run to continue",
+                run_dir.display().to_string()
+            );
+        }
+        std::fs::create_dir_all(&run_dir)
+            .with_context(|| format!("creating run.dir {}", run_dir.display()))?;
+        let resolved = run_dir.join(RESOLVED_FILE);
+        std::fs::write(&resolved, cfg.to_toml()).with_context(|| resolved.display().to_string())?;
+
+        let token = match (&cfg.cluster.token, cfg.cluster.mode) {
+            (Some(src), _) => ClusterToken::load(src).context("cluster.token")?,
+            (None, ClusterMode::Local) => {
+                let t = ClusterToken::generate();
+                write_private(&run_dir.join(TOKEN_FILE), t.expose())?;
+                t
+            }
+            (None, ClusterMode::External) => bail!("`cluster.token` is required in external mode"),
+        };
+        let max_bytes = cfg.max_message_bytes();
+        let mut sopts = ServerOptions::new(token.clone());
+        sopts.max_message_bytes = max_bytes;
+        sopts.tls = cfg.cluster.tls.clone();
+        let mut client = ClientOptions::new(token.clone());
+        client.max_message_bytes = max_bytes;
+        client.connect_timeout = secs(cfg.cluster.control_timeout_s);
+        client.tls_ca = cfg.cluster.tls.as_ref().and_then(|t| t.ca.clone());
+
+        let listener = TcpListener::bind(&cfg.cluster.listen)
+            .await
+            .with_context(|| format!("cluster.listen = {:?}: bind", cfg.cluster.listen))?;
+        let bound = listener.local_addr()?;
+        let addr = cfg
+            .cluster
+            .advertise
+            .clone()
+            .unwrap_or_else(|| bound.to_string());
+        std::fs::write(run_dir.join(ADDR_FILE), format!("{addr}\n"))?;
+
+        let shared = Arc::new(Shared::new(
+            RunInfo {
+                run_dir: run_dir.display().to_string(),
+                state: "starting".into(),
+                step: 0,
+                max_steps: cfg.run.max_steps,
+                policy_version: 0,
+                mode: format!("{:?}", cfg.cluster.mode).to_lowercase(),
+                async_mode: cfg.cluster.async_mode,
+            },
+            Duration::from_millis(cfg.cluster.heartbeat_ms.max(10)),
+        ));
+        let server = RoleServer::new(sopts.clone())
+            .service(sopts.coordinator(CoordinatorService {
+                shared: shared.clone(),
+            }))
+            .service(sopts.monitor(MonitorService {
+                shared: shared.clone(),
+            }));
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let server_task = tokio::spawn(async move {
+            let stop = async move {
+                let _ = stop_rx.wait_for(|s| *s).await;
+            };
+            if let Err(e) = server.serve(listener, stop).await {
+                tracing::error!("coordinator server: {e}");
+            }
+        });
+        tracing::info!(%addr, run_dir = %run_dir.display(), "coordinator listening");
+        println!(
+            "{} coordinator {addr}",
+            laser_proto::rt::worker::LISTENING_PREFIX
+        );
+
+        // Heartbeat monitor: silent workers become lost, which wakes the scheduler.
+        {
+            let shared = shared.clone();
+            let timeout = Duration::from_millis(cfg.cluster.worker_timeout_ms);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(shared.heartbeat_interval).await;
+                    let lost = shared.registry().expire(timeout);
+                    if !lost.is_empty() {
+                        tracing::warn!(?lost, "workers missed their heartbeats");
+                        shared.membership.notify_waiters();
+                    }
+                }
+            });
+        }
+
+        let local = match cfg.cluster.mode {
+            ClusterMode::Local => {
+                let bin_dir = match &cfg.cluster.bin_dir {
+                    Some(d) => d.clone(),
+                    None => LocalCluster::default_bin_dir()?,
+                };
+                Some(LocalCluster::new(bin_dir, &run_dir, token.clone())?)
+            }
+            ClusterMode::External => None,
+        };
+        let source = PromptSource::from_config(&cfg)?;
+        let metrics = MetricsLog::new(&run_dir);
+        let mut runner = Self {
+            cfg,
+            run_dir,
+            resolved,
+            shared,
+            client,
+            local,
+            source,
+            metrics,
+            addr,
+            learner_restarts: 0,
+            show_progress,
+        };
+        runner.spawn_local_workers()?;
+        Ok((runner, server_task, stop_tx))
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    fn spawn_local_workers(&mut self) -> Result<()> {
+        let Some(local) = self.local.as_mut() else {
+            return Ok(());
+        };
+        let common = |name: &str| {
+            vec![
+                "serve".to_string(),
+                "--coordinator".into(),
+                self.addr.clone(),
+                "--name".into(),
+                name.to_string(),
+                "--max-message-mb".into(),
+                self.cfg.cluster.max_message_mb.to_string(),
+            ]
+        };
+        let mut learner_args = common("learner-0");
+        learner_args.extend(["--cluster".into(), self.resolved.display().to_string()]);
+        local.spawn(ChildSpec {
+            name: "learner-0".into(),
+            program: "learner".into(),
+            args: learner_args,
+        })?;
+        for i in 0..self.cfg.cluster.verifiers {
+            let name = format!("verifier-{i}");
+            local.spawn(ChildSpec {
+                name: name.clone(),
+                program: "verifier".into(),
+                args: common(&name),
+            })?;
+        }
+        for i in 0..self.cfg.cluster.actors {
+            let name = format!("actor-{i}");
+            let mut args = common(&name);
+            args.extend(["--cluster".into(), self.resolved.display().to_string()]);
+            local.spawn(ChildSpec {
+                name: name.clone(),
+                program: "actor".into(),
+                args,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Waits until the configured workers have registered (local children that exit fail fast).
+    async fn wait_for_workers(
+        &mut self,
+        learners: usize,
+        verifiers: usize,
+        actors: usize,
+    ) -> Result<()> {
+        let deadline = Instant::now() + secs(self.cfg.cluster.startup_timeout_s);
+        loop {
+            let (l, v, a) = {
+                let r = self.shared.registry();
+                (
+                    r.count_alive(Role::Learner),
+                    r.count_alive(Role::Verifier),
+                    r.count_alive(Role::Actor),
+                )
+            };
+            if l >= learners && v >= verifiers && a >= actors {
+                return Ok(());
+            }
+            if let Some(local) = self.local.as_mut()
+                && let Some((name, status)) = local.exited().into_iter().next()
+            {
+                bail!(
+                    "{name} exited during start-up ({status}); see {}",
+                    self.run_dir
+                        .join("logs")
+                        .join(format!("{name}.log"))
+                        .display()
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "start-up: after {:?}, {l}/{learners} learners, {v}/{verifiers} verifiers and {a}/{actors} actors have registered (cluster.startup_timeout_s)",
+                    secs(self.cfg.cluster.startup_timeout_s)
+                );
+            }
+            tokio::select! {
+                _ = self.shared.membership.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+    }
+
+    fn learner(&self) -> Result<(String, String, u64)> {
+        let r = self.shared.registry();
+        r.alive(Role::Learner)
+            .next()
+            .map(|w| (w.id.clone(), w.endpoint.clone(), w.policy_version))
+            .context("no learner registered")
+    }
+
+    /// Runs to `run.max_steps`. Stops the local workers however it ends.
+    pub async fn run(&mut self) -> Result<()> {
+        let result = self.run_inner().await;
+        self.shared
+            .set_state(if result.is_ok() { "finished" } else { "failed" });
+        if let Some(local) = self.local.as_mut() {
+            local.stop_all(Duration::from_secs(5)).await;
+        }
+        result
+    }
+
+    pub async fn stop_workers(&mut self) {
+        if let Some(local) = self.local.as_mut() {
+            local.stop_all(Duration::from_secs(5)).await;
+        }
+    }
+
+    async fn run_inner(&mut self) -> Result<()> {
+        let (n_act, n_ver) = match self.cfg.cluster.mode {
+            ClusterMode::Local => (
+                self.cfg.cluster.actors as usize,
+                self.cfg.cluster.verifiers as usize,
+            ),
+            ClusterMode::External => (
+                self.cfg.cluster.actors.max(1) as usize,
+                self.cfg.cluster.verifiers.max(1) as usize,
+            ),
+        };
+        self.wait_for_workers(1, n_ver, n_act).await?;
+        let mut state = self.restore_point()?;
+        self.shared.set_state("running");
+        let bar = self.progress_bar(state.step);
+        let mut step = state.step;
+        let mut version = state.policy_version;
+        let mut prefetched: Option<tokio::task::JoinHandle<Result<Collected>>> = None;
+        while step < self.cfg.run.max_steps {
+            match self.step(step, version, &mut prefetched).await {
+                Ok((new_version, row)) => {
+                    version = new_version;
+                    step += 1;
+                    if let Some(b) = &bar {
+                        b.set_position(step);
+                        b.set_message(format!(
+                            "acc {:.3} reward {:.3} f1 {:.3} mse {:.4} {:.0} tok/s",
+                            row.accuracy,
+                            row.reward_mean,
+                            row.self_verify_f1,
+                            row.self_reward_mse,
+                            row.gen_tokens_per_sec
+                        ));
+                    }
+                    let last = step == self.cfg.run.max_steps;
+                    let every = self.cfg.run.checkpoint_every;
+                    if last || (every > 0 && step % every == 0) {
+                        match self.checkpoint(step, version).await {
+                            Ok(s) => state = s,
+                            Err(e) if e.downcast_ref::<LearnerLost>().is_some() => {
+                                (step, version) = self.recover(&mut prefetched, e).await?;
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+                Err(e) if e.downcast_ref::<LearnerLost>().is_some() => {
+                    (step, version) = self.recover(&mut prefetched, e).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some(p) = prefetched.take() {
+            p.abort();
+        }
+        if let Some(b) = &bar {
+            b.finish();
+        }
+        tracing::info!(
+            steps = step,
+            version,
+            checkpoint = state.step,
+            "run finished"
+        );
+        Ok(())
+    }
+
+    fn progress_bar(&self, start: u64) -> Option<indicatif::ProgressBar> {
+        if !self.show_progress {
+            return None;
+        }
+        let b = indicatif::ProgressBar::new(self.cfg.run.max_steps);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:30}] step {pos}/{len} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b.set_position(start);
+        Some(b)
+    }
+
+    /// Where this run (re)starts: the coordinator's state file must agree with the learner.
+    fn restore_point(&mut self) -> Result<RunState> {
+        let state = RunState::read(&self.run_dir)?.unwrap_or_default();
+        let (_, _, learner_version) = self.learner()?;
+        if learner_version != state.policy_version {
+            bail!(
+                "{}: records policy version {} at step {}, but the learner started at version {learner_version}; \
+                 the checkpoint and the coordinator state disagree",
+                self.run_dir.join(STATE_FILE).display(),
+                state.policy_version,
+                state.step
+            );
+        }
+        let kept = self.metrics.truncate_from(state.step)?;
+        *self.shared.history() = kept;
+        truncate_data_order(&self.run_dir, state.step)?;
+        let mut run = self.shared.run_info();
+        run.step = state.step;
+        run.policy_version = state.policy_version;
+        Ok(state)
+    }
+
+    fn plan(&self, step: u64, version: u64, learner_endpoint: String) -> CollectPlan {
+        let a = &self.cfg.algorithm;
+        let c = &self.cfg.cluster;
+        let min_version = if c.async_mode {
+            version.saturating_sub(c.max_off_policy_steps)
+        } else {
+            version
+        };
+        CollectPlan {
+            step,
+            groups: step_groups(&self.source, &self.cfg, step),
+            sampling: SamplingConfig {
+                n: a.group_size,
+                temperature: a.temperature as f32,
+                top_p: a.top_p as f32,
+                max_response_tokens: a.max_response_tokens,
+                seed: self.cfg.run.seed,
+            },
+            min_version,
+            max_version: version,
+            learner_endpoint,
+            groups_per_request: c.groups_per_request as usize,
+            generate_timeout: secs(c.generate_timeout_s),
+            grade_timeout: secs(c.grade_timeout_s),
+            weights_timeout: secs(c.weights_timeout_s),
+            no_worker_timeout: secs(c.startup_timeout_s),
+        }
+    }
+
+    /// One RL step. Returns the new policy version and the metrics row.
+    async fn step(
+        &mut self,
+        step: u64,
+        version: u64,
+        prefetched: &mut Option<tokio::task::JoinHandle<Result<Collected>>>,
+    ) -> Result<(u64, StepMetrics)> {
+        let t0 = Instant::now();
+        let (learner_id, learner_ep, _) = self.learner().map_err(|e| LearnerLost(e.to_string()))?;
+        let collected = match prefetched.take() {
+            Some(h) => h.await.context("collect task")??,
+            None => {
+                collect(
+                    self.shared.clone(),
+                    self.client.clone(),
+                    self.plan(step, version, learner_ep.clone()),
+                )
+                .await?
+            }
+        };
+        append_data_order(&self.run_dir, step, &collected)?;
+        if self.cfg.cluster.async_mode && step + 1 < self.cfg.run.max_steps {
+            // Actors start on step k+1 with the current weights while the learner trains step k;
+            // the new version arrives by broadcast between their generations.
+            let plan = self.plan(step + 1, version + 1, learner_ep.clone());
+            let plan = CollectPlan {
+                min_version: (version + 1).saturating_sub(self.cfg.cluster.max_off_policy_steps),
+                ..plan
+            };
+            *prefetched = Some(tokio::spawn(collect(
+                self.shared.clone(),
+                self.client.clone(),
+                plan,
+            )));
+        }
+
+        // Train.
+        let t_train = Instant::now();
+        let d = secs(self.cfg.cluster.train_timeout_s);
+        let mut learner = self.client.learner(self.client.lazy(&learner_ep)?);
+        let msg = TrainStepRequest {
+            step,
+            groups: collected.groups.clone(),
+        };
+        let resp: TrainStepResponse = match with_deadline(
+            "Learner.TrainStep",
+            d,
+            learner.train_step(request(msg, d)),
+        )
+        .await
+        {
+            Ok(r) => r.into_inner(),
+            Err(s) if is_transport_failure(&s) => {
+                self.shared.registry().mark_lost(&learner_id);
+                return Err(LearnerLost(format!("TrainStep {step}: {}", s.message())).into());
+            }
+            Err(s) => bail!(
+                "learner refused TrainStep {step}: {} ({:?})",
+                s.message(),
+                s.code()
+            ),
+        };
+        let train_seconds = t_train.elapsed().as_secs_f64();
+        let new_version = resp.policy_version;
+        {
+            let mut run = self.shared.run_info();
+            run.step = step + 1;
+            run.policy_version = new_version;
+        }
+
+        // Broadcast.
+        let t_bc = Instant::now();
+        let (bytes, updated) = if new_version != version {
+            self.broadcast(new_version, &learner_ep).await
+        } else {
+            (0, 0)
+        };
+        let broadcast_seconds = if updated > 0 {
+            t_bc.elapsed().as_secs_f64()
+        } else {
+            0.0
+        };
+
+        let stats = rollout_stats(&collected.groups, version);
+        let mut row = stats.into_row(step);
+        let ts = resp.stats.unwrap_or_default();
+        row.policy_version = new_version;
+        row.clip_fraction = ts.clip_fraction;
+        row.loss = ts.loss;
+        row.policy_loss = ts.policy_loss;
+        row.grad_norm = ts.grad_norm;
+        row.generate_seconds = collected.generate_seconds;
+        row.verify_seconds = collected.verify_seconds;
+        row.train_seconds = train_seconds;
+        row.broadcast_seconds = broadcast_seconds;
+        row.broadcast_bytes = bytes;
+        row.broadcast_gbps = if broadcast_seconds > 0.0 {
+            bytes as f64 / broadcast_seconds / 1e9
+        } else {
+            0.0
+        };
+        row.gen_tokens_per_sec = if collected.generate_seconds > 0.0 {
+            collected.generated_tokens as f64 / collected.generate_seconds
+        } else {
+            0.0
+        };
+        row.dropped_stale = collected.dropped_stale;
+        row.redispatched = collected.redispatched;
+        row.step_seconds = t0.elapsed().as_secs_f64();
+        row.unix_time = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        self.metrics.append(&row)?;
+        self.shared.publish(row);
+        tracing::info!(
+            step,
+            version = new_version,
+            accuracy = row.accuracy,
+            f1 = row.self_verify_f1,
+            secs = row.step_seconds,
+            "step done"
+        );
+        Ok((new_version, row))
+    }
+
+    /// Tells every alive actor to pull `version`; returns (bytes moved, actors updated).
+    async fn broadcast(&self, version: u64, learner_ep: &str) -> (u64, usize) {
+        let actors: Vec<(String, String)> = self
+            .shared
+            .registry()
+            .alive(Role::Actor)
+            .map(|w| (w.id.clone(), w.endpoint.clone()))
+            .collect();
+        let d = secs(self.cfg.cluster.weights_timeout_s);
+        let mut calls = Vec::new();
+        for (id, ep) in actors {
+            let client = self.client.clone();
+            let learner_ep = learner_ep.to_string();
+            calls.push(tokio::spawn(async move {
+                let mut c = client.actor(
+                    client
+                        .lazy(&ep)
+                        .map_err(|e| tonic::Status::unavailable(e.to_string()))?,
+                );
+                let msg = UpdateWeightsRequest {
+                    policy_version: version,
+                    source_endpoint: learner_ep,
+                };
+                with_deadline("Actor.UpdateWeights", d, c.update_weights(request(msg, d)))
+                    .await
+                    .map(|r| (id, r.into_inner()))
+                    .map_err(|s| tonic::Status::new(s.code(), format!("{ep}: {}", s.message())))
+            }));
+        }
+        let (mut bytes, mut n) = (0, 0);
+        for c in calls {
+            match c.await {
+                Ok(Ok((id, r))) => {
+                    bytes += r.bytes;
+                    n += 1;
+                    if let Some(w) = self.shared.registry().get_mut(&id) {
+                        w.policy_version = r.policy_version;
+                    }
+                }
+                // The actor is updated before its next work instead (collect checks versions).
+                Ok(Err(s)) => tracing::warn!("broadcast: {}", s.message()),
+                Err(e) => tracing::warn!("broadcast task: {e}"),
+            }
+        }
+        (bytes, n)
+    }
+
+    async fn checkpoint(&mut self, step: u64, version: u64) -> Result<RunState> {
+        let (learner_id, learner_ep, _) = self.learner().map_err(|e| LearnerLost(e.to_string()))?;
+        let d = secs(self.cfg.cluster.train_timeout_s);
+        let mut learner = self.client.learner(self.client.lazy(&learner_ep)?);
+        let (epoch, position) = self
+            .source
+            .cursor(step * u64::from(self.cfg.algorithm.batch_prompts));
+        let msg = CheckpointRequest {
+            step,
+            cursor: Some(DataCursor { epoch, position }),
+        };
+        let r = match with_deadline("Learner.Checkpoint", d, learner.checkpoint(request(msg, d)))
+            .await
+        {
+            Ok(r) => r.into_inner(),
+            Err(s) if is_transport_failure(&s) => {
+                self.shared.registry().mark_lost(&learner_id);
+                return Err(LearnerLost(format!("Checkpoint {step}: {}", s.message())).into());
+            }
+            Err(s) => bail!(
+                "learner refused Checkpoint {step}: {} ({:?})",
+                s.message(),
+                s.code()
+            ),
+        };
+        if r.policy_version != version {
+            bail!(
+                "learner checkpointed version {} at step {step}, expected {version}",
+                r.policy_version
+            );
+        }
+        let state = RunState {
+            step,
+            policy_version: version,
+        };
+        state.write(&self.run_dir)?;
+        tracing::info!(step, path = r.path, "checkpoint");
+        Ok(state)
+    }
+
+    /// After a lost learner: restart it (local) or wait for it (external), then go back to the
+    /// last checkpoint. Returns the (step, version) to continue from.
+    async fn recover(
+        &mut self,
+        prefetched: &mut Option<tokio::task::JoinHandle<Result<Collected>>>,
+        cause: anyhow::Error,
+    ) -> Result<(u64, u64)> {
+        if let Some(p) = prefetched.take() {
+            p.abort();
+        }
+        self.learner_restarts += 1;
+        if self.learner_restarts > self.cfg.cluster.learner_restarts {
+            return Err(cause.context(format!(
+                "the learner failed {} times (cluster.learner_restarts = {})",
+                self.learner_restarts, self.cfg.cluster.learner_restarts
+            )));
+        }
+        tracing::warn!("{cause}; recovering from the last checkpoint");
+        {
+            let mut reg = self.shared.registry();
+            let ids: Vec<String> = reg.alive(Role::Learner).map(|w| w.id.clone()).collect();
+            for id in ids {
+                reg.mark_lost(&id);
+            }
+        }
+        if let Some(local) = self.local.as_mut() {
+            local.restart("learner-0").await?;
+        }
+        self.wait_for_workers(1, 0, 0).await?;
+        let state = self.restore_point()?;
+        tracing::info!(
+            step = state.step,
+            version = state.policy_version,
+            "redoing from checkpoint"
+        );
+        Ok((state.step, state.policy_version))
+    }
+}
+
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut o = std::fs::OpenOptions::new();
+    o.create(true).write(true).truncate(true);
+    #[cfg(unix)]
+    o.mode(0o600);
+    let mut f = o.open(path).with_context(|| path.display().to_string())?;
+    f.write_all(text.as_bytes())
+        .with_context(|| path.display().to_string())
+}
+
+#[derive(Serialize, Deserialize)]
+struct DataOrderRow {
+    step: u64,
+    group_ids: Vec<u64>,
+    task_ids: Vec<String>,
+}
+
+fn append_data_order(run_dir: &Path, step: u64, c: &Collected) -> Result<()> {
+    use std::io::Write;
+    let row = DataOrderRow {
+        step,
+        group_ids: c.groups.iter().map(|g| g.group_id).collect(),
+        task_ids: c.groups.iter().map(|g| g.task_id.clone()).collect(),
+    };
+    let p = run_dir.join(DATA_ORDER_FILE);
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&p)
+        .with_context(|| p.display().to_string())?;
+    writeln!(f, "{}", serde_json::to_string(&row)?).with_context(|| p.display().to_string())
+}
+
+fn truncate_data_order(run_dir: &Path, first_dropped: u64) -> Result<()> {
+    let p = run_dir.join(DATA_ORDER_FILE);
+    let Ok(text) = std::fs::read_to_string(&p) else {
+        return Ok(());
+    };
+    let kept: String = text
+        .lines()
+        .filter(|l| serde_json::from_str::<DataOrderRow>(l).is_ok_and(|r| r.step < first_dropped))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&p, kept).with_context(|| p.display().to_string())
+}
