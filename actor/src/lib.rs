@@ -37,7 +37,10 @@ pub enum ActorError {
 pub type Result<T> = std::result::Result<T, ActorError>;
 
 pub fn load_cpu(model: &Path) -> Result<Pretrained<Cpu>> {
-    Ok(laser_model::pretrained::load::<Cpu>(model, &Default::default())?)
+    Ok(laser_model::pretrained::load::<Cpu>(
+        model,
+        &Default::default(),
+    )?)
 }
 
 fn tokenizer(p: &Pretrained<Cpu>) -> Result<&Tokenizer> {
@@ -52,9 +55,9 @@ pub fn resolve_self_reward_token(tok: &Tokenizer, explicit: Option<&str>) -> Res
         if let Ok(id) = s.parse::<u32>() {
             return Ok(id);
         }
-        return tok
-            .token_to_id(s)
-            .ok_or_else(|| ActorError::Usage(format!("self-reward token {s:?} is not in the vocabulary")));
+        return tok.token_to_id(s).ok_or_else(|| {
+            ActorError::Usage(format!("self-reward token {s:?} is not in the vocabulary"))
+        });
     }
     SELF_REWARD_TOKEN_CANDIDATES
         .iter()

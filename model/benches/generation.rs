@@ -33,11 +33,21 @@ struct Row {
 
 fn prompts(batch: usize, len: usize, vocab: usize) -> Vec<Vec<u32>> {
     (0..batch)
-        .map(|b| (0..len).map(|t| ((b * 7919 + t * 104_729 + 3) % (vocab - 3) + 3) as u32).collect())
+        .map(|b| {
+            (0..len)
+                .map(|t| ((b * 7919 + t * 104_729 + 3) % (vocab - 3) + 3) as u32)
+                .collect()
+        })
         .collect()
 }
 
-fn bench_model(name: &str, model: &Transformer<Cpu>, reps: usize, new_tokens: usize, rows: &mut Vec<Row>) {
+fn bench_model(
+    name: &str,
+    model: &Transformer<Cpu>,
+    reps: usize,
+    new_tokens: usize,
+    rows: &mut Vec<Row>,
+) {
     let vocab = model.config.vocab_size;
     // Prefill: one forward over a batch of 8 prompts of 128 tokens.
     let (b, t) = (8, 128);
@@ -144,17 +154,34 @@ fn main() {
     let mut rows = vec![];
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let tiny = pretrained::load::<Cpu>(&root.join("tests/fixtures/tiny-qwen2"), &device).unwrap();
-    bench_model("tiny-qwen2 fixture (2L, d=64)", &tiny.model, reps, 128, &mut rows);
+    bench_model(
+        "tiny-qwen2 fixture (2L, d=64)",
+        &tiny.model,
+        reps,
+        128,
+        &mut rows,
+    );
 
-    let smol = std::env::var_os("LASER_SMOLLM2_GGUF").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-            .join(".cache/laser/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
-    });
+    let smol = std::env::var_os("LASER_SMOLLM2_GGUF")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/laser/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+        });
     if smol.exists() {
         let m = pretrained::load::<Cpu>(&smol, &device).unwrap();
-        bench_model("SmolLM2-135M", &m.model, reps.min(3), if quick { 16 } else { 64 }, &mut rows);
+        bench_model(
+            "SmolLM2-135M",
+            &m.model,
+            reps.min(3),
+            if quick { 16 } else { 64 },
+            &mut rows,
+        );
     } else {
-        eprintln!("SmolLM2 not found at {} (scripts/fetch_smollm2.sh): skipped", smol.display());
+        eprintln!(
+            "SmolLM2 not found at {} (scripts/fetch_smollm2.sh): skipped",
+            smol.display()
+        );
     }
 
     println!("| model | measure | value |\n|---|---|---|");

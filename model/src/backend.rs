@@ -21,7 +21,9 @@ impl std::str::FromStr for BackendKind {
         match s {
             "cpu" | "flex" => Ok(Self::Cpu),
             "cuda" => Ok(Self::Cuda),
-            other => Err(format!("unknown backend {other:?} (expected \"cpu\" or \"cuda\")")),
+            other => Err(format!(
+                "unknown backend {other:?} (expected \"cpu\" or \"cuda\")"
+            )),
         }
     }
 }

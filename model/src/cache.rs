@@ -21,8 +21,14 @@ impl<B: Backend> LayerCache<B> {
     /// filled prefix including them. Grows the buffers (doubling) when they are full.
     pub fn append(&mut self, k: Tensor<B, 4>, v: Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 4>) {
         let [b, h, new, d] = k.dims();
-        let mut keys = self.keys.take().expect("cache buffer present between calls");
-        let mut values = self.values.take().expect("cache buffer present between calls");
+        let mut keys = self
+            .keys
+            .take()
+            .expect("cache buffer present between calls");
+        let mut values = self
+            .values
+            .take()
+            .expect("cache buffer present between calls");
         let cap = keys.dims()[2];
         let end = self.len + new;
         if end > cap {
@@ -35,7 +41,10 @@ impl<B: Backend> LayerCache<B> {
         let keys = keys.slice_assign(range.clone(), k);
         let values = values.slice_assign(range, v);
         let filled = [0..b, 0..h, 0..end, 0..d];
-        let out = (keys.clone().slice(filled.clone()), values.clone().slice(filled));
+        let out = (
+            keys.clone().slice(filled.clone()),
+            values.clone().slice(filled),
+        );
         self.keys = Some(keys);
         self.values = Some(values);
         out
@@ -91,7 +100,11 @@ impl<B: Backend> KvCache<B> {
 
     /// Keeps (or repeats) rows: row i of the result is row `rows[i]` of `self`.
     pub fn select_rows(&mut self, rows: &[usize]) {
-        let Some(device) = self.layers.first().and_then(|l| l.keys.as_ref()).map(|k| k.device())
+        let Some(device) = self
+            .layers
+            .first()
+            .and_then(|l| l.keys.as_ref())
+            .map(|k| k.device())
         else {
             return;
         };

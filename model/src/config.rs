@@ -97,7 +97,11 @@ impl ModelConfig {
             v.as_u64()
                 .filter(|&n| n > 0)
                 .map(|n| n as usize)
-                .ok_or_else(|| err(format!("field `{name}` must be a positive integer, got {v}")))
+                .ok_or_else(|| {
+                    err(format!(
+                        "field `{name}` must be a positive integer, got {v}"
+                    ))
+                })
         };
         let f64_field = |name: &str, default: f64| -> Result<f64> {
             match obj.get(name) {
@@ -105,7 +109,9 @@ impl ModelConfig {
                 Some(v) => v
                     .as_f64()
                     .filter(|x| x.is_finite() && *x > 0.0)
-                    .ok_or_else(|| err(format!("field `{name}` must be a positive number, got {v}"))),
+                    .ok_or_else(|| {
+                        err(format!("field `{name}` must be a positive number, got {v}"))
+                    }),
             }
         };
         let bool_field = |name: &str, default: bool| -> Result<bool> {
@@ -122,9 +128,9 @@ impl ModelConfig {
                 Some(Value::Array(a)) => a
                     .iter()
                     .map(|v| {
-                        v.as_u64()
-                            .map(|n| n as u32)
-                            .ok_or_else(|| err(format!("field `{name}` must hold token ids, got {v}")))
+                        v.as_u64().map(|n| n as u32).ok_or_else(|| {
+                            err(format!("field `{name}` must hold token ids, got {v}"))
+                        })
                     })
                     .collect(),
                 Some(v) => v
@@ -134,23 +140,32 @@ impl ModelConfig {
             }
         };
 
-        if let Some(act) = obj.get("hidden_act").and_then(|v| v.as_str()) {
-            if act != "silu" {
-                return Err(err(format!(
-                    "field `hidden_act` is {act:?}; only \"silu\" is supported"
-                )));
-            }
+        if let Some(act) = obj.get("hidden_act").and_then(|v| v.as_str())
+            && act != "silu"
+        {
+            return Err(err(format!(
+                "field `hidden_act` is {act:?}; only \"silu\" is supported"
+            )));
         }
         // transformers >= 5 writes `rope_parameters: {rope_type, rope_theta}` instead of top-level
         // `rope_theta` + `rope_scaling`; older files use the latter. Only plain ("default") RoPE is supported.
         let rope_parameters = obj.get("rope_parameters").filter(|v| !v.is_null());
-        for (field, value) in [("rope_scaling", obj.get("rope_scaling")), ("rope_parameters", rope_parameters)] {
-            let Some(value) = value.filter(|v| !v.is_null()) else { continue };
+        for (field, value) in [
+            ("rope_scaling", obj.get("rope_scaling")),
+            ("rope_parameters", rope_parameters),
+        ] {
+            let Some(value) = value.filter(|v| !v.is_null()) else {
+                continue;
+            };
             let rope_type = value
                 .get("rope_type")
                 .or_else(|| value.get("type"))
                 .and_then(|t| t.as_str())
-                .unwrap_or(if field == "rope_parameters" { "default" } else { "unknown" });
+                .unwrap_or(if field == "rope_parameters" {
+                    "default"
+                } else {
+                    "unknown"
+                });
             if rope_type != "default" {
                 return Err(err(format!(
                     "field `{field}` ({value}) is not supported; only plain RoPE (rope_type \"default\") is"
@@ -161,7 +176,11 @@ impl ModelConfig {
             Some(v) => v
                 .as_f64()
                 .filter(|x| x.is_finite() && *x > 0.0)
-                .ok_or_else(|| err(format!("field `rope_parameters.rope_theta` must be a positive number, got {v}")))?,
+                .ok_or_else(|| {
+                    err(format!(
+                        "field `rope_parameters.rope_theta` must be a positive number, got {v}"
+                    ))
+                })?,
             None => f64_field("rope_theta", 10_000.0)?,
         };
 
@@ -188,7 +207,9 @@ impl ModelConfig {
             )));
         }
         if head_dim % 2 != 0 {
-            return Err(err(format!("head dimension {head_dim} must be even for RoPE")));
+            return Err(err(format!(
+                "head dimension {head_dim} must be even for RoPE"
+            )));
         }
         let attention_bias = bool_field("attention_bias", false)?;
         let (qkv_bias, o_bias) = match architecture {
@@ -221,20 +242,35 @@ impl ModelConfig {
     /// The Hugging Face config.json for this model, loadable by transformers.
     pub fn to_hf_json(&self) -> Value {
         let mut m = Map::new();
-        m.insert("architectures".into(), Value::from(vec![self.architecture.hf_name()]));
+        m.insert(
+            "architectures".into(),
+            Value::from(vec![self.architecture.hf_name()]),
+        );
         m.insert("model_type".into(), self.architecture.model_type().into());
         m.insert("vocab_size".into(), self.vocab_size.into());
         m.insert("hidden_size".into(), self.hidden_size.into());
         m.insert("intermediate_size".into(), self.intermediate_size.into());
         m.insert("num_hidden_layers".into(), self.num_hidden_layers.into());
-        m.insert("num_attention_heads".into(), self.num_attention_heads.into());
-        m.insert("num_key_value_heads".into(), self.num_key_value_heads.into());
+        m.insert(
+            "num_attention_heads".into(),
+            self.num_attention_heads.into(),
+        );
+        m.insert(
+            "num_key_value_heads".into(),
+            self.num_key_value_heads.into(),
+        );
         m.insert("head_dim".into(), self.head_dim.into());
         m.insert("hidden_act".into(), "silu".into());
         m.insert("rope_theta".into(), self.rope_theta.into());
         m.insert("rms_norm_eps".into(), self.rms_norm_eps.into());
-        m.insert("tie_word_embeddings".into(), self.tie_word_embeddings.into());
-        m.insert("max_position_embeddings".into(), self.max_position_embeddings.into());
+        m.insert(
+            "tie_word_embeddings".into(),
+            self.tie_word_embeddings.into(),
+        );
+        m.insert(
+            "max_position_embeddings".into(),
+            self.max_position_embeddings.into(),
+        );
         m.insert("torch_dtype".into(), "float32".into());
         if self.architecture == Architecture::Llama {
             m.insert("attention_bias".into(), self.qkv_bias.into());

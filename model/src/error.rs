@@ -36,7 +36,9 @@ pub enum ModelError {
     },
     #[error("{file}: {message}")]
     Format { file: PathBuf, message: String },
-    #[error("{file}: tensor `{tensor}` uses unsupported GGUF type {ggml_type} (supported: F32, F16, Q8_0, Q4_0, Q4_1)")]
+    #[error(
+        "{file}: tensor `{tensor}` uses unsupported GGUF type {ggml_type} (supported: F32, F16, Q8_0, Q4_0, Q4_1)"
+    )]
     UnsupportedQuantization {
         file: PathBuf,
         tensor: String,
@@ -46,7 +48,9 @@ pub enum ModelError {
     Tokenizer(String),
     #[error("chat template: {0}")]
     ChatTemplate(String),
-    #[error("prompt {index} has {len} tokens, which with max_new_tokens={max_new_tokens} exceeds the context of {context} tokens")]
+    #[error(
+        "prompt {index} has {len} tokens, which with max_new_tokens={max_new_tokens} exceeds the context of {context} tokens"
+    )]
     PromptTooLong {
         index: usize,
         len: usize,
@@ -58,7 +62,10 @@ pub enum ModelError {
     #[error("prompt {index} is empty: a prompt needs at least one token")]
     EmptyPrompt { index: usize },
     #[error("invalid generation option `{field}`: {message}")]
-    InvalidOption { field: &'static str, message: String },
+    InvalidOption {
+        field: &'static str,
+        message: String,
+    },
     #[error("token id {id} is outside the vocabulary of {vocab_size}")]
     TokenOutOfRange { id: u32, vocab_size: usize },
 }

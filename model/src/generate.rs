@@ -117,13 +117,13 @@ pub fn validate_request<B: Backend>(model: &Transformer<B>, req: &GenerationRequ
             });
         }
     }
-    if let Some(sr) = &req.self_reward {
-        if sr.token_id as usize >= cfg.vocab_size {
-            return Err(ModelError::TokenOutOfRange {
-                id: sr.token_id,
-                vocab_size: cfg.vocab_size,
-            });
-        }
+    if let Some(sr) = &req.self_reward
+        && sr.token_id as usize >= cfg.vocab_size
+    {
+        return Err(ModelError::TokenOutOfRange {
+            id: sr.token_id,
+            vocab_size: cfg.vocab_size,
+        });
     }
     Ok(())
 }
@@ -157,8 +157,12 @@ pub fn generate<B: Backend>(
     };
     for p in &req.prompts {
         let pad = pmax - p.len();
-        batch.tokens.extend(std::iter::repeat_n(0, pad).chain(p.iter().copied()));
-        batch.positions.extend(std::iter::repeat_n(0, pad).chain(0..p.len()));
+        batch
+            .tokens
+            .extend(std::iter::repeat_n(0, pad).chain(p.iter().copied()));
+        batch
+            .positions
+            .extend(std::iter::repeat_n(0, pad).chain(0..p.len()));
         batch.left_pad.push(pad);
     }
     stats.prefill_tokens = req.prompts.iter().map(Vec::len).sum();
@@ -225,7 +229,8 @@ pub fn generate<B: Backend>(
         };
         for &r in &live {
             let row = &rows[r];
-            step.tokens.push(*row.tokens.last().expect("a live row has sampled a token"));
+            step.tokens
+                .push(*row.tokens.last().expect("a live row has sampled a token"));
             step.positions.push(row.prompt_len + row.tokens.len() - 1);
             step.left_pad.push(pmax - row.prompt_len);
             if row.state == RowState::ReadoutPending {
@@ -268,7 +273,9 @@ fn step_row(
     match row.state {
         RowState::Done => return Ok(()),
         RowState::ReadoutPending => {
-            let sr = req.self_reward.expect("read-out pending implies a self-reward config");
+            let sr = req
+                .self_reward
+                .expect("read-out pending implies a self-reward config");
             let logprob = logits[sr.token_id as usize] - log_sum_exp(logits);
             row.self_reward = Some(sr.read(logprob));
             row.state = RowState::Done;
@@ -293,19 +300,19 @@ fn step_row(
         row.state = RowState::Done;
     }
     // Stop strings need the text every step; otherwise it is decoded once at the end.
-    if let (Some(tok), false) = (tokenizer, params.stop_strings.is_empty()) {
-        if row.state == RowState::Generating {
-            let text = tok.decode(&row.tokens, true)?;
-            if let Some(cut) = params
-                .stop_strings
-                .iter()
-                .filter_map(|s| text.find(s.as_str()))
-                .min()
-            {
-                row.text = text[..cut].to_string();
-                row.finish = FinishReason::Stop;
-                row.state = RowState::Done;
-            }
+    if let (Some(tok), false) = (tokenizer, params.stop_strings.is_empty())
+        && row.state == RowState::Generating
+    {
+        let text = tok.decode(&row.tokens, true)?;
+        if let Some(cut) = params
+            .stop_strings
+            .iter()
+            .filter_map(|s| text.find(s.as_str()))
+            .min()
+        {
+            row.text = text[..cut].to_string();
+            row.finish = FinishReason::Stop;
+            row.state = RowState::Done;
         }
     }
     Ok(())

@@ -45,7 +45,10 @@ pub fn load_parts(path: &Path) -> Result<(ModelConfig, WeightMap, Option<Tokeniz
             None
         };
         Ok((config, weights, tokenizer))
-    } else if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+    } else if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+    {
         let g = gguf::load_gguf(path)?;
         Ok((g.config, g.weights, g.tokenizer))
     } else if path.exists() {
@@ -70,7 +73,11 @@ pub fn load<B: Backend>(path: &Path, device: &B::Device) -> Result<Pretrained<B>
 
 /// Saves a HF-layout model directory: model.safetensors (f32) + config.json (+ tokenizer files
 /// when given), loadable by transformers and by `load`.
-pub fn save<B: Backend>(model: &Transformer<B>, tokenizer: Option<&Tokenizer>, dir: &Path) -> Result<()> {
+pub fn save<B: Backend>(
+    model: &Transformer<B>,
+    tokenizer: Option<&Tokenizer>,
+    dir: &Path,
+) -> Result<()> {
     safetensors::save_dir(&model.to_weights(), dir)?;
     let config = serde_json::to_string_pretty(&model.config.to_hf_json())
         .expect("a JSON value always serialises");

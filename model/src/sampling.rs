@@ -45,7 +45,10 @@ impl SamplingParams {
     pub fn validate(&self) -> Result<()> {
         let bad = |field, message: String| Err(ModelError::InvalidOption { field, message });
         if !(self.temperature.is_finite() && self.temperature >= 0.0) {
-            return bad("temperature", format!("must be >= 0, got {}", self.temperature));
+            return bad(
+                "temperature",
+                format!("must be >= 0, got {}", self.temperature),
+            );
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             return bad("top_p", format!("must be in (0, 1], got {}", self.top_p));
@@ -54,7 +57,10 @@ impl SamplingParams {
             return bad("max_new_tokens", "must be at least 1".into());
         }
         if self.stop_strings.iter().any(|s| s.is_empty()) {
-            return bad("stop_strings", "an empty stop string would stop at once".into());
+            return bad(
+                "stop_strings",
+                "an empty stop string would stop at once".into(),
+            );
         }
         Ok(())
     }
@@ -105,13 +111,17 @@ fn sample_filtered(logits: &[f32], params: &SamplingParams, rng: &mut StdRng) ->
     let inv_t = 1.0 / params.temperature;
     // Candidates as (index, scaled logit); HF order: temperature, then top-k, then top-p.
     let mut cand: Vec<(usize, f32)> = logits.iter().map(|&l| l * inv_t).enumerate().collect();
-    let by_logit_desc = |a: &(usize, f32), b: &(usize, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    let by_logit_desc =
+        |a: &(usize, f32), b: &(usize, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
     if params.top_k > 0 && params.top_k < cand.len() {
         cand.select_nth_unstable_by(params.top_k - 1, by_logit_desc);
         cand.truncate(params.top_k);
     }
     let max = cand.iter().map(|c| c.1).fold(f32::NEG_INFINITY, f32::max);
-    let mut probs: Vec<(usize, f64)> = cand.iter().map(|&(i, l)| (i, ((l - max) as f64).exp())).collect();
+    let mut probs: Vec<(usize, f64)> = cand
+        .iter()
+        .map(|&(i, l)| (i, ((l - max) as f64).exp()))
+        .collect();
     if params.top_p < 1.0 {
         probs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         let total: f64 = probs.iter().map(|p| p.1).sum();
@@ -156,8 +166,14 @@ mod tests {
     fn top_k_one_is_greedy_and_top_p_tiny_is_greedy() {
         let logits = [0.1, 0.5, 3.0, 0.2];
         for params in [
-            SamplingParams { top_k: 1, ..Default::default() },
-            SamplingParams { top_p: 1e-6, ..Default::default() },
+            SamplingParams {
+                top_k: 1,
+                ..Default::default()
+            },
+            SamplingParams {
+                top_p: 1e-6,
+                ..Default::default()
+            },
         ] {
             for i in 0..50 {
                 let mut rng = sample_rng(7, i);
@@ -185,7 +201,10 @@ mod tests {
     fn top_p_excludes_tail() {
         // probs ~ 0.5, 0.3, 0.2: top_p 0.7 keeps only the first two
         let logits = [0.5f32.ln(), 0.3f32.ln(), 0.2f32.ln()];
-        let params = SamplingParams { top_p: 0.7, ..Default::default() };
+        let params = SamplingParams {
+            top_p: 0.7,
+            ..Default::default()
+        };
         let mut rng = sample_rng(3, 0);
         for _ in 0..2000 {
             assert_ne!(sample_token(&logits, &params, &mut rng).0, 2);
@@ -194,9 +213,19 @@ mod tests {
 
     #[test]
     fn invalid_options_are_named() {
-        let e = SamplingParams { top_p: 0.0, ..Default::default() }.validate().unwrap_err();
+        let e = SamplingParams {
+            top_p: 0.0,
+            ..Default::default()
+        }
+        .validate()
+        .unwrap_err();
         assert!(e.to_string().contains("top_p"));
-        let e = SamplingParams { temperature: -1.0, ..Default::default() }.validate().unwrap_err();
+        let e = SamplingParams {
+            temperature: -1.0,
+            ..Default::default()
+        }
+        .validate()
+        .unwrap_err();
         assert!(e.to_string().contains("temperature"));
     }
 }

@@ -116,15 +116,15 @@ pub fn score<B: Backend>(
     let h = cfg.hidden_size;
     let hidden = model.hidden_states(&batch, None);
     let hidden = hidden.slice([0..b, pmax - 1..seq, 0..h]); // [b, rmax + 1, h]
-    let logits = model
-        .logits(hidden.reshape([b * (rmax + 1), h]))
-        .reshape([b, rmax + 1, cfg.vocab_size]);
+    let logits =
+        model
+            .logits(hidden.reshape([b * (rmax + 1), h]))
+            .reshape([b, rmax + 1, cfg.vocab_size]);
     let logp = log_softmax(logits, 2);
     let targets =
         Tensor::<B, 3, Int>::from_data(TensorData::new(targets, [b, rmax + 1, 1]), &device);
     let picked = logp.gather(2, targets).reshape([b, rmax + 1]);
-    let readout_col =
-        Tensor::<B, 2, Int>::from_data(TensorData::new(readout_col, [b, 1]), &device);
+    let readout_col = Tensor::<B, 2, Int>::from_data(TensorData::new(readout_col, [b, 1]), &device);
     let self_reward_logprob = picked.clone().gather(1, readout_col).reshape([b]);
     let response_mask = Tensor::<B, 2>::from_data(TensorData::new(mask, [b, rmax]), &device);
     let response_logprobs = picked.slice([0..b, 0..rmax]) * response_mask.clone();

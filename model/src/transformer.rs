@@ -103,9 +103,21 @@ impl<B: Backend> Attention<B> {
         let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let groups = nh / nkv;
 
-        let q = self.q_proj.forward(x.clone()).reshape([batch, seq, nh, hd]).swap_dims(1, 2);
-        let k = self.k_proj.forward(x.clone()).reshape([batch, seq, nkv, hd]).swap_dims(1, 2);
-        let v = self.v_proj.forward(x).reshape([batch, seq, nkv, hd]).swap_dims(1, 2);
+        let q = self
+            .q_proj
+            .forward(x.clone())
+            .reshape([batch, seq, nh, hd])
+            .swap_dims(1, 2);
+        let k = self
+            .k_proj
+            .forward(x.clone())
+            .reshape([batch, seq, nkv, hd])
+            .swap_dims(1, 2);
+        let v = self
+            .v_proj
+            .forward(x)
+            .reshape([batch, seq, nkv, hd])
+            .swap_dims(1, 2);
         let q = apply_rope(q, rope);
         let k = apply_rope(k, rope);
         let (k, v) = match cache {
@@ -201,7 +213,11 @@ fn param<B: Backend, const D: usize>(t: HostTensor, device: &B::Device) -> Param
 impl<B: Backend> Transformer<B> {
     /// Builds the model from a `WeightMap` in HF naming; every tensor is shape-checked, and
     /// unexpected leftovers are ignored (e.g. `rotary_emb.inv_freq` in old checkpoints).
-    pub fn from_weights(config: &ModelConfig, mut w: WeightMap, device: &B::Device) -> Result<Self> {
+    pub fn from_weights(
+        config: &ModelConfig,
+        mut w: WeightMap,
+        device: &B::Device,
+    ) -> Result<Self> {
         let c = config;
         let (h, nh, nkv, hd, ff) = (
             c.hidden_size,
@@ -210,7 +226,12 @@ impl<B: Backend> Transformer<B> {
             c.head_dim,
             c.intermediate_size,
         );
-        let linear = |w: &mut WeightMap, name: &str, out: usize, inp: usize, bias: bool| -> Result<Linear<B>> {
+        let linear = |w: &mut WeightMap,
+                      name: &str,
+                      out: usize,
+                      inp: usize,
+                      bias: bool|
+         -> Result<Linear<B>> {
             let weight = param(w.take(&format!("{name}.weight"), &[out, inp])?, device);
             let bias = if bias {
                 Some(param(w.take(&format!("{name}.bias"), &[out])?, device))
@@ -226,17 +247,44 @@ impl<B: Backend> Transformer<B> {
             })
         };
 
-        let embed_tokens = param(w.take("model.embed_tokens.weight", &[c.vocab_size, h])?, device);
+        let embed_tokens = param(
+            w.take("model.embed_tokens.weight", &[c.vocab_size, h])?,
+            device,
+        );
         let mut layers = Vec::with_capacity(c.num_hidden_layers);
         for i in 0..c.num_hidden_layers {
             let p = format!("model.layers.{i}");
             layers.push(DecoderLayer {
                 input_layernorm: norm(&mut w, &format!("{p}.input_layernorm"))?,
                 self_attn: Attention {
-                    q_proj: linear(&mut w, &format!("{p}.self_attn.q_proj"), nh * hd, h, c.qkv_bias)?,
-                    k_proj: linear(&mut w, &format!("{p}.self_attn.k_proj"), nkv * hd, h, c.qkv_bias)?,
-                    v_proj: linear(&mut w, &format!("{p}.self_attn.v_proj"), nkv * hd, h, c.qkv_bias)?,
-                    o_proj: linear(&mut w, &format!("{p}.self_attn.o_proj"), h, nh * hd, c.o_bias)?,
+                    q_proj: linear(
+                        &mut w,
+                        &format!("{p}.self_attn.q_proj"),
+                        nh * hd,
+                        h,
+                        c.qkv_bias,
+                    )?,
+                    k_proj: linear(
+                        &mut w,
+                        &format!("{p}.self_attn.k_proj"),
+                        nkv * hd,
+                        h,
+                        c.qkv_bias,
+                    )?,
+                    v_proj: linear(
+                        &mut w,
+                        &format!("{p}.self_attn.v_proj"),
+                        nkv * hd,
+                        h,
+                        c.qkv_bias,
+                    )?,
+                    o_proj: linear(
+                        &mut w,
+                        &format!("{p}.self_attn.o_proj"),
+                        h,
+                        nh * hd,
+                        c.o_bias,
+                    )?,
                     num_heads: nh,
                     num_kv_heads: nkv,
                     head_dim: hd,
@@ -286,7 +334,10 @@ impl<B: Backend> Transformer<B> {
         w.insert("model.embed_tokens.weight", host(self.embed_tokens.val()));
         for (i, layer) in self.layers.iter().enumerate() {
             let p = format!("model.layers.{i}");
-            w.insert(format!("{p}.input_layernorm.weight"), host(layer.input_layernorm.weight.val()));
+            w.insert(
+                format!("{p}.input_layernorm.weight"),
+                host(layer.input_layernorm.weight.val()),
+            );
             w.insert(
                 format!("{p}.post_attention_layernorm.weight"),
                 host(layer.post_attention_layernorm.weight.val()),
@@ -348,22 +399,30 @@ impl<B: Backend> Transformer<B> {
                 }
             }
         }
-        Tensor::from_data(TensorData::new(m, [batch.batch, 1, batch.seq, keys]), device)
+        Tensor::from_data(
+            TensorData::new(m, [batch.batch, 1, batch.seq, keys]),
+            device,
+        )
     }
 
     /// Final hidden states `[batch, seq, hidden]` (after the last norm). With a cache, the new keys
     /// and values are appended to it and attention covers the cached prefix too.
-    pub fn hidden_states(&self, batch: &ForwardBatch, mut cache: Option<&mut KvCache<B>>) -> Tensor<B, 3> {
+    pub fn hidden_states(
+        &self,
+        batch: &ForwardBatch,
+        mut cache: Option<&mut KvCache<B>>,
+    ) -> Tensor<B, 3> {
         let device = self.device();
         let past = cache.as_ref().map_or(0, |c| c.len());
         let ids: Vec<i32> = batch.tokens.iter().map(|&t| t as i32).collect();
-        let ids = Tensor::<B, 1, Int>::from_data(TensorData::new(ids, [batch.tokens.len()]), &device);
+        let ids =
+            Tensor::<B, 1, Int>::from_data(TensorData::new(ids, [batch.tokens.len()]), &device);
         let hidden = self.config.hidden_size;
-        let mut x = self
-            .embed_tokens
-            .val()
-            .select(0, ids)
-            .reshape([batch.batch, batch.seq, hidden]);
+        let mut x =
+            self.embed_tokens
+                .val()
+                .select(0, ids)
+                .reshape([batch.batch, batch.seq, hidden]);
         let rope = self.rope(batch, &device);
         let mask = self.mask(batch, past, &device);
         for (i, layer) in self.layers.iter().enumerate() {

@@ -38,19 +38,34 @@ fn missing_config_json_names_the_file() {
 #[test]
 fn corrupt_config_json_names_the_file() {
     let dir = copy_fixture("tiny-qwen2", "corrupt-config");
-    std::fs::write(dir.join("config.json"), "{\"architectures\": [\"Qwen2ForCausalLM\"], ").unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        "{\"architectures\": [\"Qwen2ForCausalLM\"], ",
+    )
+    .unwrap();
     let msg = load_err(&dir);
-    assert!(msg.contains("config.json") && msg.contains("not valid JSON"), "{msg}");
+    assert!(
+        msg.contains("config.json") && msg.contains("not valid JSON"),
+        "{msg}"
+    );
 
     // Valid JSON, but a field of the wrong type: the field is named.
-    let mut cfg: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture_dir("tiny-qwen2").join("config.json")).unwrap()).unwrap();
+    let mut cfg: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture_dir("tiny-qwen2").join("config.json")).unwrap(),
+    )
+    .unwrap();
     cfg["hidden_size"] = "sixty-four".into();
     std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
     let msg = load_err(&dir);
-    assert!(msg.contains("config.json") && msg.contains("`hidden_size`"), "{msg}");
+    assert!(
+        msg.contains("config.json") && msg.contains("`hidden_size`"),
+        "{msg}"
+    );
 
-    cfg = serde_json::from_str(&std::fs::read_to_string(fixture_dir("tiny-qwen2").join("config.json")).unwrap()).unwrap();
+    cfg = serde_json::from_str(
+        &std::fs::read_to_string(fixture_dir("tiny-qwen2").join("config.json")).unwrap(),
+    )
+    .unwrap();
     cfg.as_object_mut().unwrap().remove("num_hidden_layers");
     std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
     let msg = load_err(&dir);
@@ -64,10 +79,18 @@ fn unknown_architecture_is_named() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
     cfg["architectures"] = serde_json::json!(["MambaForCausalLM"]);
     std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
-    let err = pretrained::load::<Cpu>(&dir, &CpuDevice::default()).err().unwrap();
-    assert!(matches!(err, ModelError::UnknownArchitecture { .. }), "{err:?}");
+    let err = pretrained::load::<Cpu>(&dir, &CpuDevice::default())
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, ModelError::UnknownArchitecture { .. }),
+        "{err:?}"
+    );
     let msg = err.to_string();
-    assert!(msg.contains("MambaForCausalLM") && msg.contains("config.json"), "{msg}");
+    assert!(
+        msg.contains("MambaForCausalLM") && msg.contains("config.json"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -75,7 +98,8 @@ fn unsupported_rope_scaling_is_rejected_by_name() {
     let dir = copy_fixture("tiny-llama", "rope-scaling");
     let mut cfg: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
-    cfg["rope_parameters"] = serde_json::json!({"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0});
+    cfg["rope_parameters"] =
+        serde_json::json!({"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0});
     std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
     let msg = load_err(&dir);
     assert!(msg.contains("rope_parameters"), "{msg}");
@@ -92,27 +116,45 @@ fn rewrite_weights(dir: &Path, edit: impl FnOnce(&mut WeightMap)) {
 fn missing_tensor_names_tensor_and_file() {
     let dir = copy_fixture("tiny-qwen2", "missing-tensor");
     rewrite_weights(&dir, |w| {
-        w.tensors.remove("model.layers.1.mlp.up_proj.weight").unwrap();
+        w.tensors
+            .remove("model.layers.1.mlp.up_proj.weight")
+            .unwrap();
     });
     let msg = load_err(&dir);
-    assert!(msg.contains("model.layers.1.mlp.up_proj.weight") && msg.contains("model.safetensors"), "{msg}");
+    assert!(
+        msg.contains("model.layers.1.mlp.up_proj.weight") && msg.contains("model.safetensors"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn mis_shaped_tensor_names_tensor_and_shapes() {
     let dir = copy_fixture("tiny-qwen2", "bad-shape");
     rewrite_weights(&dir, |w| {
-        w.insert("model.layers.0.self_attn.k_proj.weight", HostTensor::new(vec![16, 64], vec![0.0; 16 * 64]));
+        w.insert(
+            "model.layers.0.self_attn.k_proj.weight",
+            HostTensor::new(vec![16, 64], vec![0.0; 16 * 64]),
+        );
     });
     let msg = load_err(&dir);
-    assert!(msg.contains("model.layers.0.self_attn.k_proj.weight"), "{msg}");
-    assert!(msg.contains("[16, 64]") && msg.contains("[32, 64]"), "{msg}");
+    assert!(
+        msg.contains("model.layers.0.self_attn.k_proj.weight"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("[16, 64]") && msg.contains("[32, 64]"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn corrupt_safetensors_names_the_file() {
     let dir = copy_fixture("tiny-qwen2", "corrupt-st");
-    std::fs::write(dir.join("model.safetensors"), b"\x10\x00\x00\x00\x00\x00\x00\x00{not a header}").unwrap();
+    std::fs::write(
+        dir.join("model.safetensors"),
+        b"\x10\x00\x00\x00\x00\x00\x00\x00{not a header}",
+    )
+    .unwrap();
     let msg = load_err(&dir);
     assert!(msg.contains("model.safetensors"), "{msg}");
 }
@@ -134,18 +176,45 @@ fn generation_rejects_empty_batches_empty_prompts_and_overlong_prompts() {
     // Context is 256: a 250-token prompt plus 10 new tokens does not fit.
     let err = generate(&p.model, None, &req(vec![vec![5; 250]], 10)).unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err, ModelError::PromptTooLong { index: 0, len: 250, .. }), "{msg}");
+    assert!(
+        matches!(
+            err,
+            ModelError::PromptTooLong {
+                index: 0,
+                len: 250,
+                ..
+            }
+        ),
+        "{msg}"
+    );
     assert!(msg.contains("256"), "{msg}");
     let err = generate(&p.model, None, &req(vec![vec![5, 9999]], 4)).unwrap_err();
-    assert!(matches!(err, ModelError::TokenOutOfRange { id: 9999, .. }), "{err}");
+    assert!(
+        matches!(err, ModelError::TokenOutOfRange { id: 9999, .. }),
+        "{err}"
+    );
     let mut bad = req(vec![vec![5]], 4);
     bad.params.top_p = 0.0;
-    assert!(generate(&p.model, None, &bad).unwrap_err().to_string().contains("top_p"));
+    assert!(
+        generate(&p.model, None, &bad)
+            .unwrap_err()
+            .to_string()
+            .contains("top_p")
+    );
 
     let err = score(&p.model, &[], 3).err().unwrap();
     assert!(matches!(err, ModelError::EmptyBatch));
     let long = vec![5u32; 250];
-    let err = score(&p.model, &[ScoreItem { prompt: &long, response: &[1; 10] }], 3).err().unwrap();
+    let err = score(
+        &p.model,
+        &[ScoreItem {
+            prompt: &long,
+            response: &[1; 10],
+        }],
+        3,
+    )
+    .err()
+    .unwrap();
     assert!(matches!(err, ModelError::PromptTooLong { .. }), "{err}");
 }
 
@@ -227,7 +296,8 @@ fn permute_rows(t: &HostTensor, heads: usize) -> Vec<f32> {
             for d in 0..half {
                 let hf = h * 2 * half + j * half + d;
                 let gg = h * 2 * half + 2 * d + j;
-                out[gg * cols..(gg + 1) * cols].copy_from_slice(&t.data[hf * cols..(hf + 1) * cols]);
+                out[gg * cols..(gg + 1) * cols]
+                    .copy_from_slice(&t.data[hf * cols..(hf + 1) * cols]);
             }
         }
     }
@@ -242,17 +312,37 @@ fn tiny_llama_gguf_tensors() -> (Vec<(&'static str, Meta)>, Vec<GgufTensor>) {
     let meta = vec![
         ("general.architecture", Meta::Str("llama")),
         ("llama.block_count", Meta::U32(c.num_hidden_layers as u32)),
-        ("llama.context_length", Meta::U32(c.max_position_embeddings as u32)),
+        (
+            "llama.context_length",
+            Meta::U32(c.max_position_embeddings as u32),
+        ),
         ("llama.embedding_length", Meta::U32(c.hidden_size as u32)),
-        ("llama.feed_forward_length", Meta::U32(c.intermediate_size as u32)),
-        ("llama.attention.head_count", Meta::U32(c.num_attention_heads as u32)),
-        ("llama.attention.head_count_kv", Meta::U32(c.num_key_value_heads as u32)),
+        (
+            "llama.feed_forward_length",
+            Meta::U32(c.intermediate_size as u32),
+        ),
+        (
+            "llama.attention.head_count",
+            Meta::U32(c.num_attention_heads as u32),
+        ),
+        (
+            "llama.attention.head_count_kv",
+            Meta::U32(c.num_key_value_heads as u32),
+        ),
         ("llama.rope.freq_base", Meta::F32(c.rope_theta as f32)),
-        ("llama.attention.layer_norm_rms_epsilon", Meta::F32(c.rms_norm_eps as f32)),
+        (
+            "llama.attention.layer_norm_rms_epsilon",
+            Meta::F32(c.rms_norm_eps as f32),
+        ),
     ];
     let mut tensors = vec![];
     let mut push = |name: String, t: &HostTensor, data: Vec<f32>| {
-        tensors.push(GgufTensor { name, shape: t.shape.clone(), ggml_type: 0, bytes: f32_bytes(&data) })
+        tensors.push(GgufTensor {
+            name,
+            shape: t.shape.clone(),
+            ggml_type: 0,
+            bytes: f32_bytes(&data),
+        })
     };
     let e = &w.tensors["model.embed_tokens.weight"];
     push("token_embd.weight".into(), e, e.data.clone());
@@ -261,9 +351,17 @@ fn tiny_llama_gguf_tensors() -> (Vec<(&'static str, Meta)>, Vec<GgufTensor>) {
     for l in 0..c.num_hidden_layers {
         let get = |s: &str| &w.tensors[&format!("model.layers.{l}.{s}")];
         let q = get("self_attn.q_proj.weight");
-        push(format!("blk.{l}.attn_q.weight"), q, permute_rows(q, c.num_attention_heads));
+        push(
+            format!("blk.{l}.attn_q.weight"),
+            q,
+            permute_rows(q, c.num_attention_heads),
+        );
         let k = get("self_attn.k_proj.weight");
-        push(format!("blk.{l}.attn_k.weight"), k, permute_rows(k, c.num_key_value_heads));
+        push(
+            format!("blk.{l}.attn_k.weight"),
+            k,
+            permute_rows(k, c.num_key_value_heads),
+        );
         for (g, hf) in [
             ("attn_v.weight", "self_attn.v_proj.weight"),
             ("attn_output.weight", "self_attn.o_proj.weight"),
@@ -288,13 +386,19 @@ fn gguf_f32_llama_equals_the_safetensors_model() {
     write_gguf(&path, &meta, &tensors);
     let g = pretrained::load::<Cpu>(&path, &CpuDevice::default()).unwrap();
     let hf = load("tiny-llama");
-    assert!(g.model.config.tie_word_embeddings, "no output.weight means a tied head");
+    assert!(
+        g.model.config.tie_word_embeddings,
+        "no output.weight means a tied head"
+    );
     assert!(g.tokenizer.is_none());
     let seq = vec![1u32, 40, 41, 300, 7, 2];
     let a = full_log_softmax(&g.model, std::slice::from_ref(&seq));
     let b = full_log_softmax(&hf.model, std::slice::from_ref(&seq));
     let diff = max_abs_diff(&a[0], &b[0]);
-    assert!(diff <= 1e-5, "GGUF (un-permuted q/k) vs safetensors: {diff}");
+    assert!(
+        diff <= 1e-5,
+        "GGUF (un-permuted q/k) vs safetensors: {diff}"
+    );
 }
 
 #[test]
@@ -306,10 +410,18 @@ fn gguf_with_an_unsupported_quantisation_names_tensor_and_type() {
     let dir = scratch_dir("gguf-q5k");
     let path = dir.join("q5k.gguf");
     write_gguf(&path, &meta, &tensors);
-    let err = pretrained::load::<Cpu>(&path, &CpuDevice::default()).err().unwrap();
-    assert!(matches!(err, ModelError::UnsupportedQuantization { .. }), "{err:?}");
+    let err = pretrained::load::<Cpu>(&path, &CpuDevice::default())
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, ModelError::UnsupportedQuantization { .. }),
+        "{err:?}"
+    );
     let msg = err.to_string();
-    assert!(msg.contains(&name) && msg.contains("Q5_K") && msg.contains("q5k.gguf"), "{msg}");
+    assert!(
+        msg.contains(&name) && msg.contains("Q5_K") && msg.contains("q5k.gguf"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -320,20 +432,41 @@ fn gguf_truncated_or_foreign_files_are_clear_errors() {
     write_gguf(&path, &meta, &tensors);
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
-    let msg = pretrained::load::<Cpu>(&path, &CpuDevice::default()).err().unwrap().to_string();
-    assert!(msg.contains("cut.gguf") && msg.contains("truncated"), "{msg}");
+    let msg = pretrained::load::<Cpu>(&path, &CpuDevice::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.contains("cut.gguf") && msg.contains("truncated"),
+        "{msg}"
+    );
 
     let other = dir.join("other.gguf");
-    std::fs::write(&other, b"PK\x03\x04 this is a zip file, not a GGUF file at all").unwrap();
-    let msg = pretrained::load::<Cpu>(&other, &CpuDevice::default()).err().unwrap().to_string();
-    assert!(msg.contains("other.gguf") && msg.contains("not a GGUF file"), "{msg}");
+    std::fs::write(
+        &other,
+        b"PK\x03\x04 this is a zip file, not a GGUF file at all",
+    )
+    .unwrap();
+    let msg = pretrained::load::<Cpu>(&other, &CpuDevice::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.contains("other.gguf") && msg.contains("not a GGUF file"),
+        "{msg}"
+    );
 
     let (mut meta, tensors) = tiny_llama_gguf_tensors();
     meta[0].1 = Meta::Str("mamba");
     let arch = dir.join("mamba.gguf");
     write_gguf(&arch, &meta, &tensors);
-    let err = pretrained::load::<Cpu>(&arch, &CpuDevice::default()).err().unwrap();
-    assert!(matches!(err, ModelError::UnsupportedGgufArchitecture { .. }), "{err}");
+    let err = pretrained::load::<Cpu>(&arch, &CpuDevice::default())
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, ModelError::UnsupportedGgufArchitecture { .. }),
+        "{err}"
+    );
 }
 
 /// Block formats, from ggml's definitions: Q8_0 = f16 d + 32 i8 (x = d*q); Q4_0 = f16 d + 16 bytes
@@ -359,18 +492,36 @@ fn gguf_block_formats_dequantise_exactly() {
     q41.extend(&packed);
     let q41_want: Vec<f32> = nib.iter().map(|&q| 0.5 * q as f32 - 1.25).collect();
     let f16_vals: Vec<f32> = (0..32).map(|i| i as f32 * 0.25 - 3.0).collect();
-    let f16_bytes: Vec<u8> = f16_vals.iter().flat_map(|&x| half::f16::from_f32(x).to_le_bytes()).collect();
+    let f16_bytes: Vec<u8> = f16_vals
+        .iter()
+        .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
+        .collect();
 
-    let t = |name: &str, ggml_type, bytes| GgufTensor { name: name.into(), shape: vec![1, 32], ggml_type, bytes };
+    let t = |name: &str, ggml_type, bytes| GgufTensor {
+        name: name.into(),
+        shape: vec![1, 32],
+        ggml_type,
+        bytes,
+    };
     let dir = scratch_dir("gguf-blocks");
     let path = dir.join("blocks.gguf");
     write_gguf(
         &path,
         &[("general.architecture", Meta::Str("llama"))],
-        &[t("q8", 8, q8), t("q40", 2, q40), t("q41", 3, q41), t("f16", 1, f16_bytes)],
+        &[
+            t("q8", 8, q8),
+            t("q40", 2, q40),
+            t("q41", 3, q41),
+            t("f16", 1, f16_bytes),
+        ],
     );
     let file = gguf::GgufFile::open(&path).unwrap();
-    for (name, want) in [("q8", q8_want), ("q40", q40_want), ("q41", q41_want), ("f16", f16_vals)] {
+    for (name, want) in [
+        ("q8", q8_want),
+        ("q40", q40_want),
+        ("q41", q41_want),
+        ("f16", f16_vals),
+    ] {
         let got = file.dequantize(file.tensor_info(name).unwrap()).unwrap();
         assert_eq!(got.shape, vec![1, 32], "{name}");
         assert_eq!(got.data, want, "{name}");

@@ -13,7 +13,14 @@ use proptest::prelude::*;
 const TOL: f32 = 1e-4;
 
 /// Checks every sampled token's log-prob against a full recomputation over prompt + tokens.
-fn assert_matches_full_recompute(name: &str, prompts: &[Vec<u32>], n: usize, temperature: f32, max_new: usize, seed: u64) {
+fn assert_matches_full_recompute(
+    name: &str,
+    prompts: &[Vec<u32>],
+    n: usize,
+    temperature: f32,
+    max_new: usize,
+    seed: u64,
+) {
     let p = load(name);
     let req = GenerationRequest {
         prompts: prompts.to_vec(),
@@ -92,27 +99,65 @@ fn readout_request(prompts: Vec<Vec<u32>>, seed: u64) -> (GenerationRequest, Sel
 fn readout_at_generation_equals_teacher_forced_score() {
     for name in FIXTURES {
         let p = load(name);
-        let prompts = vec![vec![1, 77, 201, 45], vec![1, 300, 12], vec![1, 5, 6, 7, 8, 9, 10, 11, 12]];
+        let prompts = vec![
+            vec![1, 77, 201, 45],
+            vec![1, 300, 12],
+            vec![1, 5, 6, 7, 8, 9, 10, 11, 12],
+        ];
         let (req, sr) = readout_request(prompts.clone(), 7);
         let (samples, stats) = generate(&p.model, None, &req).unwrap();
-        let eos: Vec<_> = samples.iter().filter(|s| s.finish_reason == FinishReason::Eos).collect();
-        assert!(eos.len() >= 3, "{name}: too few EOS samples ({}) to test the read-out", eos.len());
+        let eos: Vec<_> = samples
+            .iter()
+            .filter(|s| s.finish_reason == FinishReason::Eos)
+            .collect();
         assert!(
-            samples.iter().any(|s| s.finish_reason == FinishReason::Length),
+            eos.len() >= 3,
+            "{name}: too few EOS samples ({}) to test the read-out",
+            eos.len()
+        );
+        assert!(
+            samples
+                .iter()
+                .any(|s| s.finish_reason == FinishReason::Length),
             "{name}: expected some length-truncated samples too"
         );
-        assert_eq!(stats.readout_rows, eos.len(), "one read-out row per EOS sample");
+        assert_eq!(
+            stats.readout_rows,
+            eos.len(),
+            "one read-out row per EOS sample"
+        );
         for s in &samples {
-            assert_eq!(s.self_reward.is_some(), s.finish_reason == FinishReason::Eos);
+            assert_eq!(
+                s.self_reward.is_some(),
+                s.finish_reason == FinishReason::Eos
+            );
         }
         let items: Vec<ScoreItem> = eos
             .iter()
-            .map(|s| ScoreItem { prompt: &prompts[s.prompt_index], response: &s.tokens })
+            .map(|s| ScoreItem {
+                prompt: &prompts[s.prompt_index],
+                response: &s.tokens,
+            })
             .collect();
         let out = score(&p.model, &items, sr.token_id).unwrap();
-        let sr_lp: Vec<f32> = out.self_reward_logprob.into_data().convert::<f32>().into_vec().unwrap();
-        let resp_lp: Vec<f32> = out.response_logprobs.into_data().convert::<f32>().into_vec().unwrap();
-        let mask: Vec<f32> = out.response_mask.into_data().convert::<f32>().into_vec().unwrap();
+        let sr_lp: Vec<f32> = out
+            .self_reward_logprob
+            .into_data()
+            .convert::<f32>()
+            .into_vec()
+            .unwrap();
+        let resp_lp: Vec<f32> = out
+            .response_logprobs
+            .into_data()
+            .convert::<f32>()
+            .into_vec()
+            .unwrap();
+        let mask: Vec<f32> = out
+            .response_mask
+            .into_data()
+            .convert::<f32>()
+            .into_vec()
+            .unwrap();
         let rmax = out.response_lens.iter().copied().max().unwrap();
         for (i, s) in eos.iter().enumerate() {
             let read = s.self_reward.unwrap();
@@ -129,7 +174,10 @@ fn readout_at_generation_equals_teacher_forced_score() {
                 if t < s.tokens.len() {
                     assert_eq!(m, 1.0);
                     let d = (resp_lp[i * rmax + t] - s.logprobs[t]).abs();
-                    assert!(d <= TOL, "{name}: sample {i} token {t}: score vs generate differ by {d}");
+                    assert!(
+                        d <= TOL,
+                        "{name}: sample {i} token {t}: score vs generate differ by {d}"
+                    );
                 } else {
                     assert_eq!(m, 0.0);
                     assert_eq!(resp_lp[i * rmax + t], 0.0, "padding log-probs are zeroed");
@@ -145,7 +193,10 @@ fn readout_feeds_only_the_eos_and_finished_rows_stop_costing_compute() {
     let (req, _) = readout_request(vec![vec![1, 2, 3], vec![4, 5, 6, 7, 8]], 11);
     let (samples, stats) = generate(&p.model, None, &req).unwrap();
     // Without compaction every step would feed all 8 rows.
-    assert!(stats.decode_rows < stats.decode_steps * samples.len(), "{stats:?}");
+    assert!(
+        stats.decode_rows < stats.decode_steps * samples.len(),
+        "{stats:?}"
+    );
     let fed: usize = samples
         .iter()
         .map(|s| s.tokens.len() - 1 + usize::from(s.self_reward.is_some()))
@@ -156,7 +207,11 @@ fn readout_feeds_only_the_eos_and_finished_rows_stop_costing_compute() {
     for s in &samples {
         if s.finish_reason == FinishReason::Eos {
             assert!(req.eos_token_ids.contains(s.tokens.last().unwrap()));
-            assert!(s.tokens[..s.tokens.len() - 1].iter().all(|t| !req.eos_token_ids.contains(t)));
+            assert!(
+                s.tokens[..s.tokens.len() - 1]
+                    .iter()
+                    .all(|t| !req.eos_token_ids.contains(t))
+            );
         }
     }
 }
@@ -178,13 +233,25 @@ fn sampling_is_reproducible_and_independent_of_batch_peers() {
         eos_token_ids: vec![2],
         self_reward: None,
     };
-    let a = generate(&p.model, None, &mk(vec![vec![1, 10, 20]], 5)).unwrap().0;
-    let b = generate(&p.model, None, &mk(vec![vec![1, 10, 20]], 5)).unwrap().0;
+    let a = generate(&p.model, None, &mk(vec![vec![1, 10, 20]], 5))
+        .unwrap()
+        .0;
+    let b = generate(&p.model, None, &mk(vec![vec![1, 10, 20]], 5))
+        .unwrap()
+        .0;
     assert_eq!(a, b, "same seed, same samples");
-    let c = generate(&p.model, None, &mk(vec![vec![1, 10, 20]], 6)).unwrap().0;
+    let c = generate(&p.model, None, &mk(vec![vec![1, 10, 20]], 6))
+        .unwrap()
+        .0;
     assert_ne!(a, c, "another seed should change the samples");
     // Adding a second, longer prompt after it changes neither its padding-free result nor its RNG.
-    let d = generate(&p.model, None, &mk(vec![vec![1, 10, 20], vec![1, 9, 8, 7, 6, 5, 4]], 5)).unwrap().0;
+    let d = generate(
+        &p.model,
+        None,
+        &mk(vec![vec![1, 10, 20], vec![1, 9, 8, 7, 6, 5, 4]], 5),
+    )
+    .unwrap()
+    .0;
     for (x, y) in a.iter().zip(&d[..3]) {
         assert_eq!(x.tokens, y.tokens);
         let diff = max_abs_diff(&x.logprobs, &y.logprobs);

@@ -24,11 +24,14 @@ fn log_softmax_matches_transformers_one_sequence_at_a_time() {
                 .as_array()
                 .unwrap()
                 .iter()
-                .flat_map(|row| floats(row))
+                .flat_map(floats)
                 .collect();
             let got = &full_log_softmax(&p.model, std::slice::from_ref(&input))[0];
             let diff = max_abs_diff(got, &want);
-            assert!(diff <= LOGPROB_TOL, "{name} case {i}: max |diff| {diff} > {LOGPROB_TOL}");
+            assert!(
+                diff <= LOGPROB_TOL,
+                "{name} case {i}: max |diff| {diff} > {LOGPROB_TOL}"
+            );
         }
     }
 }
@@ -47,10 +50,13 @@ fn log_softmax_matches_transformers_in_a_left_padded_batch() {
                 .as_array()
                 .unwrap()
                 .iter()
-                .flat_map(|row| floats(row))
+                .flat_map(floats)
                 .collect();
             let diff = max_abs_diff(&got[i], &want);
-            assert!(diff <= LOGPROB_TOL, "{name} batched case {i}: max |diff| {diff}");
+            assert!(
+                diff <= LOGPROB_TOL,
+                "{name} batched case {i}: max |diff| {diff}"
+            );
         }
     }
 }
@@ -74,14 +80,20 @@ fn greedy_generation_matches_transformers_token_for_token() {
         };
         let (samples, stats) = generate(&p.model, None, &req).unwrap();
         assert_eq!(samples.len(), prompts.len());
-        assert_eq!(stats.prefill_tokens, prompts.iter().map(Vec::len).sum::<usize>());
+        assert_eq!(
+            stats.prefill_tokens,
+            prompts.iter().map(Vec::len).sum::<usize>()
+        );
         for (i, s) in samples.iter().enumerate() {
             let want = ids(&g["outputs"][i]);
             assert_eq!(s.prompt_index, i);
             assert_eq!(s.tokens, want, "{name} prompt {i}: greedy tokens differ");
             let want_lp = floats(&g["output_logprobs"][i]);
             let diff = max_abs_diff(&s.logprobs, &want_lp);
-            assert!(diff <= LOGPROB_TOL, "{name} prompt {i}: greedy log-probs differ by {diff}");
+            assert!(
+                diff <= LOGPROB_TOL,
+                "{name} prompt {i}: greedy log-probs differ by {diff}"
+            );
         }
     }
 }
@@ -93,11 +105,20 @@ fn save_then_load_round_trips_weights_and_config() {
         let dir = scratch_dir(&format!("roundtrip-{name}"));
         pretrained::save(&p.model, p.tokenizer.as_ref(), &dir).unwrap();
         let again = pretrained::load::<Cpu>(&dir, &CpuDevice::default()).unwrap();
-        assert_eq!(again.model.config, p.model.config, "{name}: config changed in the round trip");
+        assert_eq!(
+            again.model.config, p.model.config,
+            "{name}: config changed in the round trip"
+        );
         let (a, b) = (p.model.to_weights(), again.model.to_weights());
-        assert_eq!(a.tensors.keys().collect::<Vec<_>>(), b.tensors.keys().collect::<Vec<_>>());
+        assert_eq!(
+            a.tensors.keys().collect::<Vec<_>>(),
+            b.tensors.keys().collect::<Vec<_>>()
+        );
         for (k, t) in &a.tensors {
-            assert_eq!(t, &b.tensors[k], "{name}: tensor {k} changed in the round trip");
+            assert_eq!(
+                t, &b.tensors[k],
+                "{name}: tensor {k} changed in the round trip"
+            );
         }
         // The tied head stays tied: no lm_head.weight is written for tiny-llama.
         let saved = laser_model::weights::safetensors::load_dir(&dir).unwrap();

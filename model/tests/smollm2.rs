@@ -18,15 +18,20 @@ use laser_model::{ChatMessage, FinishReason, GenerationRequest, SamplingParams, 
 use serde_json::Value;
 
 fn gguf_path() -> Option<PathBuf> {
-    let path = std::env::var_os("LASER_SMOLLM2_GGUF").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-            .join(".cache/laser/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
-    });
+    let path = std::env::var_os("LASER_SMOLLM2_GGUF")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/laser/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+        });
     if path.exists() {
         return Some(path);
     }
     if std::env::var_os("LASER_REQUIRE_SMOLLM2").is_some() {
-        panic!("LASER_REQUIRE_SMOLLM2 is set but {} does not exist; run scripts/fetch_smollm2.sh", path.display());
+        panic!(
+            "LASER_REQUIRE_SMOLLM2 is set but {} does not exist; run scripts/fetch_smollm2.sh",
+            path.display()
+        );
     }
     eprintln!(
         "NOT RUN: SmolLM2 GGUF not found at {} (run scripts/fetch_smollm2.sh; CI requires it)",
@@ -60,20 +65,31 @@ fn smollm2_teacher_forced_logprobs_match_transformers() {
     let Some((p, r)) = model() else { return };
     let tf = &r["teacher_forced"];
     let tok = p.tokenizer.as_ref().expect("GGUF carries a tokenizer");
-    let text = tok.apply_chat_template(&messages(&tf["messages"]), false).unwrap();
+    let text = tok
+        .apply_chat_template(&messages(&tf["messages"]), false)
+        .unwrap();
     assert_eq!(text, tf["text"].as_str().unwrap(), "chat template render");
     let input = ids(&tf["input_ids"]);
     assert_eq!(input.len(), 64);
     // The reference keeps the first 64 tokens of the rendered conversation.
     let encoded = tok.encode(&text, false).unwrap();
-    assert_eq!(&encoded[..64], &input[..], "tokenizer encoding of the chat text");
+    assert_eq!(
+        &encoded[..64],
+        &input[..],
+        "tokenizer encoding of the chat text"
+    );
     let v = p.model.config.vocab_size;
     let lsm = &full_log_softmax(&p.model, std::slice::from_ref(&input))[0];
     let want = floats(&tf["token_logprobs"]);
     assert_eq!(want.len(), 63);
-    let got: Vec<f32> = (0..63).map(|t| lsm[t * v + input[t + 1] as usize]).collect();
+    let got: Vec<f32> = (0..63)
+        .map(|t| lsm[t * v + input[t + 1] as usize])
+        .collect();
     let diff = max_abs_diff(&got, &want);
-    assert!(diff <= 1e-3, "SmolLM2 teacher-forced log-probs: max |diff| {diff} > 1e-3");
+    assert!(
+        diff <= 1e-3,
+        "SmolLM2 teacher-forced log-probs: max |diff| {diff} > 1e-3"
+    );
     let top = &tf["last_top5"];
     let last = &lsm[63 * v..64 * v];
     let mut order: Vec<usize> = (0..v).collect();
@@ -90,7 +106,9 @@ fn smollm2_answers_a_simple_question_in_sensible_english() {
     let tok = p.tokenizer.as_ref().unwrap();
     for case in ["greedy", "greedy_long"] {
         let g = &r[case];
-        let text = tok.apply_chat_template(&messages(&g["messages"]), true).unwrap();
+        let text = tok
+            .apply_chat_template(&messages(&g["messages"]), true)
+            .unwrap();
         assert_eq!(text, g["prompt_text"].as_str().unwrap());
         let prompt = tok.encode(&text, false).unwrap();
         assert_eq!(prompt, ids(&g["prompt_ids"]));
@@ -105,11 +123,18 @@ fn smollm2_answers_a_simple_question_in_sensible_english() {
         let s = &samples[0];
         assert_eq!(s.tokens, ids(&g["output_ids"]), "{case}: greedy tokens");
         assert_eq!(s.text, g["output_text"].as_str().unwrap(), "{case}: text");
-        let want_finish = if g["finish_reason"] == "eos" { FinishReason::Eos } else { FinishReason::Length };
+        let want_finish = if g["finish_reason"] == "eos" {
+            FinishReason::Eos
+        } else {
+            FinishReason::Length
+        };
         assert_eq!(s.finish_reason, want_finish);
         assert!(max_abs_diff(&s.logprobs, &floats(&g["output_logprobs"])) <= 1e-3);
     }
-    assert_eq!(r["greedy"]["output_text"], "The capital of France is Paris.");
+    assert_eq!(
+        r["greedy"]["output_text"],
+        "The capital of France is Paris."
+    );
 }
 
 #[test]
@@ -120,7 +145,15 @@ fn smollm2_gguf_tokenizer_matches_transformers() {
     assert!(cases.len() >= 30);
     for c in cases {
         let text = c["text"].as_str().unwrap();
-        assert_eq!(tok.encode(text, true).unwrap(), ids(&c["ids"]), "encode {text:?}");
-        assert_eq!(tok.decode(&ids(&c["ids"]), false).unwrap(), c["decoded"].as_str().unwrap(), "decode {text:?}");
+        assert_eq!(
+            tok.encode(text, true).unwrap(),
+            ids(&c["ids"]),
+            "encode {text:?}"
+        );
+        assert_eq!(
+            tok.decode(&ids(&c["ids"]), false).unwrap(),
+            c["decoded"].as_str().unwrap(),
+            "decode {text:?}"
+        );
     }
 }

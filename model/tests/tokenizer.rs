@@ -39,7 +39,11 @@ fn hf_dir() -> &'static Path {
         let dir = std::env::temp_dir().join(format!("laser-qwen-tokenizer-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("tokenizer.json"), &json).unwrap();
-        std::fs::copy(src.join("tokenizer_config.json"), dir.join("tokenizer_config.json")).unwrap();
+        std::fs::copy(
+            src.join("tokenizer_config.json"),
+            dir.join("tokenizer_config.json"),
+        )
+        .unwrap();
         dir
     })
 }
@@ -68,7 +72,11 @@ fn ids_field(case: &Value, field: &str) -> Vec<u32> {
 fn encode_decode_match_hf_tokenizers_on_fixture_cases() {
     let fixture = read_json(&fixture_dir().join("cases.json"));
     let cases = fixture["cases"].as_array().expect("`cases` array");
-    assert!(cases.len() >= 200, "only {} cases in the fixture", cases.len());
+    assert!(
+        cases.len() >= 200,
+        "only {} cases in the fixture",
+        cases.len()
+    );
     let tok = qwen();
     let mut failures = Vec::new();
     for case in cases {
@@ -77,11 +85,17 @@ fn encode_decode_match_hf_tokenizers_on_fixture_cases() {
         let want = ids_field(case, "ids");
         let got = tok.encode(text, true).unwrap();
         if got != want {
-            failures.push(format!("{name}: encode({text:?})\n  got  {got:?}\n  want {want:?}"));
+            failures.push(format!(
+                "{name}: encode({text:?})\n  got  {got:?}\n  want {want:?}"
+            ));
             continue;
         }
         // Qwen's post-processor adds nothing, so both settings give the same ids.
-        assert_eq!(tok.encode(text, false).unwrap(), want, "{name}: add_special_tokens=false");
+        assert_eq!(
+            tok.encode(text, false).unwrap(),
+            want,
+            "{name}: add_special_tokens=false"
+        );
         let decoded = tok.decode(&want, false).unwrap();
         if decoded != str_field(case, "decoded") {
             failures.push(format!("{name}: decode gave {decoded:?}"));
@@ -133,7 +147,9 @@ fn chat_template_renders_like_transformers() {
         let name = str_field(case, "name");
         let messages: Vec<ChatMessage> =
             serde_json::from_value(case["messages"].clone()).expect("messages");
-        let agp = case["add_generation_prompt"].as_bool().expect("add_generation_prompt");
+        let agp = case["add_generation_prompt"]
+            .as_bool()
+            .expect("add_generation_prompt");
         let mut extra = serde_json::Map::new();
         if let Some(thinking) = case["enable_thinking"].as_bool() {
             extra.insert("enable_thinking".into(), Value::Bool(thinking));
@@ -142,7 +158,11 @@ fn chat_template_renders_like_transformers() {
             .apply_chat_template_with(&messages, agp, &extra)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(text, str_field(case, "text"), "{name}: rendered text");
-        assert_eq!(tok.encode(&text, true).unwrap(), ids_field(case, "ids"), "{name}: ids");
+        assert_eq!(
+            tok.encode(&text, true).unwrap(),
+            ids_field(case, "ids"),
+            "{name}: ids"
+        );
     }
 }
 
@@ -196,20 +216,35 @@ fn tokenizer_config_forms_list_templates_and_added_token_objects() {
     let tok = Tokenizer::from_hf_dir(&dir).unwrap();
     assert_eq!(tok.bos_token_id(), Some(151643));
     assert_eq!(tok.eos_token_ids(), &[151645]);
-    let text = tok.apply_chat_template(&[ChatMessage::user("Hi")], true).unwrap();
+    let text = tok
+        .apply_chat_template(&[ChatMessage::user("Hi")], true)
+        .unwrap();
     assert_eq!(
         text,
         "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n\
          <|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
     );
-    let no_prompt = tok.apply_chat_template(&[ChatMessage::user("Hi")], false).unwrap();
-    assert!(no_prompt.ends_with("<|im_start|>user\nHi<|im_end|>\n"), "{no_prompt:?}");
+    let no_prompt = tok
+        .apply_chat_template(&[ChatMessage::user("Hi")], false)
+        .unwrap();
+    assert!(
+        no_prompt.ends_with("<|im_start|>user\nHi<|im_end|>\n"),
+        "{no_prompt:?}"
+    );
 
     // Named templates without "default": loading works, rendering names the problem.
-    write_config(&dir, &serde_json::json!({"chat_template": [{"name": "rag", "template": "x"}]}));
+    write_config(
+        &dir,
+        &serde_json::json!({"chat_template": [{"name": "rag", "template": "x"}]}),
+    );
     let tok = Tokenizer::from_hf_dir(&dir).unwrap();
-    let err = tok.apply_chat_template(&[ChatMessage::user("Hi")], true).unwrap_err();
-    assert!(matches!(err, ModelError::ChatTemplate(ref m) if m.contains("default") && m.contains("rag")), "{err}");
+    let err = tok
+        .apply_chat_template(&[ChatMessage::user("Hi")], true)
+        .unwrap_err();
+    assert!(
+        matches!(err, ModelError::ChatTemplate(ref m) if m.contains("default") && m.contains("rag")),
+        "{err}"
+    );
 
     // An eos token that is not in the vocabulary is a clear error naming it.
     write_config(&dir, &serde_json::json!({"eos_token": "<|nope|>"}));
@@ -228,16 +263,27 @@ fn chat_template_errors_are_clear() {
     let dir = scratch_dir("errors");
     // No tokenizer_config.json at all: no template.
     let mut tok = Tokenizer::from_hf_dir(&dir).unwrap();
-    let err = tok.apply_chat_template(&[ChatMessage::user("Hi")], true).unwrap_err();
-    assert!(matches!(err, ModelError::ChatTemplate(ref m) if m.contains("no chat template")), "{err}");
+    let err = tok
+        .apply_chat_template(&[ChatMessage::user("Hi")], true)
+        .unwrap_err();
+    assert!(
+        matches!(err, ModelError::ChatTemplate(ref m) if m.contains("no chat template")),
+        "{err}"
+    );
 
     // raise_exception in the template surfaces its message.
     tok.set_chat_template(Some(
         "{% if messages[0]['role'] != 'user' %}{{ raise_exception('Conversation must start with the user') }}{% endif %}ok"
             .into(),
     ));
-    assert_eq!(tok.apply_chat_template(&[ChatMessage::user("x")], false).unwrap(), "ok");
-    let err = tok.apply_chat_template(&[ChatMessage::assistant("x")], false).unwrap_err();
+    assert_eq!(
+        tok.apply_chat_template(&[ChatMessage::user("x")], false)
+            .unwrap(),
+        "ok"
+    );
+    let err = tok
+        .apply_chat_template(&[ChatMessage::assistant("x")], false)
+        .unwrap_err();
     assert!(
         matches!(err, ModelError::ChatTemplate(ref m) if m.contains("Conversation must start with the user")),
         "{err}"
@@ -245,7 +291,9 @@ fn chat_template_errors_are_clear() {
 
     // A syntax error is reported, not panicked on.
     tok.set_chat_template(Some("{% for m in messages %}".into()));
-    let err = tok.apply_chat_template(&[ChatMessage::user("x")], false).unwrap_err();
+    let err = tok
+        .apply_chat_template(&[ChatMessage::user("x")], false)
+        .unwrap_err();
     assert!(matches!(err, ModelError::ChatTemplate(_)), "{err}");
 
     // Missing files name the path.

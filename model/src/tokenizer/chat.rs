@@ -31,7 +31,9 @@ pub(super) fn render(
     env.add_filter("tojson", tojson);
     let tmpl = env
         .template_from_named_str("chat_template", template)
-        .map_err(|e| ModelError::ChatTemplate(format!("template does not parse: {}", describe(&e))))?;
+        .map_err(|e| {
+            ModelError::ChatTemplate(format!("template does not parse: {}", describe(&e)))
+        })?;
     let base = minijinja::context! {
         messages => messages,
         add_generation_prompt => add_generation_prompt,
@@ -71,11 +73,27 @@ fn strftime_now(format: String) -> std::result::Result<Value, Error> {
 
 pub(super) fn strftime(format: &str, unix_secs: i64) -> std::result::Result<String, Error> {
     const MONTHS: [&str; 12] = [
-        "January", "February", "March", "April", "May", "June", "July", "August", "September",
-        "October", "November", "December",
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
     ];
     const DAYS: [&str; 7] = [
-        "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday",
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
     ];
     let days = unix_secs.div_euclid(86_400);
     let secs_of_day = unix_secs.rem_euclid(86_400);
@@ -91,7 +109,10 @@ pub(super) fn strftime(format: &str, unix_secs: i64) -> std::result::Result<Stri
             continue;
         }
         let spec = chars.next().ok_or_else(|| {
-            Error::new(ErrorKind::InvalidOperation, "strftime_now: format ends with a lone %")
+            Error::new(
+                ErrorKind::InvalidOperation,
+                "strftime_now: format ends with a lone %",
+            )
         })?;
         let month_name = MONTHS[(month - 1) as usize];
         match spec {
@@ -106,7 +127,10 @@ pub(super) fn strftime(format: &str, unix_secs: i64) -> std::result::Result<Stri
                 other => {
                     return Err(Error::new(
                         ErrorKind::InvalidOperation,
-                        format!("strftime_now: unsupported specifier %-{}", other.unwrap_or(' ')),
+                        format!(
+                            "strftime_now: unsupported specifier %-{}",
+                            other.unwrap_or(' ')
+                        ),
                     ));
                 }
             },
@@ -162,7 +186,10 @@ fn tojson(value: &Value, kwargs: Kwargs) -> std::result::Result<Value, Error> {
                 Some(s.to_string())
             } else {
                 let n = i64::try_from(v.clone()).map_err(|_| {
-                    Error::new(ErrorKind::InvalidOperation, format!("tojson: bad indent {v}"))
+                    Error::new(
+                        ErrorKind::InvalidOperation,
+                        format!("tojson: bad indent {v}"),
+                    )
                 })?;
                 Some(" ".repeat(n.max(0) as usize))
             }
@@ -180,7 +207,10 @@ fn tojson(value: &Value, kwargs: Kwargs) -> std::result::Result<Value, Error> {
         None => (", ".to_string(), ": ".to_string()),
     };
     let json = serde_json::to_value(value).map_err(|e| {
-        Error::new(ErrorKind::InvalidOperation, format!("tojson: value is not JSON: {e}"))
+        Error::new(
+            ErrorKind::InvalidOperation,
+            format!("tojson: value is not JSON: {e}"),
+        )
     })?;
     let style = PyJson {
         ensure_ascii: ensure_ascii.unwrap_or(false),
@@ -323,7 +353,10 @@ mod tests {
         // 2024-07-26 00:00:00 UTC was a Friday.
         let t = 1_721_952_000;
         assert_eq!(strftime("%d %b %Y", t).unwrap(), "26 Jul 2024");
-        assert_eq!(strftime("%A %B %-d, %y %H:%M:%S", t + 3_725).unwrap(), "Friday July 26, 24 01:02:05");
+        assert_eq!(
+            strftime("%A %B %-d, %y %H:%M:%S", t + 3_725).unwrap(),
+            "Friday July 26, 24 01:02:05"
+        );
         assert_eq!(strftime("%Y-%m-%d", 951_782_400).unwrap(), "2000-02-29");
         assert!(strftime("%Q", t).is_err());
     }
@@ -351,7 +384,10 @@ mod tests {
             r#"{"a": [1, 2.5, "x<y"], "b": null}"#
         );
         assert_eq!(render(r#"{{ "é\n" | tojson }}"#), r#""é\n""#);
-        assert_eq!(render(r#"{{ "é" | tojson(ensure_ascii=true) }}"#), r#""\u00e9""#);
+        assert_eq!(
+            render(r#"{{ "é" | tojson(ensure_ascii=true) }}"#),
+            r#""\u00e9""#
+        );
         assert_eq!(
             render(r#"{{ {"a": [1]} | tojson(indent=2) }}"#),
             "{\n  \"a\": [\n    1\n  ]\n}"

@@ -47,10 +47,12 @@ enum PreSplit {
 
 fn pre_split(pre: Option<&str>) -> Option<PreSplit> {
     Some(match pre? {
-        "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "falcon-h1" | "pixtral" | "midm-2.0" | "lfm2"
-        | "jina-v5-nano" | "dbrx" | "smaug-bpe" => PreSplit::Regex(LLAMA3_SPLIT),
+        "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "falcon-h1" | "pixtral" | "midm-2.0"
+        | "lfm2" | "jina-v5-nano" | "dbrx" | "smaug-bpe" => PreSplit::Regex(LLAMA3_SPLIT),
         "tekken" => PreSplit::Regex(TEKKEN_SPLIT),
-        "qwen2" | "deepseek-r1-qwen" | "kormo" | "f2llmv2" | "megrez" => PreSplit::Regex(QWEN2_SPLIT),
+        "qwen2" | "deepseek-r1-qwen" | "kormo" | "f2llmv2" | "megrez" => {
+            PreSplit::Regex(QWEN2_SPLIT)
+        }
         "gpt-4o" | "llama4" | "kanana2" | "talkie" | "minimax-m2" => PreSplit::Regex(GPT4O_SPLIT),
         "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone" | "minerva-7b" => {
             PreSplit::DigitsThenGpt2
@@ -87,13 +89,15 @@ impl Tokenizer {
     pub fn from_gguf_file(file: &GgufFile) -> Result<Self> {
         let path = file.path();
         let err = |message: String| ModelError::Tokenizer(format!("{}: {message}", path.display()));
-        let model = file
-            .get_str("tokenizer.ggml.model")?
-            .ok_or_else(|| err("no tokenizer in the GGUF metadata (`tokenizer.ggml.model` is missing)".into()))?;
+        let model = file.get_str("tokenizer.ggml.model")?.ok_or_else(|| {
+            err("no tokenizer in the GGUF metadata (`tokenizer.ggml.model` is missing)".into())
+        })?;
         let tokens = file
             .get_str_array("tokenizer.ggml.tokens")?
             .ok_or_else(|| err("missing metadata `tokenizer.ggml.tokens`".into()))?;
-        let token_types = file.get_i64_array("tokenizer.ggml.token_type")?.unwrap_or_default();
+        let token_types = file
+            .get_i64_array("tokenizer.ggml.token_type")?
+            .unwrap_or_default();
         if !token_types.is_empty() && token_types.len() != tokens.len() {
             return Err(err(format!(
                 "`tokenizer.ggml.token_type` has {} entries for {} tokens",
@@ -116,7 +120,10 @@ impl Tokenizer {
             match file.get_u64(key)? {
                 None => Ok(None),
                 Some(id) => tokens.get(id as usize).copied().map(Some).ok_or_else(|| {
-                    err(format!("`{key}` = {id} is outside the {} tokens", tokens.len()))
+                    err(format!(
+                        "`{key}` = {id} is outside the {} tokens",
+                        tokens.len()
+                    ))
                 }),
             }
         };
@@ -143,9 +150,15 @@ impl Tokenizer {
     /// `tokenizer.ggml.add_bos_token` / `add_eos_token` as transformers applies them:
     /// single = `[bos] $A [eos]`, pair = `[bos] $A [eos] [bos] $B [eos]`.
     fn set_gguf_post_processor(&mut self, file: &GgufFile) -> Result<()> {
-        let add_bos = file.get_bool("tokenizer.ggml.add_bos_token")?.unwrap_or(false);
-        let add_eos = file.get_bool("tokenizer.ggml.add_eos_token")?.unwrap_or(false);
-        let err = |message: String| ModelError::Tokenizer(format!("{}: {message}", file.path().display()));
+        let add_bos = file
+            .get_bool("tokenizer.ggml.add_bos_token")?
+            .unwrap_or(false);
+        let add_eos = file
+            .get_bool("tokenizer.ggml.add_eos_token")?
+            .unwrap_or(false);
+        let err = |message: String| {
+            ModelError::Tokenizer(format!("{}: {message}", file.path().display()))
+        };
         let mut specials = Vec::new();
         let (mut single, mut pair_a, mut pair_b) = (String::new(), String::new(), String::new());
         let mut push = |token: &str, id: u32, type_id: u8| -> String {
@@ -156,12 +169,20 @@ impl Tokenizer {
         };
         let bos = match (add_bos, &self.bos_token, self.bos_token_id) {
             (true, Some(t), Some(id)) => Some((t.clone(), id)),
-            (true, _, _) => return Err(err("`tokenizer.ggml.add_bos_token` is set but there is no BOS token".into())),
+            (true, _, _) => {
+                return Err(err(
+                    "`tokenizer.ggml.add_bos_token` is set but there is no BOS token".into(),
+                ));
+            }
             _ => None,
         };
         let eos = match (add_eos, &self.eos_token, self.eos_token_ids.first()) {
             (true, Some(t), Some(&id)) => Some((t.clone(), id)),
-            (true, _, _) => return Err(err("`tokenizer.ggml.add_eos_token` is set but there is no EOS token".into())),
+            (true, _, _) => {
+                return Err(err(
+                    "`tokenizer.ggml.add_eos_token` is set but there is no EOS token".into(),
+                ));
+            }
             _ => None,
         };
         if bos.is_none() && eos.is_none() {
@@ -199,7 +220,11 @@ impl Tokenizer {
 }
 
 /// Byte-level BPE from `tokens` + `merges`, like transformers' `byte_level_tokenizer`.
-fn byte_level_bpe(file: &GgufFile, tokens: &[&str], token_types: &[i64]) -> Result<tokenizers::Tokenizer> {
+fn byte_level_bpe(
+    file: &GgufFile,
+    tokens: &[&str],
+    token_types: &[i64],
+) -> Result<tokenizers::Tokenizer> {
     let path = file.path();
     let err = |message: String| ModelError::Tokenizer(format!("{}: {message}", path.display()));
     let spelling = bytes_to_unicode();
@@ -219,13 +244,19 @@ fn byte_level_bpe(file: &GgufFile, tokens: &[&str], token_types: &[i64]) -> Resu
     }
     let merges = file
         .get_str_array("tokenizer.ggml.merges")?
-        .ok_or_else(|| err("byte-level BPE without `tokenizer.ggml.merges` is not supported".into()))?;
+        .ok_or_else(|| {
+            err("byte-level BPE without `tokenizer.ggml.merges` is not supported".into())
+        })?;
     let merges = merges
         .iter()
         .map(|m| {
             m.split_once(' ')
                 .map(|(a, b)| (a.to_string(), b.to_string()))
-                .ok_or_else(|| err(format!("merge {m:?} is not two tokens separated by a space")))
+                .ok_or_else(|| {
+                    err(format!(
+                        "merge {m:?} is not two tokens separated by a space"
+                    ))
+                })
         })
         .collect::<Result<Vec<_>>>()?;
     let bpe = BPE::builder()
@@ -245,13 +276,23 @@ fn byte_level_bpe(file: &GgufFile, tokens: &[&str], token_types: &[i64]) -> Resu
     });
     let pre_tokenizer: PreTokenizerWrapper = match split {
         PreSplit::Gpt2 => ByteLevel::new(false, true, true).into(),
-        PreSplit::DigitsThenGpt2 => {
-            Sequence::new(vec![Digits::new(true).into(), ByteLevel::new(false, true, true).into()]).into()
-        }
+        PreSplit::DigitsThenGpt2 => Sequence::new(vec![
+            Digits::new(true).into(),
+            ByteLevel::new(false, true, true).into(),
+        ])
+        .into(),
         PreSplit::Regex(regex) => {
-            let split = Split::new(SplitPattern::Regex(regex.to_string()), SplitDelimiterBehavior::Isolated, false)
-                .map_err(|e| err(format!("bad split regex: {e}")))?;
-            Sequence::new(vec![split.into(), ByteLevel::new(false, true, false).into()]).into()
+            let split = Split::new(
+                SplitPattern::Regex(regex.to_string()),
+                SplitDelimiterBehavior::Isolated,
+                false,
+            )
+            .map_err(|e| err(format!("bad split regex: {e}")))?;
+            Sequence::new(vec![
+                split.into(),
+                ByteLevel::new(false, true, false).into(),
+            ])
+            .into()
         }
     };
     tokenizer.with_pre_tokenizer(Some(pre_tokenizer));

@@ -96,7 +96,10 @@ impl Tokenizer {
     /// Parses the contents of a `tokenizer.json`; `source` only names it in errors.
     pub fn from_json_bytes(bytes: &[u8], source: &Path) -> Result<Self> {
         let inner = tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| {
-            ModelError::Tokenizer(format!("{}: not a valid tokenizer.json: {e}", source.display()))
+            ModelError::Tokenizer(format!(
+                "{}: not a valid tokenizer.json: {e}",
+                source.display()
+            ))
         })?;
         Ok(Self::from_tokenizers(inner, source))
     }
@@ -107,8 +110,8 @@ impl Tokenizer {
         let mut tok = Self::from_file(&dir.join("tokenizer.json"))?;
         let config_path = dir.join("tokenizer_config.json");
         if config_path.exists() {
-            let text =
-                std::fs::read_to_string(&config_path).map_err(|e| ModelError::io(&config_path, e))?;
+            let text = std::fs::read_to_string(&config_path)
+                .map_err(|e| ModelError::io(&config_path, e))?;
             tok.apply_tokenizer_config(&text, &config_path)?;
         }
         let jinja_path = dir.join("chat_template.jinja");

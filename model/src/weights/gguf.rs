@@ -137,10 +137,45 @@ impl GgmlType {
     /// ggml's name for the type ("Q4_K", ...), or "type N" for ids ggml does not define.
     pub fn name(self) -> String {
         const NAMES: [&str; 40] = [
-            "F32", "F16", "Q4_0", "Q4_1", "Q4_2", "Q4_3", "Q5_0", "Q5_1", "Q8_0", "Q8_1", "Q2_K",
-            "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_K", "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ4_NL",
-            "IQ3_S", "IQ2_S", "IQ4_XS", "I8", "I16", "I32", "I64", "F64", "IQ1_M", "BF16", "Q4_0_4_4",
-            "Q4_0_4_8", "Q4_0_8_8", "TQ1_0", "TQ2_0", "IQ4_NL_4_4", "IQ4_NL_4_8", "IQ4_NL_8_8",
+            "F32",
+            "F16",
+            "Q4_0",
+            "Q4_1",
+            "Q4_2",
+            "Q4_3",
+            "Q5_0",
+            "Q5_1",
+            "Q8_0",
+            "Q8_1",
+            "Q2_K",
+            "Q3_K",
+            "Q4_K",
+            "Q5_K",
+            "Q6_K",
+            "Q8_K",
+            "IQ2_XXS",
+            "IQ2_XS",
+            "IQ3_XXS",
+            "IQ1_S",
+            "IQ4_NL",
+            "IQ3_S",
+            "IQ2_S",
+            "IQ4_XS",
+            "I8",
+            "I16",
+            "I32",
+            "I64",
+            "F64",
+            "IQ1_M",
+            "BF16",
+            "Q4_0_4_4",
+            "Q4_0_4_8",
+            "Q4_0_8_8",
+            "TQ1_0",
+            "TQ2_0",
+            "IQ4_NL_4_4",
+            "IQ4_NL_4_8",
+            "IQ4_NL_8_8",
             "MXFP4",
         ];
         match NAMES.get(self.0 as usize) {
@@ -263,7 +298,12 @@ impl<'a> Reader<'a> {
             .map_err(|_| self.error(format!("{} is not valid UTF-8", what())))
     }
 
-    fn value(&mut self, value_type: u32, depth: usize, what: &dyn Fn() -> String) -> Result<GgufValue> {
+    fn value(
+        &mut self,
+        value_type: u32,
+        depth: usize,
+        what: &dyn Fn() -> String,
+    ) -> Result<GgufValue> {
         Ok(match value_type {
             0 => GgufValue::U8(u8::from_le_bytes(self.array(what)?)),
             1 => GgufValue::I8(i8::from_le_bytes(self.array(what)?)),
@@ -292,7 +332,11 @@ impl<'a> Reader<'a> {
                     4..=6 => 4,
                     8 | 10..=12 => 8,
                     9 => 12,
-                    t => return Err(self.error(format!("{}: unknown array element type {t}", what()))),
+                    t => {
+                        return Err(
+                            self.error(format!("{}: unknown array element type {t}", what()))
+                        );
+                    }
                 };
                 if count.saturating_mul(min_size) > self.remaining() as u64 {
                     return Err(self.error(format!(
@@ -362,7 +406,10 @@ impl GgufFile {
         match self.get(key) {
             None => Ok(None),
             Some(v) => v.as_str().map(Some).ok_or_else(|| {
-                self.format_error(format!("metadata `{key}` should be a string, found {}", v.type_name()))
+                self.format_error(format!(
+                    "metadata `{key}` should be a string, found {}",
+                    v.type_name()
+                ))
             }),
         }
     }
@@ -385,7 +432,10 @@ impl GgufFile {
         match self.get(key) {
             None => Ok(None),
             Some(v) => v.as_f64().map(Some).ok_or_else(|| {
-                self.format_error(format!("metadata `{key}` should be a number, found {}", v.type_name()))
+                self.format_error(format!(
+                    "metadata `{key}` should be a number, found {}",
+                    v.type_name()
+                ))
             }),
         }
     }
@@ -394,14 +444,19 @@ impl GgufFile {
         match self.get(key) {
             None => Ok(None),
             Some(v) => v.as_bool().map(Some).ok_or_else(|| {
-                self.format_error(format!("metadata `{key}` should be a bool, found {}", v.type_name()))
+                self.format_error(format!(
+                    "metadata `{key}` should be a bool, found {}",
+                    v.type_name()
+                ))
             }),
         }
     }
 
     /// An array of strings, or None when absent.
     pub fn get_str_array(&self, key: &str) -> Result<Option<Vec<&str>>> {
-        let Some(v) = self.get(key) else { return Ok(None) };
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
         let bad = || self.format_error(format!("metadata `{key}` should be an array of strings"));
         let items = v.as_array().ok_or_else(bad)?;
         items
@@ -413,7 +468,9 @@ impl GgufFile {
 
     /// An array of integers, or None when absent.
     pub fn get_i64_array(&self, key: &str) -> Result<Option<Vec<i64>>> {
-        let Some(v) = self.get(key) else { return Ok(None) };
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
         let bad = || self.format_error(format!("metadata `{key}` should be an array of integers"));
         let items = v.as_array().ok_or_else(bad)?;
         items
@@ -434,13 +491,14 @@ impl GgufFile {
 
     /// The raw bytes of a tensor whose type we can dequantise (bounds were checked when parsing).
     fn tensor_bytes(&self, info: &GgufTensorInfo) -> Result<&[u8]> {
-        let (block, block_bytes) = info.ggml_type.block_layout().ok_or_else(|| {
-            ModelError::UnsupportedQuantization {
-                file: self.path.clone(),
-                tensor: info.name.clone(),
-                ggml_type: info.ggml_type.name(),
-            }
-        })?;
+        let (block, block_bytes) =
+            info.ggml_type
+                .block_layout()
+                .ok_or_else(|| ModelError::UnsupportedQuantization {
+                    file: self.path.clone(),
+                    tensor: info.name.clone(),
+                    ggml_type: info.ggml_type.name(),
+                })?;
         let size = info.n_elements() / block * block_bytes;
         let start = self.data_offset + info.offset;
         // Re-checked here so this function stays safe on its own.
@@ -534,7 +592,11 @@ struct Index {
 }
 
 fn parse_index(bytes: &[u8], path: &Path) -> Result<Index> {
-    let mut r = Reader { bytes, pos: 0, path };
+    let mut r = Reader {
+        bytes,
+        pos: 0,
+        path,
+    };
     let magic = r.array::<4>(&|| "the magic number".into())?;
     if &magic != MAGIC {
         return Err(r.error(format!(
@@ -568,7 +630,11 @@ fn parse_index(bytes: &[u8], path: &Path) -> Result<Index> {
         None => DEFAULT_ALIGNMENT,
         Some(v) => match v.as_u64() {
             Some(a) if a > 0 && a.is_power_of_two() => a,
-            _ => return Err(r.error(format!("metadata `general.alignment` must be a power of two, got {v:?}"))),
+            _ => {
+                return Err(r.error(format!(
+                    "metadata `general.alignment` must be a power of two, got {v:?}"
+                )));
+            }
         },
     };
 
@@ -584,9 +650,13 @@ fn parse_index(bytes: &[u8], path: &Path) -> Result<Index> {
         let what = || format!("tensor info `{name}`");
         let n_dims = r.u32(&what)?;
         if n_dims == 0 || n_dims > MAX_DIMS {
-            return Err(r.error(format!("tensor `{name}` has {n_dims} dimensions (1 to {MAX_DIMS} allowed)")));
+            return Err(r.error(format!(
+                "tensor `{name}` has {n_dims} dimensions (1 to {MAX_DIMS} allowed)"
+            )));
         }
-        let dims = (0..n_dims).map(|_| r.u64(&what)).collect::<Result<Vec<_>>>()?;
+        let dims = (0..n_dims)
+            .map(|_| r.u64(&what))
+            .collect::<Result<Vec<_>>>()?;
         let ggml_type = GgmlType(r.u32(&what)?);
         let offset = r.u64(&what)?;
         tensors.push(GgufTensorInfo {
@@ -609,10 +679,15 @@ fn parse_index(bytes: &[u8], path: &Path) -> Result<Index> {
             .try_fold(1u64, |acc, &d| acc.checked_mul(d))
             .ok_or_else(|| err(format!("dimensions {:?} overflow", t.dims)))?;
         if t.offset % alignment != 0 {
-            return Err(err(format!("data offset {} is not a multiple of the alignment {alignment}", t.offset)));
+            return Err(err(format!(
+                "data offset {} is not a multiple of the alignment {alignment}",
+                t.offset
+            )));
         }
         // Types we cannot dequantise are reported when loaded, naming the tensor and type.
-        let Some((block, block_bytes)) = t.ggml_type.block_layout() else { continue };
+        let Some((block, block_bytes)) = t.ggml_type.block_layout() else {
+            continue;
+        };
         if t.dims[0] % block != 0 {
             return Err(err(format!(
                 "{} rows of {} elements are not whole blocks of {block}",
@@ -714,29 +789,29 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<ModelConfig> {
             hidden_size / num_attention_heads
         }
     };
-    if let Some(v) = file.get_u64("llama.attention.value_length")? {
-        if v as usize != head_dim {
-            return Err(file.format_error(format!(
+    if let Some(v) = file.get_u64("llama.attention.value_length")?
+        && v as usize != head_dim
+    {
+        return Err(file.format_error(format!(
                 "`llama.attention.value_length` {v} differs from the key length {head_dim}; not supported"
             )));
-        }
     }
     if head_dim % 2 != 0 {
         return Err(file.format_error(format!("head dimension {head_dim} must be even for RoPE")));
     }
-    if let Some(rot) = file.get_u64("llama.rope.dimension_count")? {
-        if rot as usize != head_dim {
-            return Err(file.format_error(format!(
+    if let Some(rot) = file.get_u64("llama.rope.dimension_count")?
+        && rot as usize != head_dim
+    {
+        return Err(file.format_error(format!(
                 "`llama.rope.dimension_count` {rot} differs from the head dimension {head_dim}: partial rotary embeddings are not supported"
             )));
-        }
     }
-    if let Some(kind) = file.get_str("llama.rope.scaling.type")? {
-        if kind != "none" {
-            return Err(file.format_error(format!(
-                "`llama.rope.scaling.type` is {kind:?}: RoPE scaling is not supported"
-            )));
-        }
+    if let Some(kind) = file.get_str("llama.rope.scaling.type")?
+        && kind != "none"
+    {
+        return Err(file.format_error(format!(
+            "`llama.rope.scaling.type` is {kind:?}: RoPE scaling is not supported"
+        )));
     }
     if file.tensor_info("rope_freqs.weight").is_some() {
         return Err(file.format_error(
@@ -747,7 +822,9 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<ModelConfig> {
         match file.get_f64(key)? {
             None => Ok(default),
             Some(v) if v.is_finite() && v > 0.0 => Ok(v),
-            Some(v) => Err(file.format_error(format!("metadata `{key}` must be positive, got {v}"))),
+            Some(v) => {
+                Err(file.format_error(format!("metadata `{key}` must be positive, got {v}")))
+            }
         }
     };
 
@@ -767,12 +844,15 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<ModelConfig> {
         });
     }
     let vocab_size = embed_shape[0];
-    if let Some(n_tokens) = file.get("tokenizer.ggml.tokens").and_then(GgufValue::as_array).map(<[_]>::len) {
-        if n_tokens > vocab_size {
-            return Err(file.format_error(format!(
-                "the tokenizer has {n_tokens} tokens but `token_embd.weight` only {vocab_size} rows"
-            )));
-        }
+    if let Some(n_tokens) = file
+        .get("tokenizer.ggml.tokens")
+        .and_then(GgufValue::as_array)
+        .map(<[_]>::len)
+        && n_tokens > vocab_size
+    {
+        return Err(file.format_error(format!(
+            "the tokenizer has {n_tokens} tokens but `token_embd.weight` only {vocab_size} rows"
+        )));
     }
     let token_id = |key: &str| -> Result<Option<u32>> {
         match file.get_u64(key)? {
@@ -785,11 +865,15 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<ModelConfig> {
     };
     let mut eos_token_ids = Vec::new();
     // EOT/EOM (Llama-3's <|eot_id|>, <|eom_id|>) end a turn just like EOS does.
-    for key in ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"] {
-        if let Some(id) = token_id(key)? {
-            if !eos_token_ids.contains(&id) {
-                eos_token_ids.push(id);
-            }
+    for key in [
+        "tokenizer.ggml.eos_token_id",
+        "tokenizer.ggml.eot_token_id",
+        "tokenizer.ggml.eom_token_id",
+    ] {
+        if let Some(id) = token_id(key)?
+            && !eos_token_ids.contains(&id)
+        {
+            eos_token_ids.push(id);
         }
     }
     let has = |name: &str| file.tensor_info(name).is_some();
@@ -823,7 +907,12 @@ struct HfName {
 
 /// The Hugging Face name of a llama GGUF tensor, or None when it is not one we know.
 fn hf_name(gguf: &str, config: &ModelConfig) -> Option<HfName> {
-    let plain = |name: String| Some(HfName { name, unpermute_heads: None });
+    let plain = |name: String| {
+        Some(HfName {
+            name,
+            unpermute_heads: None,
+        })
+    };
     match gguf {
         "token_embd.weight" => return plain("model.embed_tokens.weight".into()),
         "output_norm.weight" => return plain("model.norm.weight".into()),
@@ -897,7 +986,7 @@ pub fn unpermute_rows(tensor: HostTensor, heads: usize) -> std::result::Result<H
             "{rows} rows cannot be split into {heads} heads of rotary pairs"
         ));
     }
-    let cols = if rows == 0 { 0 } else { tensor.data.len() / rows };
+    let cols = tensor.data.len().checked_div(rows).unwrap_or(0);
     let half = rows / heads / 2;
     let mut out = vec![0.0f32; tensor.data.len()];
     for h in 0..heads {

@@ -55,9 +55,14 @@ fn load_sharded(index_path: &Path) -> Result<WeightMap> {
             .as_str()
             .ok_or_else(|| bad(format!("`weight_map.{name}` is not a file name")))?;
         if file.contains('/') || file.contains("..") {
-            return Err(bad(format!("shard name {file:?} must be a plain file name")));
+            return Err(bad(format!(
+                "shard name {file:?} must be a plain file name"
+            )));
         }
-        shards.entry(file.to_string()).or_default().push(name.clone());
+        shards
+            .entry(file.to_string())
+            .or_default()
+            .push(name.clone());
     }
     let dir = index_path.parent().unwrap_or(Path::new("."));
     let mut map = WeightMap::new(index_path);

@@ -5,16 +5,18 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::activation::log_softmax;
+use laser_model::Transformer;
 use laser_model::backend::{Cpu, CpuDevice};
 use laser_model::pretrained::{self, Pretrained};
 use laser_model::transformer::ForwardBatch;
-use laser_model::Transformer;
 use serde_json::Value;
 
 pub const FIXTURES: [&str; 2] = ["tiny-qwen2", "tiny-llama"];
 
 pub fn fixture_dir(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 pub fn load(name: &str) -> Pretrained<Cpu> {
@@ -26,7 +28,10 @@ pub fn load(name: &str) -> Pretrained<Cpu> {
 pub fn expected(name: &str) -> Value {
     let path = fixture_dir(name).join("expected.json");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!("{}: {e} (regenerate with scripts/gen_model_fixtures.py)", path.display())
+        panic!(
+            "{}: {e} (regenerate with scripts/gen_model_fixtures.py)",
+            path.display()
+        )
     });
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -61,8 +66,12 @@ pub fn full_log_softmax(model: &Transformer<Cpu>, seqs: &[Vec<u32>]) -> Vec<Vec<
     };
     for s in seqs {
         let pad = t - s.len();
-        batch.tokens.extend(std::iter::repeat_n(0, pad).chain(s.iter().copied()));
-        batch.positions.extend(std::iter::repeat_n(0, pad).chain(0..s.len()));
+        batch
+            .tokens
+            .extend(std::iter::repeat_n(0, pad).chain(s.iter().copied()));
+        batch
+            .positions
+            .extend(std::iter::repeat_n(0, pad).chain(0..s.len()));
         batch.left_pad.push(pad);
     }
     let h = model.config.hidden_size;
@@ -81,7 +90,10 @@ pub fn full_log_softmax(model: &Transformer<Cpu>, seqs: &[Vec<u32>]) -> Vec<Vec<
 
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length mismatch");
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 pub fn scratch_dir(name: &str) -> PathBuf {
