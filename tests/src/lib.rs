@@ -1,0 +1,223 @@
+//! Helpers for the cross-process tests: build and locate the role binaries, start them on
+//! loopback with a cluster token in their environment, read the address they announce, and kill
+//! them when the test ends (also when it panics). Everything waits with a deadline.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub use laser_proto::rt::TOKEN_ENV;
+
+/// A token good for tests (the cluster requires at least 16 characters).
+pub const TEST_TOKEN: &str = "test-cluster-token-0123456789";
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// The directory cargo puts binaries in for this test build (target/<profile>).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test-binary>
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>")
+        .to_path_buf()
+}
+
+static BUILT: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+
+/// The package that owns a binary.
+fn package_of(name: &str) -> &'static str {
+    match name {
+        "coordinator" | "laserctl" => "laser-coordinator",
+        "verifier" => "laser-verifier",
+        "actor" => "laser-actor",
+        "learner" => "laser-learner",
+        other => panic!("unknown binary {other}"),
+    }
+}
+
+/// Path of a role binary, building its package's binaries once per test process (cargo makes
+/// this a no-op when they are up to date).
+pub fn bin(name: &str) -> PathBuf {
+    let package = package_of(name);
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if !built.contains(&package) {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(workspace())
+            .args(["build", "--bins", "--quiet", "-p", package]);
+        if bin_dir().file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("running cargo build --bins");
+        assert!(status.success(), "cargo build --bins -p {package} failed");
+        built.push(package);
+    }
+    drop(built);
+    let p = bin_dir().join(name);
+    assert!(p.exists(), "{} was not built", p.display());
+    p
+}
+
+/// A child process killed (SIGKILL) when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child.
+        unsafe {
+            libc::kill(self.child.id() as i32, sig);
+        }
+    }
+
+    /// Waits up to `limit` for exit; kills it and panics if it does not.
+    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let end = Instant::now() + limit;
+        loop {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                return s;
+            }
+            if Instant::now() > end {
+                self.kill();
+                panic!("{} did not exit within {limit:?}", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Starts `program args` with the test token in its environment; returns it and the address it
+/// announced on stdout (`LASER_LISTENING <role> <addr>`), waiting at most `limit`.
+pub fn spawn_server(
+    program: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    limit: Duration,
+) -> (Proc, String) {
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .env(TOKEN_ENV, TEST_TOKEN)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {}: {e}", program.display()));
+    let stdout = child.stdout.take().expect("piped stdout");
+    let name = program
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let proc = Proc { child, name };
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if !sent && line.starts_with(laser_proto::rt::worker::LISTENING_PREFIX) {
+                let addr = line
+                    .split_whitespace()
+                    .nth(2)
+                    .unwrap_or_default()
+                    .to_string();
+                let _ = tx.send(addr);
+                sent = true;
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("{} announced no address within {limit:?}", proc.name));
+    (proc, addr)
+}
+
+/// A fresh empty directory under the system temp dir.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "laser-it-{tag}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    ));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+/// Runs a command to completion with a time limit; returns (status, stdout, stderr).
+pub fn run_bounded(
+    cmd: &mut Command,
+    limit: Duration,
+) -> (std::process::ExitStatus, String, String) {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let t_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut out, &mut s);
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut err, &mut s);
+        s
+    });
+    let mut p = Proc {
+        child,
+        name: format!("{cmd:?}"),
+    };
+    let status = p.wait_exit(limit);
+    (
+        status,
+        t_out.join().unwrap_or_default(),
+        t_err.join().unwrap_or_default(),
+    )
+}
+
+/// Polls `f` every 100 ms until it returns Some, or panics after `limit` naming `what`.
+pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < end,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
