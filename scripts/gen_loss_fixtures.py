@@ -18,14 +18,14 @@ package is absent. Nothing in the functions we call is replaced.
 
 Usage:
     python3 -m venv ~/.cache/laser-pyref && ~/.cache/laser-pyref/bin/pip install torch numpy
-    ~/.cache/laser-pyref/bin/pip install --no-deps verl==0.5.0
+    ~/.cache/laser-pyref/bin/pip install --no-deps verl==0.5.0   (or scripts/setup_reference_env.sh)
     ~/.cache/laser-pyref/bin/python scripts/gen_loss_fixtures.py [--out learner/tests/fixtures]
 
-Extending to the real model: `reference_loss` takes the per-token log-probs, the z_c log-probs and the
-entropy as ordinary autograd tensors. To check the gradient w.r.t. one weight matrix of the tiny model,
-compute those three from a transformers forward pass over [prompt, response, z_c] (log-softmax gathered
-at the response tokens; at the position whose input is EOS, gathered at z_c), call `reference_loss`,
-backward, and record `weight.grad` alongside the fixture.
+Two kinds of fixture: four batches where the log-probs are leaf tensors (every loss mode, KL, entropy,
+phases; gradients w.r.t. the log-probs), and one end-to-end batch through the tiny Qwen2 fixture model
+(transformers, float64): the same `reference_loss` on log-probs from a real forward pass, recording the
+gradient of one weight matrix (`GRAD_WEIGHT`). The Rust side runs its scoring pass over
+[prompt, response] with z_c read after the last response token and must match both.
 """
 
 import argparse
@@ -355,11 +355,135 @@ def build_fixture(spec):
     }
 
 
+# ---------------------------------------------------------------- end to end through the tiny model
+
+TINY_MODEL = os.path.join(os.path.dirname(__file__), "..", "model", "tests", "fixtures", "tiny-qwen2")
+# The weight matrix whose gradient the fixture records: the first layer's query projection, so the
+# gradient has flowed back through the whole network (LM head, both layers, attention, RoPE).
+GRAD_WEIGHT = "model.layers.0.self_attn.q_proj.weight"
+
+MODEL_SPEC = {
+    "name": "loss_tiny_qwen2_end_to_end",
+    "description": "End to end through model/tests/fixtures/tiny-qwen2 (float64 transformers forward over "
+    "[prompt, response] per sequence; log-probs of the response tokens and of z_c at the position whose input "
+    "is the last response token). Default config (token-mean), full LaSeR phase. Group 0: mixed rewards, one "
+    "truncated response (no EOS). Group 1: all rewards equal. Group 2: mixed, self-rewards spread. Old log-probs "
+    "are the model's own log-probs shifted by random log-ratios, so some tokens are clipped. Records the loss "
+    "parts and the gradient of " + GRAD_WEIGHT + ".",
+    "seed": 11,
+    "c_ref": -6.5,
+    "self_reward_token": 500,
+    "eos_token_id": 2,
+    "phase": {"self_reward_mse": True, "advantage_mixing": True},
+    "ratio_scale": 0.3,
+    # (r_v, rollout r_s or None when truncated, prompt length, response length)
+    "groups": [
+        [(1, 0.9, 4, 5), (0, 0.2, 6, 3), (0, None, 3, 7), (1, 0.6, 5, 4)],
+        [(1, 0.8, 7, 2), (1, 0.3, 4, 6), (1, 0.95, 5, 4)],
+        [(0, 0.1, 3, 3), (1, 0.7, 6, 5), (0, 0.45, 4, 8)],
+    ],
+}
+
+
+def build_model_fixture(spec):
+    from transformers import AutoModelForCausalLM
+    import transformers
+
+    rng = np.random.default_rng(spec["seed"])
+    cfg = dict(DEFAULT_CFG)
+    model = AutoModelForCausalLM.from_pretrained(TINY_MODEL).double()
+    model.eval()
+    vocab = model.config.vocab_size
+    z_c, eos = spec["self_reward_token"], spec["eos_token_id"]
+    samples = [(gid, *s) for gid, group in enumerate(spec["groups"]) for s in group]
+    normal_ids = [t for t in range(3, vocab) if t != z_c]
+    prompts, responses = [], []
+    for _, _, r_s, plen, rlen in samples:
+        prompts.append([int(x) for x in rng.choice(normal_ids, plen)])
+        body = [int(x) for x in rng.choice(normal_ids, rlen if r_s is None else rlen - 1)]
+        responses.append(body if r_s is None else body + [eos])
+
+    def forward():
+        lps, srl = [], []
+        for p, r in zip(prompts, responses):
+            ids = torch.tensor([p + r])
+            logp = torch.log_softmax(model(input_ids=ids).logits[0], dim=-1)
+            rows = logp[len(p) - 1 : len(p) + len(r)]  # rows[t] predicts r[t]; rows[len(r)] predicts z_c
+            lps.append(rows[torch.arange(len(r)), torch.tensor(r)])
+            srl.append(rows[len(r), z_c])
+        width = max(len(r) for r in responses)
+        logprobs = torch.stack([torch.cat([lp, torch.zeros(width - len(lp), dtype=DTYPE)]) for lp in lps])
+        return logprobs, torch.stack(srl)
+
+    with torch.no_grad():
+        current, _ = forward()
+    b, width = current.shape
+    mask = np.zeros((b, width))
+    old = np.zeros((b, width))
+    for i, r in enumerate(responses):
+        mask[i, : len(r)] = 1
+        old[i, : len(r)] = current[i, : len(r)].numpy() - [safe_log_ratio(rng, cfg, spec["ratio_scale"]) for _ in r]
+    old = f32(old)
+    truncated = [s[2] is None for s in samples]
+    batch = {
+        "response_mask": torch.tensor(mask, dtype=DTYPE),
+        "old_logprobs": torch.tensor(old, dtype=DTYPE),
+        "ref_logprobs": None,
+        "verifier_rewards": torch.tensor([float(s[1]) for s in samples], dtype=DTYPE),
+        "rollout_self_rewards": torch.tensor(f32([0.0 if s[2] is None else s[2] for s in samples]), dtype=DTYPE),
+        "truncated": torch.tensor(truncated),
+        "group_ids": np.array([s[0] for s in samples]),
+    }
+    model.zero_grad()
+    logprobs, srl = forward()
+    out = reference_loss(logprobs, srl, None, batch, cfg, spec["phase"], spec["c_ref"])
+    out["total"].backward()
+    weight = dict(model.named_parameters())[GRAD_WEIGHT]
+    expected = {k: (v.item() if v is not None and v.dim() == 0 else tolist(v)) for k, v in out.items()}
+    expected["logprobs"] = [row[: len(r)] for row, r in zip(logprobs.detach().tolist(), responses)]
+    expected["self_reward_logprobs"] = srl.detach().tolist()
+    expected["grad_weight"] = {"name": GRAD_WEIGHT, "shape": list(weight.shape), "values": weight.grad.flatten().tolist()}
+    return {
+        "name": spec["name"],
+        "description": spec["description"],
+        "generator": {
+            "script": "scripts/gen_loss_fixtures.py",
+            "verl_version": verl_version,
+            "torch_version": torch.__version__,
+            "transformers_version": transformers.__version__,
+            "model": "model/tests/fixtures/tiny-qwen2",
+            "reference_dtype": "float64 (model weights are float32 upcast; old log-probs rounded to float32)",
+        },
+        "config": cfg,
+        "phase": spec["phase"],
+        "c_ref": spec["c_ref"],
+        "self_reward_token": z_c,
+        "inputs": {
+            "group_ids": [s[0] for s in samples],
+            "prompts": prompts,
+            "responses": responses,
+            "old_logprobs": [row[: len(r)] for row, r in zip(old.tolist(), responses)],
+            "verifier_rewards": [float(s[1]) for s in samples],
+            "rollout_self_rewards": [None if s[2] is None else float(f32(s[2])) for s in samples],
+            "truncated": truncated,
+        },
+        "expected": expected,
+    }
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "learner", "tests", "fixtures"))
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
+    fixture = build_model_fixture(MODEL_SPEC)
+    path = os.path.join(args.out, MODEL_SPEC["name"] + ".json")
+    with open(path, "w") as f:
+        json.dump(fixture, f)
+        f.write("\n")
+    e = fixture["expected"]
+    print(f"{path}: policy_loss={e['policy_loss']:.6f} clipfrac={e['clip_fraction']:.4f} "
+          f"mse={e['self_reward_mse']:.6f} total={e['total']:.6f}")
     for spec in SPECS:
         fixture = build_fixture(spec)
         path = os.path.join(args.out, spec["name"] + ".json")

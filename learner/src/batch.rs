@@ -68,9 +68,24 @@ pub enum BatchError {
 }
 
 /// A validated step batch: at least one group, every group with >= 2 samples, every sample consistent.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Deserialising (`{"groups": [...]}`) runs the same validation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "UncheckedBatch")]
 pub struct TrainingBatch {
     groups: Vec<Group>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UncheckedBatch {
+    groups: Vec<Group>,
+}
+
+impl TryFrom<UncheckedBatch> for TrainingBatch {
+    type Error = BatchError;
+    fn try_from(raw: UncheckedBatch) -> Result<Self, BatchError> {
+        TrainingBatch::new(raw.groups)
+    }
 }
 
 impl TrainingBatch {
@@ -216,6 +231,18 @@ pub(crate) mod tests {
         bad.old_logprobs[2] = f32::NAN;
         let err = one_group(vec![bad, sample(0.0, Some(0.1), 2)]).unwrap_err();
         assert!(matches!(err, BatchError::NonFiniteLogprob { position: 2, .. }), "{err}");
+    }
+
+    #[test]
+    fn deserialising_validates() {
+        let good = TrainingBatch::new(vec![Group { prompt_id: 3, samples: vec![sample(1.0, Some(0.5), 2), sample(0.0, None, 3)] }])
+            .unwrap();
+        let json = serde_json::to_string(&good).unwrap();
+        assert_eq!(serde_json::from_str::<TrainingBatch>(&json).unwrap(), good);
+        let singleton = r#"{"groups": [{"prompt_id": 9, "samples": [{"prompt_tokens": [1], "response_tokens": [2],
+            "old_logprobs": [-0.1], "verifier_reward": 1.0, "self_reward": 0.3, "truncated": false, "policy_version": 0}]}]}"#;
+        let err = serde_json::from_str::<TrainingBatch>(singleton).unwrap_err().to_string();
+        assert!(err.contains("group 0 (prompt 9) has 1 sample"), "{err}");
     }
 
     #[test]

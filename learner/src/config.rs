@@ -133,7 +133,7 @@ impl LaserConfig {
 }
 
 /// The parts of the LaSeR objective switched on at a step. Plain GRPO has both off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Phase {
     /// The alpha-weighted self-reward MSE is part of the loss.
     pub self_reward_mse: bool,

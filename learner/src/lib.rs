@@ -10,12 +10,17 @@
 //! [`config`] (hyper-parameters and warm-up phases), [`batch`] (validated training batches),
 //! [`advantages`] (GRPO and self-reward advantages, plain Rust), [`loss`] (policy loss, MSE, aggregation
 //! with global normalisers for exact gradient accumulation), [`optim`] (AdamW, global-norm clipping,
-//! non-finite step skipping, learning-rate schedules) and [`checkpoint`] (atomic run-directory layout).
+//! non-finite step skipping, learning-rate schedules), [`checkpoint`] (atomic run-directory layout),
+//! [`learner`] (the [`Learner`]: micro-batched train and SFT steps, checkpoint save/resume) and
+//! [`calibrate`] (c_ref from the reference model). The `learner` binary is a thin CLI over these; the
+//! gRPC service of the distributed runtime wraps the same [`Learner`].
 
 pub mod advantages;
 pub mod batch;
+pub mod calibrate;
 pub mod checkpoint;
 pub mod config;
+pub mod learner;
 pub mod loss;
 pub mod optim;
 
@@ -23,3 +28,6 @@ pub use advantages::{GroupAdvantages, batch_advantages, group_advantages};
 pub use batch::{BatchError, Group, Sample, TrainingBatch};
 pub use config::{ConfigError, KlEstimator, KlPenalty, LaserConfig, LossAggMode, Phase};
 pub use loss::{LossContext, LossError, LossOutput, LossTargets, PolicyOutputs, StepNormalizers, laser_loss};
+pub use calibrate::{Calibration, CalibrationRequest, calibrate};
+pub use learner::{Learner, LearnerConfig, LearnerError, SftExample, SftMetrics, StepMetrics, TrainBackend};
+pub use optim::{LrSchedule, OptimConfig};

@@ -1,1 +1,428 @@
-fn main() {}
+//! `learner`: a thin command line over the laser-learner library (local, single-process use; the gRPC
+//! service of the distributed runtime wraps the same `Learner`).
+//!
+//!   learner calibrate  --model M --data FILE --n 300 --run-dir D     c_ref into D/c_ref.json
+//!   learner sft        --model M --data FILE --out DIR               supervised warm start
+//!   learner rollout    --model M --data FILE --run-dir D --out B     sample + grade one step batch
+//!   learner train-fixed --model M --batch B --steps N --run-dir D    GRPO + LaSeR steps on that batch
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use laser_learner::calibrate::{CalibrationRequest, read_calibration, write_calibration};
+use laser_learner::checkpoint::RunDir;
+use laser_learner::{
+    Group, LaserConfig, Learner, LearnerConfig, LrSchedule, OptimConfig, Sample, SftExample, TrainBackend,
+    TrainingBatch, calibrate,
+};
+use laser_model::backend::Cpu;
+use laser_model::{ChatMessage, GenerationRequest, Pretrained, SamplingParams, SelfRewardConfig, Tokenizer};
+use laser_verifier::tasks::jsonl::{JsonlFields, load_jsonl};
+use laser_verifier::tasks::template::{Prompt, PromptTemplate};
+use laser_verifier::{Grader, GraderConfig};
+
+#[derive(Parser)]
+#[command(name = "learner", about = "LaSeR learner: calibration, SFT and GRPO + LaSeR training (CPU, burn-flex)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct ModelArgs {
+    /// Hugging Face model directory (config.json + safetensors [+ tokenizer.json]) or a .gguf file.
+    #[arg(long)]
+    model: PathBuf,
+    /// tokenizer.json or a directory holding one, when the model has none.
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// z_c's token id; by default looked up by name (<|vision_start|>, <|reserved_special_token_0|>, <|verify|>).
+    #[arg(long)]
+    self_reward_token: Option<u32>,
+    /// How a question becomes a prompt.
+    #[arg(long, value_enum, default_value = "paper")]
+    template: TemplateArg,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy)]
+enum TemplateArg {
+    /// question + the paper's "Please reason step by step..." suffix, plain text.
+    Paper,
+    /// The same as one user turn through the tokenizer's chat template.
+    Chat,
+    /// The question as is.
+    Raw,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Sample (x, y) from the reference model and store c_ref = mean log p_ref(z_c | x, y, EOS).
+    Calibrate {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// JSONL with question/answer fields.
+        #[arg(long)]
+        data: PathBuf,
+        /// Number of (x, y) pairs.
+        #[arg(long, default_value_t = 300)]
+        n: usize,
+        #[arg(long)]
+        run_dir: PathBuf,
+        #[arg(long, default_value_t = 4)]
+        samples_per_prompt: usize,
+        #[arg(long, default_value_t = 256)]
+        max_new_tokens: usize,
+        #[arg(long, default_value_t = 1.0)]
+        temperature: f32,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Cross-entropy on (prompt, response) pairs; writes a HF model directory.
+    Sft {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// JSONL with a question field (question/prompt/problem) and a response field (response/answer/solution).
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        epochs: usize,
+        #[arg(long, default_value_t = 8)]
+        batch_size: usize,
+        #[arg(long, default_value_t = 4)]
+        micro_batch_size: usize,
+        #[arg(long, default_value_t = 1e-4)]
+        lr: f64,
+        #[arg(long, default_value_t = 0)]
+        warmup_steps: u64,
+        /// Responses are cut to this many tokens (EOS included).
+        #[arg(long, default_value_t = 256)]
+        max_response_tokens: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Sample a step batch (groups of n per prompt, with self-rewards) and grade it with the verifier.
+    Rollout {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long)]
+        data: PathBuf,
+        /// Run directory holding c_ref.json (from `calibrate`).
+        #[arg(long)]
+        run_dir: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 4)]
+        prompts: usize,
+        #[arg(long, default_value_t = 8)]
+        n: usize,
+        #[arg(long, default_value_t = 256)]
+        max_new_tokens: usize,
+        #[arg(long, default_value_t = 0.1)]
+        beta_v: f32,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// GRPO + LaSeR steps on one fixed batch file, with checkpoints (resumes from the run dir).
+    TrainFixed {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// A TrainingBatch JSON ({"groups": [...]}), e.g. from `learner rollout`.
+        #[arg(long)]
+        batch: PathBuf,
+        #[arg(long)]
+        run_dir: PathBuf,
+        #[arg(long, default_value_t = 10)]
+        steps: u64,
+        #[arg(long, default_value_t = 1e-5)]
+        lr: f64,
+        #[arg(long, default_value_t = 4)]
+        micro_batch_size: usize,
+        /// LaSeR hyper-parameters as JSON (LaserConfig fields, verl names), e.g. '{"reasoning_warmup_steps": 0}'.
+        #[arg(long)]
+        laser: Option<String>,
+        #[arg(long, default_value_t = 5)]
+        checkpoint_every: u64,
+        #[arg(long, default_value_t = 3)]
+        keep_last: usize,
+    },
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Calibrate { model, data, n, run_dir, samples_per_prompt, max_new_tokens, temperature, seed } => {
+            let (pretrained, tokenizer, z_c) = load(&model)?;
+            let prompts = prompts_from_jsonl(&data, &tokenizer, model.template, usize::MAX)?;
+            let request = CalibrationRequest {
+                prompts: prompts.into_iter().map(|(p, _)| p).collect(),
+                samples: n,
+                per_prompt: samples_per_prompt,
+                params: SamplingParams { temperature, max_new_tokens, seed, ..SamplingParams::default() },
+                eos_token_ids: pretrained.eos_token_ids(),
+                self_reward_token: z_c,
+            };
+            let calibration =
+                calibrate(&pretrained.model, Some(&tokenizer), &request, &model.model.display().to_string(), |done, total| {
+                    tracing::info!(done, total, "calibration samples");
+                })?;
+            let path = write_calibration(&run_dir, &calibration)?;
+            println!(
+                "c_ref = {:.4} (std {:.4}, {} samples, {} truncated) -> {}",
+                calibration.c_ref,
+                calibration.std,
+                calibration.samples,
+                calibration.truncated,
+                path.display()
+            );
+        }
+        Command::Sft {
+            model,
+            data,
+            out,
+            epochs,
+            batch_size,
+            micro_batch_size,
+            lr,
+            warmup_steps,
+            max_response_tokens,
+            seed,
+        } => {
+            let (pretrained, tokenizer, z_c) = load_train(&model)?;
+            let eos = *pretrained.model.config.eos_token_ids.first().context("the model config has no EOS token")?;
+            let examples = sft_examples(&data, &tokenizer, model.template, eos, max_response_tokens)?;
+            let steps_per_epoch = examples.len().div_ceil(batch_size.max(1));
+            let config = LearnerConfig {
+                optim: OptimConfig { lr_schedule: LrSchedule::Constant { lr, warmup_steps }, ..Default::default() },
+                micro_batch_size,
+                self_reward_token: z_c,
+                seed,
+                ..Default::default()
+            };
+            let mut learner = Learner::new(pretrained.model, Some(tokenizer), None, config)?;
+            let mut order: Vec<usize> = (0..examples.len()).collect();
+            for epoch in 0..epochs {
+                shuffle(&mut order, learner.rng_mut());
+                for (i, chunk) in order.chunks(batch_size.max(1)).enumerate() {
+                    let batch: Vec<SftExample> = chunk.iter().map(|&j| examples[j].clone()).collect();
+                    let m = learner.sft_step(&batch)?;
+                    tracing::info!(epoch, step = i + 1, of = steps_per_epoch, loss = m.loss, grad_norm = m.grad_norm, "sft");
+                    println!("{}", serde_json::to_string(&m)?);
+                }
+            }
+            laser_model::pretrained::save(learner.model(), learner.tokenizer(), &out)?;
+            println!("saved {}", out.display());
+        }
+        Command::Rollout { model, data, run_dir, out, prompts, n, max_new_tokens, beta_v, seed } => {
+            let (pretrained, tokenizer, z_c) = load(&model)?;
+            let calibration = read_calibration(&run_dir)?;
+            let tasks = prompts_from_jsonl(&data, &tokenizer, model.template, prompts)?;
+            let request = GenerationRequest {
+                prompts: tasks.iter().map(|(p, _)| p.clone()).collect(),
+                n,
+                params: SamplingParams { max_new_tokens, seed, ..SamplingParams::default() },
+                eos_token_ids: pretrained.eos_token_ids(),
+                self_reward: Some(SelfRewardConfig { token_id: z_c, beta_v, c_ref: calibration.c_ref as f32 }),
+            };
+            let (samples, stats) = laser_model::generate(&pretrained.model, Some(&tokenizer), &request)?;
+            let grader = Grader::new(GraderConfig::default());
+            let mut groups: Vec<Group> =
+                (0..tasks.len()).map(|i| Group { prompt_id: i as u64, samples: Vec::new() }).collect();
+            for s in samples {
+                let (prompt, gold) = &tasks[s.prompt_index];
+                let grade = grader.grade(gold, &s.text);
+                let truncated = s.finish_reason == laser_model::FinishReason::Length;
+                groups[s.prompt_index].samples.push(Sample {
+                    prompt_tokens: prompt.clone(),
+                    response_tokens: s.tokens,
+                    old_logprobs: s.logprobs,
+                    verifier_reward: f32::from(grade.reward),
+                    self_reward: if truncated { None } else { s.self_reward.map(|r| r.score) },
+                    truncated,
+                    policy_version: 0,
+                });
+            }
+            let batch = TrainingBatch::new(groups)?;
+            let correct = batch.samples().filter(|s| s.verifier_reward >= 0.5).count();
+            std::fs::write(&out, serde_json::to_vec(&batch)?).with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "{} samples ({} correct, {} tokens generated) -> {}",
+                batch.num_samples(),
+                correct,
+                stats.decode_rows,
+                out.display()
+            );
+        }
+        Command::TrainFixed {
+            model,
+            batch,
+            run_dir,
+            steps,
+            lr,
+            micro_batch_size,
+            laser,
+            checkpoint_every,
+            keep_last,
+        } => {
+            let text = std::fs::read_to_string(&batch).with_context(|| format!("reading {}", batch.display()))?;
+            let batch: TrainingBatch =
+                serde_json::from_str(&text).with_context(|| format!("{}: not a valid training batch", run_path(&batch)))?;
+            let run = RunDir::open(&run_dir)?;
+            let mut learner = match run.latest_complete()? {
+                Some(checkpoint) => {
+                    println!("resuming from {}", checkpoint.path.display());
+                    Learner::<TrainBackend>::load_checkpoint(&checkpoint, &Default::default(), None)?
+                }
+                None => {
+                    let (pretrained, tokenizer, z_c) = load_train(&model)?;
+                    let c_ref = read_calibration(&run_dir)
+                        .map(|c| c.c_ref)
+                        .context("no c_ref.json in the run directory: run `learner calibrate` first")?;
+                    let laser: LaserConfig = match laser {
+                        Some(json) => serde_json::from_str(&json).context("--laser")?,
+                        None => LaserConfig::default(),
+                    };
+                    let config = LearnerConfig {
+                        laser,
+                        optim: OptimConfig { lr_schedule: LrSchedule::Constant { lr, warmup_steps: 0 }, ..Default::default() },
+                        micro_batch_size,
+                        self_reward_token: z_c,
+                        c_ref,
+                        keep_last_checkpoints: keep_last,
+                        ..Default::default()
+                    };
+                    Learner::new(pretrained.model, Some(tokenizer), None, config)?
+                }
+            };
+            while learner.step() < steps {
+                let m = learner.train_step(&batch)?;
+                println!("{}", serde_json::to_string(&m)?);
+                if learner.step() % checkpoint_every.max(1) == 0 || learner.step() == steps {
+                    let c = learner.save_checkpoint(&run)?;
+                    tracing::info!(path = %c.path.display(), "checkpoint");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn run_path(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// Fisher-Yates with the learner's (checkpointed) RNG.
+fn shuffle(order: &mut [usize], rng: &mut rand_chacha::ChaCha8Rng) {
+    use rand_chacha::rand_core::RngCore;
+    for i in (1..order.len()).rev() {
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+        order.swap(i, j);
+    }
+}
+
+fn load(args: &ModelArgs) -> Result<(Pretrained<Cpu>, Tokenizer, u32)> {
+    let pretrained = laser_model::pretrained::load::<Cpu>(&args.model, &Default::default())
+        .with_context(|| format!("loading {}", args.model.display()))?;
+    let (tokenizer, z_c) = tokenizer_and_token(args, pretrained.tokenizer.clone(), pretrained.model.config.vocab_size)?;
+    Ok((pretrained, tokenizer, z_c))
+}
+
+fn load_train(args: &ModelArgs) -> Result<(Pretrained<TrainBackend>, Tokenizer, u32)> {
+    let pretrained = laser_model::pretrained::load::<TrainBackend>(&args.model, &Default::default())
+        .with_context(|| format!("loading {}", args.model.display()))?;
+    let (tokenizer, z_c) = tokenizer_and_token(args, pretrained.tokenizer.clone(), pretrained.model.config.vocab_size)?;
+    Ok((pretrained, tokenizer, z_c))
+}
+
+fn tokenizer_and_token(args: &ModelArgs, from_model: Option<Tokenizer>, vocab: usize) -> Result<(Tokenizer, u32)> {
+    let tokenizer = match &args.tokenizer {
+        Some(path) if path.is_dir() => Tokenizer::from_hf_dir(path)?,
+        Some(path) => Tokenizer::from_file(path)?,
+        None => from_model.with_context(|| {
+            format!("{} has no tokenizer.json; pass --tokenizer", args.model.display())
+        })?,
+    };
+    let z_c = match args.self_reward_token {
+        Some(id) => id,
+        None => ["<|vision_start|>", "<|reserved_special_token_0|>", "<|verify|>"]
+            .iter()
+            .find_map(|name| tokenizer.token_to_id(name))
+            .context("no z_c token found by name; pass --self-reward-token ID")?,
+    };
+    if z_c as usize >= vocab {
+        bail!("--self-reward-token {z_c} is outside the model's vocabulary of {vocab}");
+    }
+    Ok((tokenizer, z_c))
+}
+
+fn render(tokenizer: &Tokenizer, template: TemplateArg, question: &str) -> Result<Vec<u32>> {
+    let template = match template {
+        TemplateArg::Paper => PromptTemplate::PaperSuffix,
+        TemplateArg::Chat => PromptTemplate::Chat { system: None },
+        TemplateArg::Raw => PromptTemplate::Raw,
+    };
+    Ok(match template.render(question) {
+        Prompt::Text(text) => tokenizer.encode(&text, true)?,
+        Prompt::Chat(messages) => {
+            let messages: Vec<ChatMessage> = messages.into_iter().map(|m| ChatMessage::new(m.role, m.content)).collect();
+            let text = tokenizer.apply_chat_template(&messages, true)?;
+            tokenizer.encode(&text, false)?
+        }
+    })
+}
+
+/// (prompt tokens, gold answer) for up to `limit` tasks of a JSONL file.
+fn prompts_from_jsonl(
+    data: &Path,
+    tokenizer: &Tokenizer,
+    template: TemplateArg,
+    limit: usize,
+) -> Result<Vec<(Vec<u32>, String)>> {
+    let tasks = load_jsonl(data, &JsonlFields::default())?;
+    if tasks.is_empty() {
+        bail!("{}: no tasks", data.display());
+    }
+    tasks.iter().take(limit).map(|t| Ok((render(tokenizer, template, &t.question)?, t.gold.clone()))).collect()
+}
+
+/// SFT pairs: prompt from the question field, response = the full response/answer/solution text + EOS.
+fn sft_examples(
+    data: &Path,
+    tokenizer: &Tokenizer,
+    template: TemplateArg,
+    eos: u32,
+    max_response_tokens: usize,
+) -> Result<Vec<SftExample>> {
+    let file = std::fs::File::open(data).with_context(|| format!("opening {}", data.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.with_context(|| format!("{}:{}", data.display(), i + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value: serde_json::Value =
+            serde_json::from_str(&line).with_context(|| format!("{}:{}: invalid JSON", data.display(), i + 1))?;
+        let field = |names: &[&str]| names.iter().find_map(|n| value.get(*n).and_then(|v| v.as_str()).map(str::to_owned));
+        let question = field(&["question", "prompt", "problem"])
+            .with_context(|| format!("{}:{}: no question/prompt/problem field", data.display(), i + 1))?;
+        let answer = field(&["response", "answer", "solution"])
+            .with_context(|| format!("{}:{}: no response/answer/solution field", data.display(), i + 1))?;
+        let prompt = render(tokenizer, template, &question)?;
+        let mut response = tokenizer.encode(&answer, false)?;
+        response.truncate(max_response_tokens.saturating_sub(1));
+        response.push(eos);
+        out.push(SftExample { prompt, response });
+    }
+    if out.is_empty() {
+        bail!("{}: no examples", data.display());
+    }
+    Ok(out)
+}

@@ -215,7 +215,7 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> LearnerOptimizer<B, M> {
     }
 
     /// Restores the counters saved in a checkpoint (the AdamW moments are restored separately, through
-    /// [`Self::adamw_mut`] and burn's record API).
+    /// [`Self::load_adamw_record`]).
     pub fn with_counters(mut self, step: u64, skipped_steps: u64) -> Self {
         self.step = step;
         self.skipped_steps = skipped_steps;
@@ -235,8 +235,14 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> LearnerOptimizer<B, M> {
         &self.config
     }
 
-    pub fn adamw_mut(&mut self) -> &mut OptimizerAdaptor<AdamW, M, B> {
-        &mut self.adamw
+    pub fn adamw(&self) -> &OptimizerAdaptor<AdamW, M, B> {
+        &self.adamw
+    }
+
+    /// Replaces the AdamW moments (keyed by the CURRENT model's parameter ids), e.g. from a checkpoint.
+    pub fn load_adamw_record(&mut self, record: <OptimizerAdaptor<AdamW, M, B> as Optimizer<M, B>>::Record) {
+        let adamw = std::mem::replace(&mut self.adamw, self.config.adamw().init());
+        self.adamw = adamw.load_record(record);
     }
 
     /// One update from the accumulated gradients of the step and its total loss. A non-finite loss or

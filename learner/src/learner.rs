@@ -1,0 +1,600 @@
+//! The [`Learner`]: the policy being trained, its optimiser and the step counter, with one method per
+//! kind of update. [`Learner::train_step`] is the GRPO + LaSeR step over a [`TrainingBatch`]:
+//!
+//! 1. advantages for the step's phase (A_v, or A mixed with the rollout's self-rewards);
+//! 2. the batch is cut into micro-batches of `micro_batch_size` sequences; each gets ONE teacher-forced
+//!    forward pass ([`laser_model::score`]) that yields both the response log-probs (policy-gradient
+//!    positions, EOS included) and log pi(z_c | x, y, EOS) at the slot after the response;
+//! 3. each micro-batch loss is its exact share of the step loss (step-level normalisers, see
+//!    [`crate::loss`]), so summing the micro-batch gradients gives the full-batch gradient;
+//! 4. one optimiser step: global-norm clipping, AdamW, and a skip (counted, logged) when the loss or the
+//!    gradient norm is not finite.
+//!
+//! [`Learner::sft_step`] runs cross-entropy on (prompt, response) pairs through the same machinery.
+//! Checkpoints ([`Learner::save_checkpoint`], [`Learner::resume`]) hold the model in Hugging Face layout,
+//! the AdamW moments, the counters, the RNG and the data cursor, so a resumed run continues exactly.
+
+use std::path::Path;
+
+use burn::module::{Module, ModuleVisitor, Param, ParamId};
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::record::AdaptorRecord;
+use burn::optim::{AdamW, AdamWState, AdaptiveMomentumState, GradientsAccumulator, GradientsParams, Optimizer};
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{ElementConversion, Tensor, TensorData};
+use laser_model::weights::{HostTensor, WeightMap, safetensors};
+use laser_model::{ModelError, ScoreItem, Tokenizer, Transformer, score};
+use rand_chacha::ChaCha8Rng;
+use rand_chacha::rand_core::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+use crate::advantages::batch_advantages;
+use crate::batch::{BatchError, Sample, TrainingBatch};
+use crate::checkpoint::{CheckpointError, CompleteCheckpoint, DataCursor, RngState, RunDir, TrainerState};
+use crate::config::{ConfigError, LaserConfig, Phase};
+use crate::loss::{LossContext, LossError, LossOutput, LossTargets, PolicyOutputs, StepNormalizers, laser_loss};
+use crate::optim::{LearnerOptimizer, OptimConfig, OptimError, StepOutcome};
+
+/// The autodiff backend the learner trains on by default (burn-flex on CPU).
+pub type TrainBackend = burn::backend::Autodiff<laser_model::backend::Cpu>;
+
+/// File names inside a checkpoint directory, next to the HF model files written by
+/// [`laser_model::pretrained::save`].
+pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+pub const LEARNER_CONFIG_FILE: &str = "learner_config.json";
+
+/// Everything that configures a learner besides the model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LearnerConfig {
+    pub laser: LaserConfig,
+    pub optim: OptimConfig,
+    /// Sequences per forward/backward pass. The update does not depend on it (up to float rounding).
+    pub micro_batch_size: usize,
+    /// z_c, the token whose log-prob after EOS is the self-reward.
+    pub self_reward_token: u32,
+    /// c_ref from calibration.
+    pub c_ref: f64,
+    /// Complete checkpoints kept by [`Learner::save_checkpoint`] (at least 1 is always kept).
+    pub keep_last_checkpoints: usize,
+    /// Seed of the learner's RNG (data order in the CLI loops).
+    pub seed: u64,
+}
+
+impl Default for LearnerConfig {
+    fn default() -> Self {
+        Self {
+            laser: LaserConfig::default(),
+            optim: OptimConfig::default(),
+            micro_batch_size: 8,
+            self_reward_token: 0,
+            c_ref: -23.0,
+            keep_last_checkpoints: 3,
+            seed: 0,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LearnerError {
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+    #[error(transparent)]
+    Loss(#[from] LossError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Optim(#[from] OptimError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error("model: {0}")]
+    Model(#[from] ModelError),
+    #[error("invalid learner config: `{field}`: {message}")]
+    Invalid { field: &'static str, message: String },
+    #[error("{path}: {message}")]
+    Resume { path: std::path::PathBuf, message: String },
+    #[error("no complete checkpoint in {0}")]
+    NoCheckpoint(std::path::PathBuf),
+}
+
+/// What one [`Learner::train_step`] did, summed over its micro-batches (each value is the step value).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepMetrics {
+    /// The optimiser step this was (0-based); the phase is decided by it.
+    pub step: u64,
+    pub phase: Phase,
+    pub applied: bool,
+    pub lr: f64,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+    pub total_loss: f64,
+    pub policy_loss: f64,
+    pub clip_fraction: f64,
+    pub clip_fraction_lower: f64,
+    pub ppo_kl: f64,
+    /// L_mse (not multiplied by alpha), reported in every phase.
+    pub self_reward_mse: f64,
+    pub kl_loss: Option<f64>,
+    pub sequences: usize,
+    pub response_tokens: usize,
+    pub micro_batches: usize,
+    /// Mean combined advantage over sequences (0 for GRPO up to rounding).
+    pub mean_advantage: f64,
+    /// Steps skipped so far because of a non-finite loss or gradient norm.
+    pub skipped_steps: u64,
+}
+
+/// One supervised pair; `response` normally ends with EOS.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SftExample {
+    pub prompt: Vec<u32>,
+    pub response: Vec<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SftMetrics {
+    pub step: u64,
+    pub applied: bool,
+    pub lr: f64,
+    pub grad_norm: f64,
+    /// Mean negative log-likelihood per response token.
+    pub loss: f64,
+    pub tokens: usize,
+    pub skipped_steps: u64,
+}
+
+/// The loss parts of one step, summed over its micro-batches (so each is the full-batch value).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Serialize)]
+pub struct StepLoss {
+    pub step: u64,
+    pub phase: Phase,
+    pub total: f64,
+    pub policy: f64,
+    pub clip_fraction: f64,
+    pub clip_fraction_lower: f64,
+    pub ppo_kl: f64,
+    pub self_reward_mse: f64,
+    pub kl: Option<f64>,
+    pub micro_batches: usize,
+    pub mean_advantage: f64,
+}
+
+fn scalar<B: burn::tensor::backend::Backend>(t: Tensor<B, 1>) -> f64 {
+    t.into_scalar().elem::<f64>()
+}
+
+impl StepLoss {
+    fn add<B: AutodiffBackend>(&mut self, out: &LossOutput<B>) {
+        self.total += scalar(out.total.clone().detach());
+        self.policy += scalar(out.policy.loss.clone().detach());
+        self.clip_fraction += scalar(out.policy.clip_fraction.clone());
+        self.clip_fraction_lower += scalar(out.policy.clip_fraction_lower.clone());
+        self.ppo_kl += scalar(out.policy.ppo_kl.clone());
+        self.self_reward_mse += scalar(out.self_reward_mse.clone().detach());
+        if let Some(kl) = &out.kl_loss {
+            *self.kl.get_or_insert(0.0) += scalar(kl.clone().detach());
+        }
+    }
+}
+
+/// The policy under training plus everything needed to continue training it.
+pub struct Learner<B: AutodiffBackend> {
+    model: Transformer<B>,
+    /// Frozen reference policy for the optional KL penalty.
+    reference: Option<Transformer<B::InnerBackend>>,
+    tokenizer: Option<Tokenizer>,
+    optimizer: LearnerOptimizer<B, Transformer<B>>,
+    config: LearnerConfig,
+    rng: ChaCha8Rng,
+    data_cursor: DataCursor,
+    policy_version: u64,
+}
+
+impl<B: AutodiffBackend> Learner<B> {
+    /// A fresh learner at step 0. `reference` is required exactly when a KL penalty is configured.
+    pub fn new(
+        model: Transformer<B>,
+        tokenizer: Option<Tokenizer>,
+        reference: Option<Transformer<B::InnerBackend>>,
+        config: LearnerConfig,
+    ) -> Result<Self, LearnerError> {
+        validate_config(&config, &model, reference.is_some())?;
+        let optimizer = LearnerOptimizer::new(config.optim.clone())?;
+        let rng = ChaCha8Rng::seed_from_u64(config.seed);
+        Ok(Self {
+            model,
+            reference,
+            tokenizer,
+            optimizer,
+            config,
+            rng,
+            data_cursor: DataCursor { epoch: 0, position: 0 },
+            policy_version: 0,
+        })
+    }
+
+    pub fn model(&self) -> &Transformer<B> {
+        &self.model
+    }
+
+    pub fn tokenizer(&self) -> Option<&Tokenizer> {
+        self.tokenizer.as_ref()
+    }
+
+    pub fn config(&self) -> &LearnerConfig {
+        &self.config
+    }
+
+    /// Optimiser steps taken (skipped ones included).
+    pub fn step(&self) -> u64 {
+        self.optimizer.step_count()
+    }
+
+    pub fn skipped_steps(&self) -> u64 {
+        self.optimizer.skipped_steps()
+    }
+
+    /// Bumped by every applied update: the version the actors' weights are tagged with.
+    pub fn policy_version(&self) -> u64 {
+        self.policy_version
+    }
+
+    pub fn data_cursor(&self) -> DataCursor {
+        self.data_cursor
+    }
+
+    pub fn set_data_cursor(&mut self, cursor: DataCursor) {
+        self.data_cursor = cursor;
+    }
+
+    /// The learner's RNG (checkpointed): use it for anything random in the training loop.
+    pub fn rng_mut(&mut self) -> &mut ChaCha8Rng {
+        &mut self.rng
+    }
+
+    /// The phase the next step runs in.
+    pub fn phase(&self) -> Phase {
+        self.config.laser.phase(self.step())
+    }
+
+    /// One GRPO + LaSeR update over `batch` (see the module docs).
+    pub fn train_step(&mut self, batch: &TrainingBatch) -> Result<StepMetrics, LearnerError> {
+        let (grads, loss) = self.gradients(batch)?;
+        let outcome = self.apply(loss.total, grads);
+        let (applied, lr, grad_norm) = outcome_parts(outcome);
+        Ok(StepMetrics {
+            step: loss.step,
+            phase: loss.phase,
+            applied,
+            lr,
+            grad_norm,
+            total_loss: loss.total,
+            policy_loss: loss.policy,
+            clip_fraction: loss.clip_fraction,
+            clip_fraction_lower: loss.clip_fraction_lower,
+            ppo_kl: loss.ppo_kl,
+            self_reward_mse: loss.self_reward_mse,
+            kl_loss: loss.kl,
+            sequences: batch.num_samples(),
+            response_tokens: batch.num_response_tokens(),
+            micro_batches: loss.micro_batches,
+            mean_advantage: loss.mean_advantage,
+            skipped_steps: self.skipped_steps(),
+        })
+    }
+
+    /// The accumulated gradients of the step loss over `batch` (summed over micro-batches, each already
+    /// normalised by step-level counts) and the loss parts, without touching the model or optimiser.
+    pub fn gradients(&self, batch: &TrainingBatch) -> Result<(GradientsParams, StepLoss), LearnerError> {
+        let step = self.step();
+        let phase = self.config.laser.phase(step);
+        let advantages = batch_advantages(batch, &self.config.laser, phase);
+        let normalizers = StepNormalizers::from_batch(batch);
+        let context = LossContext { normalizers, c_ref: self.config.c_ref, phase };
+        let samples: Vec<&Sample> = batch.samples().collect();
+        let device = self.model.device();
+
+        let mut accumulator = GradientsAccumulator::<Transformer<B>>::new();
+        let mut sums = StepLoss {
+            step,
+            phase,
+            mean_advantage: advantages.iter().sum::<f64>() / advantages.len().max(1) as f64,
+            ..StepLoss::default()
+        };
+        let mb = self.config.micro_batch_size;
+        for (chunk_index, chunk) in samples.chunks(mb).enumerate() {
+            let start = chunk_index * mb;
+            let items: Vec<ScoreItem<'_>> = chunk
+                .iter()
+                .map(|s| ScoreItem { prompt: &s.prompt_tokens, response: &s.response_tokens })
+                .collect();
+            // One forward pass: response log-probs (PG positions) and the z_c slot after the response.
+            let scored = score(&self.model, &items, self.config.self_reward_token)?;
+            let mut targets = LossTargets::from_samples(chunk, &advantages[start..start + chunk.len()], &device)?;
+            if let Some(reference) = &self.reference {
+                let ref_scored = score(reference, &items, self.config.self_reward_token)?;
+                targets.ref_logprobs = Some(Tensor::from_inner(ref_scored.response_logprobs));
+            }
+            let outputs = PolicyOutputs {
+                response_logprobs: scored.response_logprobs,
+                self_reward_logprob: scored.self_reward_logprob,
+                entropy: None,
+            };
+            let loss = laser_loss(&outputs, &targets, &context, &self.config.laser)?;
+            sums.add(&loss);
+            let grads = GradientsParams::from_grads(loss.total.backward(), &self.model);
+            accumulator.accumulate(&self.model, grads);
+            sums.micro_batches += 1;
+        }
+        Ok((accumulator.grads(), sums))
+    }
+
+    /// One supervised step: mean token cross-entropy of the responses given the prompts, with the same
+    /// micro-batching (normalised by the step's token count) and optimiser as [`Self::train_step`].
+    pub fn sft_step(&mut self, examples: &[SftExample]) -> Result<SftMetrics, LearnerError> {
+        if examples.is_empty() {
+            return Err(LearnerError::Invalid { field: "examples", message: "an SFT step needs at least one example".into() });
+        }
+        let step = self.step();
+        let tokens: usize = examples.iter().map(|e| e.response.len()).sum();
+        let mut accumulator = GradientsAccumulator::<Transformer<B>>::new();
+        let mut total = 0.0;
+        for chunk in examples.chunks(self.config.micro_batch_size) {
+            let items: Vec<ScoreItem<'_>> =
+                chunk.iter().map(|e| ScoreItem { prompt: &e.prompt, response: &e.response }).collect();
+            let scored = score(&self.model, &items, self.config.self_reward_token)?;
+            // Padding log-probs are already 0 in `response_logprobs`; the mask makes that explicit.
+            let nll = (scored.response_logprobs * scored.response_mask).sum().neg().div_scalar(tokens.max(1) as f64);
+            total += scalar(nll.clone().detach());
+            let grads = GradientsParams::from_grads(nll.backward(), &self.model);
+            accumulator.accumulate(&self.model, grads);
+        }
+        let outcome = self.apply(total, accumulator.grads());
+        let (applied, lr, grad_norm) = outcome_parts(outcome);
+        Ok(SftMetrics { step, applied, lr, grad_norm, loss: total, tokens, skipped_steps: self.skipped_steps() })
+    }
+
+    fn apply(&mut self, loss: f64, grads: GradientsParams) -> StepOutcome {
+        let (model, outcome) = self.optimizer.step(self.model.clone(), loss, grads);
+        self.model = model;
+        if matches!(outcome, StepOutcome::Applied { .. }) {
+            self.policy_version += 1;
+        }
+        outcome
+    }
+
+    /// Writes a complete checkpoint for the current step into `run_dir` (atomically), then keeps the
+    /// newest `keep_last_checkpoints`. Contents: HF `model.safetensors` + `config.json` (+ tokenizer),
+    /// `optimizer.safetensors` (AdamW moments), `learner_config.json`, `trainer_state.json`.
+    pub fn save_checkpoint(&self, run_dir: &RunDir) -> Result<CompleteCheckpoint, LearnerError> {
+        let writer = run_dir.begin_checkpoint(self.step())?;
+        laser_model::pretrained::save(&self.model, self.tokenizer.as_ref(), writer.dir())?;
+        let (moments, times) = self.optimizer_state();
+        safetensors::save_file(&moments, &writer.dir().join(OPTIMIZER_FILE))?;
+        let learner_state = LearnerFile { config: self.config.clone(), adam_times: times };
+        let json = serde_json::to_vec_pretty(&learner_state).expect("learner config serialises");
+        writer.write_file(LEARNER_CONFIG_FILE, &json)?;
+        sync_files(writer.dir())?;
+        let state = TrainerState {
+            format_version: TrainerState::FORMAT_VERSION,
+            step: self.step(),
+            policy_version: self.policy_version,
+            data_cursor: self.data_cursor,
+            c_ref: self.config.c_ref,
+            rng: RngState {
+                seed: self.config.seed,
+                stream: self.rng.get_stream(),
+                word_pos: self.rng.get_word_pos(),
+            },
+            skipped_steps: self.skipped_steps(),
+            lr_schedule: self.config.optim.lr_schedule,
+        };
+        let complete = writer.commit(&state)?;
+        run_dir.rotate(self.config.keep_last_checkpoints)?;
+        Ok(complete)
+    }
+
+    /// Continues from the newest complete checkpoint of `run_dir`. The reference model (KL penalty) is
+    /// not part of a checkpoint; pass it again.
+    pub fn resume(
+        run_dir: &RunDir,
+        device: &B::Device,
+        reference: Option<Transformer<B::InnerBackend>>,
+    ) -> Result<(Self, CompleteCheckpoint), LearnerError> {
+        let checkpoint =
+            run_dir.latest_complete()?.ok_or_else(|| LearnerError::NoCheckpoint(run_dir.root().to_path_buf()))?;
+        let learner = Self::load_checkpoint(&checkpoint, device, reference)?;
+        Ok((learner, checkpoint))
+    }
+
+    /// Loads one complete checkpoint directory.
+    pub fn load_checkpoint(
+        checkpoint: &CompleteCheckpoint,
+        device: &B::Device,
+        reference: Option<Transformer<B::InnerBackend>>,
+    ) -> Result<Self, LearnerError> {
+        let dir = &checkpoint.path;
+        let state = checkpoint.trainer_state()?;
+        let config_path = dir.join(LEARNER_CONFIG_FILE);
+        let bytes = std::fs::read(&config_path)
+            .map_err(|e| LearnerError::Resume { path: config_path.clone(), message: e.to_string() })?;
+        let file: LearnerFile = serde_json::from_slice(&bytes)
+            .map_err(|e| LearnerError::Resume { path: config_path.clone(), message: e.to_string() })?;
+        let pretrained = laser_model::pretrained::load::<B>(dir, device)?;
+        let mut learner = Self::new(pretrained.model, pretrained.tokenizer, reference, file.config)?;
+        learner.optimizer = LearnerOptimizer::new(learner.config.optim.clone())?.with_counters(state.step, state.skipped_steps);
+        let moments = safetensors::load_file(&dir.join(OPTIMIZER_FILE))?;
+        learner.load_optimizer_state(moments, &file.adam_times, &dir.join(OPTIMIZER_FILE))?;
+        learner.config.c_ref = state.c_ref;
+        learner.policy_version = state.policy_version;
+        learner.data_cursor = state.data_cursor;
+        let mut rng = ChaCha8Rng::seed_from_u64(state.rng.seed);
+        rng.set_stream(state.rng.stream);
+        rng.set_word_pos(state.rng.word_pos);
+        learner.rng = rng;
+        Ok(learner)
+    }
+
+    /// AdamW moments by parameter index (module visiting order), and each parameter's step count.
+    fn optimizer_state(&self) -> (WeightMap, Vec<Option<usize>>) {
+        let records = self.optimizer.adamw().to_record();
+        let mut visitor = CollectMoments::<B> { records: &records, index: 0, moments: WeightMap::new(OPTIMIZER_FILE), times: Vec::new() };
+        self.model.visit(&mut visitor);
+        (visitor.moments, visitor.times)
+    }
+
+    fn load_optimizer_state(&mut self, mut moments: WeightMap, times: &[Option<usize>], path: &Path) -> Result<(), LearnerError> {
+        let mut visitor = RestoreMoments::<B> { moments: &mut moments, times, index: 0, records: Vec::new(), error: None };
+        self.model.visit(&mut visitor);
+        if let Some(e) = visitor.error {
+            return Err(LearnerError::Resume { path: path.to_path_buf(), message: e });
+        }
+        if visitor.index != times.len() {
+            return Err(LearnerError::Resume {
+                path: path.to_path_buf(),
+                message: format!("checkpoint has optimiser state for {} parameters, the model has {}", times.len(), visitor.index),
+            });
+        }
+        let records: AdamRecords<B> = visitor.records.into_iter().collect();
+        self.optimizer.load_adamw_record(records);
+        Ok(())
+    }
+}
+
+/// `learner_config.json`: the config plus AdamW's per-parameter step counts (the moments are tensors).
+#[derive(Debug, Serialize, Deserialize)]
+struct LearnerFile {
+    config: LearnerConfig,
+    adam_times: Vec<Option<usize>>,
+}
+
+fn outcome_parts(outcome: StepOutcome) -> (bool, f64, f64) {
+    match outcome {
+        StepOutcome::Applied { lr, grad_norm } => (true, lr, grad_norm),
+        StepOutcome::Skipped { grad_norm, .. } => (false, 0.0, grad_norm),
+    }
+}
+
+fn validate_config<B: AutodiffBackend>(config: &LearnerConfig, model: &Transformer<B>, has_reference: bool) -> Result<(), LearnerError> {
+    config.laser.validate()?;
+    config.optim.validate()?;
+    if config.micro_batch_size == 0 {
+        return Err(LearnerError::Invalid { field: "micro_batch_size", message: "must be >= 1".into() });
+    }
+    if !config.c_ref.is_finite() {
+        return Err(LearnerError::Invalid { field: "c_ref", message: format!("{} is not finite", config.c_ref) });
+    }
+    let vocab = model.config.vocab_size;
+    if config.self_reward_token as usize >= vocab {
+        return Err(LearnerError::Invalid {
+            field: "self_reward_token",
+            message: format!("token {} is outside the model's vocabulary of {vocab}", config.self_reward_token),
+        });
+    }
+    if config.laser.entropy_coef > 0.0 {
+        return Err(LearnerError::Invalid {
+            field: "laser.entropy_coef",
+            message: "the scoring pass does not return per-token entropy yet; the entropy bonus must be 0".into(),
+        });
+    }
+    if config.laser.kl_penalty.is_some() != has_reference {
+        return Err(LearnerError::Invalid {
+            field: "laser.kl_penalty",
+            message: if has_reference {
+                "a reference model was given but no KL penalty is configured".into()
+            } else {
+                "a KL penalty needs a frozen reference model".into()
+            },
+        });
+    }
+    Ok(())
+}
+
+/// fsyncs every file of a checkpoint directory (the model files are written by laser-model).
+fn sync_files(dir: &Path) -> Result<(), CheckpointError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| CheckpointError::Io { path, source }
+    };
+    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+        let entry = entry.map_err(io(dir))?;
+        let path = entry.path();
+        if path.is_file() {
+            std::fs::File::open(&path).and_then(|f| f.sync_all()).map_err(io(&path))?;
+        }
+    }
+    Ok(())
+}
+
+/// burn's AdamW record: moments keyed by parameter id (ids are per process, hence our index keys on disk).
+type AdamRecords<B> = <OptimizerAdaptor<AdamW, Transformer<B>, B> as Optimizer<Transformer<B>, B>>::Record;
+
+fn host<B: burn::tensor::backend::Backend, const D: usize>(t: Tensor<B, D>) -> HostTensor {
+    let shape = t.dims().to_vec();
+    let data = t.into_data().convert::<f32>().into_vec::<f32>().expect("float tensor converts to f32");
+    HostTensor::new(shape, data)
+}
+
+struct CollectMoments<'a, B: AutodiffBackend> {
+    records: &'a AdamRecords<B>,
+    index: usize,
+    moments: WeightMap,
+    times: Vec<Option<usize>>,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for CollectMoments<'_, B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let time = self.records.get(&param.id).map(|record| {
+            let state: AdamWState<B::InnerBackend, D> = record.clone().into_state();
+            let i = self.index;
+            self.moments.insert(format!("{i}.moment_1"), host(state.momentum.moment_1));
+            self.moments.insert(format!("{i}.moment_2"), host(state.momentum.moment_2));
+            if let Some(max) = state.momentum.max_moment_2 {
+                self.moments.insert(format!("{i}.max_moment_2"), host(max));
+            }
+            state.momentum.time
+        });
+        self.times.push(time);
+        self.index += 1;
+    }
+}
+
+struct RestoreMoments<'a, B: AutodiffBackend> {
+    moments: &'a mut WeightMap,
+    times: &'a [Option<usize>],
+    index: usize,
+    records: Vec<(ParamId, AdaptorRecord<AdamW, B>)>,
+    error: Option<String>,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for RestoreMoments<'_, B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let i = self.index;
+        self.index += 1;
+        if self.error.is_some() {
+            return;
+        }
+        let Some(&Some(time)) = self.times.get(i) else { return };
+        let max_name = format!("{i}.max_moment_2");
+        let has_max = self.moments.contains(&max_name);
+        let value = param.val();
+        let shape = value.dims();
+        let device = value.device();
+        let mut take = |name: String| -> Option<Tensor<B::InnerBackend, D>> {
+            match self.moments.take(&name, &shape) {
+                Ok(t) => Some(Tensor::from_data(TensorData::new(t.data, t.shape), &device)),
+                Err(e) => {
+                    self.error = Some(e.to_string());
+                    None
+                }
+            }
+        };
+        let (Some(moment_1), Some(moment_2)) = (take(format!("{i}.moment_1")), take(format!("{i}.moment_2"))) else {
+            return;
+        };
+        // AMSGrad's running maximum, present only when that variant is used.
+        let max_moment_2 = if has_max { take(max_name) } else { None };
+        let state = AdamWState { momentum: AdaptiveMomentumState { time, moment_1, moment_2, max_moment_2 } };
+        self.records.push((param.id, AdaptorRecord::from_state(state)));
+    }
+}
