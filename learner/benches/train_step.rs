@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use laser_learner::{
-    Group, LaserConfig, Learner, LearnerConfig, LrSchedule, OptimConfig, Sample, TrainBackend, TrainingBatch,
+    Group, LaserConfig, Learner, LearnerConfig, LrSchedule, OptimConfig, Sample, TrainBackend,
+    TrainingBatch,
 };
 use laser_model::Transformer;
 
@@ -35,7 +36,8 @@ fn batch(vocab: usize, eos: u32) -> TrainingBatch {
             samples: (0..4)
                 .map(|i| {
                     let s = g * 4 + i;
-                    let mut response: Vec<u32> = (0..RESPONSE - 1).map(|t| tok(s + 100, t)).collect();
+                    let mut response: Vec<u32> =
+                        (0..RESPONSE - 1).map(|t| tok(s + 100, t)).collect();
                     response.push(eos);
                     Sample {
                         prompt_tokens: (0..PROMPT).map(|t| tok(g, t)).collect(),
@@ -57,8 +59,18 @@ fn bench(name: &str, model: Transformer<TrainBackend>, reps: usize) {
     let vocab = model.config.vocab_size;
     let eos = model.config.eos_token_ids.first().copied().unwrap_or(2);
     let config = LearnerConfig {
-        laser: LaserConfig { reasoning_warmup_steps: 0, self_rewarding_warmup_steps: 0, ..Default::default() },
-        optim: OptimConfig { lr_schedule: LrSchedule::Constant { lr: 1e-6, warmup_steps: 0 }, ..Default::default() },
+        laser: LaserConfig {
+            reasoning_warmup_steps: 0,
+            self_rewarding_warmup_steps: 0,
+            ..Default::default()
+        },
+        optim: OptimConfig {
+            lr_schedule: LrSchedule::Constant {
+                lr: 1e-6,
+                warmup_steps: 0,
+            },
+            ..Default::default()
+        },
         micro_batch_size: MICRO_BATCH,
         self_reward_token: (vocab - 1) as u32,
         c_ref: -20.0,
@@ -94,7 +106,11 @@ fn bench(name: &str, model: Transformer<TrainBackend>, reps: usize) {
         tokens / grads,
         grads
     );
-    println!("| {name} | full train_step (fwd+bwd+clip+AdamW) | {:.0} tok/s | {:.3} s |", tokens / steps, steps);
+    println!(
+        "| {name} | full train_step (fwd+bwd+clip+AdamW) | {:.0} tok/s | {:.3} s |",
+        tokens / steps,
+        steps
+    );
 }
 
 fn main() {
@@ -109,18 +125,32 @@ fn main() {
     println!("| model | what | throughput | median time |");
     println!("|---|---|---|---|");
     let device = Default::default();
-    let tiny = laser_model::pretrained::load::<TrainBackend>(&root.join("model/tests/fixtures/tiny-qwen2"), &device)
-        .expect("tiny-qwen2 fixture")
-        .model;
+    let tiny = laser_model::pretrained::load::<TrainBackend>(
+        &root.join("model/tests/fixtures/tiny-qwen2"),
+        &device,
+    )
+    .expect("tiny-qwen2 fixture")
+    .model;
     bench("tiny-qwen2 (2 layers, h 64, vocab 512)", tiny, reps);
-    let smol = std::env::var_os("SMOLLM2_GGUF").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-            .join(".cache/laser/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
-    });
+    let smol = std::env::var_os("SMOLLM2_GGUF")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/laser/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+        });
     if smol.exists() {
-        let model = laser_model::pretrained::load::<TrainBackend>(&smol, &device).expect("SmolLM2 GGUF").model;
-        bench("SmolLM2-135M (f32, dequantised from Q4_1)", model, reps.min(3));
+        let model = laser_model::pretrained::load::<TrainBackend>(&smol, &device)
+            .expect("SmolLM2 GGUF")
+            .model;
+        bench(
+            "SmolLM2-135M (f32, dequantised from Q4_1)",
+            model,
+            reps.min(3),
+        );
     } else {
-        eprintln!("SmolLM2 not found at {} (scripts/fetch_smollm2.sh): skipped", smol.display());
+        eprintln!(
+            "SmolLM2 not found at {} (scripts/fetch_smollm2.sh): skipped",
+            smol.display()
+        );
     }
 }

@@ -49,7 +49,12 @@ pub fn self_reward_scores(group: &Group) -> Vec<f64> {
 }
 
 /// A_s for one group given its A_v: z-score of the scores, or A_v when the scores' std is <= T.
-pub fn self_reward_advantages(scores: &[f64], verifier_advantages: &[f64], std_threshold: f64, eps: f64) -> Vec<f64> {
+pub fn self_reward_advantages(
+    scores: &[f64],
+    verifier_advantages: &[f64],
+    std_threshold: f64,
+    eps: f64,
+) -> Vec<f64> {
     if unbiased_std(scores) <= std_threshold {
         verifier_advantages.to_vec()
     } else {
@@ -69,21 +74,46 @@ pub struct GroupAdvantages {
 }
 
 pub fn group_advantages(group: &Group, config: &LaserConfig, phase: Phase) -> GroupAdvantages {
-    let rewards: Vec<f64> = group.samples.iter().map(|s| f64::from(s.verifier_reward)).collect();
+    let rewards: Vec<f64> = group
+        .samples
+        .iter()
+        .map(|s| f64::from(s.verifier_reward))
+        .collect();
     let verifier = group_zscore(&rewards, config.advantage_eps);
     if !phase.advantage_mixing {
-        return GroupAdvantages { combined: verifier.clone(), verifier, self_reward: None };
+        return GroupAdvantages {
+            combined: verifier.clone(),
+            verifier,
+            self_reward: None,
+        };
     }
     let scores = self_reward_scores(group);
-    let a_s = self_reward_advantages(&scores, &verifier, config.group_std_threshold, config.advantage_eps);
+    let a_s = self_reward_advantages(
+        &scores,
+        &verifier,
+        config.group_std_threshold,
+        config.advantage_eps,
+    );
     let tau = config.tau;
-    let combined = verifier.iter().zip(&a_s).map(|(v, s)| (1.0 - tau) * v + tau * s).collect();
-    GroupAdvantages { verifier, self_reward: Some(a_s), combined }
+    let combined = verifier
+        .iter()
+        .zip(&a_s)
+        .map(|(v, s)| (1.0 - tau) * v + tau * s)
+        .collect();
+    GroupAdvantages {
+        verifier,
+        self_reward: Some(a_s),
+        combined,
+    }
 }
 
 /// The combined advantage of every sample, in [`TrainingBatch::samples`] order.
 pub fn batch_advantages(batch: &TrainingBatch, config: &LaserConfig, phase: Phase) -> Vec<f64> {
-    batch.groups().iter().flat_map(|g| group_advantages(g, config, phase).combined).collect()
+    batch
+        .groups()
+        .iter()
+        .flat_map(|g| group_advantages(g, config, phase).combined)
+        .collect()
 }
 
 #[cfg(test)]
@@ -100,7 +130,10 @@ mod tests {
         // Rewards 1,0,0,0: mean 0.25, unbiased var = (0.5625 + 3 * 0.0625) / 3 = 0.25, std = 0.5.
         let a = group_zscore(&[1.0, 0.0, 0.0, 0.0], 1e-6);
         let d = 0.5 + 1e-6;
-        assert!(close(&a, &[0.75 / d, -0.25 / d, -0.25 / d, -0.25 / d]), "{a:?}");
+        assert!(
+            close(&a, &[0.75 / d, -0.25 / d, -0.25 / d, -0.25 / d]),
+            "{a:?}"
+        );
     }
 
     #[test]
@@ -113,11 +146,16 @@ mod tests {
     fn self_reward_scores_clamp_and_zero_truncated() {
         let group = Group {
             prompt_id: 0,
-            samples: vec![sample(1.0, Some(1.7), 2), sample(0.0, Some(-0.3), 2), sample(0.0, None, 2), {
-                let mut s = sample(1.0, Some(0.4), 2);
-                s.truncated = true; // a truncated sample's r_s is ignored even if present
-                s
-            }],
+            samples: vec![
+                sample(1.0, Some(1.7), 2),
+                sample(0.0, Some(-0.3), 2),
+                sample(0.0, None, 2),
+                {
+                    let mut s = sample(1.0, Some(0.4), 2);
+                    s.truncated = true; // a truncated sample's r_s is ignored even if present
+                    s
+                },
+            ],
         };
         assert_eq!(self_reward_scores(&group), vec![1.0, 0.0, 0.0, 0.0]);
     }
@@ -136,11 +174,18 @@ mod tests {
         };
         let adv = group_advantages(&group, &config, Phase::FULL);
         let a_v = group_zscore(&[1.0, 0.0, 1.0, 0.0], 1e-6);
-        let scores: Vec<f64> = [0.9f32, 0.2, 0.6, 0.1].iter().map(|&x| f64::from(x)).collect();
+        let scores: Vec<f64> = [0.9f32, 0.2, 0.6, 0.1]
+            .iter()
+            .map(|&x| f64::from(x))
+            .collect();
         let a_s = group_zscore(&scores, 1e-6);
         assert!(close(&adv.verifier, &a_v));
         assert!(close(adv.self_reward.as_ref().unwrap(), &a_s));
-        let expected: Vec<f64> = a_v.iter().zip(&a_s).map(|(v, s)| 0.9 * v + 0.1 * s).collect();
+        let expected: Vec<f64> = a_v
+            .iter()
+            .zip(&a_s)
+            .map(|(v, s)| 0.9 * v + 0.1 * s)
+            .collect();
         assert!(close(&adv.combined, &expected));
 
         // Scores 0.50..0.53 have std ~0.013 <= T = 0.1: A_s falls back to A_v, so A = A_v.
@@ -160,11 +205,17 @@ mod tests {
 
     #[test]
     fn before_mixing_the_advantage_is_a_v() {
-        let group = Group { prompt_id: 0, samples: vec![sample(1.0, Some(0.0), 2), sample(0.0, Some(1.0), 2)] };
+        let group = Group {
+            prompt_id: 0,
+            samples: vec![sample(1.0, Some(0.0), 2), sample(0.0, Some(1.0), 2)],
+        };
         let adv = group_advantages(&group, &LaserConfig::default(), Phase::GRPO);
         assert_eq!(adv.self_reward, None);
         assert_eq!(adv.combined, adv.verifier);
         let batch = TrainingBatch::new(vec![group.clone(), group]).unwrap();
-        assert_eq!(batch_advantages(&batch, &LaserConfig::default(), Phase::GRPO).len(), 4);
+        assert_eq!(
+            batch_advantages(&batch, &LaserConfig::default(), Phase::GRPO).len(),
+            4
+        );
     }
 }

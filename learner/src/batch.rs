@@ -49,17 +49,40 @@ pub enum BatchError {
     )]
     SingletonGroup { group: usize, prompt_id: u64 },
     #[error("group {group} sample {sample}: `{field}` is empty")]
-    EmptyField { group: usize, sample: usize, field: &'static str },
+    EmptyField {
+        group: usize,
+        sample: usize,
+        field: &'static str,
+    },
     #[error(
         "group {group} sample {sample}: `old_logprobs` has {logprobs} entries but `response_tokens` has {tokens}"
     )]
-    LengthMismatch { group: usize, sample: usize, tokens: usize, logprobs: usize },
+    LengthMismatch {
+        group: usize,
+        sample: usize,
+        tokens: usize,
+        logprobs: usize,
+    },
     #[error("group {group} sample {sample}: `{field}` is not finite ({value})")]
-    NonFinite { group: usize, sample: usize, field: &'static str, value: f32 },
+    NonFinite {
+        group: usize,
+        sample: usize,
+        field: &'static str,
+        value: f32,
+    },
     #[error("group {group} sample {sample}: `old_logprobs[{position}]` is not finite ({value})")]
-    NonFiniteLogprob { group: usize, sample: usize, position: usize, value: f32 },
+    NonFiniteLogprob {
+        group: usize,
+        sample: usize,
+        position: usize,
+        value: f32,
+    },
     #[error("group {group} sample {sample}: `verifier_reward` = {value} is outside [0, 1]")]
-    RewardOutOfRange { group: usize, sample: usize, value: f32 },
+    RewardOutOfRange {
+        group: usize,
+        sample: usize,
+        value: f32,
+    },
     #[error(
         "group {group} sample {sample}: `self_reward` is missing for a response that ended with EOS \
          (only truncated responses may lack it)"
@@ -95,8 +118,18 @@ impl TrainingBatch {
         }
         for (g, group) in groups.iter().enumerate() {
             match group.samples.len() {
-                0 => return Err(BatchError::EmptyGroup { group: g, prompt_id: group.prompt_id }),
-                1 => return Err(BatchError::SingletonGroup { group: g, prompt_id: group.prompt_id }),
+                0 => {
+                    return Err(BatchError::EmptyGroup {
+                        group: g,
+                        prompt_id: group.prompt_id,
+                    });
+                }
+                1 => {
+                    return Err(BatchError::SingletonGroup {
+                        group: g,
+                        prompt_id: group.prompt_id,
+                    });
+                }
                 _ => {}
             }
             for (s, sample) in group.samples.iter().enumerate() {
@@ -128,16 +161,30 @@ impl TrainingBatch {
     pub fn class_counts(&self) -> (usize, usize) {
         self.samples()
             .filter(|s| !s.truncated)
-            .fold((0, 0), |(c, i), s| if s.is_correct() { (c + 1, i) } else { (c, i + 1) })
+            .fold((0, 0), |(c, i), s| {
+                if s.is_correct() {
+                    (c + 1, i)
+                } else {
+                    (c, i + 1)
+                }
+            })
     }
 }
 
 fn validate_sample(group: usize, sample: usize, s: &Sample) -> Result<(), BatchError> {
     if s.prompt_tokens.is_empty() {
-        return Err(BatchError::EmptyField { group, sample, field: "prompt_tokens" });
+        return Err(BatchError::EmptyField {
+            group,
+            sample,
+            field: "prompt_tokens",
+        });
     }
     if s.response_tokens.is_empty() {
-        return Err(BatchError::EmptyField { group, sample, field: "response_tokens" });
+        return Err(BatchError::EmptyField {
+            group,
+            sample,
+            field: "response_tokens",
+        });
     }
     if s.old_logprobs.len() != s.response_tokens.len() {
         return Err(BatchError::LengthMismatch {
@@ -147,19 +194,41 @@ fn validate_sample(group: usize, sample: usize, s: &Sample) -> Result<(), BatchE
             logprobs: s.old_logprobs.len(),
         });
     }
-    if let Some((position, &value)) = s.old_logprobs.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-        return Err(BatchError::NonFiniteLogprob { group, sample, position, value });
+    if let Some((position, &value)) = s
+        .old_logprobs
+        .iter()
+        .enumerate()
+        .find(|(_, v)| !v.is_finite())
+    {
+        return Err(BatchError::NonFiniteLogprob {
+            group,
+            sample,
+            position,
+            value,
+        });
     }
     if !s.verifier_reward.is_finite() {
-        return Err(BatchError::NonFinite { group, sample, field: "verifier_reward", value: s.verifier_reward });
+        return Err(BatchError::NonFinite {
+            group,
+            sample,
+            field: "verifier_reward",
+            value: s.verifier_reward,
+        });
     }
     if !(0.0..=1.0).contains(&s.verifier_reward) {
-        return Err(BatchError::RewardOutOfRange { group, sample, value: s.verifier_reward });
+        return Err(BatchError::RewardOutOfRange {
+            group,
+            sample,
+            value: s.verifier_reward,
+        });
     }
     match s.self_reward {
-        Some(value) if !value.is_finite() => {
-            Err(BatchError::NonFinite { group, sample, field: "self_reward", value })
-        }
+        Some(value) if !value.is_finite() => Err(BatchError::NonFinite {
+            group,
+            sample,
+            field: "self_reward",
+            value,
+        }),
         None if !s.truncated => Err(BatchError::MissingSelfReward { group, sample }),
         _ => Ok(()),
     }
@@ -182,14 +251,23 @@ pub(crate) mod tests {
     }
 
     fn one_group(samples: Vec<Sample>) -> Result<TrainingBatch, BatchError> {
-        TrainingBatch::new(vec![Group { prompt_id: 42, samples }])
+        TrainingBatch::new(vec![Group {
+            prompt_id: 42,
+            samples,
+        }])
     }
 
     #[test]
     fn valid_batch_counts_tokens_and_classes() {
         let batch = TrainingBatch::new(vec![
-            Group { prompt_id: 0, samples: vec![sample(1.0, Some(0.9), 3), sample(0.0, None, 5)] },
-            Group { prompt_id: 1, samples: vec![sample(1.0, Some(0.2), 2), sample(0.0, Some(0.1), 4)] },
+            Group {
+                prompt_id: 0,
+                samples: vec![sample(1.0, Some(0.9), 3), sample(0.0, None, 5)],
+            },
+            Group {
+                prompt_id: 1,
+                samples: vec![sample(1.0, Some(0.2), 2), sample(0.0, Some(0.1), 4)],
+            },
         ])
         .unwrap();
         assert_eq!(batch.num_samples(), 4);
@@ -201,9 +279,21 @@ pub(crate) mod tests {
     #[test]
     fn rejects_empty_batch_empty_group_and_singleton_group() {
         assert_eq!(TrainingBatch::new(vec![]), Err(BatchError::NoGroups));
-        assert_eq!(one_group(vec![]), Err(BatchError::EmptyGroup { group: 0, prompt_id: 42 }));
+        assert_eq!(
+            one_group(vec![]),
+            Err(BatchError::EmptyGroup {
+                group: 0,
+                prompt_id: 42
+            })
+        );
         let err = one_group(vec![sample(1.0, Some(0.5), 2)]).unwrap_err();
-        assert_eq!(err, BatchError::SingletonGroup { group: 0, prompt_id: 42 });
+        assert_eq!(
+            err,
+            BatchError::SingletonGroup {
+                group: 0,
+                prompt_id: 42
+            }
+        );
         assert!(err.to_string().contains("at least 2"), "{err}");
     }
 
@@ -212,52 +302,106 @@ pub(crate) mod tests {
         let mut bad = sample(1.0, Some(0.5), 4);
         bad.old_logprobs.pop();
         let err = one_group(vec![sample(0.0, Some(0.1), 2), bad]).unwrap_err();
-        assert_eq!(err, BatchError::LengthMismatch { group: 0, sample: 1, tokens: 4, logprobs: 3 });
+        assert_eq!(
+            err,
+            BatchError::LengthMismatch {
+                group: 0,
+                sample: 1,
+                tokens: 4,
+                logprobs: 3
+            }
+        );
         assert!(err.to_string().contains("old_logprobs"));
     }
 
     #[test]
     fn rejects_non_finite_rewards_and_logprobs() {
-        for (field, value) in [("verifier_reward", f32::NAN), ("verifier_reward", f32::INFINITY)] {
+        for (field, value) in [
+            ("verifier_reward", f32::NAN),
+            ("verifier_reward", f32::INFINITY),
+        ] {
             let mut bad = sample(1.0, Some(0.5), 2);
             bad.verifier_reward = value;
             let err = one_group(vec![bad, sample(0.0, Some(0.1), 2)]).unwrap_err();
-            assert!(matches!(err, BatchError::NonFinite { field: f, sample: 0, .. } if f == field), "{err}");
+            assert!(
+                matches!(err, BatchError::NonFinite { field: f, sample: 0, .. } if f == field),
+                "{err}"
+            );
         }
         let bad = sample(1.0, Some(f32::NEG_INFINITY), 2);
         let err = one_group(vec![sample(0.0, Some(0.1), 2), bad]).unwrap_err();
-        assert!(matches!(err, BatchError::NonFinite { field: "self_reward", sample: 1, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                BatchError::NonFinite {
+                    field: "self_reward",
+                    sample: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         let mut bad = sample(1.0, Some(0.5), 3);
         bad.old_logprobs[2] = f32::NAN;
         let err = one_group(vec![bad, sample(0.0, Some(0.1), 2)]).unwrap_err();
-        assert!(matches!(err, BatchError::NonFiniteLogprob { position: 2, .. }), "{err}");
+        assert!(
+            matches!(err, BatchError::NonFiniteLogprob { position: 2, .. }),
+            "{err}"
+        );
     }
 
     #[test]
     fn deserialising_validates() {
-        let good = TrainingBatch::new(vec![Group { prompt_id: 3, samples: vec![sample(1.0, Some(0.5), 2), sample(0.0, None, 3)] }])
-            .unwrap();
+        let good = TrainingBatch::new(vec![Group {
+            prompt_id: 3,
+            samples: vec![sample(1.0, Some(0.5), 2), sample(0.0, None, 3)],
+        }])
+        .unwrap();
         let json = serde_json::to_string(&good).unwrap();
         assert_eq!(serde_json::from_str::<TrainingBatch>(&json).unwrap(), good);
         let singleton = r#"{"groups": [{"prompt_id": 9, "samples": [{"prompt_tokens": [1], "response_tokens": [2],
             "old_logprobs": [-0.1], "verifier_reward": 1.0, "self_reward": 0.3, "truncated": false, "policy_version": 0}]}]}"#;
-        let err = serde_json::from_str::<TrainingBatch>(singleton).unwrap_err().to_string();
+        let err = serde_json::from_str::<TrainingBatch>(singleton)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("group 0 (prompt 9) has 1 sample"), "{err}");
     }
 
     #[test]
     fn rejects_out_of_range_reward_empty_fields_and_missing_self_reward() {
-        let err = one_group(vec![sample(2.0, Some(0.5), 2), sample(0.0, Some(0.1), 2)]).unwrap_err();
+        let err =
+            one_group(vec![sample(2.0, Some(0.5), 2), sample(0.0, Some(0.1), 2)]).unwrap_err();
         assert!(matches!(err, BatchError::RewardOutOfRange { .. }), "{err}");
         let mut bad = sample(1.0, Some(0.5), 2);
         bad.prompt_tokens.clear();
         let err = one_group(vec![bad, sample(0.0, Some(0.1), 2)]).unwrap_err();
-        assert_eq!(err, BatchError::EmptyField { group: 0, sample: 0, field: "prompt_tokens" });
-        let err = one_group(vec![sample(0.0, Some(0.1), 0), sample(0.0, Some(0.1), 2)]).unwrap_err();
-        assert_eq!(err, BatchError::EmptyField { group: 0, sample: 0, field: "response_tokens" });
+        assert_eq!(
+            err,
+            BatchError::EmptyField {
+                group: 0,
+                sample: 0,
+                field: "prompt_tokens"
+            }
+        );
+        let err =
+            one_group(vec![sample(0.0, Some(0.1), 0), sample(0.0, Some(0.1), 2)]).unwrap_err();
+        assert_eq!(
+            err,
+            BatchError::EmptyField {
+                group: 0,
+                sample: 0,
+                field: "response_tokens"
+            }
+        );
         let mut bad = sample(1.0, None, 2);
         bad.truncated = false;
         let err = one_group(vec![sample(0.0, Some(0.1), 2), bad]).unwrap_err();
-        assert_eq!(err, BatchError::MissingSelfReward { group: 0, sample: 1 });
+        assert_eq!(
+            err,
+            BatchError::MissingSelfReward {
+                group: 0,
+                sample: 1
+            }
+        );
     }
 }

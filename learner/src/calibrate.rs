@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
-use laser_model::{GenerationRequest, SamplingParams, SelfRewardConfig, Tokenizer, Transformer, generate};
+use laser_model::{
+    GenerationRequest, SamplingParams, SelfRewardConfig, Tokenizer, Transformer, generate,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{CheckpointError, atomic_write};
@@ -32,8 +34,14 @@ pub struct Calibration {
 pub enum CalibrationError {
     #[error(transparent)]
     Model(#[from] laser_model::ModelError),
-    #[error("calibration needs at least {needed} EOS-terminated samples, got {got} ({truncated} truncated); raise max_new_tokens")]
-    TooFewSamples { needed: usize, got: usize, truncated: usize },
+    #[error(
+        "calibration needs at least {needed} EOS-terminated samples, got {got} ({truncated} truncated); raise max_new_tokens"
+    )]
+    TooFewSamples {
+        needed: usize,
+        got: usize,
+        truncated: usize,
+    },
     #[error(transparent)]
     Write(#[from] CheckpointError),
     #[error("{path}: {message}")]
@@ -64,10 +72,18 @@ pub fn calibrate<B: Backend>(
     mut on_progress: impl FnMut(usize, usize),
 ) -> Result<Calibration, CalibrationError> {
     if request.prompts.is_empty() || request.samples == 0 || request.per_prompt == 0 {
-        return Err(CalibrationError::TooFewSamples { needed: 2, got: 0, truncated: 0 });
+        return Err(CalibrationError::TooFewSamples {
+            needed: 2,
+            got: 0,
+            truncated: 0,
+        });
     }
     // beta_v = 1, c_ref = 0: the read-out's score is the raw log-prob.
-    let readout = SelfRewardConfig { token_id: request.self_reward_token, beta_v: 1.0, c_ref: 0.0 };
+    let readout = SelfRewardConfig {
+        token_id: request.self_reward_token,
+        beta_v: 1.0,
+        c_ref: 0.0,
+    };
     let mut logprobs = Vec::with_capacity(request.samples);
     let mut drawn = 0usize;
     let mut truncated = 0usize;
@@ -75,9 +91,13 @@ pub fn calibrate<B: Backend>(
     let prompts_per_call = 8usize;
     while drawn < request.samples {
         let first = (call as usize * prompts_per_call) % request.prompts.len();
-        let prompts: Vec<Vec<u32>> =
-            (0..prompts_per_call).map(|i| request.prompts[(first + i) % request.prompts.len()].clone()).collect();
-        let params = SamplingParams { seed: request.params.seed.wrapping_add(call), ..request.params.clone() };
+        let prompts: Vec<Vec<u32>> = (0..prompts_per_call)
+            .map(|i| request.prompts[(first + i) % request.prompts.len()].clone())
+            .collect();
+        let params = SamplingParams {
+            seed: request.params.seed.wrapping_add(call),
+            ..request.params.clone()
+        };
         let req = GenerationRequest {
             prompts,
             n: request.per_prompt,
@@ -100,7 +120,11 @@ pub fn calibrate<B: Backend>(
         on_progress(drawn, request.samples);
     }
     if logprobs.len() < 2 {
-        return Err(CalibrationError::TooFewSamples { needed: 2, got: logprobs.len(), truncated });
+        return Err(CalibrationError::TooFewSamples {
+            needed: 2,
+            got: logprobs.len(),
+            truncated,
+        });
     }
     let n = logprobs.len() as f64;
     let mean = logprobs.iter().sum::<f64>() / n;
@@ -116,9 +140,14 @@ pub fn calibrate<B: Backend>(
 }
 
 /// Writes `RUN/c_ref.json` atomically.
-pub fn write_calibration(run_dir: &Path, calibration: &Calibration) -> Result<PathBuf, CalibrationError> {
-    std::fs::create_dir_all(run_dir)
-        .map_err(|source| CheckpointError::Io { path: run_dir.to_path_buf(), source })?;
+pub fn write_calibration(
+    run_dir: &Path,
+    calibration: &Calibration,
+) -> Result<PathBuf, CalibrationError> {
+    std::fs::create_dir_all(run_dir).map_err(|source| CheckpointError::Io {
+        path: run_dir.to_path_buf(),
+        source,
+    })?;
     let path = run_dir.join(C_REF_FILE);
     let json = serde_json::to_vec_pretty(calibration).expect("calibration serialises");
     atomic_write(&path, &json)?;
@@ -128,7 +157,12 @@ pub fn write_calibration(run_dir: &Path, calibration: &Calibration) -> Result<Pa
 /// Reads `RUN/c_ref.json`.
 pub fn read_calibration(run_dir: &Path) -> Result<Calibration, CalibrationError> {
     let path = run_dir.join(C_REF_FILE);
-    let bytes =
-        std::fs::read(&path).map_err(|e| CalibrationError::Read { path: path.clone(), message: e.to_string() })?;
-    serde_json::from_slice(&bytes).map_err(|e| CalibrationError::Read { path, message: e.to_string() })
+    let bytes = std::fs::read(&path).map_err(|e| CalibrationError::Read {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| CalibrationError::Read {
+        path,
+        message: e.to_string(),
+    })
 }

@@ -50,7 +50,10 @@ pub enum CheckpointError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
-    move |source| CheckpointError::Io { path: path.to_path_buf(), source }
+    move |source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Where the training data loader stands, so a resumed run sees the same prompts in the same order.
@@ -92,9 +95,20 @@ impl TrainerState {
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename, then an
 /// fsync of the directory so the rename itself is durable.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| CheckpointError::BadFileName { name: path.display().to_string() })?;
-    let tmp = dir.join(format!("{TMP_PREFIX}{}-{}", name.to_string_lossy(), std::process::id()));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| CheckpointError::BadFileName {
+            name: path.display().to_string(),
+        })?;
+    let tmp = dir.join(format!(
+        "{TMP_PREFIX}{}-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let write = || -> std::io::Result<()> {
         let mut file = File::create(&tmp)?;
         file.write_all(bytes)?;
@@ -109,7 +123,9 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), CheckpointError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
 }
 
 /// A checkpoint directory that has its completion marker.
@@ -127,7 +143,10 @@ impl CompleteCheckpoint {
 
 pub fn read_trainer_state(path: &Path) -> Result<TrainerState, CheckpointError> {
     let bytes = fs::read(path).map_err(io_err(path))?;
-    serde_json::from_slice(&bytes).map_err(|source| CheckpointError::State { path: path.to_path_buf(), source })
+    serde_json::from_slice(&bytes).map_err(|source| CheckpointError::State {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// The name of step `step`'s checkpoint directory, zero-padded so names sort by step.
@@ -137,7 +156,9 @@ pub fn step_dir_name(step: u64) -> String {
 
 fn parse_step(name: &str) -> Option<u64> {
     let digits = name.strip_prefix(STEP_PREFIX)?;
-    (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then(|| digits.parse().ok()).flatten()
+    (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
 }
 
 /// A run directory's checkpoint area.
@@ -174,13 +195,20 @@ impl RunDir {
         if final_dir.join(COMPLETE_MARKER).exists() {
             return Err(CheckpointError::AlreadyExists { path: final_dir });
         }
-        let tmp_dir =
-            self.checkpoints_dir().join(format!("{TMP_PREFIX}{}-{}", step_dir_name(step), std::process::id()));
+        let tmp_dir = self.checkpoints_dir().join(format!(
+            "{TMP_PREFIX}{}-{}",
+            step_dir_name(step),
+            std::process::id()
+        ));
         if tmp_dir.exists() {
             fs::remove_dir_all(&tmp_dir).map_err(io_err(&tmp_dir))?;
         }
         fs::create_dir_all(&tmp_dir).map_err(io_err(&tmp_dir))?;
-        Ok(CheckpointWriter { tmp_dir, final_dir, step })
+        Ok(CheckpointWriter {
+            tmp_dir,
+            final_dir,
+            step,
+        })
     }
 
     /// Complete checkpoints, oldest first.
@@ -211,8 +239,10 @@ impl RunDir {
             return Ok(Vec::new());
         };
         let keep = keep_last.max(1);
-        let mut doomed: Vec<PathBuf> =
-            complete[..complete.len().saturating_sub(keep)].iter().map(|c| c.path.clone()).collect();
+        let mut doomed: Vec<PathBuf> = complete[..complete.len().saturating_sub(keep)]
+            .iter()
+            .map(|c| c.path.clone())
+            .collect();
         for (step, path) in self.step_dirs()? {
             if step < newest && !path.join(COMPLETE_MARKER).exists() {
                 doomed.push(path);
@@ -236,18 +266,30 @@ impl RunDir {
         for entry in fs::read_dir(&dir).map_err(io_err(&dir))? {
             let entry = entry.map_err(io_err(&dir))?;
             if entry.file_type().map_err(io_err(&entry.path()))?.is_dir() {
-                out.push((entry.file_name().to_string_lossy().into_owned(), entry.path()));
+                out.push((
+                    entry.file_name().to_string_lossy().into_owned(),
+                    entry.path(),
+                ));
             }
         }
         Ok(out)
     }
 
     fn step_dirs(&self) -> Result<Vec<(u64, PathBuf)>, CheckpointError> {
-        Ok(self.entries()?.into_iter().filter_map(|(name, path)| Some((parse_step(&name)?, path))).collect())
+        Ok(self
+            .entries()?
+            .into_iter()
+            .filter_map(|(name, path)| Some((parse_step(&name)?, path)))
+            .collect())
     }
 
     fn temp_dirs(&self) -> Result<Vec<PathBuf>, CheckpointError> {
-        Ok(self.entries()?.into_iter().filter(|(name, _)| name.starts_with(TMP_PREFIX)).map(|(_, p)| p).collect())
+        Ok(self
+            .entries()?
+            .into_iter()
+            .filter(|(name, _)| name.starts_with(TMP_PREFIX))
+            .map(|(_, p)| p)
+            .collect())
     }
 }
 
@@ -272,9 +314,12 @@ impl CheckpointWriter {
 
     /// Writes one file of the checkpoint (fsynced).
     pub fn write_file(&self, name: &str, bytes: &[u8]) -> Result<(), CheckpointError> {
-        let plain = Path::new(name).file_name().is_some_and(|f| f == name) && !name.starts_with('.');
+        let plain =
+            Path::new(name).file_name().is_some_and(|f| f == name) && !name.starts_with('.');
         if !plain || name == COMPLETE_MARKER {
-            return Err(CheckpointError::BadFileName { name: name.to_string() });
+            return Err(CheckpointError::BadFileName {
+                name: name.to_string(),
+            });
         }
         let path = self.tmp_dir.join(name);
         let write = || -> std::io::Result<()> {
@@ -293,7 +338,9 @@ impl CheckpointWriter {
         })?;
         self.write_file(TRAINER_STATE_FILE, &json)?;
         let marker = self.tmp_dir.join(COMPLETE_MARKER);
-        File::create(&marker).and_then(|f| f.sync_all()).map_err(io_err(&marker))?;
+        File::create(&marker)
+            .and_then(|f| f.sync_all())
+            .map_err(io_err(&marker))?;
         sync_dir(&self.tmp_dir)?;
         if self.final_dir.exists() {
             // An incomplete leftover (checked at begin): it never had a marker, so it was never trusted.
@@ -302,6 +349,9 @@ impl CheckpointWriter {
         fs::rename(&self.tmp_dir, &self.final_dir).map_err(io_err(&self.final_dir))?;
         let parent = self.final_dir.parent().unwrap_or(Path::new("."));
         sync_dir(parent)?;
-        Ok(CompleteCheckpoint { step: self.step, path: self.final_dir.clone() })
+        Ok(CompleteCheckpoint {
+            step: self.step,
+            path: self.final_dir.clone(),
+        })
     }
 }

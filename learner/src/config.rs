@@ -102,24 +102,67 @@ impl LaserConfig {
         let checks: [(&'static str, f64, bool, &'static str); 9] = [
             ("beta_v", self.beta_v, self.beta_v > 0.0, "must be > 0"),
             ("alpha", self.alpha, self.alpha >= 0.0, "must be >= 0"),
-            ("tau", self.tau, (0.0..=1.0).contains(&self.tau), "must be in [0, 1]"),
-            ("group_std_threshold", self.group_std_threshold, self.group_std_threshold >= 0.0, "must be >= 0"),
-            ("advantage_eps", self.advantage_eps, self.advantage_eps > 0.0, "must be > 0"),
-            ("clip_ratio_low", self.clip_ratio_low, self.clip_ratio_low > 0.0 && self.clip_ratio_low < 1.0, "must be in (0, 1)"),
-            ("clip_ratio_high", self.clip_ratio_high, self.clip_ratio_high > 0.0, "must be > 0"),
-            ("clip_ratio_c", self.clip_ratio_c, self.clip_ratio_c > 1.0, "dual-clip bound must be > 1"),
-            ("entropy_coef", self.entropy_coef, self.entropy_coef >= 0.0, "must be >= 0"),
+            (
+                "tau",
+                self.tau,
+                (0.0..=1.0).contains(&self.tau),
+                "must be in [0, 1]",
+            ),
+            (
+                "group_std_threshold",
+                self.group_std_threshold,
+                self.group_std_threshold >= 0.0,
+                "must be >= 0",
+            ),
+            (
+                "advantage_eps",
+                self.advantage_eps,
+                self.advantage_eps > 0.0,
+                "must be > 0",
+            ),
+            (
+                "clip_ratio_low",
+                self.clip_ratio_low,
+                self.clip_ratio_low > 0.0 && self.clip_ratio_low < 1.0,
+                "must be in (0, 1)",
+            ),
+            (
+                "clip_ratio_high",
+                self.clip_ratio_high,
+                self.clip_ratio_high > 0.0,
+                "must be > 0",
+            ),
+            (
+                "clip_ratio_c",
+                self.clip_ratio_c,
+                self.clip_ratio_c > 1.0,
+                "dual-clip bound must be > 1",
+            ),
+            (
+                "entropy_coef",
+                self.entropy_coef,
+                self.entropy_coef >= 0.0,
+                "must be >= 0",
+            ),
         ];
         for (field, value, ok, reason) in checks {
             // NaN fails every comparison above, so it is rejected too.
             if !ok || !value.is_finite() {
-                return Err(ConfigError { field, value, reason });
+                return Err(ConfigError {
+                    field,
+                    value,
+                    reason,
+                });
             }
         }
         if let Some(kl) = self.kl_penalty
             && !(kl.coef >= 0.0 && kl.coef.is_finite())
         {
-            return Err(ConfigError { field: "kl_penalty.coef", value: kl.coef, reason: "must be >= 0" });
+            return Err(ConfigError {
+                field: "kl_penalty.coef",
+                value: kl.coef,
+                reason: "must be >= 0",
+            });
         }
         Ok(())
     }
@@ -128,7 +171,10 @@ impl LaserConfig {
     pub fn phase(&self, step: u64) -> Phase {
         let mse_from = self.reasoning_warmup_steps;
         let mixing_from = mse_from.saturating_add(self.self_rewarding_warmup_steps);
-        Phase { self_reward_mse: step >= mse_from, advantage_mixing: step >= mixing_from }
+        Phase {
+            self_reward_mse: step >= mse_from,
+            advantage_mixing: step >= mixing_from,
+        }
     }
 }
 
@@ -143,9 +189,15 @@ pub struct Phase {
 
 impl Phase {
     /// Both parts on: what a run looks like after its warm-ups.
-    pub const FULL: Phase = Phase { self_reward_mse: true, advantage_mixing: true };
+    pub const FULL: Phase = Phase {
+        self_reward_mse: true,
+        advantage_mixing: true,
+    };
     /// Plain GRPO.
-    pub const GRPO: Phase = Phase { self_reward_mse: false, advantage_mixing: false };
+    pub const GRPO: Phase = Phase {
+        self_reward_mse: false,
+        advantage_mixing: false,
+    };
 }
 
 #[cfg(test)]
@@ -155,8 +207,14 @@ mod tests {
     #[test]
     fn defaults_are_the_papers() {
         let c = LaserConfig::default();
-        assert_eq!((c.beta_v, c.alpha, c.tau, c.group_std_threshold), (0.1, 0.1, 0.1, 0.1));
-        assert_eq!((c.clip_ratio_low, c.clip_ratio_high, c.clip_ratio_c), (0.2, 0.2, 3.0));
+        assert_eq!(
+            (c.beta_v, c.alpha, c.tau, c.group_std_threshold),
+            (0.1, 0.1, 0.1, 0.1)
+        );
+        assert_eq!(
+            (c.clip_ratio_low, c.clip_ratio_high, c.clip_ratio_c),
+            (0.2, 0.2, 3.0)
+        );
         assert_eq!(c.loss_agg_mode, LossAggMode::TokenMean);
         assert_eq!(c.kl_penalty, None);
         assert_eq!(c.entropy_coef, 0.0);
@@ -165,24 +223,44 @@ mod tests {
 
     #[test]
     fn warmup_phases_switch_at_the_configured_steps() {
-        let c = LaserConfig { reasoning_warmup_steps: 3, self_rewarding_warmup_steps: 2, ..Default::default() };
+        let c = LaserConfig {
+            reasoning_warmup_steps: 3,
+            self_rewarding_warmup_steps: 2,
+            ..Default::default()
+        };
         let phases: Vec<Phase> = (0..7).map(|s| c.phase(s)).collect();
         assert_eq!(&phases[..3], &[Phase::GRPO; 3]);
-        let mse_only = Phase { self_reward_mse: true, advantage_mixing: false };
+        let mse_only = Phase {
+            self_reward_mse: true,
+            advantage_mixing: false,
+        };
         assert_eq!(&phases[3..5], &[mse_only; 2]);
         assert_eq!(&phases[5..], &[Phase::FULL; 2]);
-        let none = LaserConfig { reasoning_warmup_steps: 0, self_rewarding_warmup_steps: 0, ..Default::default() };
+        let none = LaserConfig {
+            reasoning_warmup_steps: 0,
+            self_rewarding_warmup_steps: 0,
+            ..Default::default()
+        };
         assert_eq!(none.phase(0), Phase::FULL);
     }
 
     #[test]
     fn invalid_fields_are_named() {
-        let c = LaserConfig { clip_ratio_c: 1.0, ..Default::default() };
+        let c = LaserConfig {
+            clip_ratio_c: 1.0,
+            ..Default::default()
+        };
         assert_eq!(c.validate().unwrap_err().field, "clip_ratio_c");
-        let c = LaserConfig { tau: f64::NAN, ..Default::default() };
+        let c = LaserConfig {
+            tau: f64::NAN,
+            ..Default::default()
+        };
         assert_eq!(c.validate().unwrap_err().field, "tau");
         let c = LaserConfig {
-            kl_penalty: Some(KlPenalty { estimator: KlEstimator::K3, coef: -1.0 }),
+            kl_penalty: Some(KlPenalty {
+                estimator: KlEstimator::K3,
+                coef: -1.0,
+            }),
             ..Default::default()
         };
         assert_eq!(c.validate().unwrap_err().field, "kl_penalty.coef");
@@ -194,7 +272,13 @@ mod tests {
             serde_json::from_str(r#"{"loss_agg_mode": "seq-mean-token-sum", "kl_penalty": {"estimator": "low_var_kl", "coef": 0.01}}"#)
                 .unwrap();
         assert_eq!(c.loss_agg_mode, LossAggMode::SeqMeanTokenSum);
-        assert_eq!(c.kl_penalty, Some(KlPenalty { estimator: KlEstimator::K3, coef: 0.01 }));
+        assert_eq!(
+            c.kl_penalty,
+            Some(KlPenalty {
+                estimator: KlEstimator::K3,
+                coef: 0.01
+            })
+        );
         assert_eq!(c.alpha, 0.1);
         assert!(serde_json::from_str::<LaserConfig>(r#"{"alhpa": 0.1}"#).is_err());
     }

@@ -19,7 +19,9 @@ use std::path::Path;
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::record::AdaptorRecord;
-use burn::optim::{AdamW, AdamWState, AdaptiveMomentumState, GradientsAccumulator, GradientsParams, Optimizer};
+use burn::optim::{
+    AdamW, AdamWState, AdaptiveMomentumState, GradientsAccumulator, GradientsParams, Optimizer,
+};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{ElementConversion, Tensor, TensorData};
 use laser_model::weights::{HostTensor, WeightMap, safetensors};
@@ -30,9 +32,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::advantages::batch_advantages;
 use crate::batch::{BatchError, Sample, TrainingBatch};
-use crate::checkpoint::{CheckpointError, CompleteCheckpoint, DataCursor, RngState, RunDir, TrainerState};
+use crate::checkpoint::{
+    CheckpointError, CompleteCheckpoint, DataCursor, RngState, RunDir, TrainerState,
+};
 use crate::config::{ConfigError, LaserConfig, Phase};
-use crate::loss::{LossContext, LossError, LossOutput, LossTargets, PolicyOutputs, StepNormalizers, laser_loss};
+use crate::loss::{
+    LossContext, LossError, LossOutput, LossTargets, PolicyOutputs, StepNormalizers, laser_loss,
+};
 use crate::optim::{LearnerOptimizer, OptimConfig, OptimError, StepOutcome};
 
 /// The autodiff backend the learner trains on by default (burn-flex on CPU).
@@ -90,9 +96,15 @@ pub enum LearnerError {
     #[error("model: {0}")]
     Model(#[from] ModelError),
     #[error("invalid learner config: `{field}`: {message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
     #[error("{path}: {message}")]
-    Resume { path: std::path::PathBuf, message: String },
+    Resume {
+        path: std::path::PathBuf,
+        message: String,
+    },
     #[error("no complete checkpoint in {0}")]
     NoCheckpoint(std::path::PathBuf),
 }
@@ -208,7 +220,10 @@ impl<B: AutodiffBackend> Learner<B> {
             optimizer,
             config,
             rng,
-            data_cursor: DataCursor { epoch: 0, position: 0 },
+            data_cursor: DataCursor {
+                epoch: 0,
+                position: 0,
+            },
             policy_version: 0,
         })
     }
@@ -285,12 +300,19 @@ impl<B: AutodiffBackend> Learner<B> {
 
     /// The accumulated gradients of the step loss over `batch` (summed over micro-batches, each already
     /// normalised by step-level counts) and the loss parts, without touching the model or optimiser.
-    pub fn gradients(&self, batch: &TrainingBatch) -> Result<(GradientsParams, StepLoss), LearnerError> {
+    pub fn gradients(
+        &self,
+        batch: &TrainingBatch,
+    ) -> Result<(GradientsParams, StepLoss), LearnerError> {
         let step = self.step();
         let phase = self.config.laser.phase(step);
         let advantages = batch_advantages(batch, &self.config.laser, phase);
         let normalizers = StepNormalizers::from_batch(batch);
-        let context = LossContext { normalizers, c_ref: self.config.c_ref, phase };
+        let context = LossContext {
+            normalizers,
+            c_ref: self.config.c_ref,
+            phase,
+        };
         let samples: Vec<&Sample> = batch.samples().collect();
         let device = self.model.device();
 
@@ -306,11 +328,15 @@ impl<B: AutodiffBackend> Learner<B> {
             let start = chunk_index * mb;
             let items: Vec<ScoreItem<'_>> = chunk
                 .iter()
-                .map(|s| ScoreItem { prompt: &s.prompt_tokens, response: &s.response_tokens })
+                .map(|s| ScoreItem {
+                    prompt: &s.prompt_tokens,
+                    response: &s.response_tokens,
+                })
                 .collect();
             // One forward pass: response log-probs (PG positions) and the z_c slot after the response.
             let scored = score(&self.model, &items, self.config.self_reward_token)?;
-            let mut targets = LossTargets::from_samples(chunk, &advantages[start..start + chunk.len()], &device)?;
+            let mut targets =
+                LossTargets::from_samples(chunk, &advantages[start..start + chunk.len()], &device)?;
             if let Some(reference) = &self.reference {
                 let ref_scored = score(reference, &items, self.config.self_reward_token)?;
                 targets.ref_logprobs = Some(Tensor::from_inner(ref_scored.response_logprobs));
@@ -333,25 +359,44 @@ impl<B: AutodiffBackend> Learner<B> {
     /// micro-batching (normalised by the step's token count) and optimiser as [`Self::train_step`].
     pub fn sft_step(&mut self, examples: &[SftExample]) -> Result<SftMetrics, LearnerError> {
         if examples.is_empty() {
-            return Err(LearnerError::Invalid { field: "examples", message: "an SFT step needs at least one example".into() });
+            return Err(LearnerError::Invalid {
+                field: "examples",
+                message: "an SFT step needs at least one example".into(),
+            });
         }
         let step = self.step();
         let tokens: usize = examples.iter().map(|e| e.response.len()).sum();
         let mut accumulator = GradientsAccumulator::<Transformer<B>>::new();
         let mut total = 0.0;
         for chunk in examples.chunks(self.config.micro_batch_size) {
-            let items: Vec<ScoreItem<'_>> =
-                chunk.iter().map(|e| ScoreItem { prompt: &e.prompt, response: &e.response }).collect();
+            let items: Vec<ScoreItem<'_>> = chunk
+                .iter()
+                .map(|e| ScoreItem {
+                    prompt: &e.prompt,
+                    response: &e.response,
+                })
+                .collect();
             let scored = score(&self.model, &items, self.config.self_reward_token)?;
             // Padding log-probs are already 0 in `response_logprobs`; the mask makes that explicit.
-            let nll = (scored.response_logprobs * scored.response_mask).sum().neg().div_scalar(tokens.max(1) as f64);
+            let nll = (scored.response_logprobs * scored.response_mask)
+                .sum()
+                .neg()
+                .div_scalar(tokens.max(1) as f64);
             total += scalar(nll.clone().detach());
             let grads = GradientsParams::from_grads(nll.backward(), &self.model);
             accumulator.accumulate(&self.model, grads);
         }
         let outcome = self.apply(total, accumulator.grads());
         let (applied, lr, grad_norm) = outcome_parts(outcome);
-        Ok(SftMetrics { step, applied, lr, grad_norm, loss: total, tokens, skipped_steps: self.skipped_steps() })
+        Ok(SftMetrics {
+            step,
+            applied,
+            lr,
+            grad_norm,
+            loss: total,
+            tokens,
+            skipped_steps: self.skipped_steps(),
+        })
     }
 
     fn apply(&mut self, loss: f64, grads: GradientsParams) -> StepOutcome {
@@ -371,7 +416,10 @@ impl<B: AutodiffBackend> Learner<B> {
         laser_model::pretrained::save(&self.model, self.tokenizer.as_ref(), writer.dir())?;
         let (moments, times) = self.optimizer_state();
         safetensors::save_file(&moments, &writer.dir().join(OPTIMIZER_FILE))?;
-        let learner_state = LearnerFile { config: self.config.clone(), adam_times: times };
+        let learner_state = LearnerFile {
+            config: self.config.clone(),
+            adam_times: times,
+        };
         let json = serde_json::to_vec_pretty(&learner_state).expect("learner config serialises");
         writer.write_file(LEARNER_CONFIG_FILE, &json)?;
         sync_files(writer.dir())?;
@@ -401,8 +449,9 @@ impl<B: AutodiffBackend> Learner<B> {
         device: &B::Device,
         reference: Option<Transformer<B::InnerBackend>>,
     ) -> Result<(Self, CompleteCheckpoint), LearnerError> {
-        let checkpoint =
-            run_dir.latest_complete()?.ok_or_else(|| LearnerError::NoCheckpoint(run_dir.root().to_path_buf()))?;
+        let checkpoint = run_dir
+            .latest_complete()?
+            .ok_or_else(|| LearnerError::NoCheckpoint(run_dir.root().to_path_buf()))?;
         let learner = Self::load_checkpoint(&checkpoint, device, reference)?;
         Ok((learner, checkpoint))
     }
@@ -416,13 +465,24 @@ impl<B: AutodiffBackend> Learner<B> {
         let dir = &checkpoint.path;
         let state = checkpoint.trainer_state()?;
         let config_path = dir.join(LEARNER_CONFIG_FILE);
-        let bytes = std::fs::read(&config_path)
-            .map_err(|e| LearnerError::Resume { path: config_path.clone(), message: e.to_string() })?;
-        let file: LearnerFile = serde_json::from_slice(&bytes)
-            .map_err(|e| LearnerError::Resume { path: config_path.clone(), message: e.to_string() })?;
+        let bytes = std::fs::read(&config_path).map_err(|e| LearnerError::Resume {
+            path: config_path.clone(),
+            message: e.to_string(),
+        })?;
+        let file: LearnerFile =
+            serde_json::from_slice(&bytes).map_err(|e| LearnerError::Resume {
+                path: config_path.clone(),
+                message: e.to_string(),
+            })?;
         let pretrained = laser_model::pretrained::load::<B>(dir, device)?;
-        let mut learner = Self::new(pretrained.model, pretrained.tokenizer, reference, file.config)?;
-        learner.optimizer = LearnerOptimizer::new(learner.config.optim.clone())?.with_counters(state.step, state.skipped_steps);
+        let mut learner = Self::new(
+            pretrained.model,
+            pretrained.tokenizer,
+            reference,
+            file.config,
+        )?;
+        learner.optimizer = LearnerOptimizer::new(learner.config.optim.clone())?
+            .with_counters(state.step, state.skipped_steps);
         let moments = safetensors::load_file(&dir.join(OPTIMIZER_FILE))?;
         learner.load_optimizer_state(moments, &file.adam_times, &dir.join(OPTIMIZER_FILE))?;
         learner.config.c_ref = state.c_ref;
@@ -438,21 +498,44 @@ impl<B: AutodiffBackend> Learner<B> {
     /// AdamW moments by parameter index (module visiting order), and each parameter's step count.
     fn optimizer_state(&self) -> (WeightMap, Vec<Option<usize>>) {
         let records = self.optimizer.adamw().to_record();
-        let mut visitor = CollectMoments::<B> { records: &records, index: 0, moments: WeightMap::new(OPTIMIZER_FILE), times: Vec::new() };
+        let mut visitor = CollectMoments::<B> {
+            records: &records,
+            index: 0,
+            moments: WeightMap::new(OPTIMIZER_FILE),
+            times: Vec::new(),
+        };
         self.model.visit(&mut visitor);
         (visitor.moments, visitor.times)
     }
 
-    fn load_optimizer_state(&mut self, mut moments: WeightMap, times: &[Option<usize>], path: &Path) -> Result<(), LearnerError> {
-        let mut visitor = RestoreMoments::<B> { moments: &mut moments, times, index: 0, records: Vec::new(), error: None };
+    fn load_optimizer_state(
+        &mut self,
+        mut moments: WeightMap,
+        times: &[Option<usize>],
+        path: &Path,
+    ) -> Result<(), LearnerError> {
+        let mut visitor = RestoreMoments::<B> {
+            moments: &mut moments,
+            times,
+            index: 0,
+            records: Vec::new(),
+            error: None,
+        };
         self.model.visit(&mut visitor);
         if let Some(e) = visitor.error {
-            return Err(LearnerError::Resume { path: path.to_path_buf(), message: e });
+            return Err(LearnerError::Resume {
+                path: path.to_path_buf(),
+                message: e,
+            });
         }
         if visitor.index != times.len() {
             return Err(LearnerError::Resume {
                 path: path.to_path_buf(),
-                message: format!("checkpoint has optimiser state for {} parameters, the model has {}", times.len(), visitor.index),
+                message: format!(
+                    "checkpoint has optimiser state for {} parameters, the model has {}",
+                    times.len(),
+                    visitor.index
+                ),
             });
         }
         let records: AdamRecords<B> = visitor.records.into_iter().collect();
@@ -475,20 +558,33 @@ fn outcome_parts(outcome: StepOutcome) -> (bool, f64, f64) {
     }
 }
 
-fn validate_config<B: AutodiffBackend>(config: &LearnerConfig, model: &Transformer<B>, has_reference: bool) -> Result<(), LearnerError> {
+fn validate_config<B: AutodiffBackend>(
+    config: &LearnerConfig,
+    model: &Transformer<B>,
+    has_reference: bool,
+) -> Result<(), LearnerError> {
     config.laser.validate()?;
     config.optim.validate()?;
     if config.micro_batch_size == 0 {
-        return Err(LearnerError::Invalid { field: "micro_batch_size", message: "must be >= 1".into() });
+        return Err(LearnerError::Invalid {
+            field: "micro_batch_size",
+            message: "must be >= 1".into(),
+        });
     }
     if !config.c_ref.is_finite() {
-        return Err(LearnerError::Invalid { field: "c_ref", message: format!("{} is not finite", config.c_ref) });
+        return Err(LearnerError::Invalid {
+            field: "c_ref",
+            message: format!("{} is not finite", config.c_ref),
+        });
     }
     let vocab = model.config.vocab_size;
     if config.self_reward_token as usize >= vocab {
         return Err(LearnerError::Invalid {
             field: "self_reward_token",
-            message: format!("token {} is outside the model's vocabulary of {vocab}", config.self_reward_token),
+            message: format!(
+                "token {} is outside the model's vocabulary of {vocab}",
+                config.self_reward_token
+            ),
         });
     }
     if config.laser.entropy_coef > 0.0 {
@@ -520,18 +616,25 @@ fn sync_files(dir: &Path) -> Result<(), CheckpointError> {
         let entry = entry.map_err(io(dir))?;
         let path = entry.path();
         if path.is_file() {
-            std::fs::File::open(&path).and_then(|f| f.sync_all()).map_err(io(&path))?;
+            std::fs::File::open(&path)
+                .and_then(|f| f.sync_all())
+                .map_err(io(&path))?;
         }
     }
     Ok(())
 }
 
 /// burn's AdamW record: moments keyed by parameter id (ids are per process, hence our index keys on disk).
-type AdamRecords<B> = <OptimizerAdaptor<AdamW, Transformer<B>, B> as Optimizer<Transformer<B>, B>>::Record;
+type AdamRecords<B> =
+    <OptimizerAdaptor<AdamW, Transformer<B>, B> as Optimizer<Transformer<B>, B>>::Record;
 
 fn host<B: burn::tensor::backend::Backend, const D: usize>(t: Tensor<B, D>) -> HostTensor {
     let shape = t.dims().to_vec();
-    let data = t.into_data().convert::<f32>().into_vec::<f32>().expect("float tensor converts to f32");
+    let data = t
+        .into_data()
+        .convert::<f32>()
+        .into_vec::<f32>()
+        .expect("float tensor converts to f32");
     HostTensor::new(shape, data)
 }
 
@@ -547,8 +650,10 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for CollectMoments<'_, B> {
         let time = self.records.get(&param.id).map(|record| {
             let state: AdamWState<B::InnerBackend, D> = record.clone().into_state();
             let i = self.index;
-            self.moments.insert(format!("{i}.moment_1"), host(state.momentum.moment_1));
-            self.moments.insert(format!("{i}.moment_2"), host(state.momentum.moment_2));
+            self.moments
+                .insert(format!("{i}.moment_1"), host(state.momentum.moment_1));
+            self.moments
+                .insert(format!("{i}.moment_2"), host(state.momentum.moment_2));
             if let Some(max) = state.momentum.max_moment_2 {
                 self.moments.insert(format!("{i}.max_moment_2"), host(max));
             }
@@ -574,7 +679,9 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for RestoreMoments<'_, B> {
         if self.error.is_some() {
             return;
         }
-        let Some(&Some(time)) = self.times.get(i) else { return };
+        let Some(&Some(time)) = self.times.get(i) else {
+            return;
+        };
         let max_name = format!("{i}.max_moment_2");
         let has_max = self.moments.contains(&max_name);
         let value = param.val();
@@ -589,12 +696,22 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for RestoreMoments<'_, B> {
                 }
             }
         };
-        let (Some(moment_1), Some(moment_2)) = (take(format!("{i}.moment_1")), take(format!("{i}.moment_2"))) else {
+        let (Some(moment_1), Some(moment_2)) =
+            (take(format!("{i}.moment_1")), take(format!("{i}.moment_2")))
+        else {
             return;
         };
         // AMSGrad's running maximum, present only when that variant is used.
         let max_moment_2 = if has_max { take(max_name) } else { None };
-        let state = AdamWState { momentum: AdaptiveMomentumState { time, moment_1, moment_2, max_moment_2 } };
-        self.records.push((param.id, AdaptorRecord::from_state(state)));
+        let state = AdamWState {
+            momentum: AdaptiveMomentumState {
+                time,
+                moment_1,
+                moment_2,
+                max_moment_2,
+            },
+        };
+        self.records
+            .push((param.id, AdaptorRecord::from_state(state)));
     }
 }

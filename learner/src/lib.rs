@@ -26,8 +26,12 @@ pub mod optim;
 
 pub use advantages::{GroupAdvantages, batch_advantages, group_advantages};
 pub use batch::{BatchError, Group, Sample, TrainingBatch};
-pub use config::{ConfigError, KlEstimator, KlPenalty, LaserConfig, LossAggMode, Phase};
-pub use loss::{LossContext, LossError, LossOutput, LossTargets, PolicyOutputs, StepNormalizers, laser_loss};
 pub use calibrate::{Calibration, CalibrationRequest, calibrate};
-pub use learner::{Learner, LearnerConfig, LearnerError, SftExample, SftMetrics, StepMetrics, TrainBackend};
+pub use config::{ConfigError, KlEstimator, KlPenalty, LaserConfig, LossAggMode, Phase};
+pub use learner::{
+    Learner, LearnerConfig, LearnerError, SftExample, SftMetrics, StepMetrics, TrainBackend,
+};
+pub use loss::{
+    LossContext, LossError, LossOutput, LossTargets, PolicyOutputs, StepNormalizers, laser_loss,
+};
 pub use optim::{LrSchedule, OptimConfig};

@@ -97,7 +97,11 @@ pub struct LossTargets<B: Backend> {
 impl<B: Backend> LossTargets<B> {
     /// Targets for a micro-batch, right-padded to its longest response. `advantages[i]` belongs to
     /// `samples[i]`. The model's `response_logprobs` must use the same width.
-    pub fn from_samples(samples: &[&Sample], advantages: &[f64], device: &B::Device) -> Result<Self, LossError> {
+    pub fn from_samples(
+        samples: &[&Sample],
+        advantages: &[f64],
+        device: &B::Device,
+    ) -> Result<Self, LossError> {
         if samples.is_empty() {
             return Err(LossError::EmptyMicroBatch);
         }
@@ -109,7 +113,11 @@ impl<B: Backend> LossTargets<B> {
             });
         }
         let b = samples.len();
-        let width = samples.iter().map(|s| s.response_tokens.len()).max().unwrap_or(0);
+        let width = samples
+            .iter()
+            .map(|s| s.response_tokens.len())
+            .max()
+            .unwrap_or(0);
         let mut old = vec![0f32; b * width];
         let mut mask = vec![false; b * width];
         for (i, s) in samples.iter().enumerate() {
@@ -123,7 +131,10 @@ impl<B: Backend> LossTargets<B> {
             response_mask: Tensor::from_data(TensorData::new(mask, [b, width]), device),
             advantages: floats(advantages.iter().map(|&a| a as f32).collect()),
             verifier_rewards: floats(samples.iter().map(|s| s.verifier_reward).collect()),
-            truncated: Tensor::from_data(TensorData::new(samples.iter().map(|s| s.truncated).collect(), [b]), device),
+            truncated: Tensor::from_data(
+                TensorData::new(samples.iter().map(|s| s.truncated).collect(), [b]),
+                device,
+            ),
             ref_logprobs: None,
         })
     }
@@ -143,7 +154,11 @@ pub enum LossError {
     #[error("micro-batch has no samples")]
     EmptyMicroBatch,
     #[error("`{tensor}` has shape {actual:?}, expected {expected:?}")]
-    Shape { tensor: &'static str, expected: Vec<usize>, actual: Vec<usize> },
+    Shape {
+        tensor: &'static str,
+        expected: Vec<usize>,
+        actual: Vec<usize>,
+    },
     #[error("step normaliser `{name}` is 0; the step batch has nothing to average over")]
     ZeroNormalizer { name: &'static str },
     #[error("entropy_coef > 0 but the model outputs carry no `entropy` tensor")]
@@ -192,7 +207,9 @@ pub fn aggregate_loss<B: Backend>(
         LossAggMode::SeqMeanTokenMean => {
             // Every sequence has >= 1 token in a validated batch; the clamp only keeps padded rows finite.
             let tokens = mask.float().sum_dim(1).clamp_min(1.0);
-            (masked.sum_dim(1) / tokens).sum().div_scalar(normalizers.sequences as f64)
+            (masked.sum_dim(1) / tokens)
+                .sum()
+                .div_scalar(normalizers.sequences as f64)
         }
     }
 }
@@ -211,8 +228,9 @@ pub fn policy_loss<B: Backend>(
     let adv = advantages.unsqueeze_dim::<2>(1).expand(dims);
     let negative_adv = adv.clone().lower_elem(0.0);
 
-    let log_ratio = (logprobs.mask_fill(padding.clone(), 0.0) - old_logprobs.mask_fill(padding, 0.0))
-        .clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP);
+    let log_ratio = (logprobs.mask_fill(padding.clone(), 0.0)
+        - old_logprobs.mask_fill(padding, 0.0))
+    .clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP);
     let ratio = log_ratio.clone().exp();
     let neg_adv = adv.neg();
     let pg_losses1 = neg_adv.clone() * ratio.clone();
@@ -224,7 +242,9 @@ pub fn policy_loss<B: Backend>(
     // Dual clip: a negative-advantage token's loss is bounded by -A * c (a constant, so no gradient).
     let pg_losses3 = neg_adv.mul_scalar(config.clip_ratio_c).detach();
     let lower_clipped = clip_pg_losses1.clone().greater(pg_losses3.clone());
-    let clip_pg_losses2 = clip_pg_losses1.clone().mask_where(lower_clipped.clone(), pg_losses3);
+    let clip_pg_losses2 = clip_pg_losses1
+        .clone()
+        .mask_where(lower_clipped.clone(), pg_losses3);
     let pg_losses = clip_pg_losses1.mask_where(negative_adv.clone(), clip_pg_losses2);
 
     let token_share = |values: Tensor<B, 2>| {
@@ -239,12 +259,18 @@ pub fn policy_loss<B: Backend>(
 }
 
 /// verl's `kl_penalty` for the "kl" (k1) and "low_var_kl" (k3) estimators, per token.
-pub fn kl_penalty<B: Backend>(logprobs: Tensor<B, 2>, ref_logprobs: Tensor<B, 2>, estimator: KlEstimator) -> Tensor<B, 2> {
+pub fn kl_penalty<B: Backend>(
+    logprobs: Tensor<B, 2>,
+    ref_logprobs: Tensor<B, 2>,
+    estimator: KlEstimator,
+) -> Tensor<B, 2> {
     match estimator {
         KlEstimator::K1 => logprobs - ref_logprobs,
         KlEstimator::K3 => {
             let kl = (ref_logprobs - logprobs).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP);
-            (kl.clone().exp() - kl).sub_scalar(1.0).clamp(-K3_CLAMP, K3_CLAMP)
+            (kl.clone().exp() - kl)
+                .sub_scalar(1.0)
+                .clamp(-K3_CLAMP, K3_CLAMP)
         }
     }
 }
@@ -264,7 +290,11 @@ pub fn self_reward_mse<B: Backend>(
     let residual = (self_reward - verifier_rewards.clone()).mask_fill(truncated.clone(), 0.0);
     let (w_correct, w_incorrect) = normalizers.mse_class_weights();
     let correct = verifier_rewards.greater_equal_elem(0.5);
-    let weights = correct.float().mul_scalar(w_correct - w_incorrect).add_scalar(w_incorrect).mask_fill(truncated, 0.0);
+    let weights = correct
+        .float()
+        .mul_scalar(w_correct - w_incorrect)
+        .add_scalar(w_incorrect)
+        .mask_fill(truncated, 0.0);
     (residual.square() * weights).sum()
 }
 
@@ -278,7 +308,9 @@ pub fn laser_loss<B: Backend>(
     check_shapes(outputs, targets)?;
     let norms = &context.normalizers;
     if norms.response_tokens == 0 {
-        return Err(LossError::ZeroNormalizer { name: "response_tokens" });
+        return Err(LossError::ZeroNormalizer {
+            name: "response_tokens",
+        });
     }
     if norms.sequences == 0 {
         return Err(LossError::ZeroNormalizer { name: "sequences" });
@@ -297,7 +329,12 @@ pub fn laser_loss<B: Backend>(
 
     let entropy_loss = if config.entropy_coef > 0.0 {
         let entropy = outputs.entropy.clone().ok_or(LossError::MissingEntropy)?;
-        let loss = aggregate_loss(entropy.mask_fill(padding.clone(), 0.0), mask.clone(), config.loss_agg_mode, norms);
+        let loss = aggregate_loss(
+            entropy.mask_fill(padding.clone(), 0.0),
+            mask.clone(),
+            config.loss_agg_mode,
+            norms,
+        );
         total = total - loss.clone().mul_scalar(config.entropy_coef);
         Some(loss)
     } else {
@@ -306,9 +343,15 @@ pub fn laser_loss<B: Backend>(
 
     let kl_loss = match config.kl_penalty {
         Some(kl) => {
-            let reference = targets.ref_logprobs.clone().ok_or(LossError::MissingRefLogprobs)?;
+            let reference = targets
+                .ref_logprobs
+                .clone()
+                .ok_or(LossError::MissingRefLogprobs)?;
             let per_token = kl_penalty(
-                outputs.response_logprobs.clone().mask_fill(padding.clone(), 0.0),
+                outputs
+                    .response_logprobs
+                    .clone()
+                    .mask_fill(padding.clone(), 0.0),
                 reference.mask_fill(padding, 0.0),
                 kl.estimator,
             );
@@ -330,21 +373,46 @@ pub fn laser_loss<B: Backend>(
     if context.phase.self_reward_mse {
         total = total + mse.clone().mul_scalar(config.alpha);
     }
-    Ok(LossOutput { total, policy, self_reward_mse: mse, kl_loss, entropy_loss })
+    Ok(LossOutput {
+        total,
+        policy,
+        self_reward_mse: mse,
+        kl_loss,
+        entropy_loss,
+    })
 }
 
-fn check_shapes<B: Backend>(outputs: &PolicyOutputs<B>, targets: &LossTargets<B>) -> Result<(), LossError> {
+fn check_shapes<B: Backend>(
+    outputs: &PolicyOutputs<B>,
+    targets: &LossTargets<B>,
+) -> Result<(), LossError> {
     let matrix = targets.response_mask.dims().to_vec();
     let batch = vec![matrix[0]];
     if matrix[0] == 0 {
         return Err(LossError::EmptyMicroBatch);
     }
     let mut checks: Vec<(&'static str, Vec<usize>, &Vec<usize>)> = vec![
-        ("response_logprobs", outputs.response_logprobs.dims().to_vec(), &matrix),
-        ("old_logprobs", targets.old_logprobs.dims().to_vec(), &matrix),
-        ("self_reward_logprob", outputs.self_reward_logprob.dims().to_vec(), &batch),
+        (
+            "response_logprobs",
+            outputs.response_logprobs.dims().to_vec(),
+            &matrix,
+        ),
+        (
+            "old_logprobs",
+            targets.old_logprobs.dims().to_vec(),
+            &matrix,
+        ),
+        (
+            "self_reward_logprob",
+            outputs.self_reward_logprob.dims().to_vec(),
+            &batch,
+        ),
         ("advantages", targets.advantages.dims().to_vec(), &batch),
-        ("verifier_rewards", targets.verifier_rewards.dims().to_vec(), &batch),
+        (
+            "verifier_rewards",
+            targets.verifier_rewards.dims().to_vec(),
+            &batch,
+        ),
         ("truncated", targets.truncated.dims().to_vec(), &batch),
     ];
     if let Some(e) = &outputs.entropy {
@@ -355,7 +423,11 @@ fn check_shapes<B: Backend>(outputs: &PolicyOutputs<B>, targets: &LossTargets<B>
     }
     for (tensor, actual, expected) in checks {
         if &actual != expected {
-            return Err(LossError::Shape { tensor, expected: expected.clone(), actual });
+            return Err(LossError::Shape {
+                tensor,
+                expected: expected.clone(),
+                actual,
+            });
         }
     }
     Ok(())

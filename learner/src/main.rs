@@ -14,17 +14,22 @@ use clap::{Parser, Subcommand};
 use laser_learner::calibrate::{CalibrationRequest, read_calibration, write_calibration};
 use laser_learner::checkpoint::RunDir;
 use laser_learner::{
-    Group, LaserConfig, Learner, LearnerConfig, LrSchedule, OptimConfig, Sample, SftExample, TrainBackend,
-    TrainingBatch, calibrate,
+    Group, LaserConfig, Learner, LearnerConfig, LrSchedule, OptimConfig, Sample, SftExample,
+    TrainBackend, TrainingBatch, calibrate,
 };
 use laser_model::backend::Cpu;
-use laser_model::{ChatMessage, GenerationRequest, Pretrained, SamplingParams, SelfRewardConfig, Tokenizer};
+use laser_model::{
+    ChatMessage, GenerationRequest, Pretrained, SamplingParams, SelfRewardConfig, Tokenizer,
+};
 use laser_verifier::tasks::jsonl::{JsonlFields, load_jsonl};
 use laser_verifier::tasks::template::{Prompt, PromptTemplate};
 use laser_verifier::{Grader, GraderConfig};
 
 #[derive(Parser)]
-#[command(name = "learner", about = "LaSeR learner: calibration, SFT and GRPO + LaSeR training (CPU, burn-flex)")]
+#[command(
+    name = "learner",
+    about = "LaSeR learner: calibration, SFT and GRPO + LaSeR training (CPU, burn-flex)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -159,21 +164,40 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Calibrate { model, data, n, run_dir, samples_per_prompt, max_new_tokens, temperature, seed } => {
+        Command::Calibrate {
+            model,
+            data,
+            n,
+            run_dir,
+            samples_per_prompt,
+            max_new_tokens,
+            temperature,
+            seed,
+        } => {
             let (pretrained, tokenizer, z_c) = load(&model)?;
             let prompts = prompts_from_jsonl(&data, &tokenizer, model.template, usize::MAX)?;
             let request = CalibrationRequest {
                 prompts: prompts.into_iter().map(|(p, _)| p).collect(),
                 samples: n,
                 per_prompt: samples_per_prompt,
-                params: SamplingParams { temperature, max_new_tokens, seed, ..SamplingParams::default() },
+                params: SamplingParams {
+                    temperature,
+                    max_new_tokens,
+                    seed,
+                    ..SamplingParams::default()
+                },
                 eos_token_ids: pretrained.eos_token_ids(),
                 self_reward_token: z_c,
             };
-            let calibration =
-                calibrate(&pretrained.model, Some(&tokenizer), &request, &model.model.display().to_string(), |done, total| {
+            let calibration = calibrate(
+                &pretrained.model,
+                Some(&tokenizer),
+                &request,
+                &model.model.display().to_string(),
+                |done, total| {
                     tracing::info!(done, total, "calibration samples");
-                })?;
+                },
+            )?;
             let path = write_calibration(&run_dir, &calibration)?;
             println!(
                 "c_ref = {:.4} (std {:.4}, {} samples, {} truncated) -> {}",
@@ -197,11 +221,20 @@ fn main() -> Result<()> {
             seed,
         } => {
             let (pretrained, tokenizer, z_c) = load_train(&model)?;
-            let eos = *pretrained.model.config.eos_token_ids.first().context("the model config has no EOS token")?;
-            let examples = sft_examples(&data, &tokenizer, model.template, eos, max_response_tokens)?;
+            let eos = *pretrained
+                .model
+                .config
+                .eos_token_ids
+                .first()
+                .context("the model config has no EOS token")?;
+            let examples =
+                sft_examples(&data, &tokenizer, model.template, eos, max_response_tokens)?;
             let steps_per_epoch = examples.len().div_ceil(batch_size.max(1));
             let config = LearnerConfig {
-                optim: OptimConfig { lr_schedule: LrSchedule::Constant { lr, warmup_steps }, ..Default::default() },
+                optim: OptimConfig {
+                    lr_schedule: LrSchedule::Constant { lr, warmup_steps },
+                    ..Default::default()
+                },
                 micro_batch_size,
                 self_reward_token: z_c,
                 seed,
@@ -212,30 +245,61 @@ fn main() -> Result<()> {
             for epoch in 0..epochs {
                 shuffle(&mut order, learner.rng_mut());
                 for (i, chunk) in order.chunks(batch_size.max(1)).enumerate() {
-                    let batch: Vec<SftExample> = chunk.iter().map(|&j| examples[j].clone()).collect();
+                    let batch: Vec<SftExample> =
+                        chunk.iter().map(|&j| examples[j].clone()).collect();
                     let m = learner.sft_step(&batch)?;
-                    tracing::info!(epoch, step = i + 1, of = steps_per_epoch, loss = m.loss, grad_norm = m.grad_norm, "sft");
+                    tracing::info!(
+                        epoch,
+                        step = i + 1,
+                        of = steps_per_epoch,
+                        loss = m.loss,
+                        grad_norm = m.grad_norm,
+                        "sft"
+                    );
                     println!("{}", serde_json::to_string(&m)?);
                 }
             }
             laser_model::pretrained::save(learner.model(), learner.tokenizer(), &out)?;
             println!("saved {}", out.display());
         }
-        Command::Rollout { model, data, run_dir, out, prompts, n, max_new_tokens, beta_v, seed } => {
+        Command::Rollout {
+            model,
+            data,
+            run_dir,
+            out,
+            prompts,
+            n,
+            max_new_tokens,
+            beta_v,
+            seed,
+        } => {
             let (pretrained, tokenizer, z_c) = load(&model)?;
             let calibration = read_calibration(&run_dir)?;
             let tasks = prompts_from_jsonl(&data, &tokenizer, model.template, prompts)?;
             let request = GenerationRequest {
                 prompts: tasks.iter().map(|(p, _)| p.clone()).collect(),
                 n,
-                params: SamplingParams { max_new_tokens, seed, ..SamplingParams::default() },
+                params: SamplingParams {
+                    max_new_tokens,
+                    seed,
+                    ..SamplingParams::default()
+                },
                 eos_token_ids: pretrained.eos_token_ids(),
-                self_reward: Some(SelfRewardConfig { token_id: z_c, beta_v, c_ref: calibration.c_ref as f32 }),
+                self_reward: Some(SelfRewardConfig {
+                    token_id: z_c,
+                    beta_v,
+                    c_ref: calibration.c_ref as f32,
+                }),
             };
-            let (samples, stats) = laser_model::generate(&pretrained.model, Some(&tokenizer), &request)?;
+            let (samples, stats) =
+                laser_model::generate(&pretrained.model, Some(&tokenizer), &request)?;
             let grader = Grader::new(GraderConfig::default());
-            let mut groups: Vec<Group> =
-                (0..tasks.len()).map(|i| Group { prompt_id: i as u64, samples: Vec::new() }).collect();
+            let mut groups: Vec<Group> = (0..tasks.len())
+                .map(|i| Group {
+                    prompt_id: i as u64,
+                    samples: Vec::new(),
+                })
+                .collect();
             for s in samples {
                 let (prompt, gold) = &tasks[s.prompt_index];
                 let grade = grader.grade(gold, &s.text);
@@ -245,14 +309,19 @@ fn main() -> Result<()> {
                     response_tokens: s.tokens,
                     old_logprobs: s.logprobs,
                     verifier_reward: f32::from(grade.reward),
-                    self_reward: if truncated { None } else { s.self_reward.map(|r| r.score) },
+                    self_reward: if truncated {
+                        None
+                    } else {
+                        s.self_reward.map(|r| r.score)
+                    },
                     truncated,
                     policy_version: 0,
                 });
             }
             let batch = TrainingBatch::new(groups)?;
             let correct = batch.samples().filter(|s| s.verifier_reward >= 0.5).count();
-            std::fs::write(&out, serde_json::to_vec(&batch)?).with_context(|| format!("writing {}", out.display()))?;
+            std::fs::write(&out, serde_json::to_vec(&batch)?)
+                .with_context(|| format!("writing {}", out.display()))?;
             println!(
                 "{} samples ({} correct, {} tokens generated) -> {}",
                 batch.num_samples(),
@@ -272,27 +341,38 @@ fn main() -> Result<()> {
             checkpoint_every,
             keep_last,
         } => {
-            let text = std::fs::read_to_string(&batch).with_context(|| format!("reading {}", batch.display()))?;
-            let batch: TrainingBatch =
-                serde_json::from_str(&text).with_context(|| format!("{}: not a valid training batch", run_path(&batch)))?;
+            let text = std::fs::read_to_string(&batch)
+                .with_context(|| format!("reading {}", batch.display()))?;
+            let batch: TrainingBatch = serde_json::from_str(&text)
+                .with_context(|| format!("{}: not a valid training batch", run_path(&batch)))?;
             let run = RunDir::open(&run_dir)?;
             let mut learner = match run.latest_complete()? {
                 Some(checkpoint) => {
                     println!("resuming from {}", checkpoint.path.display());
-                    Learner::<TrainBackend>::load_checkpoint(&checkpoint, &Default::default(), None)?
+                    Learner::<TrainBackend>::load_checkpoint(
+                        &checkpoint,
+                        &Default::default(),
+                        None,
+                    )?
                 }
                 None => {
                     let (pretrained, tokenizer, z_c) = load_train(&model)?;
-                    let c_ref = read_calibration(&run_dir)
-                        .map(|c| c.c_ref)
-                        .context("no c_ref.json in the run directory: run `learner calibrate` first")?;
+                    let c_ref = read_calibration(&run_dir).map(|c| c.c_ref).context(
+                        "no c_ref.json in the run directory: run `learner calibrate` first",
+                    )?;
                     let laser: LaserConfig = match laser {
                         Some(json) => serde_json::from_str(&json).context("--laser")?,
                         None => LaserConfig::default(),
                     };
                     let config = LearnerConfig {
                         laser,
-                        optim: OptimConfig { lr_schedule: LrSchedule::Constant { lr, warmup_steps: 0 }, ..Default::default() },
+                        optim: OptimConfig {
+                            lr_schedule: LrSchedule::Constant {
+                                lr,
+                                warmup_steps: 0,
+                            },
+                            ..Default::default()
+                        },
                         micro_batch_size,
                         self_reward_token: z_c,
                         c_ref,
@@ -331,31 +411,51 @@ fn shuffle(order: &mut [usize], rng: &mut rand_chacha::ChaCha8Rng) {
 fn load(args: &ModelArgs) -> Result<(Pretrained<Cpu>, Tokenizer, u32)> {
     let pretrained = laser_model::pretrained::load::<Cpu>(&args.model, &Default::default())
         .with_context(|| format!("loading {}", args.model.display()))?;
-    let (tokenizer, z_c) = tokenizer_and_token(args, pretrained.tokenizer.clone(), pretrained.model.config.vocab_size)?;
+    let (tokenizer, z_c) = tokenizer_and_token(
+        args,
+        pretrained.tokenizer.clone(),
+        pretrained.model.config.vocab_size,
+    )?;
     Ok((pretrained, tokenizer, z_c))
 }
 
 fn load_train(args: &ModelArgs) -> Result<(Pretrained<TrainBackend>, Tokenizer, u32)> {
-    let pretrained = laser_model::pretrained::load::<TrainBackend>(&args.model, &Default::default())
-        .with_context(|| format!("loading {}", args.model.display()))?;
-    let (tokenizer, z_c) = tokenizer_and_token(args, pretrained.tokenizer.clone(), pretrained.model.config.vocab_size)?;
+    let pretrained =
+        laser_model::pretrained::load::<TrainBackend>(&args.model, &Default::default())
+            .with_context(|| format!("loading {}", args.model.display()))?;
+    let (tokenizer, z_c) = tokenizer_and_token(
+        args,
+        pretrained.tokenizer.clone(),
+        pretrained.model.config.vocab_size,
+    )?;
     Ok((pretrained, tokenizer, z_c))
 }
 
-fn tokenizer_and_token(args: &ModelArgs, from_model: Option<Tokenizer>, vocab: usize) -> Result<(Tokenizer, u32)> {
+fn tokenizer_and_token(
+    args: &ModelArgs,
+    from_model: Option<Tokenizer>,
+    vocab: usize,
+) -> Result<(Tokenizer, u32)> {
     let tokenizer = match &args.tokenizer {
         Some(path) if path.is_dir() => Tokenizer::from_hf_dir(path)?,
         Some(path) => Tokenizer::from_file(path)?,
         None => from_model.with_context(|| {
-            format!("{} has no tokenizer.json; pass --tokenizer", args.model.display())
+            format!(
+                "{} has no tokenizer.json; pass --tokenizer",
+                args.model.display()
+            )
         })?,
     };
     let z_c = match args.self_reward_token {
         Some(id) => id,
-        None => ["<|vision_start|>", "<|reserved_special_token_0|>", "<|verify|>"]
-            .iter()
-            .find_map(|name| tokenizer.token_to_id(name))
-            .context("no z_c token found by name; pass --self-reward-token ID")?,
+        None => [
+            "<|vision_start|>",
+            "<|reserved_special_token_0|>",
+            "<|verify|>",
+        ]
+        .iter()
+        .find_map(|name| tokenizer.token_to_id(name))
+        .context("no z_c token found by name; pass --self-reward-token ID")?,
     };
     if z_c as usize >= vocab {
         bail!("--self-reward-token {z_c} is outside the model's vocabulary of {vocab}");
@@ -372,7 +472,10 @@ fn render(tokenizer: &Tokenizer, template: TemplateArg, question: &str) -> Resul
     Ok(match template.render(question) {
         Prompt::Text(text) => tokenizer.encode(&text, true)?,
         Prompt::Chat(messages) => {
-            let messages: Vec<ChatMessage> = messages.into_iter().map(|m| ChatMessage::new(m.role, m.content)).collect();
+            let messages: Vec<ChatMessage> = messages
+                .into_iter()
+                .map(|m| ChatMessage::new(m.role, m.content))
+                .collect();
             let text = tokenizer.apply_chat_template(&messages, true)?;
             tokenizer.encode(&text, false)?
         }
@@ -390,7 +493,11 @@ fn prompts_from_jsonl(
     if tasks.is_empty() {
         bail!("{}: no tasks", data.display());
     }
-    tasks.iter().take(limit).map(|t| Ok((render(tokenizer, template, &t.question)?, t.gold.clone()))).collect()
+    tasks
+        .iter()
+        .take(limit)
+        .map(|t| Ok((render(tokenizer, template, &t.question)?, t.gold.clone())))
+        .collect()
 }
 
 /// SFT pairs: prompt from the question field, response = the full response/answer/solution text + EOS.
@@ -408,13 +515,27 @@ fn sft_examples(
         if line.trim().is_empty() {
             continue;
         }
-        let value: serde_json::Value =
-            serde_json::from_str(&line).with_context(|| format!("{}:{}: invalid JSON", data.display(), i + 1))?;
-        let field = |names: &[&str]| names.iter().find_map(|n| value.get(*n).and_then(|v| v.as_str()).map(str::to_owned));
-        let question = field(&["question", "prompt", "problem"])
-            .with_context(|| format!("{}:{}: no question/prompt/problem field", data.display(), i + 1))?;
-        let answer = field(&["response", "answer", "solution"])
-            .with_context(|| format!("{}:{}: no response/answer/solution field", data.display(), i + 1))?;
+        let value: serde_json::Value = serde_json::from_str(&line)
+            .with_context(|| format!("{}:{}: invalid JSON", data.display(), i + 1))?;
+        let field = |names: &[&str]| {
+            names
+                .iter()
+                .find_map(|n| value.get(*n).and_then(|v| v.as_str()).map(str::to_owned))
+        };
+        let question = field(&["question", "prompt", "problem"]).with_context(|| {
+            format!(
+                "{}:{}: no question/prompt/problem field",
+                data.display(),
+                i + 1
+            )
+        })?;
+        let answer = field(&["response", "answer", "solution"]).with_context(|| {
+            format!(
+                "{}:{}: no response/answer/solution field",
+                data.display(),
+                i + 1
+            )
+        })?;
         let prompt = render(tokenizer, template, &question)?;
         let mut response = tokenizer.encode(&answer, false)?;
         response.truncate(max_response_tokens.saturating_sub(1));

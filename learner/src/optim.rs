@@ -22,7 +22,12 @@ pub enum LrSchedule {
     Constant { lr: f64, warmup_steps: u64 },
     /// Warm-up from `min_lr_ratio * lr` to `lr`, then a half cosine down to `min_lr_ratio * lr` at
     /// `total_steps` (and held there after).
-    Cosine { lr: f64, warmup_steps: u64, total_steps: u64, min_lr_ratio: f64 },
+    Cosine {
+        lr: f64,
+        warmup_steps: u64,
+        total_steps: u64,
+        min_lr_ratio: f64,
+    },
 }
 
 impl LrSchedule {
@@ -36,7 +41,12 @@ impl LrSchedule {
                     lr
                 }
             }
-            LrSchedule::Cosine { lr, warmup_steps, total_steps, min_lr_ratio } => {
+            LrSchedule::Cosine {
+                lr,
+                warmup_steps,
+                total_steps,
+                min_lr_ratio,
+            } => {
                 if step < warmup_steps {
                     let warm = step as f64 / warmup_steps.max(1) as f64;
                     return lr * (min_lr_ratio + (1.0 - min_lr_ratio) * warm);
@@ -53,13 +63,21 @@ impl LrSchedule {
     fn validate(&self) -> Result<(), OptimError> {
         let (lr, ratio) = match *self {
             LrSchedule::Constant { lr, .. } => (lr, 0.0),
-            LrSchedule::Cosine { lr, min_lr_ratio, .. } => (lr, min_lr_ratio),
+            LrSchedule::Cosine {
+                lr, min_lr_ratio, ..
+            } => (lr, min_lr_ratio),
         };
         if !(lr > 0.0 && lr.is_finite()) {
-            return Err(OptimError::Invalid { field: "lr_schedule.lr", value: lr });
+            return Err(OptimError::Invalid {
+                field: "lr_schedule.lr",
+                value: lr,
+            });
         }
         if !(0.0..=1.0).contains(&ratio) {
-            return Err(OptimError::Invalid { field: "lr_schedule.min_lr_ratio", value: ratio });
+            return Err(OptimError::Invalid {
+                field: "lr_schedule.min_lr_ratio",
+                value: ratio,
+            });
         }
         Ok(())
     }
@@ -82,7 +100,10 @@ impl Default for OptimConfig {
     fn default() -> Self {
         Self {
             // LASER.md: lr 1e-6 for 7B models; a tiny model needs a larger one, set per run.
-            lr_schedule: LrSchedule::Constant { lr: 1e-6, warmup_steps: 0 },
+            lr_schedule: LrSchedule::Constant {
+                lr: 1e-6,
+                warmup_steps: 0,
+            },
             beta_1: 0.9,
             beta_2: 0.999,
             epsilon: 1e-8,
@@ -110,13 +131,19 @@ impl OptimConfig {
             ("weight_decay", self.weight_decay, self.weight_decay >= 0.0),
         ] {
             if !ok {
-                return Err(OptimError::Invalid { field, value: f64::from(value) });
+                return Err(OptimError::Invalid {
+                    field,
+                    value: f64::from(value),
+                });
             }
         }
         if let Some(max) = self.max_grad_norm
             && !(max > 0.0 && max.is_finite())
         {
-            return Err(OptimError::Invalid { field: "max_grad_norm", value: max });
+            return Err(OptimError::Invalid {
+                field: "max_grad_norm",
+                value: max,
+            });
         }
         Ok(())
     }
@@ -147,10 +174,15 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for SquaredNorm<'_, B> {
 }
 
 /// L2 norm over every parameter gradient of `module` (params without a gradient count as 0).
-pub fn global_grad_norm<B: AutodiffBackend, M: AutodiffModule<B>>(module: &M, grads: &GradientsParams) -> f64 {
+pub fn global_grad_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
+    module: &M,
+    grads: &GradientsParams,
+) -> f64 {
     let mut visitor = SquaredNorm::<B> { grads, sum: None };
     module.visit(&mut visitor);
-    visitor.sum.map_or(0.0, |s| s.into_scalar().elem::<f64>().sqrt())
+    visitor
+        .sum
+        .map_or(0.0, |s| s.into_scalar().elem::<f64>().sqrt())
 }
 
 struct Scale<'a> {
@@ -161,7 +193,8 @@ struct Scale<'a> {
 impl<B: AutodiffBackend> ModuleVisitor<B> for Scale<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         if let Some(grad) = self.grads.remove::<B::InnerBackend, D>(param.id) {
-            self.grads.register::<B::InnerBackend, D>(param.id, grad.mul_scalar(self.factor));
+            self.grads
+                .register::<B::InnerBackend, D>(param.id, grad.mul_scalar(self.factor));
         }
     }
 }
@@ -172,7 +205,10 @@ pub fn scale_grads<B: AutodiffBackend, M: AutodiffModule<B>>(
     mut grads: GradientsParams,
     factor: f64,
 ) -> GradientsParams {
-    module.visit(&mut Scale { grads: &mut grads, factor });
+    module.visit(&mut Scale {
+        grads: &mut grads,
+        factor,
+    });
     grads
 }
 
@@ -189,15 +225,25 @@ pub fn clip_grad_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
         return (grads, norm);
     }
     let factor = max_norm / (norm + 1e-6);
-    if factor < 1.0 { (scale_grads::<B, M>(module, grads, factor), norm) } else { (grads, norm) }
+    if factor < 1.0 {
+        (scale_grads::<B, M>(module, grads, factor), norm)
+    } else {
+        (grads, norm)
+    }
 }
 
 /// What [`LearnerOptimizer::step`] did.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum StepOutcome {
-    Applied { lr: f64, grad_norm: f64 },
+    Applied {
+        lr: f64,
+        grad_norm: f64,
+    },
     /// Nothing was applied; the optimiser state is unchanged.
-    Skipped { loss: f64, grad_norm: f64 },
+    Skipped {
+        loss: f64,
+        grad_norm: f64,
+    },
 }
 
 /// AdamW with global-norm clipping, the learning-rate schedule and non-finite step skipping.
@@ -211,7 +257,12 @@ pub struct LearnerOptimizer<B: AutodiffBackend, M: AutodiffModule<B>> {
 impl<B: AutodiffBackend, M: AutodiffModule<B>> LearnerOptimizer<B, M> {
     pub fn new(config: OptimConfig) -> Result<Self, OptimError> {
         config.validate()?;
-        Ok(Self { adamw: config.adamw().init(), config, step: 0, skipped_steps: 0 })
+        Ok(Self {
+            adamw: config.adamw().init(),
+            config,
+            step: 0,
+            skipped_steps: 0,
+        })
     }
 
     /// Restores the counters saved in a checkpoint (the AdamW moments are restored separately, through
@@ -240,7 +291,10 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> LearnerOptimizer<B, M> {
     }
 
     /// Replaces the AdamW moments (keyed by the CURRENT model's parameter ids), e.g. from a checkpoint.
-    pub fn load_adamw_record(&mut self, record: <OptimizerAdaptor<AdamW, M, B> as Optimizer<M, B>>::Record) {
+    pub fn load_adamw_record(
+        &mut self,
+        record: <OptimizerAdaptor<AdamW, M, B> as Optimizer<M, B>>::Record,
+    ) {
         let adamw = std::mem::replace(&mut self.adamw, self.config.adamw().init());
         self.adamw = adamw.load_record(record);
     }
@@ -254,7 +308,11 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> LearnerOptimizer<B, M> {
         let (grads, grad_norm) = match self.config.max_grad_norm {
             Some(max) if loss.is_finite() => clip_grad_norm::<B, M>(&module, grads, max),
             _ => {
-                let norm = if loss.is_finite() { global_grad_norm::<B, M>(&module, &grads) } else { f64::NAN };
+                let norm = if loss.is_finite() {
+                    global_grad_norm::<B, M>(&module, &grads)
+                } else {
+                    f64::NAN
+                };
                 (grads, norm)
             }
         };

@@ -7,7 +7,8 @@ use burn::module::{AutodiffModule, Param};
 use burn::tensor::{Tensor, TensorData};
 use laser_learner::checkpoint::RunDir;
 use laser_learner::{
-    Group, LaserConfig, Learner, LearnerConfig, LrSchedule, OptimConfig, Sample, TrainBackend, TrainingBatch,
+    Group, LaserConfig, Learner, LearnerConfig, LrSchedule, OptimConfig, Sample, TrainBackend,
+    TrainingBatch,
 };
 use laser_model::weights::WeightMap;
 use laser_model::{ScoreItem, Transformer, score};
@@ -22,7 +23,9 @@ fn tiny_qwen2() -> PathBuf {
 }
 
 fn load_model() -> Transformer<TrainBackend> {
-    laser_model::pretrained::load::<TrainBackend>(&tiny_qwen2(), &Default::default()).unwrap().model
+    laser_model::pretrained::load::<TrainBackend>(&tiny_qwen2(), &Default::default())
+        .unwrap()
+        .model
 }
 
 /// A scratch directory, removed on drop.
@@ -45,10 +48,14 @@ impl Drop for Scratch {
 
 /// Deterministic pseudo-random token ids in [3, 480).
 fn tokens(seed: u64, len: usize) -> Vec<u32> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..len)
         .map(|_| {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             3 + ((x >> 33) % 477) as u32
         })
         .collect()
@@ -57,11 +64,27 @@ fn tokens(seed: u64, len: usize) -> Vec<u32> {
 /// Per-sequence sums of response log-probs and the z_c log-probs under `model`.
 fn loglik(model: &Transformer<TrainBackend>, batch: &TrainingBatch) -> (Vec<f64>, Vec<f64>) {
     let model = model.valid();
-    let items: Vec<ScoreItem<'_>> =
-        batch.samples().map(|s| ScoreItem { prompt: &s.prompt_tokens, response: &s.response_tokens }).collect();
+    let items: Vec<ScoreItem<'_>> = batch
+        .samples()
+        .map(|s| ScoreItem {
+            prompt: &s.prompt_tokens,
+            response: &s.response_tokens,
+        })
+        .collect();
     let out = score(&model, &items, Z_C).unwrap();
-    let sums = out.response_logprobs.sum_dim(1).into_data().convert::<f64>().into_vec::<f64>().unwrap();
-    let zc = out.self_reward_logprob.into_data().convert::<f64>().into_vec::<f64>().unwrap();
+    let sums = out
+        .response_logprobs
+        .sum_dim(1)
+        .into_data()
+        .convert::<f64>()
+        .into_vec::<f64>()
+        .unwrap();
+    let zc = out
+        .self_reward_logprob
+        .into_data()
+        .convert::<f64>()
+        .into_vec::<f64>()
+        .unwrap();
     (sums, zc)
 }
 
@@ -92,16 +115,41 @@ fn on_policy_batch(model: &Transformer<TrainBackend>, beta_v: f64, c_ref: f64) -
                 }
             })
             .collect();
-        groups.push(Group { prompt_id: g as u64, samples });
+        groups.push(Group {
+            prompt_id: g as u64,
+            samples,
+        });
     }
     // Fill in what the actor would have recorded.
-    let items: Vec<(Vec<u32>, Vec<u32>)> =
-        groups.iter().flat_map(|g| g.samples.iter().map(|s| (s.prompt_tokens.clone(), s.response_tokens.clone()))).collect();
-    let refs: Vec<ScoreItem<'_>> = items.iter().map(|(p, r)| ScoreItem { prompt: p, response: r }).collect();
+    let items: Vec<(Vec<u32>, Vec<u32>)> = groups
+        .iter()
+        .flat_map(|g| {
+            g.samples
+                .iter()
+                .map(|s| (s.prompt_tokens.clone(), s.response_tokens.clone()))
+        })
+        .collect();
+    let refs: Vec<ScoreItem<'_>> = items
+        .iter()
+        .map(|(p, r)| ScoreItem {
+            prompt: p,
+            response: r,
+        })
+        .collect();
     let out = score(&model.valid(), &refs, Z_C).unwrap();
     let width = out.response_logprobs.dims()[1];
-    let lp = out.response_logprobs.into_data().convert::<f32>().into_vec::<f32>().unwrap();
-    let zc = out.self_reward_logprob.into_data().convert::<f32>().into_vec::<f32>().unwrap();
+    let lp = out
+        .response_logprobs
+        .into_data()
+        .convert::<f32>()
+        .into_vec::<f32>()
+        .unwrap();
+    let zc = out
+        .self_reward_logprob
+        .into_data()
+        .convert::<f32>()
+        .into_vec::<f32>()
+        .unwrap();
     let mut k = 0;
     for g in &mut groups {
         for s in &mut g.samples {
@@ -117,8 +165,16 @@ fn on_policy_batch(model: &Transformer<TrainBackend>, beta_v: f64, c_ref: f64) -
 
 fn config(beta_v: f64, c_ref: f64, lr: LrSchedule, micro_batch_size: usize) -> LearnerConfig {
     LearnerConfig {
-        laser: LaserConfig { beta_v, reasoning_warmup_steps: 0, self_rewarding_warmup_steps: 0, ..Default::default() },
-        optim: OptimConfig { lr_schedule: lr, ..Default::default() },
+        laser: LaserConfig {
+            beta_v,
+            reasoning_warmup_steps: 0,
+            self_rewarding_warmup_steps: 0,
+            ..Default::default()
+        },
+        optim: OptimConfig {
+            lr_schedule: lr,
+            ..Default::default()
+        },
         micro_batch_size,
         self_reward_token: Z_C,
         c_ref,
@@ -138,10 +194,24 @@ fn fifty_steps_raise_positive_lower_negative_and_shrink_the_mse_tenfold() {
     };
     let c_ref = zc0.iter().sum::<f64>() / zc0.len() as f64;
     let batch = on_policy_batch(&model, 0.5, c_ref);
-    let mut learner =
-        Learner::new(model, None, None, config(0.5, c_ref, LrSchedule::Constant { lr: 2e-3, warmup_steps: 0 }, 3)).unwrap();
+    let mut learner = Learner::new(
+        model,
+        None,
+        None,
+        config(
+            0.5,
+            c_ref,
+            LrSchedule::Constant {
+                lr: 2e-3,
+                warmup_steps: 0,
+            },
+            3,
+        ),
+    )
+    .unwrap();
     let (before, _) = loglik(learner.model(), &batch);
-    let advantages = laser_learner::batch_advantages(&batch, &learner.config().laser, learner.phase());
+    let advantages =
+        laser_learner::batch_advantages(&batch, &learner.config().laser, learner.phase());
 
     let mut metrics = Vec::new();
     for _ in 0..50 {
@@ -153,14 +223,27 @@ fn fifty_steps_raise_positive_lower_negative_and_shrink_the_mse_tenfold() {
     for (i, &a) in advantages.iter().enumerate() {
         let delta = after[i] - before[i];
         if a > 0.0 {
-            assert!(delta > 0.05, "sample {i} (A = {a:.3}): log-lik {:.4} -> {:.4} should rise", before[i], after[i]);
+            assert!(
+                delta > 0.05,
+                "sample {i} (A = {a:.3}): log-lik {:.4} -> {:.4} should rise",
+                before[i],
+                after[i]
+            );
         } else if a < 0.0 {
-            assert!(delta < -0.05, "sample {i} (A = {a:.3}): log-lik {:.4} -> {:.4} should fall", before[i], after[i]);
+            assert!(
+                delta < -0.05,
+                "sample {i} (A = {a:.3}): log-lik {:.4} -> {:.4} should fall",
+                before[i],
+                after[i]
+            );
         }
     }
     let (first, last) = (metrics[0].self_reward_mse, metrics[49].self_reward_mse);
     eprintln!("self-reward MSE {first:.5} -> {last:.5}; log-lik before {before:?} after {after:?}");
-    assert!(last * 10.0 <= first, "MSE should fall at least 10x: {first} -> {last}");
+    assert!(
+        last * 10.0 <= first,
+        "MSE should fall at least 10x: {first} -> {last}"
+    );
     assert_eq!(learner.step(), 50);
     assert_eq!(learner.policy_version(), 50);
 }
@@ -172,7 +255,12 @@ fn weights(learner: &Learner<TrainBackend>) -> WeightMap {
 #[test]
 fn resuming_from_a_checkpoint_continues_bit_for_bit() {
     let k = 3;
-    let lr = LrSchedule::Cosine { lr: 1e-3, warmup_steps: 2, total_steps: 10, min_lr_ratio: 0.1 };
+    let lr = LrSchedule::Cosine {
+        lr: 1e-3,
+        warmup_steps: 2,
+        total_steps: 10,
+        min_lr_ratio: 0.1,
+    };
     let mut cfg = config(0.5, -6.0, lr, 3);
     // Phases change inside the run: GRPO at step 0, MSE from 1, mixing from 3.
     cfg.laser.reasoning_warmup_steps = 1;
@@ -192,28 +280,48 @@ fn resuming_from_a_checkpoint_continues_bit_for_bit() {
         for _ in 0..k {
             first.train_step(&batch).unwrap();
         }
-        first.set_data_cursor(laser_learner::checkpoint::DataCursor { epoch: 1, position: 17 });
+        first.set_data_cursor(laser_learner::checkpoint::DataCursor {
+            epoch: 1,
+            position: 17,
+        });
         use rand_chacha::rand_core::RngCore;
         first.rng_mut().next_u64();
         first.save_checkpoint(&run).unwrap();
     }
-    let (mut resumed, checkpoint) = Learner::<TrainBackend>::resume(&run, &Default::default(), None).unwrap();
+    let (mut resumed, checkpoint) =
+        Learner::<TrainBackend>::resume(&run, &Default::default(), None).unwrap();
     assert_eq!(checkpoint.step, k as u64);
     assert_eq!(resumed.step(), k as u64);
-    assert_eq!(resumed.data_cursor(), laser_learner::checkpoint::DataCursor { epoch: 1, position: 17 });
+    assert_eq!(
+        resumed.data_cursor(),
+        laser_learner::checkpoint::DataCursor {
+            epoch: 1,
+            position: 17
+        }
+    );
     for _ in 0..k {
         resumed.train_step(&batch).unwrap();
     }
     let (a, b) = (weights(&straight), weights(&resumed));
-    assert_eq!(a.tensors.keys().collect::<Vec<_>>(), b.tensors.keys().collect::<Vec<_>>());
+    assert_eq!(
+        a.tensors.keys().collect::<Vec<_>>(),
+        b.tensors.keys().collect::<Vec<_>>()
+    );
     for (name, t) in &a.tensors {
         let u = &b.tensors[name];
-        let same = t.data.iter().zip(&u.data).all(|(x, y)| x.to_bits() == y.to_bits());
+        let same = t
+            .data
+            .iter()
+            .zip(&u.data)
+            .all(|(x, y)| x.to_bits() == y.to_bits());
         assert!(same, "{name} differs after resume");
     }
     // And the weights did move, so the comparison means something.
     let initial = load_model().to_weights();
-    assert_ne!(initial.tensors["lm_head.weight"].data, a.tensors["lm_head.weight"].data);
+    assert_ne!(
+        initial.tensors["lm_head.weight"].data,
+        a.tensors["lm_head.weight"].data
+    );
 }
 
 #[test]
@@ -222,25 +330,50 @@ fn checkpoints_are_hf_loadable_complete_and_rotated() {
     let run = RunDir::open(&scratch.0).unwrap();
     let model = load_model();
     let batch = on_policy_batch(&model, 0.1, -23.0);
-    let mut cfg = config(0.1, -23.0, LrSchedule::Constant { lr: 1e-4, warmup_steps: 0 }, 4);
+    let mut cfg = config(
+        0.1,
+        -23.0,
+        LrSchedule::Constant {
+            lr: 1e-4,
+            warmup_steps: 0,
+        },
+        4,
+    );
     cfg.keep_last_checkpoints = 2;
     let mut learner = Learner::new(model, None, None, cfg).unwrap();
     for _ in 0..4 {
         learner.train_step(&batch).unwrap();
         learner.save_checkpoint(&run).unwrap();
     }
-    let kept: Vec<u64> = run.complete_checkpoints().unwrap().iter().map(|c| c.step).collect();
+    let kept: Vec<u64> = run
+        .complete_checkpoints()
+        .unwrap()
+        .iter()
+        .map(|c| c.step)
+        .collect();
     assert_eq!(kept, vec![3, 4]);
     let latest = run.latest_complete().unwrap().unwrap();
-    for file in ["model.safetensors", "config.json", "optimizer.safetensors", "learner_config.json", "trainer_state.json", "COMPLETE"] {
+    for file in [
+        "model.safetensors",
+        "config.json",
+        "optimizer.safetensors",
+        "learner_config.json",
+        "trainer_state.json",
+        "COMPLETE",
+    ] {
         assert!(latest.path.join(file).is_file(), "{file} missing");
     }
     let state = latest.trainer_state().unwrap();
     assert_eq!((state.step, state.c_ref), (4, -23.0));
     // The saved model is a plain HF directory our loader (and transformers, see
     // scripts/check_checkpoint_roundtrip.py) reads back with the same weights.
-    let reloaded = laser_model::pretrained::load::<Inner>(&latest.path, &Default::default()).unwrap().model;
-    assert_eq!(reloaded.to_weights().tensors, learner.model().to_weights().tensors);
+    let reloaded = laser_model::pretrained::load::<Inner>(&latest.path, &Default::default())
+        .unwrap()
+        .model;
+    assert_eq!(
+        reloaded.to_weights().tensors,
+        learner.model().to_weights().tensors
+    );
     // Saving the same step twice is refused: checkpoints are immutable.
     assert!(learner.save_checkpoint(&run).is_err());
     // keep_last = 0 still keeps the newest complete checkpoint.
@@ -256,7 +389,10 @@ fn poison(model: Transformer<TrainBackend>) -> Transformer<TrainBackend> {
     let dims = w.dims();
     let mut data = w.into_data().convert::<f32>().into_vec::<f32>().unwrap();
     data[Z_C as usize * dims[1]] = f32::INFINITY;
-    head.weight = Param::from_tensor(Tensor::from_data(TensorData::new(data, dims), &Default::default()));
+    head.weight = Param::from_tensor(Tensor::from_data(
+        TensorData::new(data, dims),
+        &Default::default(),
+    ));
     model
 }
 
@@ -264,9 +400,21 @@ fn poison(model: Transformer<TrainBackend>) -> Transformer<TrainBackend> {
 fn a_non_finite_loss_skips_the_step_counts_it_and_changes_nothing() {
     let model = load_model();
     let batch = on_policy_batch(&model, 0.1, -6.0);
-    let mut learner =
-        Learner::new(poison(model), None, None, config(0.1, -6.0, LrSchedule::Constant { lr: 1e-3, warmup_steps: 0 }, 4))
-            .unwrap();
+    let mut learner = Learner::new(
+        poison(model),
+        None,
+        None,
+        config(
+            0.1,
+            -6.0,
+            LrSchedule::Constant {
+                lr: 1e-3,
+                warmup_steps: 0,
+            },
+            4,
+        ),
+    )
+    .unwrap();
     let before = weights(&learner);
     let m = learner.train_step(&batch).unwrap();
     assert!(!m.applied, "{m:?}");
@@ -274,29 +422,72 @@ fn a_non_finite_loss_skips_the_step_counts_it_and_changes_nothing() {
     assert_eq!(m.skipped_steps, 1);
     assert_eq!(learner.skipped_steps(), 1);
     assert_eq!(learner.step(), 1, "the schedule's clock still advances");
-    assert_eq!(learner.policy_version(), 0, "no new policy version without an update");
+    assert_eq!(
+        learner.policy_version(),
+        0,
+        "no new policy version without an update"
+    );
     let after = weights(&learner);
     for (name, t) in &before.tensors {
-        let same = t.data.iter().zip(&after.tensors[name].data).all(|(x, y)| x.to_bits() == y.to_bits());
+        let same = t
+            .data
+            .iter()
+            .zip(&after.tensors[name].data)
+            .all(|(x, y)| x.to_bits() == y.to_bits());
         assert!(same, "{name} changed in a skipped step");
     }
 }
 
 #[test]
 fn bad_configs_are_named() {
-    let err = Learner::new(load_model(), None, None, LearnerConfig { self_reward_token: 512, ..Default::default() })
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(err.contains("self_reward_token") && err.contains("512"), "{err}");
-    let err = Learner::new(load_model(), None, None, LearnerConfig { micro_batch_size: 0, ..Default::default() })
-        .err()
-        .unwrap()
-        .to_string();
+    let err = Learner::new(
+        load_model(),
+        None,
+        None,
+        LearnerConfig {
+            self_reward_token: 512,
+            ..Default::default()
+        },
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        err.contains("self_reward_token") && err.contains("512"),
+        "{err}"
+    );
+    let err = Learner::new(
+        load_model(),
+        None,
+        None,
+        LearnerConfig {
+            micro_batch_size: 0,
+            ..Default::default()
+        },
+    )
+    .err()
+    .unwrap()
+    .to_string();
     assert!(err.contains("micro_batch_size"), "{err}");
-    let mut laser = LaserConfig::default();
-    laser.kl_penalty = Some(laser_learner::KlPenalty { estimator: laser_learner::KlEstimator::K3, coef: 0.1 });
-    let err = Learner::new(load_model(), None, None, LearnerConfig { laser, ..Default::default() }).err().unwrap().to_string();
+    let laser = LaserConfig {
+        kl_penalty: Some(laser_learner::KlPenalty {
+            estimator: laser_learner::KlEstimator::K3,
+            coef: 0.1,
+        }),
+        ..Default::default()
+    };
+    let err = Learner::new(
+        load_model(),
+        None,
+        None,
+        LearnerConfig {
+            laser,
+            ..Default::default()
+        },
+    )
+    .err()
+    .unwrap()
+    .to_string();
     assert!(err.contains("reference model"), "{err}");
 }
 
@@ -306,7 +497,16 @@ fn a_batch_with_out_of_vocabulary_tokens_is_an_error_not_a_panic() {
     let mut batch_groups = on_policy_batch(&model, 0.1, -6.0).groups().to_vec();
     batch_groups[1].samples[2].response_tokens[0] = 9999;
     let batch = TrainingBatch::new(batch_groups).unwrap();
-    let mut learner = Learner::new(model, None, None, LearnerConfig { self_reward_token: Z_C, ..Default::default() }).unwrap();
+    let mut learner = Learner::new(
+        model,
+        None,
+        None,
+        LearnerConfig {
+            self_reward_token: Z_C,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let err = learner.train_step(&batch).unwrap_err().to_string();
     assert!(err.contains("9999"), "{err}");
     assert_eq!(learner.step(), 0);
