@@ -3,7 +3,8 @@
 
 The same step on the same CPU: 8 sequences (2 groups of 4), prompt 64 + response 64 tokens, micro-batch 4;
 per micro-batch one forward over [prompt, response], log-softmax gathered at the response tokens and at z_c
-after EOS, verl's compute_policy_loss (token-mean, dual clip) + alpha * class-reweighted MSE, backward;
+after EOS, verl's compute_policy_loss (token-mean, dual clip) + alpha * MSE on r_s (plain mean: the class weights are per-sample
+constants and cost nothing measurable), backward;
 then (for the full step) global-norm clipping and AdamW. float32, eager mode, torch threads = CPU count.
 
     ~/.cache/laser-pyref/bin/python scripts/bench_learner_torch.py [--quick] [--smollm2 PATH.gguf]

@@ -355,3 +355,113 @@ impl CheckpointWriter {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("laser-ckpt-unit-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn state(step: u64) -> TrainerState {
+        TrainerState {
+            format_version: TrainerState::FORMAT_VERSION,
+            step,
+            policy_version: step,
+            data_cursor: DataCursor {
+                epoch: 0,
+                position: step * 8,
+            },
+            c_ref: -23.0,
+            rng: RngState {
+                seed: 1,
+                stream: 0,
+                word_pos: 64,
+            },
+            skipped_steps: 0,
+            lr_schedule: LrSchedule::Constant {
+                lr: 1e-6,
+                warmup_steps: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn only_committed_checkpoints_are_visible_and_rotation_keeps_the_newest() {
+        let root = scratch("rotate");
+        let run = RunDir::open(&root).unwrap();
+        for step in [1, 2, 3] {
+            let w = run.begin_checkpoint(step).unwrap();
+            w.write_file("weights.bin", &[step as u8; 16]).unwrap();
+            w.commit(&state(step)).unwrap();
+        }
+        // A writer that never commits (a crash mid-write) leaves nothing a reader trusts.
+        let crashed = run.begin_checkpoint(4).unwrap();
+        crashed.write_file("weights.bin", b"partial").unwrap();
+        assert!(crashed.write_file("COMPLETE", b"").is_err());
+        assert!(crashed.write_file("../escape", b"").is_err());
+        drop(crashed);
+        let steps: Vec<u64> = run
+            .complete_checkpoints()
+            .unwrap()
+            .iter()
+            .map(|c| c.step)
+            .collect();
+        assert_eq!(steps, vec![1, 2, 3]);
+        let latest = run.latest_complete().unwrap().unwrap();
+        assert_eq!(latest.trainer_state().unwrap(), state(3));
+        assert!(matches!(
+            run.begin_checkpoint(3),
+            Err(CheckpointError::AlreadyExists { .. })
+        ));
+
+        let deleted = run.rotate(2).unwrap();
+        assert_eq!(
+            deleted.len(),
+            2,
+            "step 1 and the leftover temp dir: {deleted:?}"
+        );
+        let steps: Vec<u64> = run
+            .complete_checkpoints()
+            .unwrap()
+            .iter()
+            .map(|c| c.step)
+            .collect();
+        assert_eq!(steps, vec![2, 3]);
+        run.rotate(0).unwrap();
+        assert_eq!(
+            run.complete_checkpoints().unwrap().len(),
+            1,
+            "the only complete checkpoint is never deleted"
+        );
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn atomic_write_replaces_whole_files_and_bad_state_is_named() {
+        let root = scratch("atomic");
+        fs::create_dir_all(&root).unwrap();
+        let path = root.join("c_ref.json");
+        atomic_write(&path, b"first").unwrap();
+        atomic_write(&path, b"second").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"second");
+        assert_eq!(
+            fs::read_dir(&root).unwrap().count(),
+            1,
+            "no temporary file is left behind"
+        );
+        fs::write(root.join(TRAINER_STATE_FILE), b"{\"step\": 1}").unwrap();
+        let err = read_trainer_state(&root.join(TRAINER_STATE_FILE))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("trainer_state.json") && err.contains("invalid trainer state"),
+            "{err}"
+        );
+        fs::remove_dir_all(&root).unwrap();
+    }
+}

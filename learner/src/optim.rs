@@ -332,3 +332,159 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> LearnerOptimizer<B, M> {
         (module, StepOutcome::Applied { lr, grad_norm })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::module::Module;
+    use burn::tensor::TensorData;
+
+    type TB = crate::learner::TrainBackend;
+
+    #[derive(Module, Debug)]
+    struct Two<B: burn::tensor::backend::Backend> {
+        a: Param<Tensor<B, 1>>,
+        b: Param<Tensor<B, 2>>,
+    }
+
+    fn two() -> Two<TB> {
+        let device = Default::default();
+        Two {
+            a: Param::from_tensor(Tensor::from_data(
+                TensorData::new(vec![1.0f32, 2.0], [2]),
+                &device,
+            )),
+            b: Param::from_tensor(Tensor::from_data(
+                TensorData::new(vec![1.0f32; 4], [2, 2]),
+                &device,
+            )),
+        }
+    }
+
+    /// Gradients of sum(c_a * a) + sum(c_b * b): d/da = c_a, d/db = c_b.
+    fn grads(m: &Two<TB>, c_a: f32, c_b: f32) -> GradientsParams {
+        let loss = m.a.val().mul_scalar(c_a).sum() + m.b.val().mul_scalar(c_b).sum();
+        GradientsParams::from_grads::<TB, _>(loss.backward(), m)
+    }
+
+    fn grad_values<const D: usize>(g: &GradientsParams, p: &Param<Tensor<TB, D>>) -> Vec<f32> {
+        g.get::<<TB as AutodiffBackend>::InnerBackend, D>(p.id)
+            .unwrap()
+            .into_data()
+            .convert::<f32>()
+            .into_vec()
+            .unwrap()
+    }
+
+    #[test]
+    fn schedules_follow_verl() {
+        let c = LrSchedule::Constant {
+            lr: 1.0,
+            warmup_steps: 4,
+        };
+        assert_eq!(
+            (0..6).map(|s| c.lr_at(s)).collect::<Vec<_>>(),
+            vec![0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
+        );
+        let cos = LrSchedule::Cosine {
+            lr: 1.0,
+            warmup_steps: 2,
+            total_steps: 12,
+            min_lr_ratio: 0.1,
+        };
+        assert!((cos.lr_at(0) - 0.1).abs() < 1e-12);
+        assert!((cos.lr_at(1) - 0.55).abs() < 1e-12);
+        assert!((cos.lr_at(2) - 1.0).abs() < 1e-12);
+        assert!(
+            (cos.lr_at(7) - 0.55).abs() < 1e-12,
+            "half way down the cosine: {}",
+            cos.lr_at(7)
+        );
+        assert!((cos.lr_at(12) - 0.1).abs() < 1e-12);
+        assert!((cos.lr_at(100) - 0.1).abs() < 1e-12);
+    }
+
+    #[test]
+    fn clipping_uses_the_global_norm_and_keeps_the_direction() {
+        let m = two();
+        // |d/da| = 3 * sqrt(2), |d/db| = 4 * 2: global norm sqrt(18 + 64) = sqrt(82).
+        let g = grads(&m, 3.0, 4.0);
+        assert!((global_grad_norm::<TB, _>(&m, &g) - 82f64.sqrt()).abs() < 1e-5);
+        let (clipped, norm) = clip_grad_norm::<TB, _>(&m, g, 1.0);
+        assert!((norm - 82f64.sqrt()).abs() < 1e-5);
+        let scale = 1.0 / (82f64.sqrt() + 1e-6);
+        for v in grad_values(&clipped, &m.a) {
+            assert!((f64::from(v) - 3.0 * scale).abs() < 1e-6);
+        }
+        for v in grad_values(&clipped, &m.b) {
+            assert!((f64::from(v) - 4.0 * scale).abs() < 1e-6);
+        }
+        assert!((global_grad_norm::<TB, _>(&m, &clipped) - 1.0).abs() < 1e-5);
+        // Below the threshold nothing changes.
+        let (same, _) = clip_grad_norm::<TB, _>(&m, grads(&m, 0.1, 0.1), 1.0);
+        assert_eq!(grad_values(&same, &m.a), vec![0.1, 0.1]);
+    }
+
+    #[test]
+    fn non_finite_gradient_norm_skips_the_update_with_a_finite_loss() {
+        let mut opt = LearnerOptimizer::<TB, Two<TB>>::new(OptimConfig {
+            lr_schedule: LrSchedule::Constant {
+                lr: 0.1,
+                warmup_steps: 0,
+            },
+            ..Default::default()
+        })
+        .unwrap();
+        let m = two();
+        let (m, outcome) = opt.step(m, 1.0, grads(&two(), f32::INFINITY, 1.0));
+        // The gradients above belong to another module instance (other ids): none applies. Use ours.
+        assert!(matches!(outcome, StepOutcome::Applied { .. }));
+        let g = grads(&m, f32::INFINITY, 1.0);
+        let (m, outcome) = opt.step(m, 1.0, g);
+        assert!(
+            matches!(outcome, StepOutcome::Skipped { .. }),
+            "{outcome:?}"
+        );
+        assert_eq!((opt.step_count(), opt.skipped_steps()), (2, 1));
+        let a: Vec<f32> = m.a.val().into_data().convert::<f32>().into_vec().unwrap();
+        assert_eq!(
+            a,
+            vec![1.0, 2.0],
+            "a skipped step leaves the parameters alone"
+        );
+        let g = grads(&m, 1.0, 1.0);
+        let (m, outcome) = opt.step(m, 1.0, g);
+        assert!(matches!(outcome, StepOutcome::Applied { .. }));
+        let a: Vec<f32> = m.a.val().into_data().convert::<f32>().into_vec().unwrap();
+        assert!(a[0] < 1.0, "a finite step after a skip is applied: {a:?}");
+    }
+
+    #[test]
+    fn invalid_config_fields_are_named() {
+        let bad = OptimConfig {
+            beta_2: 1.0,
+            ..Default::default()
+        };
+        assert_eq!(
+            bad.validate(),
+            Err(OptimError::Invalid {
+                field: "beta_2",
+                value: 1.0
+            })
+        );
+        let bad = OptimConfig {
+            lr_schedule: LrSchedule::Constant {
+                lr: f64::NAN,
+                warmup_steps: 0,
+            },
+            ..Default::default()
+        };
+        assert!(matches!(
+            bad.validate(),
+            Err(OptimError::Invalid {
+                field: "lr_schedule.lr",
+                ..
+            })
+        ));
+    }
+}
