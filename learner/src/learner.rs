@@ -551,6 +551,20 @@ struct LearnerFile {
     adam_times: Vec<Option<usize>>,
 }
 
+/// The order in which an epoch visits `n` examples: a Fisher-Yates shuffle seeded by (seed, epoch), so
+/// it can be recomputed on resume from the checkpointed data cursor alone.
+pub fn epoch_order(seed: u64, epoch: u64, n: usize) -> Vec<usize> {
+    use rand_chacha::rand_core::RngCore;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(epoch);
+    let mut order: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+        order.swap(i, j);
+    }
+    order
+}
+
 fn outcome_parts(outcome: StepOutcome) -> (bool, f64, f64) {
     match outcome {
         StepOutcome::Applied { lr, grad_norm } => (true, lr, grad_norm),
@@ -713,5 +727,20 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for RestoreMoments<'_, B> {
         };
         self.records
             .push((param.id, AdaptorRecord::from_state(state)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn epoch_order_is_a_reproducible_permutation_that_changes_per_epoch() {
+        let a = super::epoch_order(7, 0, 50);
+        assert_eq!(a, super::epoch_order(7, 0, 50));
+        let mut sorted = a.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..50).collect::<Vec<_>>());
+        assert_ne!(a, super::epoch_order(7, 1, 50));
+        assert_ne!(a, super::epoch_order(8, 0, 50));
+        assert!(super::epoch_order(1, 0, 0).is_empty());
     }
 }

@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use laser_learner::calibrate::{CalibrationRequest, read_calibration, write_calibration};
-use laser_learner::checkpoint::RunDir;
+use laser_learner::checkpoint::{DataCursor, RunDir};
 use laser_learner::{
     Group, LaserConfig, Learner, LearnerConfig, LrSchedule, OptimConfig, Sample, SftExample,
-    TrainBackend, TrainingBatch, calibrate,
+    TrainBackend, TrainingBatch, calibrate, epoch_order,
 };
 use laser_model::backend::Cpu;
 use laser_model::{
@@ -108,6 +108,11 @@ enum Command {
         max_response_tokens: usize,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Checkpoint here every --checkpoint-every steps, and resume from here when it has one.
+        #[arg(long)]
+        run_dir: Option<PathBuf>,
+        #[arg(long, default_value_t = 50)]
+        checkpoint_every: u64,
     },
     /// Sample a step batch (groups of n per prompt, with self-rewards) and grade it with the verifier.
     Rollout {
@@ -219,6 +224,8 @@ fn main() -> Result<()> {
             warmup_steps,
             max_response_tokens,
             seed,
+            run_dir,
+            checkpoint_every,
         } => {
             let (pretrained, tokenizer, z_c) = load_train(&model)?;
             let eos = *pretrained
@@ -229,34 +236,72 @@ fn main() -> Result<()> {
                 .context("the model config has no EOS token")?;
             let examples =
                 sft_examples(&data, &tokenizer, model.template, eos, max_response_tokens)?;
-            let steps_per_epoch = examples.len().div_ceil(batch_size.max(1));
-            let config = LearnerConfig {
-                optim: OptimConfig {
-                    lr_schedule: LrSchedule::Constant { lr, warmup_steps },
-                    ..Default::default()
-                },
-                micro_batch_size,
-                self_reward_token: z_c,
-                seed,
-                ..Default::default()
+            let batch_size = batch_size.max(1);
+            let run = run_dir.as_deref().map(RunDir::open).transpose()?;
+            let latest = match &run {
+                Some(run) => run.latest_complete()?,
+                None => None,
             };
-            let mut learner = Learner::new(pretrained.model, Some(tokenizer), None, config)?;
-            let mut order: Vec<usize> = (0..examples.len()).collect();
-            for epoch in 0..epochs {
-                shuffle(&mut order, learner.rng_mut());
-                for (i, chunk) in order.chunks(batch_size.max(1)).enumerate() {
-                    let batch: Vec<SftExample> =
-                        chunk.iter().map(|&j| examples[j].clone()).collect();
-                    let m = learner.sft_step(&batch)?;
-                    tracing::info!(
-                        epoch,
-                        step = i + 1,
-                        of = steps_per_epoch,
-                        loss = m.loss,
-                        grad_norm = m.grad_norm,
-                        "sft"
-                    );
-                    println!("{}", serde_json::to_string(&m)?);
+            let mut learner = match latest {
+                Some(checkpoint) => {
+                    println!("resuming from {}", checkpoint.path.display());
+                    Learner::<TrainBackend>::load_checkpoint(
+                        &checkpoint,
+                        &Default::default(),
+                        None,
+                    )?
+                }
+                None => {
+                    let config = LearnerConfig {
+                        optim: OptimConfig {
+                            lr_schedule: LrSchedule::Constant { lr, warmup_steps },
+                            ..Default::default()
+                        },
+                        micro_batch_size,
+                        self_reward_token: z_c,
+                        seed,
+                        ..Default::default()
+                    };
+                    Learner::new(pretrained.model, Some(tokenizer), None, config)?
+                }
+            };
+            let steps_per_epoch = examples.len().div_ceil(batch_size);
+            // The data cursor (epoch, position in that epoch's order) is checkpointed; the order is a
+            // pure function of (seed, epoch), so a resumed run sees exactly the remaining examples.
+            while (learner.data_cursor().epoch as usize) < epochs {
+                let cursor = learner.data_cursor();
+                let order = epoch_order(learner.config().seed, cursor.epoch, examples.len());
+                let start = cursor.position as usize;
+                let end = (start + batch_size).min(examples.len());
+                let batch: Vec<SftExample> = order[start..end]
+                    .iter()
+                    .map(|&j| examples[j].clone())
+                    .collect();
+                let m = learner.sft_step(&batch)?;
+                tracing::info!(
+                    epoch = cursor.epoch,
+                    step = start / batch_size + 1,
+                    of = steps_per_epoch,
+                    loss = m.loss,
+                    grad_norm = m.grad_norm,
+                    "sft"
+                );
+                println!("{}", serde_json::to_string(&m)?);
+                learner.set_data_cursor(if end == examples.len() {
+                    DataCursor {
+                        epoch: cursor.epoch + 1,
+                        position: 0,
+                    }
+                } else {
+                    DataCursor {
+                        epoch: cursor.epoch,
+                        position: end as u64,
+                    }
+                });
+                if let Some(run) = &run
+                    && learner.step() % checkpoint_every.max(1) == 0
+                {
+                    learner.save_checkpoint(run)?;
                 }
             }
             laser_model::pretrained::save(learner.model(), learner.tokenizer(), &out)?;
@@ -397,15 +442,6 @@ fn main() -> Result<()> {
 
 fn run_path(p: &Path) -> String {
     p.display().to_string()
-}
-
-/// Fisher-Yates with the learner's (checkpointed) RNG.
-fn shuffle(order: &mut [usize], rng: &mut rand_chacha::ChaCha8Rng) {
-    use rand_chacha::rand_core::RngCore;
-    for i in (1..order.len()).rev() {
-        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
-        order.swap(i, j);
-    }
 }
 
 fn load(args: &ModelArgs) -> Result<(Pretrained<Cpu>, Tokenizer, u32)> {
