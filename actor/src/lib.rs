@@ -3,6 +3,8 @@
 //! self-reward right after its EOS. Here live the plain functions behind the `actor` binary's
 //! tools; the gRPC service wraps the same functions.
 
+pub mod service;
+
 use std::path::Path;
 
 use laser_model::backend::Cpu;

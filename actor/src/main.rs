@@ -29,6 +29,14 @@ struct SelfRewardOpts {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve the Actor gRPC service (Generate, UpdateWeights) for a cluster.
+    Serve {
+        /// The run's cluster.toml (model, algorithm); local mode passes the resolved copy.
+        #[arg(long)]
+        cluster: PathBuf,
+        #[command(flatten)]
+        worker: laser_proto::rt::WorkerArgs,
+    },
     /// Sample completions and print them with their self-reward scores.
     Generate {
         /// A Hugging Face model directory or a .gguf file.
@@ -85,6 +93,10 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
+        Command::Serve { cluster, worker } => {
+            laser_proto::rt::init_tracing("info");
+            serve(&cluster, &worker)?;
+        }
         Command::Generate {
             model,
             prompt,
@@ -164,5 +176,55 @@ fn main() -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+fn serve(cluster: &std::path::Path, worker: &laser_proto::rt::WorkerArgs) -> anyhow::Result<()> {
+    use laser_actor::service::{ActorConfig, ActorService};
+    use laser_proto::rt::{RoleServer, WorkerStatus, run_worker};
+    let cfg = laser_proto::cluster::ClusterConfig::load(cluster)?;
+    let model_path = cfg.model.path.clone().unwrap_or_default();
+    let p = laser_actor::load_cpu(&model_path)?;
+    let eos_token_ids = p.eos_token_ids();
+    let tokenizer = p
+        .tokenizer
+        .ok_or_else(|| anyhow::anyhow!("{}: the model has no tokenizer", model_path.display()))?;
+    let token_id =
+        laser_actor::resolve_self_reward_token(&tokenizer, cfg.model.self_reward_token.as_deref())?;
+    let a = &cfg.algorithm;
+    let actor_cfg = ActorConfig {
+        chat: cfg.model.chat,
+        self_reward: laser_model::SelfRewardConfig {
+            token_id,
+            beta_v: a.beta_v as f32,
+            c_ref: a.c_ref.unwrap_or(f64::from(DEFAULT_C_REF)) as f32,
+        },
+        eos_token_ids,
+        max_prompt_tokens: a.max_prompt_tokens as usize,
+        weights_idle: std::time::Duration::from_secs_f64(cfg.cluster.weights_timeout_s.max(1.0)),
+    };
+    let token = worker.token()?;
+    let opts = worker.server_options(&token);
+    let status = std::sync::Arc::new(WorkerStatus::default());
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let service = ActorService::new(
+            p.model,
+            tokenizer,
+            actor_cfg,
+            worker.client_options(&token),
+            status.clone(),
+        );
+        let server = RoleServer::new(opts.clone()).service(opts.actor(service));
+        run_worker(
+            laser_proto::v1::Role::Actor,
+            worker,
+            &token,
+            server,
+            1,
+            status,
+        )
+        .await
+    })?;
     Ok(())
 }

@@ -1,0 +1,272 @@
+//! The `Actor` gRPC service, thin over laser-model's `generate`:
+//! - `Generate` turns each prompt group into a `RolloutGroup` (n samples with token log-probs and
+//!   the self-reward read-out) and streams it back as soon as it is done.
+//! - `UpdateWeights` pulls a version from the learner's `StreamWeights` (the data plane), checks
+//!   it, builds the new model beside the old one and swaps an `Arc`. A generation in progress
+//!   keeps the weights it started with, and every rollout is tagged with its `policy_version`.
+
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use laser_model::backend::Cpu;
+use laser_model::weights::{HostTensor, WeightMap};
+use laser_model::{
+    FinishReason, GenerationRequest, ModelConfig, SamplingParams, SelfRewardConfig, Tokenizer,
+    Transformer,
+};
+use laser_proto::rt::{ClientOptions, InFlight, WorkerStatus, next_within, request, with_deadline};
+use laser_proto::v1::actor_server::Actor;
+use laser_proto::v1::{
+    self as pb, GenerateRequest, GenerateResponse, PromptGroup, RolloutGroup, RolloutSample,
+    SamplingConfig, StreamWeightsRequest, UpdateWeightsRequest, UpdateWeightsResponse,
+};
+use laser_proto::weights::WeightAssembler;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use crate::{ActorError, encode_prompt};
+
+/// Settings fixed for the actor's life.
+#[derive(Debug, Clone)]
+pub struct ActorConfig {
+    pub chat: bool,
+    pub self_reward: SelfRewardConfig,
+    pub eos_token_ids: Vec<u32>,
+    pub max_prompt_tokens: usize,
+    /// Idle deadline while receiving weights.
+    pub weights_idle: Duration,
+}
+
+/// The weights in use and their version.
+pub struct Policy {
+    pub model: Transformer<Cpu>,
+    pub version: u64,
+}
+
+/// One group: `n` samples of one prompt with everything the learner needs.
+pub fn rollout_group(
+    policy: &Policy,
+    tokenizer: &Tokenizer,
+    cfg: &ActorConfig,
+    group: &PromptGroup,
+    sampling: &SamplingConfig,
+) -> Result<(RolloutGroup, u64), ActorError> {
+    let prompt = encode_prompt(tokenizer, &group.prompt_text, cfg.chat)?;
+    if prompt.len() > cfg.max_prompt_tokens {
+        return Err(ActorError::Usage(format!(
+            "group {} (task {}): prompt has {} tokens, more than algorithm.max_prompt_tokens = {}",
+            group.group_id,
+            group.task_id,
+            prompt.len(),
+            cfg.max_prompt_tokens
+        )));
+    }
+    let req = GenerationRequest {
+        prompts: vec![prompt.clone()],
+        n: sampling.n as usize,
+        params: SamplingParams {
+            temperature: sampling.temperature,
+            top_p: sampling.top_p,
+            top_k: 0,
+            max_new_tokens: sampling.max_response_tokens as usize,
+            // Seeded by (run seed, group): a re-dispatched group samples the same way.
+            seed: sampling.seed ^ group.group_id.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            stop_strings: Vec::new(),
+        },
+        eos_token_ids: cfg.eos_token_ids.clone(),
+        self_reward: Some(cfg.self_reward),
+    };
+    let (samples, stats) = laser_model::generate(&policy.model, Some(tokenizer), &req)?;
+    let samples = samples
+        .into_iter()
+        .map(|s| RolloutSample {
+            sample_index: s.sample_index as u32,
+            finish_reason: match s.finish_reason {
+                FinishReason::Eos => pb::FinishReason::Eos,
+                FinishReason::Length => pb::FinishReason::Length,
+                FinishReason::Stop => pb::FinishReason::Stop,
+            } as i32,
+            self_reward: s.self_reward.map(|r| r.score),
+            self_reward_logprob: s.self_reward.map(|r| r.logprob),
+            tokens: s.tokens,
+            logprobs: s.logprobs,
+            text: s.text,
+            verifier_reward: None,
+            extracted_answer: String::new(),
+        })
+        .collect();
+    Ok((
+        RolloutGroup {
+            group_id: group.group_id,
+            step: group.step,
+            policy_version: policy.version,
+            prompt_tokens: prompt,
+            samples,
+            task_id: group.task_id.clone(),
+        },
+        stats.decode_rows as u64,
+    ))
+}
+
+pub struct ActorService {
+    policy: Arc<RwLock<Arc<Policy>>>,
+    tokenizer: Arc<Tokenizer>,
+    model_config: ModelConfig,
+    cfg: Arc<ActorConfig>,
+    client: ClientOptions,
+    status: Arc<WorkerStatus>,
+    updating: tokio::sync::Mutex<()>,
+}
+
+impl ActorService {
+    pub fn new(
+        model: Transformer<Cpu>,
+        tokenizer: Tokenizer,
+        cfg: ActorConfig,
+        client: ClientOptions,
+        status: Arc<WorkerStatus>,
+    ) -> Self {
+        let model_config = model.config.clone();
+        status.policy_version.store(0, Ordering::Relaxed);
+        Self {
+            policy: Arc::new(RwLock::new(Arc::new(Policy { model, version: 0 }))),
+            tokenizer: Arc::new(tokenizer),
+            model_config,
+            cfg: Arc::new(cfg),
+            client,
+            status,
+            updating: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn current(&self) -> Arc<Policy> {
+        Arc::clone(&self.policy.read().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+type RolloutStream = Pin<Box<dyn Stream<Item = Result<GenerateResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Actor for ActorService {
+    type GenerateStream = RolloutStream;
+
+    async fn generate(
+        &self,
+        request: Request<GenerateRequest>,
+    ) -> Result<Response<Self::GenerateStream>, Status> {
+        let r = request.into_inner();
+        let sampling = r
+            .sampling
+            .ok_or_else(|| Status::invalid_argument("sampling: required"))?;
+        if sampling.n < 1 {
+            return Err(Status::invalid_argument("sampling.n: must be at least 1"));
+        }
+        let version = self.current().version;
+        if version < r.min_policy_version {
+            return Err(Status::failed_precondition(format!(
+                "holding policy version {version}, request needs at least {}",
+                r.min_policy_version
+            )));
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let policy = Arc::clone(&self.policy);
+        let tokenizer = Arc::clone(&self.tokenizer);
+        let cfg = Arc::clone(&self.cfg);
+        let busy = InFlight::start(&self.status);
+        tokio::spawn(async move {
+            let _busy = busy;
+            for group in r.groups {
+                // The swap point: each group starts on the newest weights, atomically.
+                let snapshot = Arc::clone(&policy.read().unwrap_or_else(|p| p.into_inner()));
+                let (tok, cfg) = (Arc::clone(&tokenizer), Arc::clone(&cfg));
+                let t = Instant::now();
+                let out = tokio::task::spawn_blocking(move || {
+                    rollout_group(&snapshot, &tok, &cfg, &group, &sampling)
+                })
+                .await;
+                let msg = match out {
+                    Ok(Ok((group, tokens))) => Ok(GenerateResponse {
+                        group: Some(group),
+                        generated_tokens: tokens,
+                        generate_seconds: t.elapsed().as_secs_f64(),
+                    }),
+                    Ok(Err(e)) => Err(Status::invalid_argument(e.to_string())),
+                    Err(e) => Err(Status::internal(format!("generation task: {e}"))),
+                };
+                let failed = msg.is_err();
+                if tx.send(msg).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn update_weights(
+        &self,
+        req: Request<UpdateWeightsRequest>,
+    ) -> Result<Response<UpdateWeightsResponse>, Status> {
+        let r = req.into_inner();
+        let _one_at_a_time = self.updating.lock().await;
+        if self.current().version == r.policy_version {
+            return Ok(Response::new(UpdateWeightsResponse {
+                policy_version: r.policy_version,
+                ..Default::default()
+            }));
+        }
+        let t = Instant::now();
+        let idle = self.cfg.weights_idle;
+        let channel = self
+            .client
+            .connect(&r.source_endpoint)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let mut learner = self.client.learner(channel);
+        let ask = StreamWeightsRequest {
+            min_policy_version: r.policy_version,
+            chunk_bytes: 0,
+        };
+        let mut stream = with_deadline(
+            "Learner.StreamWeights",
+            idle,
+            learner.stream_weights(request(ask, idle)),
+        )
+        .await?
+        .into_inner();
+        let mut asm = WeightAssembler::new();
+        while let Some(chunk) = next_within("Learner.StreamWeights", idle, &mut stream).await? {
+            asm.push(chunk)
+                .map_err(|e| Status::data_loss(e.to_string()))?;
+        }
+        let payload = asm.finish().map_err(|e| Status::data_loss(e.to_string()))?;
+        let transfer_seconds = t.elapsed().as_secs_f64();
+        let bytes = payload.bytes.len() as u64;
+        let version = payload.policy_version;
+        let config = self.model_config.clone();
+        let t = Instant::now();
+        let model = tokio::task::spawn_blocking(move || -> Result<Transformer<Cpu>, String> {
+            let mut map = WeightMap::new(format!("<policy version {version}>"));
+            for (name, shape, data) in payload.unpack().map_err(|e| e.to_string())? {
+                map.insert(name, HostTensor::new(shape, data));
+            }
+            Transformer::from_weights(&config, map, &Default::default()).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| Status::internal(format!("building the model: {e}")))?
+        .map_err(|e| Status::data_loss(format!("policy version {version}: {e}")))?;
+        *self.policy.write().unwrap_or_else(|p| p.into_inner()) =
+            Arc::new(Policy { model, version });
+        self.status.policy_version.store(version, Ordering::Relaxed);
+        tracing::info!(version, bytes, transfer_seconds, "weights swapped");
+        Ok(Response::new(UpdateWeightsResponse {
+            policy_version: version,
+            bytes,
+            transfer_seconds,
+            swap_seconds: t.elapsed().as_secs_f64(),
+        }))
+    }
+}
