@@ -103,9 +103,10 @@ fn bench_model(
         });
     }
 
-    // Read-out share: the same GRPO-shaped work (8 prompts x 8 samples) with and without the
-    // read-out. Many ids count as EOS so most rows end with EOS and pay for a read-out step.
-    let eos: Vec<u32> = (3..(vocab as u32 / 20).max(4)).collect();
+    // Read-out share on GRPO-shaped work (8 prompts x 8 samples). To get EOS-terminated samples of
+    // a realistic mean length from any model, the EOS set is picked from a first run without EOS:
+    // the least frequent sampled tokens whose total frequency is ~1/target_len of all tokens.
+    let target_len = (new_tokens / 2).max(2);
     let mut req = GenerationRequest {
         prompts: prompts(8, 16, vocab),
         n: 8,
@@ -115,12 +116,31 @@ fn bench_model(
             seed: 3,
             ..SamplingParams::default()
         },
-        eos_token_ids: eos,
+        eos_token_ids: vec![],
         self_reward: None,
     };
+    let (free, _) = generate(model, None, &req).unwrap();
+    let mut counts = std::collections::HashMap::<u32, usize>::new();
+    for s in &free {
+        for &t in &s.tokens {
+            *counts.entry(t).or_default() += 1;
+        }
+    }
+    let total: usize = counts.values().sum();
+    let mut by_count: Vec<(u32, usize)> = counts.into_iter().collect();
+    by_count.sort_by_key(|&(t, c)| (c, t));
+    let mut acc = 0;
+    for (t, c) in by_count {
+        if acc * target_len >= total {
+            break;
+        }
+        acc += c;
+        req.eos_token_ids.push(t);
+    }
     let mut plain = vec![];
     let mut with = vec![];
     let mut readout_share = 0.0;
+    let mut mean_len = 0.0;
     for _ in 0..reps {
         req.self_reward = None;
         plain.push(time(|| generate(model, None, &req).unwrap()).0);
@@ -132,16 +152,18 @@ fn bench_model(
         let (secs, (_, stats)) = time(|| generate(model, None, &req).unwrap());
         with.push(secs);
         readout_share = stats.readout_rows as f64 / stats.decode_rows as f64;
+        mean_len = (stats.decode_rows + 64 - stats.readout_rows) as f64 / 64.0;
     }
     let (plain, with) = (median(plain), median(with));
     rows.push(Row {
         model: name.into(),
         what: "read-out cost, % of generation time (8x8 samples)".into(),
         value: format!(
-            "{:.2}% ({:.3}s vs {:.3}s; read-out rows {:.1}% of decode rows)",
+            "{:.2}% ({:.3}s vs {:.3}s; mean response {:.0} tokens; read-out rows {:.1}% of decode rows)",
             100.0 * (with - plain) / with,
             with,
             plain,
+            mean_len,
             100.0 * readout_share
         ),
     });
