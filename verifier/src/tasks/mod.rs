@@ -1,6 +1,7 @@
 //! Task sources: where prompts and their gold answers come from.
 
 pub mod jsonl;
+pub mod sft;
 pub mod synthetic;
 pub mod template;
 
