@@ -10,6 +10,7 @@
 pub mod collect;
 pub mod ctl;
 pub mod data;
+pub mod eval;
 pub mod local;
 pub mod metrics;
 pub mod registry;
