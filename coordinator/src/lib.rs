@@ -13,6 +13,8 @@ pub mod data;
 pub mod eval;
 pub mod local;
 pub mod metrics;
+pub mod plots;
 pub mod registry;
 pub mod runner;
 pub mod service;
+pub mod summary;
