@@ -14,16 +14,6 @@ use laser_model::{
 };
 use serde::Serialize;
 
-/// Special tokens tried, in order, as z_c when none is given: the project's own tokenizer reserves
-/// `<|verify|>`; Qwen2.5 uses `<|vision_start|>` (as the paper); Llama-3 has reserved tokens;
-/// SmolLM2's `<empty_output>` never appears in chat data.
-pub const SELF_REWARD_TOKEN_CANDIDATES: &[&str] = &[
-    "<|verify|>",
-    "<|vision_start|>",
-    "<|reserved_special_token_0|>",
-    "<empty_output>",
-];
-
 /// The paper's constants: beta_v = 0.1, c_ref = -23.0 (Qwen2.5). Calibrate for other models.
 pub const DEFAULT_BETA_V: f32 = 0.1;
 pub const DEFAULT_C_REF: f32 = -23.0;
@@ -49,26 +39,6 @@ fn tokenizer(p: &Pretrained<Cpu>) -> Result<&Tokenizer> {
     p.tokenizer.as_ref().ok_or_else(|| {
         ActorError::Usage("the model has no tokenizer (tokenizer.json or GGUF metadata)".into())
     })
-}
-
-/// Resolves z_c: an explicit token (text or numeric id), else the first known candidate.
-pub fn resolve_self_reward_token(tok: &Tokenizer, explicit: Option<&str>) -> Result<u32> {
-    if let Some(s) = explicit {
-        if let Ok(id) = s.parse::<u32>() {
-            return Ok(id);
-        }
-        return tok.token_to_id(s).ok_or_else(|| {
-            ActorError::Usage(format!("self-reward token {s:?} is not in the vocabulary"))
-        });
-    }
-    SELF_REWARD_TOKEN_CANDIDATES
-        .iter()
-        .find_map(|t| tok.token_to_id(t))
-        .ok_or_else(|| {
-            ActorError::Usage(format!(
-                "none of {SELF_REWARD_TOKEN_CANDIDATES:?} is in the vocabulary; pass --self-reward-token"
-            ))
-        })
 }
 
 /// Encodes a user prompt, through the chat template when `chat` is set.
@@ -107,7 +77,7 @@ pub struct GeneratedSample {
 pub fn generate(p: &Pretrained<Cpu>, args: &GenerateArgs) -> Result<Vec<GeneratedSample>> {
     let tok = tokenizer(p)?;
     let prompt = encode_prompt(tok, &args.prompt, args.chat)?;
-    let token_id = resolve_self_reward_token(tok, args.self_reward_token.as_deref())?;
+    let token_id = laser_model::self_reward::resolve_token(tok, args.self_reward_token.as_deref())?;
     let req = GenerationRequest {
         prompts: vec![prompt],
         n: args.n,
@@ -165,7 +135,7 @@ pub fn score(
     if response_ids.last().is_none_or(|t| !eos.contains(t)) {
         response_ids.push(eos_id);
     }
-    let token_id = resolve_self_reward_token(tok, self_reward_token)?;
+    let token_id = laser_model::self_reward::resolve_token(tok, self_reward_token)?;
     let out = laser_model::score(
         &p.model,
         &[ScoreItem {

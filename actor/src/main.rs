@@ -88,15 +88,12 @@ enum Command {
 }
 
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
-    match Cli::parse().command {
-        Command::Serve { cluster, worker } => {
-            laser_proto::rt::init_tracing("info");
-            serve(&cluster, &worker)?;
-        }
+    let cli = Cli::parse();
+    // A server logs its life at info; the one-shot tools only warnings (RUST_LOG overrides).
+    let serving = matches!(cli.command, Command::Serve { .. });
+    laser_proto::rt::init_tracing(if serving { "info" } else { "warn" });
+    match cli.command {
+        Command::Serve { cluster, worker } => serve(&cluster, &worker)?,
         Command::Generate {
             model,
             prompt,
@@ -189,15 +186,20 @@ fn serve(cluster: &std::path::Path, worker: &laser_proto::rt::WorkerArgs) -> any
     let tokenizer = p
         .tokenizer
         .ok_or_else(|| anyhow::anyhow!("{}: the model has no tokenizer", model_path.display()))?;
-    let token_id =
-        laser_actor::resolve_self_reward_token(&tokenizer, cfg.model.self_reward_token.as_deref())?;
+    let token_id = laser_model::self_reward::resolve_token(
+        &tokenizer,
+        cfg.model.self_reward_token.as_deref(),
+    )?;
     let a = &cfg.algorithm;
+    // The learner reads the same value: configured, else the run's calibration; never a default.
+    let c_ref = laser_model::self_reward::resolve_c_ref(a.c_ref, &cfg.run.dir)?;
+    tracing::info!(token_id, c_ref, "self-reward read-out");
     let actor_cfg = ActorConfig {
         chat: cfg.model.chat,
         self_reward: laser_model::SelfRewardConfig {
             token_id,
             beta_v: a.beta_v as f32,
-            c_ref: a.c_ref.unwrap_or(f64::from(DEFAULT_C_REF)) as f32,
+            c_ref: c_ref as f32,
         },
         eos_token_ids,
         max_prompt_tokens: a.max_prompt_tokens as usize,

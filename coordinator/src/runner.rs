@@ -590,6 +590,12 @@ impl Runner {
         } else {
             0.0
         };
+        row.actors_at_version = self
+            .shared
+            .registry()
+            .alive(Role::Actor)
+            .filter(|w| w.policy_version == new_version)
+            .count() as u64;
         row.dropped_stale = collected.dropped_stale;
         row.redispatched = collected.redispatched;
         row.step_seconds = t0.elapsed().as_secs_f64();

@@ -4,31 +4,13 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::checkpoint::{CheckpointError, atomic_write};
 use burn::tensor::backend::Backend;
 use laser_model::{
     GenerationRequest, SamplingParams, SelfRewardConfig, Tokenizer, Transformer, generate,
 };
-use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{CheckpointError, atomic_write};
-
-pub const C_REF_FILE: &str = "c_ref.json";
-
-/// The calibration result, as written to `RUN/c_ref.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Calibration {
-    /// c_ref: mean of log pi_ref(z_c | x, y, EOS) over the EOS-terminated samples.
-    pub c_ref: f64,
-    /// Unbiased standard deviation of those log-probs.
-    pub std: f64,
-    /// Samples the mean is over.
-    pub samples: usize,
-    /// Samples that hit the length limit (no EOS, so no read-out); not part of the mean.
-    pub truncated: usize,
-    pub self_reward_token: u32,
-    /// Where the reference model came from.
-    pub model: String,
-}
+pub use laser_model::self_reward::{C_REF_FILE, Calibration};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CalibrationError {
@@ -154,15 +136,15 @@ pub fn write_calibration(
     Ok(path)
 }
 
-/// Reads `RUN/c_ref.json`.
+/// Reads `RUN/c_ref.json` (a missing file is an error here; see
+/// [`laser_model::self_reward::resolve_c_ref`] for "configured, else calibrated").
 pub fn read_calibration(run_dir: &Path) -> Result<Calibration, CalibrationError> {
     let path = run_dir.join(C_REF_FILE);
-    let bytes = std::fs::read(&path).map_err(|e| CalibrationError::Read {
+    let read = |message: String| CalibrationError::Read {
         path: path.clone(),
-        message: e.to_string(),
-    })?;
-    serde_json::from_slice(&bytes).map_err(|e| CalibrationError::Read {
-        path,
-        message: e.to_string(),
-    })
+        message,
+    };
+    laser_model::self_reward::read_calibration(run_dir)
+        .map_err(|e| read(e.to_string()))?
+        .ok_or_else(|| read("no such file: run `learner calibrate` first".into()))
 }

@@ -12,8 +12,9 @@
 //! with global normalisers for exact gradient accumulation), [`optim`] (AdamW, global-norm clipping,
 //! non-finite step skipping, learning-rate schedules), [`checkpoint`] (atomic run-directory layout),
 //! [`learner`] (the [`Learner`]: micro-batched train and SFT steps, checkpoint save/resume) and
-//! [`calibrate`] (c_ref from the reference model). The `learner` binary is a thin CLI over these; the
-//! gRPC service of the distributed runtime wraps the same [`Learner`].
+//! [`calibrate`] (c_ref from the reference model). The `learner` binary is a thin CLI over these;
+//! [`service`] is the gRPC `Learner` service of the distributed runtime (`learner serve`), which wraps
+//! the same [`Learner`].
 
 pub mod advantages;
 pub mod batch;
@@ -23,6 +24,7 @@ pub mod config;
 pub mod learner;
 pub mod loss;
 pub mod optim;
+pub mod service;
 
 pub use advantages::{GroupAdvantages, batch_advantages, group_advantages};
 pub use batch::{BatchError, Group, Sample, TrainingBatch};

@@ -5,6 +5,7 @@
 //!   learner sft        --model M --data FILE --out DIR               supervised warm start
 //!   learner rollout    --model M --data FILE --run-dir D --out B     sample + grade one step batch
 //!   learner train-fixed --model M --batch B --steps N --run-dir D    GRPO + LaSeR steps on that batch
+//!   learner serve --cluster cluster.toml [worker flags]               the gRPC Learner service
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -43,9 +44,10 @@ struct ModelArgs {
     /// tokenizer.json or a directory holding one, when the model has none.
     #[arg(long)]
     tokenizer: Option<PathBuf>,
-    /// z_c's token id; by default looked up by name (<|vision_start|>, <|reserved_special_token_0|>, <|verify|>).
+    /// z_c: a token (text) or id; default: the first of laser_model::self_reward::TOKEN_CANDIDATES
+    /// in the vocabulary.
     #[arg(long)]
-    self_reward_token: Option<u32>,
+    self_reward_token: Option<String>,
     /// How a question becomes a prompt.
     #[arg(long, value_enum, default_value = "paper")]
     template: TemplateArg,
@@ -63,6 +65,15 @@ enum TemplateArg {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve the Learner gRPC service (TrainStep, Checkpoint, StreamWeights) for a cluster. Resumes
+    /// from the newest complete checkpoint in run.dir when there is one.
+    Serve {
+        /// The run's cluster.toml (model, algorithm, run); local mode passes the resolved copy.
+        #[arg(long)]
+        cluster: PathBuf,
+        #[command(flatten)]
+        worker: laser_proto::rt::WorkerArgs,
+    },
     /// Sample (x, y) from the reference model and store c_ref = mean log p_ref(z_c | x, y, EOS).
     Calibrate {
         #[command(flatten)]
@@ -162,13 +173,9 @@ enum Command {
 }
 
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    laser_proto::rt::init_tracing("info");
     match Cli::parse().command {
+        Command::Serve { cluster, worker } => serve(&cluster, &worker)?,
         Command::Calibrate {
             model,
             data,
@@ -440,6 +447,66 @@ fn main() -> Result<()> {
     Ok(())
 }
 
+/// `learner serve`: the newest complete checkpoint of run.dir, else a fresh learner from
+/// model.path; then the gRPC service until SIGTERM.
+fn serve(cluster: &Path, worker: &laser_proto::rt::WorkerArgs) -> Result<()> {
+    use laser_learner::service::{LearnerService, LearnerState, learner_config};
+    use laser_proto::rt::{RoleServer, WorkerStatus, run_worker};
+    let cfg = laser_proto::cluster::ClusterConfig::load(cluster)?;
+    let run = RunDir::open(&cfg.run.dir)?;
+    let learner = match run.latest_complete()? {
+        Some(checkpoint) => {
+            let l =
+                Learner::<TrainBackend>::load_checkpoint(&checkpoint, &Default::default(), None)
+                    .with_context(|| format!("resuming from {}", checkpoint.path.display()))?;
+            tracing::info!(
+                path = %checkpoint.path.display(),
+                step = l.step(),
+                version = l.policy_version(),
+                "resumed"
+            );
+            l
+        }
+        None => {
+            let model_path = cfg.model.path.clone().context("model.path is required")?;
+            let args = ModelArgs {
+                model: model_path,
+                tokenizer: None,
+                self_reward_token: cfg.model.self_reward_token.clone(),
+                template: TemplateArg::Raw,
+            };
+            let (pretrained, tokenizer, z_c) = load_train(&args)?;
+            let c_ref = laser_model::self_reward::resolve_c_ref(cfg.algorithm.c_ref, &cfg.run.dir)?;
+            tracing::info!(z_c, c_ref, "fresh learner");
+            Learner::new(
+                pretrained.model,
+                Some(tokenizer),
+                None,
+                learner_config(&cfg, z_c, c_ref),
+            )?
+        }
+    };
+    let token = worker.token()?;
+    let opts = worker.server_options(&token);
+    let status = std::sync::Arc::new(WorkerStatus::default());
+    let service = LearnerService::new(
+        LearnerState::new(learner, run),
+        status.clone(),
+        opts.max_message_bytes,
+    )?;
+    let server = RoleServer::new(opts.clone()).service(opts.learner(service));
+    let rt = tokio::runtime::Runtime::new().context("tokio runtime")?;
+    rt.block_on(run_worker(
+        laser_proto::v1::Role::Learner,
+        worker,
+        &token,
+        server,
+        1,
+        status,
+    ))?;
+    Ok(())
+}
+
 fn run_path(p: &Path) -> String {
     p.display().to_string()
 }
@@ -482,19 +549,10 @@ fn tokenizer_and_token(
             )
         })?,
     };
-    let z_c = match args.self_reward_token {
-        Some(id) => id,
-        None => [
-            "<|vision_start|>",
-            "<|reserved_special_token_0|>",
-            "<|verify|>",
-        ]
-        .iter()
-        .find_map(|name| tokenizer.token_to_id(name))
-        .context("no z_c token found by name; pass --self-reward-token ID")?,
-    };
+    let z_c =
+        laser_model::self_reward::resolve_token(&tokenizer, args.self_reward_token.as_deref())?;
     if z_c as usize >= vocab {
-        bail!("--self-reward-token {z_c} is outside the model's vocabulary of {vocab}");
+        bail!("self-reward token {z_c} is outside the model's vocabulary of {vocab}");
     }
     Ok((tokenizer, z_c))
 }

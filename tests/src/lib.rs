@@ -221,3 +221,56 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A tiny policy as a Hugging Face directory `dir/tiny-model`: the project's own default model
+/// (laser_model::tiny: byte-level BPE tokenizer with `<|verify|>` as z_c, ChatML template, seeded
+/// init) at the size of the tiny-qwen2 parity fixture (hidden 64, 2 layers). It is written, not
+/// committed, because it is a pure function of its seed. Its outputs are near-uniform random text:
+/// rewards are mostly 0, which is fine for runtime tests that count groups, steps and versions.
+pub fn tiny_model_dir(dir: &Path) -> PathBuf {
+    use laser_model::tiny::{TinyDims, write_default};
+    let out = dir.join("tiny-model");
+    let dims = TinyDims {
+        hidden_size: 64,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+        intermediate_size: 128,
+        max_position_embeddings: 256,
+    };
+    write_default::<laser_model::backend::Cpu>(dims, 7, &out, &Default::default())
+        .unwrap_or_else(|e| panic!("writing the tiny model to {}: {e}", out.display()));
+    out
+}
+
+/// Writes `dir/cluster.toml` for a local cluster on the tiny model: 2 actors, 2 verifiers, 4 prompts
+/// of 2 samples per step, 8 response tokens, `steps` steps, plus `extra` TOML lines (appended
+/// as whole sections). c_ref is configured, so no calibration is needed.
+pub fn cluster_toml(dir: &Path, model: &Path, run: &Path, steps: u64, extra: &str) -> PathBuf {
+    let path = dir.join("cluster.toml");
+    let text = format!(
+        "[model]\npath = {model:?}\n\
+         [data]\nmin_digits = 1\nmax_digits = 1\nchain_length = 1\n\
+         [algorithm]\ngroup_size = 2\nbatch_prompts = 4\nlr = 1e-4\nc_ref = -6.2\n\
+         max_response_tokens = 8\nreasoning_warmup_steps = 1\nself_rewarding_warmup_steps = 1\n\
+         [cluster]\nmode = \"local\"\nactors = 2\nverifiers = 2\nheartbeat_ms = 200\n\
+         worker_timeout_ms = 4000\nstartup_timeout_s = 120\ngenerate_timeout_s = 120\n\
+         train_timeout_s = 300\nweights_timeout_s = 60\nbin_dir = {bins:?}\n\
+         [run]\ndir = {run:?}\nmax_steps = {steps}\ncheckpoint_every = 1\nseed = 7\n{extra}",
+        model = model.display().to_string(),
+        run = run.display().to_string(),
+        bins = bin_dir().display().to_string(),
+    );
+    std::fs::write(&path, text).expect("cluster.toml");
+    path
+}
+
+/// The rows of `run/metrics.jsonl`.
+pub fn metrics_rows(run: &Path) -> Vec<serde_json::Value> {
+    let p = run.join("metrics.jsonl");
+    let text = std::fs::read_to_string(&p).unwrap_or_default();
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: {e}: {l}", p.display())))
+        .collect()
+}

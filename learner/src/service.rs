@@ -1,0 +1,389 @@
+//! The `Learner` gRPC service, thin over [`Learner`]:
+//! - `TrainStep` turns the step's verified `RolloutGroup`s into a [`TrainingBatch`] and runs
+//!   [`Learner::train_step`]. Steps arrive in order; a step already applied (a retried call) gets its
+//!   recorded result back without training again.
+//! - `Checkpoint` stores the coordinator's data cursor and writes [`Learner::save_checkpoint`].
+//! - `StreamWeights` serves the current weights as a [`WeightPayload`], packed once per version and
+//!   shared by every actor's stream.
+//!
+//! The learner (its model, optimiser and counters) lives on one dedicated thread; RPC handlers send it
+//! closures and await their results, so training never blocks the async runtime and the burn model
+//! never crosses threads.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use laser_proto::cluster::ClusterConfig;
+use laser_proto::rt::{InFlight, WorkerStatus};
+use laser_proto::v1::learner_server::Learner as LearnerRpc;
+use laser_proto::v1::{
+    CheckpointRequest, CheckpointResponse, FinishReason, RolloutGroup, StreamWeightsRequest,
+    TrainStats, TrainStepRequest, TrainStepResponse, WeightChunk,
+};
+use laser_proto::weights::{DEFAULT_CHUNK_BYTES, WeightPayload};
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use crate::checkpoint::{DataCursor, RunDir};
+use crate::{
+    Group, LaserConfig, Learner, LearnerConfig, LearnerError, LrSchedule, OptimConfig, Sample,
+    StepMetrics, TrainBackend, TrainingBatch,
+};
+
+/// Recorded TrainStep results kept for replays; a retry only ever asks for the latest few.
+const RECORDED_STEPS: usize = 16;
+
+/// The learner's hyper-parameters for a run, from cluster.toml's `[algorithm]` and `[run]`. z_c and
+/// c_ref are resolved by the caller (the same resolvers the actors use).
+pub fn learner_config(cfg: &ClusterConfig, self_reward_token: u32, c_ref: f64) -> LearnerConfig {
+    let a = &cfg.algorithm;
+    let laser = LaserConfig {
+        beta_v: a.beta_v,
+        alpha: a.alpha,
+        tau: a.tau,
+        group_std_threshold: a.std_threshold,
+        clip_ratio_low: a.clip_ratio_low,
+        clip_ratio_high: a.clip_ratio_high,
+        clip_ratio_c: a.clip_ratio_c,
+        // `laser = false` is plain GRPO: the self-reward phases never start.
+        reasoning_warmup_steps: if a.laser {
+            a.reasoning_warmup_steps
+        } else {
+            u64::MAX
+        },
+        self_rewarding_warmup_steps: a.self_rewarding_warmup_steps,
+        ..LaserConfig::default()
+    };
+    LearnerConfig {
+        laser,
+        optim: OptimConfig {
+            lr_schedule: LrSchedule::Constant {
+                lr: a.lr,
+                warmup_steps: 0,
+            },
+            weight_decay: a.weight_decay as f32,
+            max_grad_norm: (a.grad_clip > 0.0).then_some(a.grad_clip),
+            ..OptimConfig::default()
+        },
+        self_reward_token,
+        c_ref,
+        keep_last_checkpoints: cfg.run.keep_checkpoints.max(1),
+        seed: cfg.run.seed,
+        ..LearnerConfig::default()
+    }
+}
+
+/// A step's groups as the learner's batch. A sample that did not end with EOS is truncated (no z_c
+/// slot, so no self-reward); an ungraded sample is an error naming its group.
+pub fn training_batch(groups: &[RolloutGroup]) -> Result<TrainingBatch, Status> {
+    let mut out = Vec::with_capacity(groups.len());
+    for g in groups {
+        let mut samples = Vec::with_capacity(g.samples.len());
+        for s in &g.samples {
+            let verifier_reward = s.verifier_reward.ok_or_else(|| {
+                Status::invalid_argument(format!(
+                    "group {} sample {}: `verifier_reward` is missing (the sample was not graded)",
+                    g.group_id, s.sample_index
+                ))
+            })?;
+            let truncated = s.finish_reason != FinishReason::Eos as i32;
+            samples.push(Sample {
+                prompt_tokens: g.prompt_tokens.clone(),
+                response_tokens: s.tokens.clone(),
+                old_logprobs: s.logprobs.clone(),
+                verifier_reward,
+                self_reward: if truncated { None } else { s.self_reward },
+                truncated,
+                policy_version: g.policy_version,
+            });
+        }
+        out.push(Group {
+            prompt_id: g.group_id,
+            samples,
+        });
+    }
+    TrainingBatch::new(out).map_err(|e| Status::invalid_argument(format!("training batch: {e}")))
+}
+
+fn train_stats(m: &StepMetrics) -> TrainStats {
+    TrainStats {
+        loss: m.total_loss,
+        policy_loss: m.policy_loss,
+        self_reward_mse: m.self_reward_mse,
+        clip_fraction: m.clip_fraction,
+        grad_norm: m.grad_norm,
+        learning_rate: m.lr,
+        skipped: !m.applied,
+        mse_on: m.phase.self_reward_mse,
+        advantage_mixing_on: m.phase.advantage_mixing,
+    }
+}
+
+fn learner_status(e: LearnerError) -> Status {
+    match e {
+        // Bad data from upstream: the caller's fault, named.
+        LearnerError::Batch(_) | LearnerError::Model(_) | LearnerError::Loss(_) => {
+            Status::invalid_argument(e.to_string())
+        }
+        // The learner's own state (disk, config): not a transport failure, so no restart loop.
+        _ => Status::failed_precondition(e.to_string()),
+    }
+}
+
+/// What the learner thread owns.
+pub struct LearnerState {
+    pub learner: Learner<TrainBackend>,
+    pub run_dir: RunDir,
+    /// TrainStep results by step, for replays.
+    recorded: BTreeMap<u64, TrainStepResponse>,
+}
+
+impl LearnerState {
+    pub fn new(learner: Learner<TrainBackend>, run_dir: RunDir) -> Self {
+        Self {
+            learner,
+            run_dir,
+            recorded: BTreeMap::new(),
+        }
+    }
+
+    /// TrainStep semantics: exactly the next step trains, an applied one replays, others are refused.
+    pub fn train(
+        &mut self,
+        step: u64,
+        batch: Result<TrainingBatch, Status>,
+    ) -> Result<TrainStepResponse, Status> {
+        let next = self.learner.step();
+        if step < next {
+            return self.recorded.get(&step).cloned().ok_or_else(|| {
+                Status::failed_precondition(format!(
+                    "step {step} was applied before this learner's checkpoint (it is at step {next}); \
+                     go back to the checkpoint's step"
+                ))
+            });
+        }
+        if step > next {
+            return Err(Status::failed_precondition(format!(
+                "TrainStep {step} out of order: the learner is at step {next}"
+            )));
+        }
+        let batch = batch?;
+        let t = Instant::now();
+        let m = self.learner.train_step(&batch).map_err(learner_status)?;
+        let resp = TrainStepResponse {
+            step,
+            policy_version: self.learner.policy_version(),
+            stats: Some(train_stats(&m)),
+            train_seconds: t.elapsed().as_secs_f64(),
+        };
+        self.recorded.insert(step, resp);
+        while self.recorded.len() > RECORDED_STEPS {
+            self.recorded.pop_first();
+        }
+        Ok(resp)
+    }
+
+    /// Checkpoint semantics: only the current step; a checkpoint already written for it is reused.
+    pub fn checkpoint(&mut self, r: CheckpointRequest) -> Result<CheckpointResponse, Status> {
+        let step = self.learner.step();
+        if r.step != step {
+            return Err(Status::failed_precondition(format!(
+                "Checkpoint at step {}: the learner is at step {step}",
+                r.step
+            )));
+        }
+        if let Some(c) = r.cursor {
+            self.learner.set_data_cursor(DataCursor {
+                epoch: c.epoch,
+                position: c.position,
+            });
+        }
+        let existing = self
+            .run_dir
+            .latest_complete()
+            .map_err(|e| learner_status(e.into()))?
+            .filter(|c| c.step == step);
+        let path = match existing {
+            Some(c) => c.path,
+            None => {
+                self.learner
+                    .save_checkpoint(&self.run_dir)
+                    .map_err(learner_status)?
+                    .path
+            }
+        };
+        Ok(CheckpointResponse {
+            path: path.display().to_string(),
+            step,
+            policy_version: self.learner.policy_version(),
+        })
+    }
+
+    /// The current weights, packed for the data plane.
+    pub fn pack_weights(&self) -> WeightPayload {
+        let weights = self.learner.model().to_weights();
+        WeightPayload::pack(
+            self.learner.policy_version(),
+            weights
+                .tensors
+                .iter()
+                .map(|(name, t)| (name.as_str(), t.shape.as_slice(), t.data.as_slice())),
+        )
+    }
+}
+
+type Job = Box<dyn FnOnce(&mut LearnerState) + Send>;
+
+/// Runs closures on the thread that owns the learner, one at a time, in arrival order.
+#[derive(Clone)]
+pub struct LearnerThread {
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+impl LearnerThread {
+    /// Moves `state` onto a new thread. A panic there ends the process: local mode restarts the
+    /// learner from its checkpoint, and an external supervisor does the same.
+    pub fn spawn(state: LearnerState) -> std::io::Result<Self> {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("learner".into())
+            .spawn(move || {
+                let mut state = state;
+                for job in rx {
+                    let r =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut state)));
+                    if r.is_err() {
+                        tracing::error!("the learner thread panicked; exiting");
+                        std::process::exit(70);
+                    }
+                }
+            })?;
+        Ok(Self { jobs: tx })
+    }
+
+    pub async fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut LearnerState) -> R + Send + 'static,
+    ) -> Result<R, Status> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move |s| {
+                let _ = tx.send(f(s));
+            }))
+            .map_err(|_| Status::internal("the learner thread has stopped"))?;
+        rx.await
+            .map_err(|_| Status::internal("the learner thread dropped the call"))
+    }
+}
+
+pub struct LearnerService {
+    thread: LearnerThread,
+    status: Arc<WorkerStatus>,
+    /// The payload of the newest version asked for; packing happens once per version.
+    weights: tokio::sync::Mutex<Option<Arc<WeightPayload>>>,
+    max_chunk_bytes: usize,
+}
+
+impl LearnerService {
+    /// `max_message_bytes` caps weight chunks (with room for the message framing).
+    pub fn new(
+        state: LearnerState,
+        status: Arc<WorkerStatus>,
+        max_message_bytes: usize,
+    ) -> std::io::Result<Self> {
+        status
+            .policy_version
+            .store(state.learner.policy_version(), Ordering::Relaxed);
+        Ok(Self {
+            thread: LearnerThread::spawn(state)?,
+            status,
+            weights: tokio::sync::Mutex::new(None),
+            max_chunk_bytes: max_message_bytes.saturating_sub(64 << 10).max(1 << 10),
+        })
+    }
+
+    async fn current_payload(&self) -> Result<Arc<WeightPayload>, Status> {
+        let mut cached = self.weights.lock().await;
+        let version = self.status.policy_version.load(Ordering::Relaxed);
+        if let Some(p) = cached.as_ref().filter(|p| p.policy_version == version) {
+            return Ok(Arc::clone(p));
+        }
+        let t = Instant::now();
+        let payload = Arc::new(self.thread.call(|s| s.pack_weights()).await?);
+        tracing::info!(
+            version = payload.policy_version,
+            bytes = payload.bytes.len(),
+            seconds = t.elapsed().as_secs_f64(),
+            "packed weights"
+        );
+        *cached = Some(Arc::clone(&payload));
+        Ok(payload)
+    }
+}
+
+type ChunkStream = Pin<Box<dyn Stream<Item = Result<WeightChunk, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl LearnerRpc for LearnerService {
+    async fn train_step(
+        &self,
+        request: Request<TrainStepRequest>,
+    ) -> Result<Response<TrainStepResponse>, Status> {
+        let _busy = InFlight::start(&self.status);
+        let r = request.into_inner();
+        let step = r.step;
+        let batch = training_batch(&r.groups);
+        let resp = self.thread.call(move |s| s.train(step, batch)).await??;
+        self.status
+            .policy_version
+            .fetch_max(resp.policy_version, Ordering::Relaxed);
+        let stats = resp.stats.unwrap_or_default();
+        tracing::info!(
+            step,
+            version = resp.policy_version,
+            loss = stats.loss,
+            grad_norm = stats.grad_norm,
+            skipped = stats.skipped,
+            seconds = resp.train_seconds,
+            "train step"
+        );
+        Ok(Response::new(resp))
+    }
+
+    async fn checkpoint(
+        &self,
+        request: Request<CheckpointRequest>,
+    ) -> Result<Response<CheckpointResponse>, Status> {
+        let _busy = InFlight::start(&self.status);
+        let r = request.into_inner();
+        let resp = self.thread.call(move |s| s.checkpoint(r)).await??;
+        tracing::info!(step = resp.step, path = resp.path, "checkpoint");
+        Ok(Response::new(resp))
+    }
+
+    type StreamWeightsStream = ChunkStream;
+
+    async fn stream_weights(
+        &self,
+        request: Request<StreamWeightsRequest>,
+    ) -> Result<Response<Self::StreamWeightsStream>, Status> {
+        let r = request.into_inner();
+        let payload = self.current_payload().await?;
+        if payload.policy_version < r.min_policy_version {
+            return Err(Status::failed_precondition(format!(
+                "the learner holds policy version {}, the request needs at least {}",
+                payload.policy_version, r.min_policy_version
+            )));
+        }
+        let chunk_bytes = match r.chunk_bytes as usize {
+            0 => DEFAULT_CHUNK_BYTES,
+            n => n,
+        }
+        .min(self.max_chunk_bytes);
+        let chunks = payload.chunks(chunk_bytes).map(Ok);
+        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+    }
+}
