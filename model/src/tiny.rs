@@ -39,6 +39,7 @@ pub const CHAT_TEMPLATE: &str = "{% for message in messages %}{{ '<|im_start|>' 
 const WORDS: &[&str] = &[
     // "Compute 12 + 3 * 4. Please reason step by step, and put your final answer within \boxed{}."
     "Compute",
+    "Calculate",
     " Please",
     " reason",
     " step",

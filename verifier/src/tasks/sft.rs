@@ -121,11 +121,13 @@ struct Step {
     result: BigRational,
 }
 
-/// Parses "Compute 7 + 8 * 6." (the synthetic question form) into operands and operators.
+/// Parses "Compute 7 + 8 * 6." (the synthetic question form; reasoning-gym's `basic_arithmetic`
+/// writes "Calculate 7 + 8 * 6.") into operands and operators.
 fn parse_question(question: &str) -> Option<(Vec<BigRational>, Vec<Op>)> {
-    let expr = question
-        .trim()
-        .strip_prefix("Compute ")?
+    let q = question.trim();
+    let expr = q
+        .strip_prefix("Compute ")
+        .or_else(|| q.strip_prefix("Calculate "))?
         .strip_suffix('.')?;
     let mut operands = Vec::new();
     let mut ops = Vec::new();
@@ -347,6 +349,28 @@ mod tests {
         )
         .unwrap();
         assert_ne!(pairs, other);
+    }
+
+    /// Cross-check against an independent reference: every problem of the committed reasoning-gym
+    /// sample (scripts/gen_reasoning_gym.py) gets a correct solution that grades against
+    /// reasoning-gym's own answer.
+    #[test]
+    fn reasoning_gym_sample_is_solved() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../data/reasoning_gym_arithmetic.jsonl");
+        let tasks =
+            crate::tasks::jsonl::load_jsonl(&path, &crate::tasks::jsonl::JsonlFields::default())
+                .unwrap();
+        assert!(tasks.len() >= 100);
+        let grader = Grader::new(GraderConfig::default());
+        let config = SftDataConfig {
+            wrong_fraction: 0.0,
+            ..Default::default()
+        };
+        for (i, t) in tasks.iter().enumerate() {
+            let p = sft_pair(t, i as u64, &config).unwrap();
+            assert_eq!(grader.grade(&t.gold, &p.response).reward, 1, "{p:?}");
+        }
     }
 
     #[test]
