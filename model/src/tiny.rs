@@ -203,7 +203,9 @@ pub struct TinyDims {
 }
 
 impl Default for TinyDims {
-    /// Sized for the default CPU job (see BENCHMARKS.md, "Default tiny model").
+    /// Sized for the default CPU job: 0.83M parameters (vocabulary 315). On the 2-core dev box an
+    /// SFT step of 32 sequences of ~31 tokens takes ~0.3 s (~3,300 tok/s forward+backward) and
+    /// sampling runs at ~5,000 tok/s (`cargo run -p laser-learner --example sft_warmstart`).
     fn default() -> Self {
         Self {
             hidden_size: 128,
