@@ -3,12 +3,14 @@
 //! Nothing is downloaded: the default job builds this model, writes it as a Hugging Face directory
 //! ([`write_default`]), then warm-starts it with SFT on the synthetic arithmetic tasks.
 //!
-//! The tokenizer is GPT-2 style byte-level BPE, so every string round-trips exactly. Its vocabulary
-//! is the 256 byte symbols, the special tokens, and whole words of the task text (prompt template,
-//! step-by-step solutions, chat roles). With `ignore_merges` a pre-token that is a vocabulary word
-//! becomes one token; anything else falls back to bytes. Digits are never merged with each other
-//! (only with a leading space), so arithmetic is seen digit by digit.
+//! The tokenizer is byte-level BPE with Qwen2's pre-tokenizer (the same split regex, digits one by
+//! one), so every string round-trips exactly and transformers' `Qwen2Tokenizer` (what
+//! `AutoTokenizer` builds for a `qwen2` model, whatever tokenizer_config.json says) encodes exactly
+//! as we do. Its vocabulary is the 256 byte symbols, the special tokens, and whole words of the task
+//! text (prompt template, step-by-step solutions, chat roles), each reached by a chain of merges;
+//! anything else falls back to bytes. Numbers are always one token per digit.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use burn::tensor::backend::Backend;
@@ -88,6 +90,10 @@ const WORDS: &[&str] = &[
     " many",
 ];
 
+/// Qwen2's pre-tokenizer split: letters with one leading non-letter, single digits, punctuation
+/// runs with an optional leading space, newlines, spaces.
+pub const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
 /// GPT-2's byte -> printable-char map (printable Latin-1 bytes map to themselves; the rest are
 /// shifted to U+0100..), the alphabet of every byte-level BPE.
 fn bytes_to_unicode() -> Vec<char> {
@@ -103,6 +109,26 @@ fn bytes_to_unicode() -> Vec<char> {
             }
         })
         .collect()
+}
+
+/// Plain BPE on one pre-token: repeatedly join the adjacent pair of lowest merge rank (leftmost on
+/// ties), as the `tokenizers` BPE model does.
+fn bpe(word: &str, ranks: &HashMap<(String, String), usize>) -> Vec<String> {
+    let mut pieces: Vec<String> = word.chars().map(String::from).collect();
+    loop {
+        let best = (0..pieces.len().saturating_sub(1))
+            .filter_map(|i| {
+                ranks
+                    .get(&(pieces[i].clone(), pieces[i + 1].clone()))
+                    .map(|&r| (r, i))
+            })
+            .min();
+        let Some((_, i)) = best else {
+            return pieces;
+        };
+        let right = pieces.remove(i + 1);
+        pieces[i].push_str(&right);
+    }
 }
 
 fn byte_level(text: &str, table: &[char]) -> String {
@@ -125,17 +151,25 @@ pub fn tokenizer_json() -> Value {
     for &c in &table {
         push(c.to_string(), &mut vocab);
     }
-    let space = table[b' ' as usize];
-    // Merges only join a leading space with one digit or operator symbol (" 7", " +"); numbers stay
-    // one digit per token. Whole words need no merges: `ignore_merges` looks them up directly.
-    let mut merges = Vec::new();
-    for c in "0123456789+-*/=\\".chars() {
-        let joined = format!("{space}{c}");
-        push(joined, &mut vocab);
-        merges.push(json!([space.to_string(), c.to_string()]));
-    }
-    for word in WORDS {
-        push(byte_level(word, &table), &mut vocab);
+    // Merges are added word by word (longest first): simulate BPE on the word with the merges so
+    // far and join the first two pieces until it is one token. New merges rank after all existing
+    // ones, so they never change how an earlier word is split (it was already one token without
+    // them). The tests check that every word is one token.
+    let mut ranks: HashMap<(String, String), usize> = HashMap::new();
+    let mut merges: Vec<Value> = Vec::new();
+    let mut words: Vec<&str> = WORDS.to_vec();
+    words.sort_by_key(|w| std::cmp::Reverse(w.chars().count()));
+    for word in words {
+        loop {
+            let pieces = bpe(&byte_level(word, &table), &ranks);
+            if pieces.len() < 2 {
+                break;
+            }
+            let (a, b) = (pieces[0].clone(), pieces[1].clone());
+            push(format!("{a}{b}"), &mut vocab);
+            merges.push(json!([a, b]));
+            ranks.insert((a, b), ranks.len());
+        }
     }
     let added: Vec<Value> = SPECIAL_TOKENS
         .iter()
@@ -154,7 +188,11 @@ pub fn tokenizer_json() -> Value {
         "added_tokens": added,
         "normalizer": null,
         "pre_tokenizer": {
-            "type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": true
+            "type": "Sequence",
+            "pretokenizers": [
+                {"type": "Split", "pattern": {"Regex": QWEN2_SPLIT}, "behavior": "Isolated", "invert": false},
+                {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false}
+            ]
         },
         "post_processor": {
             "type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": true
@@ -170,7 +208,7 @@ pub fn tokenizer_json() -> Value {
             "end_of_word_suffix": null,
             "fuse_unk": false,
             "byte_fallback": false,
-            "ignore_merges": true,
+            "ignore_merges": false,
             "vocab": vocab,
             "merges": merges,
         }
@@ -203,8 +241,8 @@ pub struct TinyDims {
 }
 
 impl Default for TinyDims {
-    /// Sized for the default CPU job: 0.83M parameters (vocabulary 315). On the 2-core dev box an
-    /// SFT step of 32 sequences of ~31 tokens takes ~0.3 s (~3,300 tok/s forward+backward) and
+    /// Sized for the default CPU job: 0.84M parameters (vocabulary 411). On the 2-core dev box an
+    /// SFT step of 32 sequences of ~31 tokens took ~0.3 s (~3,300 tok/s forward+backward) and
     /// sampling runs at ~5,000 tok/s (`cargo run -p laser-learner --example sft_warmstart`).
     fn default() -> Self {
         Self {
@@ -417,9 +455,17 @@ mod tests {
         assert_eq!(
             pieces("3901 - 12 = 3889."),
             [
-                "3", "9", "0", "1", " -", " 1", "2", " =", " 3", "8", "8", "9", "."
+                "3", "9", "0", "1", " -", " ", "1", "2", " =", " ", "3", "8", "8", "9", "."
             ]
         );
+        assert_eq!(
+            pieces("Compute 7 + 8."),
+            ["Compute", " ", "7", " +", " ", "8", "."]
+        );
+        // Every word of the vocabulary list is a single token where it occurs.
+        for word in WORDS {
+            assert_eq!(pieces(word), [*word], "{word:?}");
+        }
         assert_eq!(
             pieces(" Please reason step by step, and put your final answer within \\boxed{}."),
             [
