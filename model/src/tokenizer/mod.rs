@@ -237,11 +237,15 @@ impl Tokenizer {
     }
 
     fn check_id(&self, id: u32) -> Result<()> {
-        let vocab_size = self.vocab_size();
-        if (id as usize) < vocab_size {
+        // `get_vocab_size` builds the whole vocabulary map (151k entries for Qwen), so it is only
+        // computed for the error; the per-id lookup is a cheap index into the model's vocabulary.
+        if self.inner.id_to_token(id).is_some() {
             Ok(())
         } else {
-            Err(ModelError::TokenOutOfRange { id, vocab_size })
+            Err(ModelError::TokenOutOfRange {
+                id,
+                vocab_size: self.vocab_size(),
+            })
         }
     }
 
