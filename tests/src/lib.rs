@@ -244,9 +244,9 @@ pub fn tiny_model_dir(dir: &Path) -> PathBuf {
 }
 
 /// Writes `dir/cluster.toml` for a local cluster on the tiny model: 2 actors, 2 verifiers, 4 prompts
-/// of 2 samples per step, 8 response tokens, `steps` steps, plus `extra` TOML lines (appended
-/// as whole sections). c_ref is configured, so no calibration is needed.
-pub fn cluster_toml(dir: &Path, model: &Path, run: &Path, steps: u64, extra: &str) -> PathBuf {
+/// of 2 samples per step, 8 response tokens, `steps` steps, a checkpoint every step. c_ref is
+/// configured, so no calibration is needed. Tests change it with `LASER__…` overrides.
+pub fn cluster_toml(dir: &Path, model: &Path, run: &Path, steps: u64) -> PathBuf {
     let path = dir.join("cluster.toml");
     let text = format!(
         "[model]\npath = {model:?}\n\
@@ -254,9 +254,9 @@ pub fn cluster_toml(dir: &Path, model: &Path, run: &Path, steps: u64, extra: &st
          [algorithm]\ngroup_size = 2\nbatch_prompts = 4\nlr = 1e-4\nc_ref = -6.2\n\
          max_response_tokens = 8\nreasoning_warmup_steps = 1\nself_rewarding_warmup_steps = 1\n\
          [cluster]\nmode = \"local\"\nactors = 2\nverifiers = 2\nheartbeat_ms = 200\n\
-         worker_timeout_ms = 4000\nstartup_timeout_s = 120\ngenerate_timeout_s = 120\n\
+         worker_timeout_ms = 4000\nstartup_timeout_s = 120\ngenerate_timeout_s = 30\n\
          train_timeout_s = 300\nweights_timeout_s = 60\nbin_dir = {bins:?}\n\
-         [run]\ndir = {run:?}\nmax_steps = {steps}\ncheckpoint_every = 1\nseed = 7\n{extra}",
+         [run]\ndir = {run:?}\nmax_steps = {steps}\ncheckpoint_every = 1\nseed = 7\n",
         model = model.display().to_string(),
         run = run.display().to_string(),
         bins = bin_dir().display().to_string(),
@@ -265,12 +265,157 @@ pub fn cluster_toml(dir: &Path, model: &Path, run: &Path, steps: u64, extra: &st
     path
 }
 
-/// The rows of `run/metrics.jsonl`.
-pub fn metrics_rows(run: &Path) -> Vec<serde_json::Value> {
-    let p = run.join("metrics.jsonl");
-    let text = std::fs::read_to_string(&p).unwrap_or_default();
+/// A local-mode coordinator running in the background (its stderr in `dir/coordinator.log`),
+/// killed with its workers when dropped.
+pub struct LocalRun {
+    pub dir: PathBuf,
+    pub run: PathBuf,
+    pub coordinator: Proc,
+}
+
+impl LocalRun {
+    /// Builds the role binaries, writes the tiny model and cluster.toml, and starts the
+    /// coordinator with `env` overrides (`LASER__SECTION__KEY`).
+    pub fn start(tag: &str, steps: u64, env: &[(&str, &str)]) -> Self {
+        for b in ["learner", "actor", "verifier", "laserctl"] {
+            bin(b);
+        }
+        let dir = temp_dir(tag);
+        let model = tiny_model_dir(&dir);
+        let run = dir.join("run");
+        let cfg = cluster_toml(&dir, &model, &run, steps);
+        let log = std::fs::File::create(dir.join("coordinator.log")).expect("coordinator.log");
+        let mut cmd = Command::new(bin("coordinator"));
+        cmd.arg("--cluster")
+            .arg(&cfg)
+            .arg("--no-progress")
+            .env_remove(TOKEN_ENV)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("starting the coordinator");
+        Self {
+            dir,
+            run,
+            coordinator: Proc {
+                child,
+                name: "coordinator".into(),
+            },
+        }
+    }
+
+    /// Waits for the coordinator to exit; panics with its log unless it succeeded.
+    pub fn finish(&mut self, limit: Duration) {
+        let status = self.coordinator.wait_exit(limit);
+        let log = std::fs::read_to_string(self.dir.join("coordinator.log")).unwrap_or_default();
+        assert!(status.success(), "coordinator exited with {status}:\n{log}");
+    }
+
+    pub fn coordinator_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("coordinator.log")).unwrap_or_default()
+    }
+
+    pub fn worker_log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.run.join("logs").join(format!("{name}.log")))
+            .unwrap_or_default()
+    }
+
+    /// `laserctl --run-dir RUN ARGS` (address and token from the run directory).
+    pub fn laserctl(&self, args: &[&str]) -> (i32, String, String) {
+        let mut cmd = Command::new(bin("laserctl"));
+        cmd.arg("--run-dir")
+            .arg(&self.run)
+            .args(args)
+            .env_remove(TOKEN_ENV);
+        let (status, out, err) = run_bounded(&mut cmd, Duration::from_secs(30));
+        (status.code().unwrap_or(-1), out, err)
+    }
+
+    /// `laserctl workers --json`, once the coordinator answers.
+    pub fn workers(&self) -> Option<Vec<serde_json::Value>> {
+        let (code, out, _) = self.laserctl(&["workers", "--json"]);
+        if code != 0 {
+            return None;
+        }
+        serde_json::from_str::<serde_json::Value>(&out)
+            .ok()?
+            .as_array()
+            .cloned()
+    }
+
+    /// The pid of local worker `name` (e.g. `actor-1`) of this run, from /proc.
+    pub fn worker_pid(&self, name: &str) -> Option<u32> {
+        let resolved = self.run.join("cluster.resolved.toml").display().to_string();
+        let coordinator = self.coordinator.pid().to_string();
+        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+                continue;
+            };
+            let args: Vec<String> = cmdline
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            let named = args.windows(2).any(|w| w[0] == "--name" && w[1] == name);
+            let ours = args.contains(&resolved)
+                || std::fs::read_to_string(entry.path().join("stat"))
+                    .ok()
+                    .and_then(|s| s.rsplit(") ").next().map(str::to_string))
+                    .and_then(|s| s.split_whitespace().nth(1).map(|p| p == coordinator))
+                    .unwrap_or(false);
+            if named && ours {
+                return Some(pid);
+            }
+        }
+        None
+    }
+
+    pub fn metrics(&self) -> Vec<serde_json::Value> {
+        metrics_rows(&self.run)
+    }
+
+    /// The rows of `run/data_order.jsonl`: the group and task ids each step trained on.
+    pub fn data_order(&self) -> Vec<serde_json::Value> {
+        jsonl(&self.run.join("data_order.jsonl"))
+    }
+
+    /// `run/coordinator_state.json`: the last checkpointed step.
+    pub fn checkpointed_step(&self) -> Option<u64> {
+        let text = std::fs::read_to_string(self.run.join("coordinator_state.json")).ok()?;
+        serde_json::from_str::<serde_json::Value>(&text).ok()?["step"].as_u64()
+    }
+}
+
+impl Drop for LocalRun {
+    fn drop(&mut self) {
+        // The workers die with the coordinator (PR_SET_PDEATHSIG); keep the files of a failure.
+        self.coordinator.kill();
+        if !std::thread::panicking() && std::env::var_os("LASER_IT_KEEP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!("kept {}", self.dir.display());
+        }
+    }
+}
+
+fn jsonl(p: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(p).unwrap_or_default();
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: {e}: {l}", p.display())))
         .collect()
+}
+
+/// The rows of `run/metrics.jsonl`.
+pub fn metrics_rows(run: &Path) -> Vec<serde_json::Value> {
+    jsonl(&run.join("metrics.jsonl"))
 }

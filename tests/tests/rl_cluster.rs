@@ -1,46 +1,246 @@
-//! Must-show 1: a local cluster of separate processes (coordinator, 1 learner, 2 verifiers, 2
-//! actors) completes 3 RL steps with the tiny fixture model; every actor ends at the new policy
-//! version and metrics.jsonl has one row per step with every group counted once.
+//! Must-show 1, 2, 3 and 5 on a local cluster of separate processes (coordinator, 1 learner,
+//! 2 verifiers, 2 actors) running the tiny model on loopback. Every wait is bounded; nothing
+//! asserts a duration. Counts are checked against the data order, which depends only on
+//! (seed, step): step s trains on groups s*B .. s*B+B-1, each exactly once.
 
-use std::process::Command;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use laser_integration_tests::{
-    bin, cluster_toml, metrics_rows, run_bounded, temp_dir, tiny_model_dir,
-};
+use laser_integration_tests::{LocalRun, Proc, bin, wait_for};
+use serde_json::Value;
+
+const RUN_LIMIT: Duration = Duration::from_secs(600);
+const WAIT: Duration = Duration::from_secs(300);
+
+/// Slower steps (8 prompts x 4 samples x 48 tokens) so that a fault lands inside a step.
+const SLOW: &[(&str, &str)] = &[
+    ("LASER__ALGORITHM__BATCH_PROMPTS", "8"),
+    ("LASER__ALGORITHM__GROUP_SIZE", "4"),
+    ("LASER__ALGORITHM__MAX_RESPONSE_TOKENS", "48"),
+];
+
+/// Every step's groups are exactly its own, each once.
+fn assert_data_order(run: &LocalRun, steps: u64, batch: u64) {
+    let order = run.data_order();
+    let got: Vec<u64> = order.iter().map(|r| r["step"].as_u64().unwrap()).collect();
+    assert_eq!(
+        got,
+        (0..steps).collect::<Vec<_>>(),
+        "one data-order row per step"
+    );
+    for r in &order {
+        let s = r["step"].as_u64().unwrap();
+        let mut ids: Vec<u64> = r["group_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g.as_u64().unwrap())
+            .collect();
+        ids.sort_unstable();
+        assert_eq!(
+            ids,
+            (s * batch..(s + 1) * batch).collect::<Vec<_>>(),
+            "step {s}: every group once, none lost or duplicated"
+        );
+    }
+}
+
+fn assert_rows(rows: &[Value], steps: u64, groups: u64, samples: u64) {
+    let got: Vec<u64> = rows.iter().map(|r| r["step"].as_u64().unwrap()).collect();
+    assert_eq!(
+        got,
+        (0..steps).collect::<Vec<_>>(),
+        "one metrics row per step"
+    );
+    for r in rows {
+        assert_eq!(r["groups"], groups, "{r}");
+        assert_eq!(r["samples"], samples, "{r}");
+    }
+}
 
 #[test]
 fn local_cluster_completes_three_steps() {
-    let dir = temp_dir("e2e");
-    let model = tiny_model_dir(&dir);
-    let run = dir.join("run");
-    let cfg = cluster_toml(&dir, &model, &run, 3, "");
-    // The learner and the actors build before the coordinator starts them.
-    for b in ["learner", "actor", "verifier"] {
-        bin(b);
-    }
-    let mut cmd = Command::new(bin("coordinator"));
-    cmd.arg("--cluster").arg(&cfg).arg("--no-progress");
-    let (status, _out, err) = run_bounded(&mut cmd, Duration::from_secs(600));
-    assert!(status.success(), "coordinator failed: {err}");
-
-    let rows = metrics_rows(&run);
-    assert_eq!(rows.len(), 3, "one metrics row per step");
-    for (i, r) in rows.iter().enumerate() {
-        assert_eq!(r["step"], i as u64);
-        assert_eq!(r["groups"], 4, "batch_prompts groups, each once: {r}");
-        assert_eq!(r["samples"], 8, "group_size samples per group: {r}");
-        assert_eq!(r["redispatched"], 0, "{r}");
-    }
-    let last = &rows[2];
-    let version = last["policy_version"].as_u64().unwrap();
-    assert!(version >= 1, "the weights changed: {last}");
+    let mut run = LocalRun::start("e2e", 3, &[]);
+    run.finish(RUN_LIMIT);
+    let rows = run.metrics();
+    assert_rows(&rows, 3, 4, 8);
+    assert_data_order(&run, 3, 4);
+    let versions: Vec<u64> = rows
+        .iter()
+        .map(|r| r["policy_version"].as_u64().unwrap())
+        .collect();
     assert_eq!(
-        last["actors_at_version"], 2,
-        "both actors hold version {version} after the last broadcast: {last}"
+        versions,
+        [1, 2, 3],
+        "one new policy version per applied step"
     );
-    assert!(last["broadcast_bytes"].as_u64().unwrap() > 0, "{last}");
-    // Each worker ran as its own process with its own log.
+    for r in &rows {
+        assert_eq!(r["redispatched"], 0, "{r}");
+        assert_eq!(
+            r["actors_at_version"], 2,
+            "both actors hold the step's new version after its broadcast: {r}"
+        );
+        assert!(r["broadcast_bytes"].as_u64().unwrap() > 0, "{r}");
+    }
+    // Each actor swapped in version 3 (its own log, its own process).
+    for a in ["actor-0", "actor-1"] {
+        let log = run.worker_log(a);
+        assert!(
+            log.lines()
+                .any(|l| l.contains("weights swapped") && l.contains("version=3")),
+            "{a}:\n{log}"
+        );
+    }
+    for w in ["learner-0", "verifier-0", "verifier-1"] {
+        assert!(run.worker_log(w).contains("registered with"), "{w}");
+    }
+}
+
+#[test]
+fn actor_killed_mid_step_loses_and_duplicates_nothing() {
+    // Each Generate call carries 4 groups, so an actor is busy for a good part of each step.
+    let env = [
+        SLOW,
+        &[
+            ("LASER__CLUSTER__GROUPS_PER_REQUEST", "4"),
+            ("LASER__ALGORITHM__GROUP_SIZE", "8"),
+            ("LASER__ALGORITHM__MAX_RESPONSE_TOKENS", "128"),
+        ],
+    ]
+    .concat();
+    let mut run = LocalRun::start("actor-loss", 3, &env);
+    // Kill actor-1 in the middle of a Generate call: it has streamed back 1 or 2 of the 4 groups
+    // of its request (`completed` counts groups the coordinator received from it), so 2 or 3 are
+    // still in its hands and must be re-dispatched.
+    wait_for(
+        "actor-1 midway through a request in step 0 or 1",
+        WAIT,
+        || {
+            assert!(run.metrics().len() < 2, "the run got past step 1 first");
+            let ws = run.workers()?;
+            ws.iter()
+                .any(|w| {
+                    w["name"] == "actor-1"
+                        && w["in_flight"].as_u64().unwrap_or(0) >= 1
+                        && matches!(w["completed"].as_u64().unwrap_or(0) % 4, 1 | 2)
+                })
+                .then_some(())
+        },
+    );
+    let pid = run.worker_pid("actor-1").expect("actor-1's pid");
+    // SAFETY: kill(2) on a process of this test's run.
+    unsafe {
+        libc::kill(pid as i32, libc::SIGKILL);
+    }
+    run.finish(RUN_LIMIT);
+
+    let rows = run.metrics();
+    assert_rows(&rows, 3, 8, 64);
+    assert_data_order(&run, 3, 8);
+    let redispatched: u64 = rows
+        .iter()
+        .map(|r| r["redispatched"].as_u64().unwrap())
+        .sum();
+    assert!(
+        redispatched >= 1,
+        "the killed actor's groups were re-dispatched: {rows:?}"
+    );
+    assert_eq!(
+        rows[2]["actors_at_version"], 1,
+        "the surviving actor holds the final version"
+    );
+    assert!(
+        run.coordinator_log().contains("marking the actor lost")
+            || run.coordinator_log().contains("actor lost"),
+        "{}",
+        run.coordinator_log()
+    );
+}
+
+#[test]
+fn learner_killed_after_a_checkpoint_resumes_at_that_step_with_the_same_data() {
+    let env = [SLOW, &[("LASER__RUN__CHECKPOINT_EVERY", "2")]].concat();
+    let mut run = LocalRun::start("learner-loss", 4, &env);
+    // After the checkpoint at step 2, once step 2's batch has been collected: kill the learner.
+    let step2 = wait_for("step 2's batch after the step-2 checkpoint", WAIT, || {
+        (run.checkpointed_step() == Some(2))
+            .then(|| run.data_order().into_iter().find(|r| r["step"] == 2))
+            .flatten()
+    });
+    let pid = run.worker_pid("learner-0").expect("learner-0's pid");
+    // SAFETY: kill(2) on a process of this test's run.
+    unsafe {
+        libc::kill(pid as i32, libc::SIGKILL);
+    }
+    run.finish(RUN_LIMIT);
+
+    assert_rows(&run.metrics(), 4, 8, 32);
+    assert_data_order(&run, 4, 8);
+    let redone = run
+        .data_order()
+        .into_iter()
+        .find(|r| r["step"] == 2)
+        .unwrap();
+    assert_eq!(
+        redone, step2,
+        "step 2 was redone on the same groups and tasks"
+    );
+    let log = run.worker_log("learner-0");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("resumed") && l.contains("step=2")),
+        "the restarted learner resumed from the step-2 checkpoint:\n{log}"
+    );
+    assert!(
+        run.coordinator_log().contains("redoing from checkpoint"),
+        "{}",
+        run.coordinator_log()
+    );
+    assert_eq!(run.checkpointed_step(), Some(4));
+}
+
+#[test]
+fn laserctl_shows_workers_and_live_metrics() {
+    let mut run = LocalRun::start("watch", 4, SLOW);
+    wait_for("the run to be running with all workers", WAIT, || {
+        let (code, out, _) = run.laserctl(&["status", "--json"]);
+        let s: Value = serde_json::from_str(&out).ok()?;
+        (code == 0 && s["state"] == "running").then_some(())
+    });
+    // Start watching while the run is still going.
+    let rows_before = run.metrics().len();
+    let mut cmd = Command::new(bin("laserctl"));
+    cmd.arg("--run-dir")
+        .arg(&run.run)
+        .args(["watch", "--json"])
+        .env_remove(laser_integration_tests::TOKEN_ENV)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = cmd.spawn().expect("laserctl watch");
+    let stdout = child.stdout.take().unwrap();
+    let mut watch = Proc {
+        child,
+        name: "laserctl watch".into(),
+    };
+    let reader = std::thread::spawn(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .map(|l| serde_json::from_str::<Value>(&l).expect("a JSON row"))
+            .collect::<Vec<_>>()
+    });
+
+    let (code, table, _) = run.laserctl(&["status"]);
+    assert_eq!(code, 0);
+    assert!(table.contains("state      running"), "{table}");
+    assert!(
+        table.contains("2 actors, 2 verifiers, 1 learner(s) alive"),
+        "{table}"
+    );
+    let (code, table, _) = run.laserctl(&["workers"]);
+    assert_eq!(code, 0);
     for w in [
         "learner-0",
         "verifier-0",
@@ -48,9 +248,34 @@ fn local_cluster_completes_three_steps() {
         "actor-0",
         "actor-1",
     ] {
-        assert!(run.join("logs").join(format!("{w}.log")).exists(), "{w}");
+        assert!(
+            table
+                .lines()
+                .any(|l| l.starts_with(w) && l.contains("alive")),
+            "{w}:\n{table}"
+        );
     }
-    if std::env::var_os("LASER_IT_KEEP").is_none() {
-        let _ = std::fs::remove_dir_all(&dir);
+
+    run.finish(RUN_LIMIT);
+    watch.wait_exit(Duration::from_secs(60));
+    let streamed = reader.join().unwrap();
+    let recorded = run.metrics();
+    assert_eq!(recorded.len(), 4);
+    assert!(
+        rows_before < recorded.len(),
+        "the watch began before the last step"
+    );
+    let steps: Vec<u64> = streamed
+        .iter()
+        .map(|r| r["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, [0, 1, 2, 3], "every step streamed once, in order");
+    for (s, r) in streamed.iter().zip(&recorded) {
+        assert_eq!(s["policy_version"], r["policy_version"]);
+        assert_eq!(s["samples"], r["samples"]);
+        assert_eq!(
+            s["unix_time"], r["unix_time"],
+            "the same row as metrics.jsonl"
+        );
     }
 }
