@@ -38,6 +38,10 @@ pub struct ClusterConfig {
     pub cluster: ClusterSection,
     #[serde(default)]
     pub run: RunSection,
+    #[serde(default)]
+    pub warmstart: WarmstartSection,
+    #[serde(default)]
+    pub eval: EvalSection,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -45,11 +49,77 @@ pub struct ClusterConfig {
 pub struct ModelSection {
     /// Hugging Face model directory (config.json, *.safetensors, tokenizer.json) or a GGUF file.
     pub path: Option<PathBuf>,
+    /// Instead of `path`: build the project's own model in `run_dir/init_model` (seed = run.seed).
+    pub init: Option<ModelInit>,
+    /// Dimensions of `init = "tiny"`.
+    pub tiny: TinyModelSection,
     /// z_c: a token (text or id) whose log-prob after EOS is the self-reward. Default: the first of
     /// the project's known candidates present in the vocabulary.
     pub self_reward_token: Option<String>,
     /// Render prompts through the tokenizer's chat template.
     pub chat: bool,
+}
+
+/// A model the job builds itself (`model.init`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelInit {
+    /// laser_model::tiny: a small Qwen2 decoder with the project's own tokenizer (z_c =
+    /// `<|verify|>`), seeded N(0, 0.02) init.
+    Tiny,
+}
+
+/// `[model.tiny]`: the size of `init = "tiny"` (defaults: laser_model::tiny::TinyDims, 0.84M
+/// parameters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TinyModelSection {
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_key_value_heads: usize,
+    pub intermediate_size: usize,
+    pub max_position_embeddings: usize,
+}
+
+impl Default for TinyModelSection {
+    fn default() -> Self {
+        Self {
+            hidden_size: 128,
+            num_hidden_layers: 4,
+            num_attention_heads: 4,
+            num_key_value_heads: 2,
+            intermediate_size: 384,
+            max_position_embeddings: 512,
+        }
+    }
+}
+
+/// One difficulty level of the synthetic tasks (`[[data.mix]]`, `[[warmstart.mix]]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TaskLevel {
+    /// Digits per operand, inclusive range.
+    pub min_digits: u32,
+    pub max_digits: u32,
+    /// Operations per problem.
+    pub chain_length: usize,
+    /// Operators drawn from, e.g. "+-*" (`/` gives fractions).
+    pub ops: String,
+    /// Relative share of the level in the mix.
+    pub weight: f64,
+}
+
+impl Default for TaskLevel {
+    fn default() -> Self {
+        Self {
+            min_digits: 1,
+            max_digits: 1,
+            chain_length: 1,
+            ops: "+-*".into(),
+            weight: 1.0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -77,12 +147,34 @@ pub struct DataSection {
     pub source: DataSource,
     pub path: Option<PathBuf>,
     pub template: PromptTemplateKind,
-    /// Synthetic tasks: digits per operand and operations per problem.
+    /// Synthetic tasks: digits per operand and operations per problem (used when `mix` is empty).
     pub min_digits: u32,
     pub max_digits: u32,
     pub chain_length: usize,
-    /// Held-out evaluation set (JSONL); none: evaluation is skipped.
+    /// Synthetic tasks: operators drawn from (used when `mix` is empty).
+    pub ops: String,
+    /// Synthetic tasks as a weighted mix of difficulty levels; empty: the single level above.
+    pub mix: Vec<TaskLevel>,
+    /// Held-out evaluation set (JSONL). None: synthetic runs draw `eval.problems` held-out
+    /// problems with a seed disjoint from training; JSONL runs skip evaluation.
     pub eval_path: Option<PathBuf>,
+}
+
+impl DataSection {
+    /// The synthetic task levels: `mix`, or the single level of min_digits/max_digits/chain_length.
+    pub fn levels(&self) -> Vec<TaskLevel> {
+        if self.mix.is_empty() {
+            vec![TaskLevel {
+                min_digits: self.min_digits,
+                max_digits: self.max_digits,
+                chain_length: self.chain_length,
+                ops: self.ops.clone(),
+                weight: 1.0,
+            }]
+        } else {
+            self.mix.clone()
+        }
+    }
 }
 
 impl Default for DataSection {
@@ -94,6 +186,8 @@ impl Default for DataSection {
             min_digits: 1,
             max_digits: 2,
             chain_length: 2,
+            ops: "+-*".into(),
+            mix: Vec::new(),
             eval_path: None,
         }
     }
@@ -129,6 +223,8 @@ pub struct AlgorithmSection {
     pub max_response_tokens: u32,
     pub temperature: f64,
     pub top_p: f64,
+    /// (x, y) pairs sampled from the RL start model to calibrate c_ref when `c_ref` is not set.
+    pub calibration_samples: u32,
 }
 
 impl Default for AlgorithmSection {
@@ -154,6 +250,88 @@ impl Default for AlgorithmSection {
             max_response_tokens: 1024,
             temperature: 1.0,
             top_p: 1.0,
+            calibration_samples: 256,
+        }
+    }
+}
+
+/// `[warmstart]`: supervised fine-tuning before RL (the job's phase 2), on step-by-step solutions of
+/// the synthetic tasks of which `wrong_fraction` carry a deliberate slip, so that RL starts from a
+/// deliberately imperfect policy. Writes `run_dir/sft_model`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WarmstartSection {
+    /// Optimiser steps; 0 skips the warm start.
+    pub steps: u64,
+    /// Sequences per step.
+    pub batch_size: u32,
+    pub micro_batch_size: u32,
+    pub lr: f64,
+    pub warmup_steps: u64,
+    /// Cosine decay from `lr` to `min_lr_ratio * lr` at the last step; off: constant after warm-up.
+    pub cosine: bool,
+    pub min_lr_ratio: f64,
+    /// Fraction of solutions with a deliberate slip.
+    pub wrong_fraction: f64,
+    /// Responses are cut to this many tokens (EOS included).
+    pub max_response_tokens: u32,
+    /// Seed of the SFT problems and slips; default: run.seed + 1000 (disjoint from RL's run.seed).
+    pub seed: Option<u64>,
+    /// Difficulty levels of the SFT problems; empty: the RL task levels (`data`).
+    pub mix: Vec<TaskLevel>,
+    /// An SFT JSONL (question + response fields) to use instead of generating one.
+    pub path: Option<PathBuf>,
+    pub checkpoint_every: u64,
+}
+
+impl Default for WarmstartSection {
+    fn default() -> Self {
+        Self {
+            steps: 0,
+            batch_size: 32,
+            micro_batch_size: 32,
+            lr: 3e-3,
+            warmup_steps: 20,
+            cosine: true,
+            min_lr_ratio: 0.1,
+            wrong_fraction: 0.3,
+            max_response_tokens: 256,
+            seed: None,
+            mix: Vec::new(),
+            path: None,
+            checkpoint_every: 100,
+        }
+    }
+}
+
+/// `[eval]`: held-out evaluation through the actors and verifiers, at step 0 (the RL start), every
+/// `run.eval_every` steps and at the end; rows go to `run_dir/eval.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvalSection {
+    pub enabled: bool,
+    /// Samples per problem (the k of maj@k).
+    pub k: u32,
+    /// Held-out synthetic problems to draw (a `data.eval_path` file: its first N; 0 = all).
+    pub problems: u32,
+    /// Seed of the held-out problems and of their sampling; default: run.seed + 2000.
+    pub seed: Option<u64>,
+    pub temperature: f64,
+    pub top_p: f64,
+    /// Default: algorithm.max_response_tokens.
+    pub max_response_tokens: Option<u32>,
+}
+
+impl Default for EvalSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            k: 8,
+            problems: 64,
+            seed: None,
+            temperature: 1.0,
+            top_p: 1.0,
+            max_response_tokens: None,
         }
     }
 }
@@ -243,7 +421,8 @@ pub struct RunSection {
     pub seed: u64,
     pub max_steps: u64,
     pub checkpoint_every: u64,
-    /// 0: no periodic evaluation.
+    /// Held-out evaluation every this many steps (besides step 0 and the end, see `[eval]`);
+    /// 0: only at step 0 and at the end.
     pub eval_every: u64,
     pub keep_checkpoints: usize,
 }
@@ -323,21 +502,143 @@ impl ClusterConfig {
                 message,
             })
         };
-        match &self.model.path {
-            None => {
+        match (&self.model.path, self.model.init) {
+            (Some(_), Some(_)) => {
                 return bad(
-                    "model.path",
-                    "is required: the model directory (config.json, *.safetensors, tokenizer.json)"
+                    "model.init",
+                    "and `model.path` are both set: use `path` for an existing model, or `init = \"tiny\"` to build one"
                         .into(),
                 );
             }
-            Some(p) if !p.exists() => {
+            (None, Some(ModelInit::Tiny)) => {
+                let t = &self.model.tiny;
+                if t.hidden_size == 0
+                    || t.num_hidden_layers == 0
+                    || t.num_attention_heads == 0
+                    || t.num_key_value_heads == 0
+                    || t.intermediate_size == 0
+                    || t.max_position_embeddings == 0
+                {
+                    return bad("model.tiny", "dimensions must all be at least 1".into());
+                }
+                if t.hidden_size % t.num_attention_heads != 0
+                    || t.num_attention_heads % t.num_key_value_heads != 0
+                {
+                    return bad(
+                        "model.tiny",
+                        format!(
+                            "hidden_size {} must be a multiple of num_attention_heads {}, itself a multiple of num_key_value_heads {}",
+                            t.hidden_size, t.num_attention_heads, t.num_key_value_heads
+                        ),
+                    );
+                }
+            }
+            (None, None) => {
+                return bad(
+                    "model.path",
+                    "is required: the model directory (config.json, *.safetensors, tokenizer.json), or set model.init = \"tiny\""
+                        .into(),
+                );
+            }
+            (Some(p), None) if !p.exists() => {
                 return bad(
                     "model.path",
                     format!("= {:?}: no such file or directory", p.display().to_string()),
                 );
             }
-            Some(_) => {}
+            (Some(_), None) => {}
+        }
+        if self.data.source == DataSource::Synthetic {
+            for (key, levels) in [
+                ("data.mix", self.data.levels()),
+                ("warmstart.mix", self.warmstart.mix.clone()),
+            ] {
+                for l in &levels {
+                    if l.min_digits == 0 || l.min_digits > l.max_digits || l.max_digits > 18 {
+                        return bad(
+                            key,
+                            format!(
+                                "digits must satisfy 1 <= min_digits <= max_digits <= 18 (got {}..={})",
+                                l.min_digits, l.max_digits
+                            ),
+                        );
+                    }
+                    if l.chain_length == 0 || l.chain_length > 64 {
+                        return bad(
+                            key,
+                            format!("chain_length = {}: must be in 1..=64", l.chain_length),
+                        );
+                    }
+                    if l.ops.is_empty() || l.ops.chars().any(|c| !"+-*/".contains(c)) {
+                        return bad(
+                            key,
+                            format!("ops = {:?}: must be a non-empty string of + - * /", l.ops),
+                        );
+                    }
+                    if !(l.weight > 0.0 && l.weight.is_finite()) {
+                        return bad(key, format!("weight = {}: must be > 0", l.weight));
+                    }
+                }
+            }
+        }
+        let w = &self.warmstart;
+        if w.steps > 0 {
+            if w.batch_size == 0 || w.micro_batch_size == 0 {
+                return bad(
+                    "warmstart.batch_size",
+                    "and warmstart.micro_batch_size must be at least 1".into(),
+                );
+            }
+            if !(w.lr > 0.0 && w.lr.is_finite()) {
+                return bad("warmstart.lr", format!("= {}: must be > 0", w.lr));
+            }
+            if !(0.0..=1.0).contains(&w.wrong_fraction) {
+                return bad(
+                    "warmstart.wrong_fraction",
+                    format!("= {}: must be in [0, 1]", w.wrong_fraction),
+                );
+            }
+            if !(0.0..=1.0).contains(&w.min_lr_ratio) {
+                return bad(
+                    "warmstart.min_lr_ratio",
+                    format!("= {}: must be in [0, 1]", w.min_lr_ratio),
+                );
+            }
+            if let Some(p) = &w.path
+                && !p.exists()
+            {
+                return bad(
+                    "warmstart.path",
+                    format!("= {:?}: no such file", p.display().to_string()),
+                );
+            }
+        }
+        if self.eval.enabled {
+            if self.eval.k == 0 {
+                return bad("eval.k", "= 0: must be at least 1".into());
+            }
+            if self.eval.temperature < 0.0 {
+                return bad(
+                    "eval.temperature",
+                    format!("= {}: must be >= 0", self.eval.temperature),
+                );
+            }
+            if self.data.eval_path.is_none()
+                && self.data.source == DataSource::Synthetic
+                && self.eval.problems == 0
+            {
+                return bad(
+                    "eval.problems",
+                    "= 0: synthetic evaluation needs at least 1 problem (or set eval.enabled = false)"
+                        .into(),
+                );
+            }
+        }
+        if self.algorithm.c_ref.is_none() && self.algorithm.calibration_samples == 0 {
+            return bad(
+                "algorithm.calibration_samples",
+                "= 0 with no algorithm.c_ref: c_ref must be calibrated or configured".into(),
+            );
         }
         if self.data.source == DataSource::Jsonl && self.data.path.is_none() {
             return bad(
@@ -545,6 +846,58 @@ mod tests {
             e.starts_with("cluster.toml: `model.path` is required"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn model_init_and_job_sections() {
+        let c = parse(
+            "[model]\ninit = \"tiny\"\n[model.tiny]\nhidden_size = 64\n\
+             [[data.mix]]\nmax_digits = 1\nchain_length = 1\n[[data.mix]]\nchain_length = 2\nweight = 2.0\n\
+             [warmstart]\nsteps = 10\n[eval]\nk = 4\n",
+            &[("LASER__WARMSTART__LR", "0.01"), ("LASER__MODEL__TINY__NUM_HIDDEN_LAYERS", "2")],
+        )
+        .unwrap();
+        c.validate("cluster.toml").unwrap();
+        assert_eq!(c.model.init, Some(ModelInit::Tiny));
+        assert_eq!(
+            (c.model.tiny.hidden_size, c.model.tiny.num_hidden_layers),
+            (64, 2)
+        );
+        assert_eq!(c.data.levels().len(), 2);
+        assert_eq!(c.data.levels()[1].weight, 2.0);
+        assert_eq!((c.warmstart.steps, c.warmstart.lr), (10, 0.01));
+        assert_eq!(c.eval.k, 4);
+        assert_eq!(parse(&c.to_toml(), &[]).unwrap(), c);
+
+        let err = |text: &str| {
+            parse(text, &[])
+                .unwrap()
+                .validate("cluster.toml")
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err("[model]\ninit = \"tiny\"\npath = \"/\"\n");
+        assert!(
+            e.starts_with("cluster.toml: `model.init` and `model.path` are both set"),
+            "{e}"
+        );
+        let e = err(
+            "[model]\ninit = \"tiny\"\n[model.tiny]\nhidden_size = 100\nnum_attention_heads = 3\n",
+        );
+        assert!(e.starts_with("cluster.toml: `model.tiny`"), "{e}");
+        let e = err("[model]\ninit = \"tiny\"\n[[data.mix]]\nops = \"+^\"\n");
+        assert!(e.starts_with("cluster.toml: `data.mix` ops"), "{e}");
+        let e = err("[model]\ninit = \"tiny\"\n[warmstart]\nsteps = 5\nwrong_fraction = 1.5\n");
+        assert!(
+            e.starts_with("cluster.toml: `warmstart.wrong_fraction`"),
+            "{e}"
+        );
+        let e = err("[model]\ninit = \"tiny\"\n[eval]\nk = 0\n");
+        assert!(e.starts_with("cluster.toml: `eval.k`"), "{e}");
+        let e = parse("[model]\ninit = \"huge\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("huge") || e.contains("model.init"), "{e}");
     }
 
     #[test]
