@@ -1,16 +1,16 @@
 //! The prompt source of a run: task `i` of the run depends only on (seed, i), so step `s` always
 //! sees tasks `s * batch_prompts ..` and a resumed or rolled-back run replays the same data order.
 
-use laser_proto::cluster::{ClusterConfig, DataSource, PromptTemplateKind};
+use laser_proto::cluster::{ClusterConfig, DataSource, PromptTemplateKind, TaskLevel};
 use laser_proto::v1::PromptGroup;
 use laser_verifier::Task;
 use laser_verifier::rng::SplitMix64;
 use laser_verifier::tasks::jsonl::{JsonlFields, load_jsonl};
-use laser_verifier::tasks::synthetic::{SyntheticConfig, SyntheticTasks};
+use laser_verifier::tasks::synthetic::{ArithOp, SyntheticConfig, SyntheticTasks};
 use laser_verifier::tasks::template::{Prompt, PromptTemplate};
 
 pub enum PromptSource {
-    Synthetic(SyntheticTasks),
+    Synthetic(SyntheticMix),
     /// A dataset, reshuffled per epoch with the run seed.
     Jsonl {
         tasks: Vec<Task>,
@@ -22,18 +22,10 @@ impl PromptSource {
     pub fn from_config(cfg: &ClusterConfig) -> anyhow::Result<Self> {
         let d = &cfg.data;
         Ok(match d.source {
-            DataSource::Synthetic => {
-                let sc = SyntheticConfig {
-                    min_digits: d.min_digits,
-                    max_digits: d.max_digits,
-                    chain_length: d.chain_length,
-                    ..SyntheticConfig::default()
-                };
-                PromptSource::Synthetic(
-                    SyntheticTasks::new(sc, cfg.run.seed)
-                        .map_err(|e| anyhow::anyhow!("data: {e}"))?,
-                )
-            }
+            DataSource::Synthetic => PromptSource::Synthetic(
+                SyntheticMix::new(&d.levels(), cfg.run.seed)
+                    .map_err(|e| anyhow::anyhow!("data: {e}"))?,
+            ),
             DataSource::Jsonl => {
                 let path = d
                     .path
@@ -74,6 +66,85 @@ impl PromptSource {
     }
 }
 
+/// Synthetic tasks from a weighted mix of difficulty levels. Task `i` depends only on (seed, i): its
+/// level is drawn from (seed, i), then the level's generator makes task `i`. A single level is
+/// exactly that level's stream.
+#[derive(Debug, Clone)]
+pub struct SyntheticMix {
+    /// (cumulative weight, generator).
+    levels: Vec<(f64, SyntheticTasks)>,
+    seed: u64,
+}
+
+/// "+-*" as operators.
+pub fn parse_ops(ops: &str) -> Result<Vec<ArithOp>, String> {
+    ops.chars()
+        .filter(|c| !c.is_whitespace())
+        .map(|c| match c {
+            '+' => Ok(ArithOp::Add),
+            '-' => Ok(ArithOp::Sub),
+            '*' => Ok(ArithOp::Mul),
+            '/' => Ok(ArithOp::Div),
+            _ => Err(format!("ops {ops:?}: unknown operator {c:?}")),
+        })
+        .collect()
+}
+
+impl SyntheticMix {
+    pub fn new(levels: &[TaskLevel], seed: u64) -> Result<Self, String> {
+        if levels.is_empty() {
+            return Err("no task levels".into());
+        }
+        let mut total = 0.0;
+        let mut out = Vec::with_capacity(levels.len());
+        for l in levels {
+            let sc = SyntheticConfig {
+                min_digits: l.min_digits,
+                max_digits: l.max_digits,
+                chain_length: l.chain_length,
+                ops: parse_ops(&l.ops)?,
+            };
+            total += l.weight;
+            out.push((
+                total,
+                SyntheticTasks::new(sc, seed).map_err(|e| e.to_string())?,
+            ));
+        }
+        Ok(Self { levels: out, seed })
+    }
+
+    pub fn task(&self, index: u64) -> Task {
+        if self.levels.len() == 1 {
+            return self.levels[0].1.task(index);
+        }
+        let total = self.levels.last().map_or(1.0, |l| l.0);
+        let mut rng = SplitMix64::new(self.seed ^ index.wrapping_mul(0xA24B_AED4_963E_E407));
+        let u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * total;
+        let level = self
+            .levels
+            .iter()
+            .find(|(cum, _)| u < *cum)
+            .unwrap_or(&self.levels[self.levels.len() - 1]);
+        level.1.task(index)
+    }
+}
+
+/// The prompt text of a question under the run's template (the actor adds the chat template).
+pub fn render_prompt(cfg: &ClusterConfig, question: &str) -> String {
+    let template = match cfg.data.template {
+        PromptTemplateKind::PaperSuffix => PromptTemplate::PaperSuffix,
+        PromptTemplateKind::Raw => PromptTemplate::Raw,
+    };
+    match template.render(question) {
+        Prompt::Text(t) => t,
+        Prompt::Chat(m) => m
+            .into_iter()
+            .map(|m| m.content)
+            .collect::<Vec<_>>()
+            .join("\n"),
+    }
+}
+
 /// Position `pos` of a seeded Fisher-Yates permutation of 0..n.
 fn permutation_index(n: u64, seed: u64, pos: u64) -> u64 {
     let mut perm: Vec<u64> = (0..n).collect();
@@ -93,22 +164,11 @@ pub fn group_id(step: u64, batch_prompts: u32, i: u32) -> u64 {
 /// The prompt groups of `step`.
 pub fn step_groups(source: &PromptSource, cfg: &ClusterConfig, step: u64) -> Vec<PromptGroup> {
     let b = cfg.algorithm.batch_prompts;
-    let template = match cfg.data.template {
-        PromptTemplateKind::PaperSuffix => PromptTemplate::PaperSuffix,
-        PromptTemplateKind::Raw => PromptTemplate::Raw,
-    };
     (0..b)
         .map(|i| {
             let id = group_id(step, b, i);
             let task = source.task(id);
-            let prompt_text = match template.render(&task.question) {
-                Prompt::Text(t) => t,
-                Prompt::Chat(m) => m
-                    .into_iter()
-                    .map(|m| m.content)
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            };
+            let prompt_text = render_prompt(cfg, &task.question);
             PromptGroup {
                 group_id: id,
                 step,
@@ -119,4 +179,62 @@ pub fn step_groups(source: &PromptSource, cfg: &ClusterConfig, step: u64) -> Vec
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn level(digits: u32, chain: usize, weight: f64) -> TaskLevel {
+        TaskLevel {
+            min_digits: digits,
+            max_digits: digits,
+            chain_length: chain,
+            ops: "+-*".into(),
+            weight,
+        }
+    }
+
+    #[test]
+    fn one_level_is_that_levels_stream() {
+        let l = level(2, 2, 1.0);
+        let mix = SyntheticMix::new(std::slice::from_ref(&l), 5).unwrap();
+        let plain = SyntheticTasks::new(
+            SyntheticConfig {
+                min_digits: 2,
+                max_digits: 2,
+                chain_length: 2,
+                ..SyntheticConfig::default()
+            },
+            5,
+        )
+        .unwrap();
+        for i in 0..50 {
+            assert_eq!(mix.task(i), plain.task(i));
+        }
+    }
+
+    #[test]
+    fn mix_follows_weights_and_is_a_function_of_seed_and_index() {
+        let mix = SyntheticMix::new(&[level(1, 1, 1.0), level(1, 2, 3.0)], 9).unwrap();
+        let again = SyntheticMix::new(&[level(1, 1, 1.0), level(1, 2, 3.0)], 9).unwrap();
+        let n = 4000;
+        let mut two_ops = 0;
+        for i in 0..n {
+            let t = mix.task(i);
+            assert_eq!(t, again.task(i));
+            // "Compute a op b." has 2 operands; 2 ops give 3.
+            let operators = t
+                .question
+                .split_whitespace()
+                .filter(|w| ["+", "-", "*"].contains(w))
+                .count();
+            assert!((1..=2).contains(&operators), "{}", t.question);
+            two_ops += usize::from(operators == 2);
+        }
+        let share = two_ops as f64 / n as f64;
+        assert!((share - 0.75).abs() < 0.04, "share of level 2: {share}");
+        assert!(parse_ops("+x").is_err());
+        assert_eq!(parse_ops("+/").unwrap(), [ArithOp::Add, ArithOp::Div]);
+    }
 }

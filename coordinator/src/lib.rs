@@ -11,6 +11,8 @@ pub mod collect;
 pub mod ctl;
 pub mod data;
 pub mod eval;
+pub mod heldout;
+pub mod job;
 pub mod local;
 pub mod metrics;
 pub mod plots;

@@ -99,6 +99,14 @@ impl LocalCluster {
         self.spawn(spec)
     }
 
+    /// (name, pid) of every running child.
+    pub fn pids(&self) -> Vec<(String, u32)> {
+        self.children
+            .iter()
+            .filter_map(|(name, (_, c))| Some((name.clone(), c.id()?)))
+            .collect()
+    }
+
     pub fn pid(&self, name: &str) -> Option<u32> {
         self.children.get(name).and_then(|(_, c)| c.id())
     }

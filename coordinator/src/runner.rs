@@ -25,6 +25,7 @@ use tokio::net::TcpListener;
 
 use crate::collect::{CollectPlan, Collected, collect, is_transport_failure};
 use crate::data::{PromptSource, step_groups};
+use crate::heldout::{self, EvalRow, EvalSet};
 use crate::local::{ChildSpec, LocalCluster};
 use crate::metrics::{MetricsLog, rollout_stats};
 use crate::registry::{RunInfo, Shared};
@@ -90,6 +91,33 @@ pub struct Runner {
     addr: String,
     learner_restarts: u32,
     show_progress: bool,
+    with_learner: bool,
+    eval_set: Option<EvalSet>,
+    /// Largest VmHWM seen per local worker, KiB.
+    peak_rss_kb: std::collections::BTreeMap<String, u64>,
+}
+
+/// How [`Runner::launch`] starts.
+#[derive(Debug, Clone, Copy)]
+pub struct StartOptions {
+    /// `Some(resume)`: the run directory must (resume) or must not (fresh) hold a run;
+    /// `None`: no check (a scratch directory, e.g. `coordinator eval`).
+    pub resume: Option<bool>,
+    /// Start a learner (local mode) and wait for one; off for evaluation-only clusters.
+    pub learner: bool,
+    pub show_progress: bool,
+}
+
+/// Peak resident set size (VmHWM) of process `pid` in KiB, from /proc (Linux).
+pub fn peak_rss_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 fn secs(s: f64) -> Duration {
@@ -107,20 +135,46 @@ impl Runner {
         tokio::task::JoinHandle<()>,
         tokio::sync::watch::Sender<bool>,
     )> {
+        Self::launch(
+            cfg,
+            StartOptions {
+                resume: Some(resume),
+                learner: true,
+                show_progress,
+            },
+        )
+        .await
+    }
+
+    /// Whether `run_dir` holds an RL run (`--resume` continues it).
+    pub fn has_run(run_dir: &Path) -> bool {
+        run_dir.join(STATE_FILE).exists() || run_dir.join(crate::metrics::METRICS_FILE).exists()
+    }
+
+    /// [`Runner::start`] with options.
+    pub async fn launch(
+        cfg: ClusterConfig,
+        opts: StartOptions,
+    ) -> Result<(
+        Self,
+        tokio::task::JoinHandle<()>,
+        tokio::sync::watch::Sender<bool>,
+    )> {
         let run_dir = cfg.run.dir.clone();
-        let has_run = run_dir.join(STATE_FILE).exists()
-            || run_dir.join(crate::metrics::METRICS_FILE).exists();
-        if has_run && !resume {
-            bail!(
-                "run.dir {:?} already holds a run; pass --resume to continue it, or set another run.dir",
-                run_dir.display().to_string()
-            );
-        }
-        if resume && !has_run {
-            bail!(
-                "--resume: {:?} holds no run to continue",
-                run_dir.display().to_string()
-            );
+        let has_run = Self::has_run(&run_dir);
+        if let Some(resume) = opts.resume {
+            if has_run && !resume {
+                bail!(
+                    "run.dir {:?} already holds a run; pass --resume to continue it, or set another run.dir",
+                    run_dir.display().to_string()
+                );
+            }
+            if resume && !has_run {
+                bail!(
+                    "--resume: {:?} holds no run to continue",
+                    run_dir.display().to_string()
+                );
+            }
         }
         std::fs::create_dir_all(&run_dir)
             .with_context(|| format!("creating run.dir {}", run_dir.display()))?;
@@ -217,6 +271,7 @@ impl Runner {
             ClusterMode::External => None,
         };
         let source = PromptSource::from_config(&cfg)?;
+        let eval_set = EvalSet::from_config(&cfg)?;
         let metrics = MetricsLog::new(&run_dir);
         let mut runner = Self {
             cfg,
@@ -229,7 +284,10 @@ impl Runner {
             metrics,
             addr,
             learner_restarts: 0,
-            show_progress,
+            show_progress: opts.show_progress,
+            with_learner: opts.learner,
+            eval_set,
+            peak_rss_kb: Default::default(),
         };
         runner.spawn_local_workers()?;
         Ok((runner, server_task, stop_tx))
@@ -254,13 +312,15 @@ impl Runner {
                 self.cfg.cluster.max_message_mb.to_string(),
             ]
         };
-        let mut learner_args = common("learner-0");
-        learner_args.extend(["--cluster".into(), self.resolved.display().to_string()]);
-        local.spawn(ChildSpec {
-            name: "learner-0".into(),
-            program: "learner".into(),
-            args: learner_args,
-        })?;
+        if self.with_learner {
+            let mut learner_args = common("learner-0");
+            learner_args.extend(["--cluster".into(), self.resolved.display().to_string()]);
+            local.spawn(ChildSpec {
+                name: "learner-0".into(),
+                program: "learner".into(),
+                args: learner_args,
+            })?;
+        }
         for i in 0..self.cfg.cluster.verifiers {
             let name = format!("verifier-{i}");
             local.spawn(ChildSpec {
@@ -283,7 +343,7 @@ impl Runner {
     }
 
     /// Waits until the configured workers have registered (local children that exit fail fast).
-    async fn wait_for_workers(
+    pub async fn wait_for_workers(
         &mut self,
         learners: usize,
         verifiers: usize,
@@ -369,21 +429,30 @@ impl Runner {
         let mut step = state.step;
         let mut version = state.policy_version;
         let mut prefetched: Option<tokio::task::JoinHandle<Result<Collected>>> = None;
+        self.maybe_evaluate(step, version, bar.as_ref()).await?;
         while step < self.cfg.run.max_steps {
             match self.step(step, version, &mut prefetched).await {
                 Ok((new_version, row)) => {
                     version = new_version;
                     step += 1;
-                    if let Some(b) = &bar {
-                        b.set_position(step);
-                        b.set_message(format!(
-                            "acc {:.3} reward {:.3} f1 {:.3} mse {:.4} {:.0} tok/s",
-                            row.accuracy,
-                            row.reward_mean,
-                            row.self_verify_f1,
-                            row.self_reward_mse,
-                            row.gen_tokens_per_sec
-                        ));
+                    self.sample_peak_rss();
+                    let line = format!(
+                        "acc {:.3} reward {:.3} f1 {:.3} mse {:.4} len {:.1} {:.0} tok/s {:.1} s/step",
+                        row.accuracy,
+                        row.reward_mean,
+                        row.self_verify_f1,
+                        row.self_reward_mse,
+                        row.mean_response_len,
+                        row.gen_tokens_per_sec,
+                        row.step_seconds
+                    );
+                    match &bar {
+                        Some(b) if !b.is_hidden() => {
+                            b.set_position(step);
+                            b.set_message(line);
+                        }
+                        // No terminal to draw a bar on: one plain line per step.
+                        _ => println!("step {step}/{} {line}", self.cfg.run.max_steps),
                     }
                     let last = step == self.cfg.run.max_steps;
                     let every = self.cfg.run.checkpoint_every;
@@ -402,6 +471,7 @@ impl Runner {
                 }
                 Err(e) => return Err(e),
             }
+            self.maybe_evaluate(step, version, bar.as_ref()).await?;
         }
         if let Some(p) = prefetched.take() {
             p.abort();
@@ -416,6 +486,108 @@ impl Runner {
             "run finished"
         );
         Ok(())
+    }
+
+    /// Whether step `step` is an evaluation point: the RL start, every `run.eval_every` steps, and
+    /// the end.
+    pub fn is_eval_point(&self, step: u64) -> bool {
+        let every = self.cfg.run.eval_every;
+        step == 0 || step == self.cfg.run.max_steps || (every > 0 && step % every == 0)
+    }
+
+    /// Evaluates at `step` when it is an evaluation point that `eval.jsonl` does not hold yet.
+    async fn maybe_evaluate(
+        &mut self,
+        step: u64,
+        version: u64,
+        bar: Option<&indicatif::ProgressBar>,
+    ) -> Result<()> {
+        if self.eval_set.is_none() || !self.is_eval_point(step) {
+            return Ok(());
+        }
+        if heldout::read_rows(&self.run_dir)?
+            .iter()
+            .any(|r| r.step == step)
+        {
+            return Ok(());
+        }
+        if let Some(b) = bar {
+            b.set_message(format!("evaluating at step {step}…"));
+        }
+        let row = self.evaluate(step, version).await?;
+        heldout::append_row(&self.run_dir, &row)?;
+        let line = format!(
+            "{} [{:.1} s]",
+            heldout::report_line(step, &row.report),
+            row.seconds
+        );
+        match bar {
+            Some(b) if !b.is_hidden() => b.println(line),
+            _ => println!("{line}"),
+        }
+        tracing::info!(step, pass_at_1 = row.report.pass_at_1, "evaluated");
+        Ok(())
+    }
+
+    /// One held-out evaluation of the actors' weights at `version` (the run's [`EvalSet`]):
+    /// k samples per problem through the actors, graded by the verifiers.
+    pub async fn evaluate(&mut self, step: u64, version: u64) -> Result<EvalRow> {
+        let set = self.eval_set.as_ref().context(
+            "evaluation is off (eval.enabled = false, or a JSONL run without data.eval_path)",
+        )?;
+        let groups = set.groups(&self.cfg, step);
+        let c = &self.cfg.cluster;
+        let learner_endpoint = self.learner().map(|l| l.1).unwrap_or_default();
+        let plan = CollectPlan {
+            step,
+            groups,
+            sampling: heldout::eval_sampling(&self.cfg),
+            min_version: version,
+            max_version: version,
+            learner_endpoint,
+            // Larger requests than training: eval groups are many and independent.
+            groups_per_request: (c.groups_per_request as usize).max(8),
+            generate_timeout: secs(c.generate_timeout_s),
+            grade_timeout: secs(c.grade_timeout_s),
+            weights_timeout: secs(c.weights_timeout_s),
+            no_worker_timeout: secs(c.startup_timeout_s),
+        };
+        let t0 = Instant::now();
+        let collected = collect(self.shared.clone(), self.client.clone(), plan).await?;
+        self.sample_peak_rss();
+        Ok(EvalRow {
+            step,
+            policy_version: version,
+            seconds: t0.elapsed().as_secs_f64(),
+            generated_tokens: collected.generated_tokens,
+            unix_time: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0),
+            report: heldout::report(&collected.groups),
+        })
+    }
+
+    pub fn eval_set(&self) -> Option<&EvalSet> {
+        self.eval_set.as_ref()
+    }
+
+    /// Records the local workers' peak RSS so far.
+    fn sample_peak_rss(&mut self) {
+        let Some(local) = self.local.as_ref() else {
+            return;
+        };
+        for (name, pid) in local.pids() {
+            if let Some(kb) = peak_rss_kb(pid) {
+                let e = self.peak_rss_kb.entry(name).or_default();
+                *e = (*e).max(kb);
+            }
+        }
+    }
+
+    /// Peak RSS of each local worker (KiB), as sampled after every step and evaluation.
+    pub fn peak_rss(&self) -> &std::collections::BTreeMap<String, u64> {
+        &self.peak_rss_kb
     }
 
     fn progress_bar(&self, start: u64) -> Option<indicatif::ProgressBar> {
@@ -448,6 +620,7 @@ impl Runner {
         }
         let kept = self.metrics.truncate_from(state.step)?;
         *self.shared.history() = kept;
+        heldout::truncate_after(&self.run_dir, state.step)?;
         truncate_data_order(&self.run_dir, state.step)?;
         let mut run = self.shared.run_info();
         run.step = state.step;

@@ -1,6 +1,7 @@
 //! `learner`: a thin command line over the laser-learner library (local, single-process use; the gRPC
 //! service of the distributed runtime wraps the same `Learner`).
 //!
+//!   learner init       --out DIR [--seed S --hidden-size H --layers L]  the embedded tiny model
 //!   learner calibrate  --model M --data FILE --n 300 --run-dir D     c_ref into D/c_ref.json
 //!   learner sft        --model M --data FILE --out DIR               supervised warm start
 //!   learner rollout    --model M --data FILE --run-dir D --out B     sample + grade one step batch
@@ -74,6 +75,26 @@ enum Command {
         #[command(flatten)]
         worker: laser_proto::rt::WorkerArgs,
     },
+    /// Write the project's embedded default model (laser_model::tiny: a Qwen2 decoder with its own
+    /// tokenizer, z_c = <|verify|>) with a seeded init as a Hugging Face directory.
+    Init {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, default_value_t = 128)]
+        hidden_size: usize,
+        #[arg(long, default_value_t = 4)]
+        layers: usize,
+        #[arg(long, default_value_t = 4)]
+        heads: usize,
+        #[arg(long, default_value_t = 2)]
+        kv_heads: usize,
+        #[arg(long, default_value_t = 384)]
+        intermediate_size: usize,
+        #[arg(long, default_value_t = 512)]
+        max_position_embeddings: usize,
+    },
     /// Sample (x, y) from the reference model and store c_ref = mean log p_ref(z_c | x, y, EOS).
     Calibrate {
         #[command(flatten)]
@@ -106,6 +127,15 @@ enum Command {
         out: PathBuf,
         #[arg(long, default_value_t = 1)]
         epochs: usize,
+        /// Train exactly this many optimiser steps (cycling through epochs); overrides --epochs.
+        #[arg(long)]
+        steps: Option<u64>,
+        /// Cosine decay from --lr to --min-lr-ratio * lr at the last step (default: constant after
+        /// warm-up).
+        #[arg(long)]
+        cosine: bool,
+        #[arg(long, default_value_t = 0.1)]
+        min_lr_ratio: f64,
         #[arg(long, default_value_t = 8)]
         batch_size: usize,
         #[arg(long, default_value_t = 4)]
@@ -176,6 +206,50 @@ fn main() -> Result<()> {
     laser_proto::rt::init_tracing("info");
     match Cli::parse().command {
         Command::Serve { cluster, worker } => serve(&cluster, &worker)?,
+        Command::Init {
+            out,
+            seed,
+            hidden_size,
+            layers,
+            heads,
+            kv_heads,
+            intermediate_size,
+            max_position_embeddings,
+        } => {
+            use laser_model::tiny::{TinyDims, write_default};
+            let dims = TinyDims {
+                hidden_size,
+                num_hidden_layers: layers,
+                num_attention_heads: heads,
+                num_key_value_heads: kv_heads,
+                intermediate_size,
+                max_position_embeddings,
+            };
+            if heads == 0 || kv_heads == 0 || hidden_size % heads != 0 || heads % kv_heads != 0 {
+                bail!(
+                    "--hidden-size {hidden_size} must be a multiple of --heads {heads}, itself a multiple of --kv-heads {kv_heads}"
+                );
+            }
+            write_default::<Cpu>(dims, seed, &out, &Default::default())
+                .with_context(|| format!("writing {}", out.display()))?;
+            let config = laser_model::tiny::config(dims)?;
+            let params: usize = laser_model::tiny::init_weights(&config, seed)
+                .tensors
+                .values()
+                .map(|t| t.data.len())
+                .sum();
+            // One JSON line for the coordinator (its run summary), then the human line.
+            println!(
+                "{}",
+                serde_json::json!({"params": params, "vocab_size": config.vocab_size, "out": out})
+            );
+            println!(
+                "wrote the tiny model ({:.2}M parameters, vocabulary {}) to {}",
+                params as f64 / 1e6,
+                config.vocab_size,
+                out.display()
+            );
+        }
         Command::Calibrate {
             model,
             data,
@@ -208,6 +282,11 @@ fn main() -> Result<()> {
                 &model.model.display().to_string(),
                 |done, total| {
                     tracing::info!(done, total, "calibration samples");
+                    // A JSON progress line on stdout for the coordinator's progress bar.
+                    println!(
+                        "{}",
+                        serde_json::json!({"calibrated": done, "total": total})
+                    );
                 },
             )?;
             let path = write_calibration(&run_dir, &calibration)?;
@@ -225,6 +304,9 @@ fn main() -> Result<()> {
             data,
             out,
             epochs,
+            steps,
+            cosine,
+            min_lr_ratio,
             batch_size,
             micro_batch_size,
             lr,
@@ -244,6 +326,8 @@ fn main() -> Result<()> {
             let examples =
                 sft_examples(&data, &tokenizer, model.template, eos, max_response_tokens)?;
             let batch_size = batch_size.max(1);
+            let steps_per_epoch = examples.len().div_ceil(batch_size);
+            let total_steps = steps.unwrap_or((epochs * steps_per_epoch) as u64);
             let run = run_dir.as_deref().map(RunDir::open).transpose()?;
             let latest = match &run {
                 Some(run) => run.latest_complete()?,
@@ -261,7 +345,16 @@ fn main() -> Result<()> {
                 None => {
                     let config = LearnerConfig {
                         optim: OptimConfig {
-                            lr_schedule: LrSchedule::Constant { lr, warmup_steps },
+                            lr_schedule: if cosine {
+                                LrSchedule::Cosine {
+                                    lr,
+                                    warmup_steps,
+                                    total_steps,
+                                    min_lr_ratio,
+                                }
+                            } else {
+                                LrSchedule::Constant { lr, warmup_steps }
+                            },
                             ..Default::default()
                         },
                         micro_batch_size,
@@ -272,10 +365,13 @@ fn main() -> Result<()> {
                     Learner::new(pretrained.model, Some(tokenizer), None, config)?
                 }
             };
-            let steps_per_epoch = examples.len().div_ceil(batch_size);
             // The data cursor (epoch, position in that epoch's order) is checkpointed; the order is a
             // pure function of (seed, epoch), so a resumed run sees exactly the remaining examples.
-            while (learner.data_cursor().epoch as usize) < epochs {
+            let more = |l: &Learner<TrainBackend>| match steps {
+                Some(n) => l.step() < n,
+                None => (l.data_cursor().epoch as usize) < epochs,
+            };
+            while more(&learner) {
                 let cursor = learner.data_cursor();
                 let order = epoch_order(learner.config().seed, cursor.epoch, examples.len());
                 let start = cursor.position as usize;
@@ -306,7 +402,8 @@ fn main() -> Result<()> {
                     }
                 });
                 if let Some(run) = &run
-                    && learner.step() % checkpoint_every.max(1) == 0
+                    && (learner.step() % checkpoint_every.max(1) == 0
+                        || learner.step() == total_steps)
                 {
                     learner.save_checkpoint(run)?;
                 }

@@ -1,23 +1,32 @@
-//! `coordinator --cluster cluster.toml [--resume] [--max-steps N]`: runs a LaSeR training job.
+//! `coordinator --cluster cluster.toml [--resume] [--max-steps N]`: runs a LaSeR training job (init,
+//! warm start, c_ref calibration, RL with held-out evaluations, plots and summary; see
+//! `laser_coordinator::job`).
+//!
+//! `coordinator eval --checkpoint DIR --data FILE --k 8`: evaluates a model directory.
+//! `coordinator compare RUN_A RUN_B`: the final evaluations of runs side by side.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use clap::Parser;
-use laser_coordinator::runner::Runner;
+use clap::{Parser, Subcommand};
+use laser_coordinator::job::{self, EvalOptions, JobOptions};
 use laser_proto::cluster::ClusterConfig;
 
 #[derive(Parser)]
 #[command(
     name = "coordinator",
     version,
-    about = "Run a LaSeR training job described by cluster.toml"
+    about = "Run a LaSeR training job described by cluster.toml",
+    args_conflicts_with_subcommands = true
 )]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// The run's configuration; `LASER__SECTION__KEY` environment variables override it.
     #[arg(long, default_value = "cluster.toml")]
     cluster: PathBuf,
-    /// Continue the run in run.dir from its last checkpoint, with the same data order.
+    /// Continue the run in run.dir: completed phases are skipped, RL resumes from its last
+    /// checkpoint with the same data order.
     #[arg(long)]
     resume: bool,
     /// Override run.max_steps.
@@ -26,15 +35,86 @@ struct Cli {
     /// Override run.dir.
     #[arg(long)]
     run_dir: Option<PathBuf>,
-    /// No progress bar (logs only).
+    /// No progress bars (plain lines only).
     #[arg(long)]
     no_progress: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Evaluate a model directory (a checkpoint, or any HF model directory) on held-out problems:
+    /// k samples per problem through a local actor, graded by a local verifier.
+    Eval {
+        /// Model directory (config.json, model.safetensors, tokenizer.json), e.g.
+        /// RUN/checkpoints/step-000100 or RUN/sft_model.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// JSONL problems (question + answer fields); default: the configuration's held-out set.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        #[arg(long, default_value_t = 8)]
+        k: u32,
+        /// Evaluate the first N problems (synthetic: draw N).
+        #[arg(long)]
+        problems: Option<u32>,
+        /// Sampling, template and algorithm settings (default: built-in defaults). Its model
+        /// section is replaced by --checkpoint.
+        #[arg(long)]
+        cluster: Option<PathBuf>,
+        /// c_ref of the self-reward (default: c_ref.json in the checkpoint or above it).
+        #[arg(long)]
+        c_ref: Option<f64>,
+        #[arg(long, default_value_t = 1)]
+        actors: u32,
+        /// Keep the mini cluster's directory (logs, eval.jsonl) here.
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the final evaluations of runs side by side (e.g. LaSeR vs plain GRPO).
+    Compare {
+        /// Run directories (each with an eval.jsonl).
+        #[arg(required = true, num_args = 1..)]
+        runs: Vec<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> std::process::ExitCode {
     laser_proto::rt::init_tracing("info");
     let cli = Cli::parse();
-    match run(cli) {
+    let result = match cli.command {
+        Some(Command::Eval {
+            checkpoint,
+            data,
+            k,
+            problems,
+            cluster,
+            c_ref,
+            actors,
+            out_dir,
+            json,
+        }) => eval(
+            cluster,
+            EvalOptions {
+                checkpoint,
+                data,
+                k,
+                problems,
+                c_ref,
+                actors,
+                out_dir,
+                show_progress: !cli.no_progress,
+            },
+            json,
+        ),
+        Some(Command::Compare { runs, json }) => compare(&runs, json),
+        None => train(cli),
+    };
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -43,7 +123,7 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<std::process::ExitCode> {
+fn train(cli: Cli) -> Result<std::process::ExitCode> {
     let mut cfg = ClusterConfig::load(&cli.cluster)?;
     if let Some(n) = cli.max_steps {
         cfg.run.max_steps = n;
@@ -54,27 +134,64 @@ fn run(cli: Cli) -> Result<std::process::ExitCode> {
     cfg.validate(&cli.cluster.display().to_string())?;
     let rt = tokio::runtime::Runtime::new().context("tokio runtime")?;
     rt.block_on(async move {
-        let (mut runner, server, stop) = Runner::start(cfg, cli.resume, !cli.no_progress).await?;
+        let opts = JobOptions {
+            resume: cli.resume,
+            show_progress: !cli.no_progress,
+        };
+        // Dropping the job on Ctrl-C/SIGTERM kills its children (kill_on_drop, PDEATHSIG).
         let outcome = tokio::select! {
-            r = runner.run() => Some(r),
+            r = job::run_job(cfg, opts) => Some(r),
             _ = laser_proto::rt::worker::shutdown_signal() => None,
         };
-        let code = match outcome {
-            Some(Ok(())) => std::process::ExitCode::SUCCESS,
+        Ok(match outcome {
+            Some(Ok(_)) => std::process::ExitCode::SUCCESS,
             Some(Err(e)) => {
                 eprintln!("error: {e:#}");
                 std::process::ExitCode::FAILURE
             }
             None => {
-                eprintln!("interrupted: stopping workers");
-                runner.stop_workers().await;
+                eprintln!("interrupted: workers stopped; continue with --resume");
                 std::process::ExitCode::from(130)
             }
-        };
-        // Let watchers see the end of the run, then stop serving.
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        let _ = stop.send(true);
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), server).await;
-        Ok(code)
+        })
     })
+}
+
+fn eval(cluster: Option<PathBuf>, o: EvalOptions, json: bool) -> Result<std::process::ExitCode> {
+    let cfg = match &cluster {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| p.display().to_string())?;
+            ClusterConfig::from_toml_with_env(&text, &p.display().to_string(), std::env::vars())?
+        }
+        // Every section at its defaults (plus LASER__ overrides).
+        None => ClusterConfig::from_toml_with_env("", "defaults", std::env::vars())?,
+    };
+    let rt = tokio::runtime::Runtime::new().context("tokio runtime")?;
+    let row = rt.block_on(job::eval_checkpoint(cfg, o))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&row)?);
+    } else {
+        print!("{}", laser_coordinator::heldout::report_table(&row.report));
+        println!(
+            "({:.1} s, {} tokens generated)",
+            row.seconds, row.generated_tokens
+        );
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn compare(runs: &[PathBuf], json: bool) -> Result<std::process::ExitCode> {
+    let rows = job::compare_runs(runs)?;
+    if json {
+        let v: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(name, first, last)| {
+                serde_json::json!({"run": name, "first": first, "final": last})
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print!("{}", laser_coordinator::heldout::compare_table(&rows));
+    }
+    Ok(std::process::ExitCode::SUCCESS)
 }

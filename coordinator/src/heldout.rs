@@ -1,0 +1,392 @@
+//! Held-out evaluation through the cluster: the eval problems become prompt groups of k samples
+//! (group ids from [`EVAL_GROUP_BASE`], so they never collide with training groups), the actors
+//! sample them at the current policy version, the verifiers grade them, and [`crate::eval`]'s plain
+//! functions turn the graded samples into an [`EvalReport`]. Rows go to `run_dir/eval.jsonl`.
+//!
+//! Evaluation leaves training untouched: the actors seed every group from (seed, group id), and the
+//! eval groups use their own seed and ids, so the training rollouts are the same with or without it.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use laser_proto::cluster::{ClusterConfig, DataSource};
+use laser_proto::v1::{FinishReason, PromptGroup, RolloutGroup, SamplingConfig};
+use laser_verifier::Task;
+use laser_verifier::tasks::jsonl::{JsonlFields, load_jsonl};
+use serde::{Deserialize, Serialize};
+
+use crate::data::{SyntheticMix, render_prompt};
+use crate::eval::{EvalReport, EvalSample, ProblemSamples, evaluate};
+
+/// `run_dir/eval.jsonl`: one [`EvalRow`] per evaluation.
+pub const EVAL_FILE: &str = "eval.jsonl";
+/// Group ids of eval problems start here (training group ids are step * batch + i).
+pub const EVAL_GROUP_BASE: u64 = 1 << 48;
+
+/// The held-out problems of a run.
+#[derive(Debug, Clone)]
+pub struct EvalSet {
+    pub tasks: Vec<Task>,
+    /// Where they come from, for logs and the summary.
+    pub description: String,
+}
+
+/// The seed of the held-out problems and of their sampling.
+pub fn eval_seed(cfg: &ClusterConfig) -> u64 {
+    cfg.eval.seed.unwrap_or(cfg.run.seed.wrapping_add(2000))
+}
+
+impl EvalSet {
+    /// `data.eval_path` (its first `eval.problems`, 0 = all), else for synthetic data
+    /// `eval.problems` problems drawn with [`eval_seed`]; `None` when evaluation is off or a JSONL
+    /// run has no eval file.
+    pub fn from_config(cfg: &ClusterConfig) -> Result<Option<Self>> {
+        if !cfg.eval.enabled {
+            return Ok(None);
+        }
+        if let Some(path) = &cfg.data.eval_path {
+            return Self::from_jsonl(path, cfg.eval.problems as usize).map(Some);
+        }
+        match cfg.data.source {
+            DataSource::Synthetic => {
+                let seed = eval_seed(cfg);
+                let mix = SyntheticMix::new(&cfg.data.levels(), seed)
+                    .map_err(|e| anyhow::anyhow!("data: {e}"))?;
+                let n = u64::from(cfg.eval.problems);
+                Ok(Some(Self {
+                    tasks: (0..n).map(|i| mix.task(i)).collect(),
+                    description: format!("{n} synthetic problems (seed {seed})"),
+                }))
+            }
+            DataSource::Jsonl => {
+                tracing::info!("no data.eval_path: held-out evaluation is off for this JSONL run");
+                Ok(None)
+            }
+        }
+    }
+
+    pub fn from_jsonl(path: &Path, limit: usize) -> Result<Self> {
+        let mut tasks = load_jsonl(path, &JsonlFields::default())
+            .with_context(|| format!("evaluation data {}", path.display()))?;
+        if limit > 0 {
+            tasks.truncate(limit);
+        }
+        if tasks.is_empty() {
+            bail!("{}: no evaluation problems", path.display());
+        }
+        Ok(Self {
+            description: format!("{} problems from {}", tasks.len(), path.display()),
+            tasks,
+        })
+    }
+
+    /// The prompt groups of an evaluation at training step `step`.
+    pub fn groups(&self, cfg: &ClusterConfig, step: u64) -> Vec<PromptGroup> {
+        self.tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| PromptGroup {
+                group_id: EVAL_GROUP_BASE + i as u64,
+                step,
+                task_id: t.id.clone(),
+                prompt_text: render_prompt(cfg, &t.question),
+                chat: Vec::new(),
+                gold: t.gold.clone(),
+            })
+            .collect()
+    }
+}
+
+/// The sampling of an evaluation: k samples per problem.
+pub fn eval_sampling(cfg: &ClusterConfig) -> SamplingConfig {
+    SamplingConfig {
+        n: cfg.eval.k,
+        temperature: cfg.eval.temperature as f32,
+        top_p: cfg.eval.top_p as f32,
+        max_response_tokens: cfg
+            .eval
+            .max_response_tokens
+            .unwrap_or(cfg.algorithm.max_response_tokens),
+        seed: eval_seed(cfg),
+    }
+}
+
+/// Graded groups as the samples of [`evaluate`]: the answer is the verifier's extraction,
+/// normalised so that equivalent spellings vote together; r_s only for samples that ended with EOS.
+pub fn problem_samples(groups: &[RolloutGroup]) -> Vec<ProblemSamples> {
+    groups
+        .iter()
+        .map(|g| {
+            g.samples
+                .iter()
+                .map(|s| {
+                    let answer = s.extracted_answer.trim();
+                    EvalSample {
+                        answer: (!answer.is_empty())
+                            .then(|| laser_verifier::normalize::normalize(answer)),
+                        verifier_reward: f64::from(s.verifier_reward.unwrap_or(0.0)),
+                        self_reward: (s.finish_reason == FinishReason::Eos as i32)
+                            .then_some(s.self_reward)
+                            .flatten()
+                            .map(f64::from),
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// One line of `eval.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalRow {
+    /// Training steps done when evaluated (0: the RL start).
+    pub step: u64,
+    pub policy_version: u64,
+    pub seconds: f64,
+    pub generated_tokens: u64,
+    pub unix_time: f64,
+    #[serde(flatten)]
+    pub report: EvalReport,
+}
+
+pub fn append_row(run_dir: &Path, row: &EvalRow) -> Result<()> {
+    use std::io::Write;
+    let p = run_dir.join(EVAL_FILE);
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&p)
+        .with_context(|| p.display().to_string())?;
+    writeln!(f, "{}", serde_json::to_string(row)?).with_context(|| p.display().to_string())
+}
+
+/// The rows of `run_dir/eval.jsonl` (none when it does not exist).
+pub fn read_rows(run_dir: &Path) -> Result<Vec<EvalRow>> {
+    let p = run_dir.join(EVAL_FILE);
+    let text = match std::fs::read_to_string(&p) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| p.display().to_string()),
+    };
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{}:{}", p.display(), i + 1)))
+        .collect()
+}
+
+/// Drops the rows after `step` (a run rolled back to its checkpoint at `step` redoes them).
+pub fn truncate_after(run_dir: &Path, step: u64) -> Result<Vec<EvalRow>> {
+    let rows: Vec<EvalRow> = read_rows(run_dir)?
+        .into_iter()
+        .filter(|r| r.step <= step)
+        .collect();
+    let p = run_dir.join(EVAL_FILE);
+    if p.exists() {
+        let text: String = rows
+            .iter()
+            .map(|r| serde_json::to_string(r).map(|l| l + "\n"))
+            .collect::<Result<_, _>>()?;
+        std::fs::write(&p, text).with_context(|| p.display().to_string())?;
+    }
+    Ok(rows)
+}
+
+/// An [`EvalReport`] from graded eval groups.
+pub fn report(groups: &[RolloutGroup]) -> EvalReport {
+    evaluate(&problem_samples(groups))
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map_or_else(|| "–".into(), |x| format!("{x:.3}"))
+}
+
+/// The metrics of a report, in display order: (label, value).
+pub fn report_metrics(r: &EvalReport) -> Vec<(&'static str, Option<f64>)> {
+    vec![
+        ("pass@1", Some(r.pass_at_1)),
+        ("maj@k", Some(r.maj_at_k)),
+        ("self-reward-weighted maj@k", Some(r.self_weighted_maj_at_k)),
+        ("best-of-k by r_s", Some(r.best_of_k)),
+        ("self-verify acc. (correct)", r.verify_acc_correct),
+        ("self-verify acc. (incorrect)", r.verify_acc_incorrect),
+        ("self-verification F1", r.verify_f1),
+        ("AUROC of r_s", r.auroc),
+        ("ECE", r.ece),
+        ("no-answer rate", Some(r.no_answer_rate)),
+    ]
+}
+
+/// A report as an aligned two-column table.
+pub fn report_table(r: &EvalReport) -> String {
+    let mut out = format!(
+        "{} problems, k = {} ({} samples)\n",
+        r.problems, r.k, r.samples
+    );
+    for (name, v) in report_metrics(r) {
+        out.push_str(&format!("  {name:<30} {:>7}\n", opt(v)));
+    }
+    out
+}
+
+/// The one-line form printed during training.
+pub fn report_line(step: u64, r: &EvalReport) -> String {
+    format!(
+        "eval step {step}: pass@1 {:.3} maj@{k} {:.3} sw-maj@{k} {:.3} best-of-{k} {:.3} verify-F1 {} AUROC {} ({} problems)",
+        r.pass_at_1,
+        r.maj_at_k,
+        r.self_weighted_maj_at_k,
+        r.best_of_k,
+        opt(r.verify_f1),
+        opt(r.auroc),
+        r.problems,
+        k = r.k
+    )
+}
+
+/// Side-by-side table of runs' evaluations: `runs` = (name, first row, last row).
+pub fn compare_table(runs: &[(String, Option<EvalRow>, EvalRow)]) -> String {
+    let width = runs
+        .iter()
+        .map(|(n, ..)| n.len())
+        .max()
+        .unwrap_or(0)
+        .max(16);
+    let mut out = format!("{:<30}", "metric (final eval)");
+    for (name, _, last) in runs {
+        out.push_str(&format!(
+            " {:>width$}",
+            format!("{name} @{}", last.step),
+            width = width + 6
+        ));
+    }
+    if runs.len() == 2 {
+        out.push_str(&format!(" {:>9}", "diff"));
+    }
+    out.push('\n');
+    let mut push_row = |label: String, vals: Vec<Option<f64>>| {
+        out.push_str(&format!("{label:<30}"));
+        for v in &vals {
+            out.push_str(&format!(" {:>width$}", opt(*v), width = width + 6));
+        }
+        if let [Some(a), Some(b)] = vals[..] {
+            out.push_str(&format!(" {:>+9.3}", b - a));
+        } else if vals.len() == 2 {
+            out.push_str(&format!(" {:>9}", "–"));
+        }
+        out.push('\n');
+    };
+    let metrics: Vec<Vec<(&str, Option<f64>)>> = runs
+        .iter()
+        .map(|(_, _, last)| report_metrics(&last.report))
+        .collect();
+    for (i, (label, _)) in metrics[0].iter().enumerate() {
+        push_row(label.to_string(), metrics.iter().map(|m| m[i].1).collect());
+    }
+    push_row(
+        "pass@1 at the first eval".into(),
+        runs.iter()
+            .map(|(_, first, _)| first.as_ref().map(|f| f.report.pass_at_1))
+            .collect(),
+    );
+    push_row(
+        "pass@1 change".into(),
+        runs.iter()
+            .map(|(_, first, last)| {
+                first
+                    .as_ref()
+                    .map(|f| last.report.pass_at_1 - f.report.pass_at_1)
+            })
+            .collect(),
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use laser_proto::v1::RolloutSample;
+
+    fn sample(answer: &str, reward: f32, r_s: Option<f32>, eos: bool) -> RolloutSample {
+        RolloutSample {
+            extracted_answer: answer.into(),
+            verifier_reward: Some(reward),
+            self_reward: r_s,
+            finish_reason: if eos {
+                FinishReason::Eos as i32
+            } else {
+                FinishReason::Length as i32
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn graded_groups_become_eval_samples() {
+        let g = RolloutGroup {
+            group_id: EVAL_GROUP_BASE,
+            samples: vec![
+                sample("4", 1.0, Some(0.9), true),
+                sample(" 4 ", 1.0, Some(0.7), true),
+                sample("", 0.0, Some(0.8), true),
+                sample("5", 0.0, Some(0.95), false),
+            ],
+            ..Default::default()
+        };
+        let p = problem_samples(std::slice::from_ref(&g));
+        assert_eq!(p.len(), 1);
+        let s = &p[0];
+        assert_eq!(s[0].answer, s[1].answer, "equivalent answers vote together");
+        assert_eq!(s[2].answer, None);
+        assert_eq!(s[3].self_reward, None, "a truncated sample has no read-out");
+        let r = report(&[g]);
+        assert_eq!((r.problems, r.k), (1, 4));
+        assert!((r.pass_at_1 - 0.5).abs() < 1e-12);
+        assert_eq!(r.maj_at_k, 1.0);
+    }
+
+    #[test]
+    fn eval_set_is_disjoint_seeded_and_rows_round_trip() {
+        let mut cfg = ClusterConfig::from_toml_with_env(
+            "[model]\ninit = \"tiny\"\n[eval]\nproblems = 5\n",
+            "t",
+            Vec::new(),
+        )
+        .unwrap();
+        let set = EvalSet::from_config(&cfg).unwrap().unwrap();
+        assert_eq!(set.tasks.len(), 5);
+        let training = SyntheticMix::new(&cfg.data.levels(), cfg.run.seed).unwrap();
+        assert_ne!(set.tasks[0], training.task(0), "a seed of its own");
+        let groups = set.groups(&cfg, 3);
+        assert_eq!(groups[4].group_id, EVAL_GROUP_BASE + 4);
+        assert!(groups[0].prompt_text.contains("\\boxed{}"));
+        cfg.eval.enabled = false;
+        assert!(EvalSet::from_config(&cfg).unwrap().is_none());
+
+        let dir = std::env::temp_dir().join(format!("laser-heldout-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let r = report(&[]);
+        for step in [0, 5, 10] {
+            let row = EvalRow {
+                step,
+                policy_version: step,
+                seconds: 1.0,
+                generated_tokens: 3,
+                unix_time: 0.0,
+                report: r.clone(),
+            };
+            append_row(&dir, &row).unwrap();
+        }
+        assert_eq!(read_rows(&dir).unwrap().len(), 3);
+        let kept = truncate_after(&dir, 5).unwrap();
+        assert_eq!(kept.iter().map(|r| r.step).collect::<Vec<_>>(), [0, 5]);
+        assert_eq!(read_rows(&dir).unwrap(), kept);
+        let table = compare_table(&[
+            ("laser".into(), Some(kept[0].clone()), kept[1].clone()),
+            ("grpo".into(), None, kept[1].clone()),
+        ]);
+        assert!(table.contains("pass@1"), "{table}");
+        assert!(table.lines().count() >= 10, "{table}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
