@@ -258,7 +258,6 @@ pub async fn collect(
                 requested,
                 error,
             } => {
-                release(&shared, &actor);
                 let unfinished: Vec<u64> = requested
                     .into_iter()
                     .filter(|g| in_gen.get(g) == Some(&actor))
@@ -290,30 +289,26 @@ pub async fn collect(
                     out.redispatched += 1;
                 }
             }
-            Event::Updated { actor, result } => {
-                release(&shared, &actor);
-                match result {
-                    Ok(r) => {
-                        if let Some(w) = shared.registry().get_mut(&actor) {
-                            w.policy_version = r.policy_version;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(
-                            actor,
-                            "UpdateWeights failed ({}); marking the actor lost",
-                            e.message()
-                        );
-                        shared.registry().mark_lost(&actor);
+            Event::Updated { actor, result } => match result {
+                Ok(r) => {
+                    if let Some(w) = shared.registry().get_mut(&actor) {
+                        w.policy_version = r.policy_version;
                     }
                 }
-            }
+                Err(e) => {
+                    tracing::warn!(
+                        actor,
+                        "UpdateWeights failed ({}); marking the actor lost",
+                        e.message()
+                    );
+                    shared.registry().mark_lost(&actor);
+                }
+            },
             Event::Graded {
                 verifier,
                 group,
                 result,
             } => {
-                release(&shared, &verifier);
                 let gid = group.group_id;
                 if in_grade.get(&gid).is_some_and(|(v, _)| *v == verifier) {
                     in_grade.remove(&gid);
@@ -382,6 +377,30 @@ fn release(shared: &Shared, worker: &str) {
     }
 }
 
+/// One unit of a worker's `assigned` load, held by the task doing that work and released when the
+/// task lets go of it *or is aborted*. (Releasing on the task's end event instead leaked a unit
+/// whenever a step completed and its leftover tasks were aborted before their end events were
+/// read: an actor of capacity 1 then looked busy forever and the next step never started.)
+struct Assignment {
+    shared: Arc<Shared>,
+    worker: String,
+}
+
+impl Assignment {
+    fn new(shared: &Arc<Shared>, worker: &str) -> Self {
+        Self {
+            shared: Arc::clone(shared),
+            worker: worker.to_string(),
+        }
+    }
+}
+
+impl Drop for Assignment {
+    fn drop(&mut self) {
+        release(&self.shared, &self.worker);
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn dispatch_generation(
     shared: &Arc<Shared>,
@@ -417,6 +436,7 @@ fn dispatch_generation(
         let mut c = client.actor(channel);
         let tx = tx.clone();
         let actor_id = actor.clone();
+        let assignment = Assignment::new(shared, &actor);
         let handle = if version < plan.min_version || version > plan.max_version {
             let msg = UpdateWeightsRequest {
                 policy_version: plan.max_version,
@@ -428,6 +448,8 @@ fn dispatch_generation(
                     with_deadline("Actor.UpdateWeights", d, c.update_weights(request(msg, d)))
                         .await
                         .map(|r| r.into_inner());
+                // Free the actor before saying so, so the scheduler can hand it work at once.
+                drop(assignment);
                 let _ = tx
                     .send(Event::Updated {
                         actor: actor_id,
@@ -465,6 +487,7 @@ fn dispatch_generation(
                 }
                 .await
                 .err();
+                drop(assignment);
                 let _ = tx
                     .send(Event::GenerateEnded {
                         actor: actor_id,
@@ -532,10 +555,12 @@ fn dispatch_grading(
         let tx = tx.clone();
         let d = plan.grade_timeout;
         let vid = verifier.clone();
+        let assignment = Assignment::new(shared, &verifier);
         let handle = tokio::spawn(async move {
             let result = with_deadline("Verifier.Grade", d, c.grade(request(msg, d)))
                 .await
                 .map(|r| r.into_inner());
+            drop(assignment);
             let _ = tx
                 .send(Event::Graded {
                     verifier: vid,
@@ -548,5 +573,52 @@ fn dispatch_grading(
             .entry(verifier)
             .or_default()
             .push(handle.abort_handle());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::RunInfo;
+
+    fn shared() -> Arc<Shared> {
+        Arc::new(Shared::new(
+            RunInfo {
+                run_dir: String::new(),
+                state: "running".into(),
+                step: 0,
+                max_steps: 1,
+                policy_version: 0,
+                mode: "local".into(),
+                async_mode: false,
+            },
+            Duration::from_millis(100),
+        ))
+    }
+
+    #[tokio::test]
+    async fn an_aborted_task_gives_its_worker_back() {
+        let shared = shared();
+        let (id, _) = shared
+            .registry()
+            .register(Role::Actor, "actor-0", "127.0.0.1:1", 1, 0);
+        shared.registry().get_mut(&id).unwrap().assigned += 1;
+        let held = Assignment::new(&shared, &id);
+        let task = tokio::spawn(async move {
+            let _held = held;
+            std::future::pending::<()>().await;
+        });
+        assert!(shared.registry().least_loaded(Role::Actor).is_none());
+        task.abort();
+        let _ = task.await;
+        assert_eq!(shared.registry().get(&id).unwrap().assigned, 0);
+        assert_eq!(
+            shared
+                .registry()
+                .least_loaded(Role::Actor)
+                .map(|w| w.id.clone()),
+            Some(id),
+            "the actor takes work again after its task was aborted"
+        );
     }
 }
