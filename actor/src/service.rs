@@ -16,11 +16,13 @@ use laser_model::{
     FinishReason, GenerationRequest, ModelConfig, SamplingParams, SelfRewardConfig, Tokenizer,
     Transformer,
 };
+use laser_proto::rt::worker::draining_status;
 use laser_proto::rt::{ClientOptions, InFlight, WorkerStatus, next_within, request, with_deadline};
 use laser_proto::v1::actor_server::Actor;
 use laser_proto::v1::{
-    self as pb, GenerateRequest, GenerateResponse, PromptGroup, RolloutGroup, RolloutSample,
-    SamplingConfig, StreamWeightsRequest, UpdateWeightsRequest, UpdateWeightsResponse,
+    self as pb, GenerateRequest, GenerateResponse, NcclGroup, PromptGroup, RolloutGroup,
+    RolloutSample, SamplingConfig, StreamWeightsRequest, UpdateWeightsByNcclRequest,
+    UpdateWeightsRequest, UpdateWeightsResponse, WeightPlaneCaps,
 };
 use laser_proto::weights::WeightAssembler;
 use tokio_stream::Stream;
@@ -118,6 +120,8 @@ pub struct ActorService {
     client: ClientOptions,
     status: Arc<WorkerStatus>,
     updating: tokio::sync::Mutex<()>,
+    /// What this actor can do on the weight data plane (probed at start, sent with Register).
+    plane: WeightPlaneCaps,
 }
 
 impl ActorService {
@@ -130,6 +134,22 @@ impl ActorService {
     ) -> Self {
         let model_config = model.config.clone();
         status.policy_version.store(0, Ordering::Relaxed);
+        let plane = laser_proto::plane::probe(laser_proto::plane::cuda_device_from_env(), false);
+        if plane.nccl {
+            tracing::info!(
+                device = plane.cuda_device,
+                "weight data plane: NCCL available, gRPC stream as fallback"
+            );
+        } else {
+            tracing::info!(
+                reason = plane.nccl_unavailable_reason,
+                "weight data plane: gRPC stream (NCCL not available)"
+            );
+        }
+        *status
+            .weight_plane
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = plane.clone();
         Self {
             policy: Arc::new(RwLock::new(Arc::new(Policy { model, version: 0 }))),
             tokenizer: Arc::new(tokenizer),
@@ -138,6 +158,7 @@ impl ActorService {
             client,
             status,
             updating: tokio::sync::Mutex::new(()),
+            plane,
         }
     }
 
@@ -156,6 +177,9 @@ impl Actor for ActorService {
         &self,
         request: Request<GenerateRequest>,
     ) -> Result<Response<Self::GenerateStream>, Status> {
+        if self.status.draining() {
+            return Err(draining_status("Generate refused"));
+        }
         let r = request.into_inner();
         let sampling = r
             .sampling
@@ -175,17 +199,40 @@ impl Actor for ActorService {
         let tokenizer = Arc::clone(&self.tokenizer);
         let cfg = Arc::clone(&self.cfg);
         let busy = InFlight::start(&self.status);
+        let status = Arc::clone(&self.status);
         tokio::spawn(async move {
             let _busy = busy;
-            for group in r.groups {
+            // SIGTERM: end the stream; the groups not yet streamed go back to the coordinator.
+            let drained = status.drained();
+            tokio::pin!(drained);
+            let total = r.groups.len();
+            for (done, group) in r.groups.into_iter().enumerate() {
+                let hand_back = |done: usize| {
+                    tracing::info!(
+                        streamed = done,
+                        handed_back = total - done,
+                        "draining: ending a Generate stream"
+                    );
+                    draining_status(&format!("{} of {total} groups", total - done))
+                };
+                if status.draining() {
+                    let _ = tx.send(Err(hand_back(done))).await;
+                    return;
+                }
                 // The swap point: each group starts on the newest weights, atomically.
                 let snapshot = Arc::clone(&policy.read().unwrap_or_else(|p| p.into_inner()));
                 let (tok, cfg) = (Arc::clone(&tokenizer), Arc::clone(&cfg));
                 let t = Instant::now();
-                let out = tokio::task::spawn_blocking(move || {
+                let job = tokio::task::spawn_blocking(move || {
                     rollout_group(&snapshot, &tok, &cfg, &group, &sampling)
-                })
-                .await;
+                });
+                let out = tokio::select! {
+                    out = job => out,
+                    _ = &mut drained => {
+                        let _ = tx.send(Err(hand_back(done))).await;
+                        return;
+                    }
+                };
                 let msg = match out {
                     Ok(Ok((group, tokens))) => Ok(GenerateResponse {
                         group: Some(group),
@@ -211,24 +258,65 @@ impl Actor for ActorService {
         req: Request<UpdateWeightsRequest>,
     ) -> Result<Response<UpdateWeightsResponse>, Status> {
         let r = req.into_inner();
+        self.update(r.policy_version, &r.source_endpoint, None)
+            .await
+            .map(Response::new)
+    }
+
+    async fn update_weights_by_nccl(
+        &self,
+        req: Request<UpdateWeightsByNcclRequest>,
+    ) -> Result<Response<UpdateWeightsResponse>, Status> {
+        let r = req.into_inner();
+        let group = r
+            .group
+            .ok_or_else(|| Status::invalid_argument("group: required"))?;
+        if !self.plane.nccl {
+            return Err(Status::failed_precondition(format!(
+                "this actor cannot receive weights by NCCL: {}",
+                self.plane.nccl_unavailable_reason
+            )));
+        }
+        self.update(r.policy_version, &r.source_endpoint, Some(group))
+            .await
+            .map(Response::new)
+    }
+}
+
+impl ActorService {
+    /// Receives `version` from the learner at `source` (the gRPC stream, or the manifest over gRPC
+    /// and the bytes by NCCL broadcast in `nccl`), builds the model and swaps it in.
+    async fn update(
+        &self,
+        policy_version: u64,
+        source: &str,
+        nccl: Option<NcclGroup>,
+    ) -> Result<UpdateWeightsResponse, Status> {
+        if self.status.draining() {
+            return Err(draining_status("UpdateWeights refused"));
+        }
         let _one_at_a_time = self.updating.lock().await;
-        if self.current().version == r.policy_version {
-            return Ok(Response::new(UpdateWeightsResponse {
-                policy_version: r.policy_version,
+        if self.current().version == policy_version && nccl.is_none() {
+            return Ok(UpdateWeightsResponse {
+                policy_version,
+                transport: "none".into(),
                 ..Default::default()
-            }));
+            });
         }
         let t = Instant::now();
         let idle = self.cfg.weights_idle;
         let channel = self
             .client
-            .connect(&r.source_endpoint)
+            .connect(source)
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
         let mut learner = self.client.learner(channel);
+        let transport = if nccl.is_some() { "nccl" } else { "grpc" };
         let ask = StreamWeightsRequest {
-            min_policy_version: r.policy_version,
+            min_policy_version: policy_version,
             chunk_bytes: 0,
+            // NCCL: only the manifest over gRPC, the bytes by broadcast from the learner (rank 0).
+            manifest_only: nccl.is_some(),
         };
         let mut stream = with_deadline(
             "Learner.StreamWeights",
@@ -240,6 +328,21 @@ impl Actor for ActorService {
         let mut asm = WeightAssembler::new();
         while let Some(chunk) = next_within("Learner.StreamWeights", idle, &mut stream).await? {
             asm.push(chunk)
+                .map_err(|e| Status::data_loss(e.to_string()))?;
+        }
+        if let Some(group) = nccl {
+            let len = asm
+                .manifest()
+                .map(|m| m.total_bytes as usize)
+                .ok_or_else(|| Status::data_loss("StreamWeights sent no manifest"))?;
+            let device = self.plane.cuda_device;
+            let bytes = tokio::task::spawn_blocking(move || {
+                laser_proto::plane::broadcast_recv(&group, device, len)
+            })
+            .await
+            .map_err(|e| Status::internal(format!("NCCL receive task: {e}")))?
+            .map_err(Status::failed_precondition)?;
+            asm.push_payload(bytes)
                 .map_err(|e| Status::data_loss(e.to_string()))?;
         }
         let payload = asm.finish().map_err(|e| Status::data_loss(e.to_string()))?;
@@ -261,12 +364,19 @@ impl Actor for ActorService {
         *self.policy.write().unwrap_or_else(|p| p.into_inner()) =
             Arc::new(Policy { model, version });
         self.status.policy_version.store(version, Ordering::Relaxed);
-        tracing::info!(version, bytes, transfer_seconds, "weights swapped");
-        Ok(Response::new(UpdateWeightsResponse {
+        tracing::info!(
+            version,
+            bytes,
+            transfer_seconds,
+            transport,
+            "weights swapped"
+        );
+        Ok(UpdateWeightsResponse {
             policy_version: version,
             bytes,
             transfer_seconds,
             swap_seconds: t.elapsed().as_secs_f64(),
-        }))
+            transport: transport.into(),
+        })
     }
 }

@@ -6,13 +6,15 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use laser_proto::v1::{ClusterStatus, Role, StepMetrics, WorkerInfo};
+use laser_proto::v1::{ClusterStatus, Role, StepMetrics, WeightPlaneCaps, WorkerInfo};
 use tokio::sync::{Notify, broadcast};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Liveness {
     Alive,
     Lost,
+    /// Deregistered on purpose (SIGTERM); treated like lost for its in-flight work.
+    Left,
 }
 
 #[derive(Debug, Clone)]
@@ -31,6 +33,8 @@ pub struct Worker {
     pub assigned: u32,
     pub completed: u64,
     pub last_heartbeat: Instant,
+    /// What the worker can do on the weight data plane (NCCL or the gRPC stream only).
+    pub weight_plane: WeightPlaneCaps,
 }
 
 #[derive(Debug, Default)]
@@ -74,6 +78,7 @@ impl Registry {
                 assigned: 0,
                 completed: 0,
                 last_heartbeat: Instant::now(),
+                weight_plane: WeightPlaneCaps::default(),
             },
         );
         (id, replaced)
@@ -105,6 +110,18 @@ impl Registry {
         match self.workers.get_mut(id) {
             Some(w) if w.liveness == Liveness::Alive => {
                 w.liveness = Liveness::Lost;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A worker leaving on purpose (Deregister): out of the pool at once, its in-flight work goes
+    /// back to the queues like a lost worker's. False when the id is unknown or already gone.
+    pub fn deregister(&mut self, id: &str) -> bool {
+        match self.workers.get_mut(id) {
+            Some(w) if w.liveness == Liveness::Alive => {
+                w.liveness = Liveness::Left;
                 true
             }
             _ => false,
@@ -242,6 +259,7 @@ impl Shared {
                 state: match w.liveness {
                     Liveness::Alive => "alive".into(),
                     Liveness::Lost => "lost".into(),
+                    Liveness::Left => "left".into(),
                 },
                 policy_version: w.policy_version,
                 in_flight: w.assigned.max(w.reported_in_flight),

@@ -492,7 +492,7 @@ impl Runner {
     /// the end.
     pub fn is_eval_point(&self, step: u64) -> bool {
         let every = self.cfg.run.eval_every;
-        step == 0 || step == self.cfg.run.max_steps || (every > 0 && step % every == 0)
+        step == 0 || step == self.cfg.run.max_steps || (every > 0 && step.is_multiple_of(every))
     }
 
     /// Evaluates at `step` when it is an evaluation point that `eval.jsonl` does not hold yet.

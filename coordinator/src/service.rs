@@ -6,8 +6,9 @@ use std::sync::Arc;
 use laser_proto::v1::coordinator_server::Coordinator;
 use laser_proto::v1::monitor_server::Monitor;
 use laser_proto::v1::{
-    ClusterStatus, GetStatusRequest, HeartbeatRequest, HeartbeatResponse, ListWorkersRequest,
-    ListWorkersResponse, RegisterRequest, RegisterResponse, Role, StepMetrics, WatchMetricsRequest,
+    ClusterStatus, DeregisterRequest, DeregisterResponse, GetStatusRequest, HeartbeatRequest,
+    HeartbeatResponse, ListWorkersRequest, ListWorkersResponse, RegisterRequest, RegisterResponse,
+    Role, StepMetrics, WatchMetricsRequest,
 };
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
@@ -42,6 +43,15 @@ impl Coordinator for CoordinatorService {
             r.capacity,
             r.policy_version,
         );
+        let plane = r.weight_plane.unwrap_or_default();
+        if let Some(w) = self.shared.registry().get_mut(&id) {
+            w.weight_plane = plane.clone();
+        }
+        if plane.nccl {
+            tracing::info!(%id, device = plane.cuda_device, "worker can use NCCL for weights");
+        } else if !plane.nccl_unavailable_reason.is_empty() {
+            tracing::info!(%id, reason = plane.nccl_unavailable_reason, "worker uses the gRPC weight stream");
+        }
         match replaced {
             Some(old) => tracing::warn!(%id, %old, endpoint = r.endpoint, "worker re-registered"),
             None => tracing::info!(%id, endpoint = r.endpoint, "worker registered"),
@@ -52,6 +62,25 @@ impl Coordinator for CoordinatorService {
             heartbeat_interval_ms: self.shared.heartbeat_interval.as_millis() as u32,
             policy_version: self.shared.run_info().policy_version,
         }))
+    }
+
+    async fn deregister(
+        &self,
+        request: Request<DeregisterRequest>,
+    ) -> Result<Response<DeregisterResponse>, Status> {
+        let r = request.into_inner();
+        let known = self.shared.registry().deregister(&r.worker_id);
+        if known {
+            tracing::info!(
+                worker_id = r.worker_id,
+                reason = r.reason,
+                in_flight = r.in_flight,
+                "worker deregistered; re-dispatching its in-flight work"
+            );
+            // Wakes the scheduler, which takes the worker's groups back.
+            self.shared.membership.notify_waiters();
+        }
+        Ok(Response::new(DeregisterResponse { known }))
     }
 
     async fn heartbeat(

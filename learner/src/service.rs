@@ -20,8 +20,9 @@ use laser_proto::cluster::ClusterConfig;
 use laser_proto::rt::{InFlight, WorkerStatus};
 use laser_proto::v1::learner_server::Learner as LearnerRpc;
 use laser_proto::v1::{
-    CheckpointRequest, CheckpointResponse, FinishReason, RolloutGroup, StreamWeightsRequest,
-    TrainStats, TrainStepRequest, TrainStepResponse, WeightChunk,
+    BroadcastWeightsRequest, BroadcastWeightsResponse, CheckpointRequest, CheckpointResponse,
+    FinishReason, RolloutGroup, StreamWeightsRequest, TrainStats, TrainStepRequest,
+    TrainStepResponse, WeightChunk, WeightPlaneCaps,
 };
 use laser_proto::weights::{DEFAULT_CHUNK_BYTES, WeightPayload};
 use tokio_stream::Stream;
@@ -285,6 +286,8 @@ pub struct LearnerService {
     /// The payload of the newest version asked for; packing happens once per version.
     weights: tokio::sync::Mutex<Option<Arc<WeightPayload>>>,
     max_chunk_bytes: usize,
+    /// What this learner can do on the weight data plane (probed at start, sent with Register).
+    plane: WeightPlaneCaps,
 }
 
 impl LearnerService {
@@ -297,11 +300,29 @@ impl LearnerService {
         status
             .policy_version
             .store(state.learner.policy_version(), Ordering::Relaxed);
+        // Rank 0 of an NCCL weight group makes its unique id; the coordinator hands it out.
+        let plane = laser_proto::plane::probe(laser_proto::plane::cuda_device_from_env(), true);
+        if plane.nccl {
+            tracing::info!(
+                device = plane.cuda_device,
+                "weight data plane: NCCL available (rank 0), gRPC stream as fallback"
+            );
+        } else {
+            tracing::info!(
+                reason = plane.nccl_unavailable_reason,
+                "weight data plane: gRPC stream (NCCL not available)"
+            );
+        }
+        *status
+            .weight_plane
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = plane.clone();
         Ok(Self {
             thread: LearnerThread::spawn(state)?,
             status,
             weights: tokio::sync::Mutex::new(None),
             max_chunk_bytes: max_message_bytes.saturating_sub(64 << 10).max(1 << 10),
+            plane,
         })
     }
 
@@ -332,6 +353,11 @@ impl LearnerRpc for LearnerService {
         &self,
         request: Request<TrainStepRequest>,
     ) -> Result<Response<TrainStepResponse>, Status> {
+        if self.status.draining() {
+            return Err(laser_proto::rt::worker::draining_status(
+                "TrainStep refused",
+            ));
+        }
         let _busy = InFlight::start(&self.status);
         let r = request.into_inner();
         let step = r.step;
@@ -383,7 +409,60 @@ impl LearnerRpc for LearnerService {
             n => n,
         }
         .min(self.max_chunk_bytes);
-        let chunks = payload.chunks(chunk_bytes).map(Ok);
+        // The manifest comes first; NCCL receivers take only it (the bytes come by broadcast).
+        let take = if r.manifest_only { 1 } else { usize::MAX };
+        let chunks = payload.chunks(chunk_bytes).take(take).map(Ok);
         Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+    }
+
+    async fn broadcast_weights(
+        &self,
+        request: Request<BroadcastWeightsRequest>,
+    ) -> Result<Response<BroadcastWeightsResponse>, Status> {
+        let r = request.into_inner();
+        let group = r
+            .group
+            .ok_or_else(|| Status::invalid_argument("group: required"))?;
+        if !self.plane.nccl {
+            return Err(Status::failed_precondition(format!(
+                "this learner cannot broadcast by NCCL: {}",
+                self.plane.nccl_unavailable_reason
+            )));
+        }
+        if group.rank != 0 {
+            return Err(Status::invalid_argument(format!(
+                "the learner is rank 0 of the weight group, not {}",
+                group.rank
+            )));
+        }
+        let _busy = InFlight::start(&self.status);
+        let payload = self.current_payload().await?;
+        if payload.policy_version != r.policy_version {
+            return Err(Status::failed_precondition(format!(
+                "the learner holds policy version {}, the broadcast is for {}",
+                payload.policy_version, r.policy_version
+            )));
+        }
+        let device = self.plane.cuda_device;
+        let t = Instant::now();
+        let bytes = payload.bytes.clone();
+        tokio::task::spawn_blocking(move || {
+            laser_proto::plane::broadcast_send(&group, device, &bytes)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("NCCL broadcast task: {e}")))?
+        .map_err(Status::failed_precondition)?;
+        let seconds = t.elapsed().as_secs_f64();
+        tracing::info!(
+            version = payload.policy_version,
+            bytes = payload.bytes.len(),
+            seconds,
+            "weights broadcast by NCCL"
+        );
+        Ok(Response::new(BroadcastWeightsResponse {
+            policy_version: payload.policy_version,
+            bytes: payload.bytes.len() as u64,
+            seconds,
+        }))
     }
 }

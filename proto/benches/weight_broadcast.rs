@@ -13,8 +13,8 @@ use laser_proto::rt::{
 };
 use laser_proto::v1::learner_server::Learner;
 use laser_proto::v1::{
-    CheckpointRequest, CheckpointResponse, StreamWeightsRequest, TrainStepRequest,
-    TrainStepResponse, WeightChunk,
+    BroadcastWeightsRequest, BroadcastWeightsResponse, CheckpointRequest, CheckpointResponse,
+    StreamWeightsRequest, TrainStepRequest, TrainStepResponse, WeightChunk,
 };
 use laser_proto::weights::{DEFAULT_CHUNK_BYTES, WeightAssembler, WeightPayload};
 use tokio_stream::Stream;
@@ -36,6 +36,12 @@ impl Learner for WeightsOnly {
         &self,
         _: Request<CheckpointRequest>,
     ) -> Result<Response<CheckpointResponse>, Status> {
+        Err(Status::unimplemented("bench"))
+    }
+    async fn broadcast_weights(
+        &self,
+        _: Request<BroadcastWeightsRequest>,
+    ) -> Result<Response<BroadcastWeightsResponse>, Status> {
         Err(Status::unimplemented("bench"))
     }
     type StreamWeightsStream = ChunkStream;

@@ -383,6 +383,9 @@ pub struct ClusterSection {
     pub bin_dir: Option<PathBuf>,
     /// Restarts of a lost learner in local mode before the run fails.
     pub learner_restarts: u32,
+    /// Weight data plane: "auto" (NCCL when the learner and every actor can use it, else the gRPC
+    /// stream), "grpc", or "nccl" (wanted; falls back to gRPC with a warning). See laser_proto::plane.
+    pub weight_transport: crate::plane::TransportPref,
 }
 
 impl Default for ClusterSection {
@@ -410,6 +413,7 @@ impl Default for ClusterSection {
             startup_timeout_s: 120.0,
             bin_dir: None,
             learner_restarts: 3,
+            weight_transport: crate::plane::TransportPref::Auto,
         }
     }
 }
@@ -521,8 +525,8 @@ impl ClusterConfig {
                 {
                     return bad("model.tiny", "dimensions must all be at least 1".into());
                 }
-                if t.hidden_size % t.num_attention_heads != 0
-                    || t.num_attention_heads % t.num_key_value_heads != 0
+                if !t.hidden_size.is_multiple_of(t.num_attention_heads)
+                    || !t.num_attention_heads.is_multiple_of(t.num_key_value_heads)
                 {
                     return bad(
                         "model.tiny",

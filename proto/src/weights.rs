@@ -226,6 +226,29 @@ impl WeightAssembler {
         }
     }
 
+    /// The NCCL path: the manifest came over gRPC, the bytes in one broadcast. Takes them whole;
+    /// [`finish`](Self::finish) then checks length and the payload checksum as for a stream.
+    pub fn push_payload(&mut self, bytes: Vec<u8>) -> Result<(), WeightError> {
+        let m = self.manifest.as_ref().ok_or(WeightError::NoManifest)?;
+        if !self.buf.is_empty() || self.next_index != 0 {
+            return Err(WeightError::OutOfOrder {
+                got: 0,
+                expected: self.next_index,
+            });
+        }
+        if bytes.len() as u64 > m.total_bytes {
+            return Err(WeightError::Overrun {
+                index: 0,
+                offset: 0,
+                len: bytes.len(),
+                total: m.total_bytes,
+            });
+        }
+        self.buf = bytes;
+        self.next_index = m.total_chunks;
+        Ok(())
+    }
+
     /// Ends the stream: checks completeness and the whole-payload checksum.
     pub fn finish(self) -> Result<WeightPayload, WeightError> {
         let m = self.manifest.ok_or(WeightError::NoManifest)?;
@@ -255,6 +278,36 @@ impl WeightAssembler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_payload_after_a_manifest_is_checked_like_a_stream() {
+        let p = sample();
+        let manifest = p.chunks(1 << 20).next().unwrap();
+        let mut asm = WeightAssembler::new();
+        asm.push(manifest.clone()).unwrap();
+        asm.push_payload(p.bytes.to_vec()).unwrap();
+        let got = asm.finish().unwrap();
+        assert_eq!(got.bytes, p.bytes);
+
+        let mut corrupt = p.bytes.to_vec();
+        corrupt[3] ^= 1;
+        let mut asm = WeightAssembler::new();
+        asm.push(manifest.clone()).unwrap();
+        asm.push_payload(corrupt).unwrap();
+        assert!(matches!(
+            asm.finish(),
+            Err(WeightError::PayloadChecksum { .. })
+        ));
+
+        let mut asm = WeightAssembler::new();
+        assert!(matches!(
+            asm.push_payload(vec![0; 4]),
+            Err(WeightError::NoManifest)
+        ));
+        asm.push(manifest).unwrap();
+        asm.push_payload(p.bytes[..8].to_vec()).unwrap();
+        assert!(matches!(asm.finish(), Err(WeightError::Truncated { .. })));
+    }
 
     fn sample() -> WeightPayload {
         let a: Vec<f32> = (0..1000).map(|i| i as f32 * 0.5).collect();

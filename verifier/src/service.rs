@@ -49,6 +49,9 @@ impl Verifier for VerifierService {
         &self,
         request: Request<GradeRequest>,
     ) -> Result<Response<GradeResponse>, Status> {
+        if self.status.draining() {
+            return Err(laser_proto::rt::worker::draining_status("Grade refused"));
+        }
         let _busy = InFlight::start(&self.status);
         let items = request.into_inner().items;
         let grader = Arc::clone(&self.grader);

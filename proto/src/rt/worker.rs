@@ -1,11 +1,22 @@
 //! The life of a worker process (actor, verifier, learner): bind, announce the address, register
-//! with the coordinator and heartbeat, serve until SIGTERM or Ctrl-C. Every role binary's `serve`
-//! subcommand is `WorkerArgs` + its services + [`run_worker`].
+//! with the coordinator and heartbeat, serve until SIGTERM or Ctrl-C, then leave cleanly. Every
+//! role binary's `serve` subcommand is `WorkerArgs` + its services + [`run_worker`].
+//!
+//! Every flag of [`WorkerArgs`] can also come from the environment (`LASER_COORDINATOR`,
+//! `LASER_WORKER_NAME`, `LASER_LISTEN`, `LASER_ADVERTISE`, ...), which is how the Kubernetes
+//! manifests in `deploy/k8s` configure workers in external mode.
+//!
+//! Shutdown (SIGTERM, e.g. a pod being stopped): the worker starts *draining* ([`WorkerStatus`]):
+//! its services refuse new work with UNAVAILABLE and end the work they hold (an actor ends its
+//! Generate streams; the groups not yet streamed go back to the coordinator's queue). It then
+//! deregisters (`Coordinator.Deregister`), so the coordinator re-dispatches at once instead of
+//! waiting for missed heartbeats, lets in-flight RPCs finish for at most `--drain-timeout-s`, and
+//! exits 0.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -15,34 +26,40 @@ use super::client::ClientOptions;
 use super::deadline::{request, with_deadline};
 use super::server::{RoleServer, ServerOptions};
 use super::{RtError, TOKEN_ENV};
-use crate::v1::{HeartbeatRequest, RegisterRequest, Role};
+use crate::v1::{DeregisterRequest, HeartbeatRequest, RegisterRequest, Role, WeightPlaneCaps};
 
 /// Command-line flags shared by every worker's `serve` subcommand.
 #[derive(Debug, Clone, clap::Args)]
 pub struct WorkerArgs {
     /// Address to listen on; port 0 picks a free port (announced on stdout and to the coordinator).
-    #[arg(long, default_value = "127.0.0.1:0")]
+    #[arg(long, env = "LASER_LISTEN", default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
-    /// Address the coordinator should dial; default: the bound address.
-    #[arg(long)]
+    /// Address the coordinator should dial; default: the bound address. A bare host (no port, e.g.
+    /// a pod IP) gets the bound port.
+    #[arg(long, env = "LASER_ADVERTISE")]
     pub advertise: Option<String>,
-    /// Coordinator to register with (host:port). Without it the worker just serves.
-    #[arg(long)]
+    /// Coordinator to register with (host:port, e.g. the Service's DNS name). Without it the
+    /// worker just serves.
+    #[arg(long, env = "LASER_COORDINATOR")]
     pub coordinator: Option<String>,
     /// Stable worker name, e.g. actor-0 or the pod name.
-    #[arg(long)]
+    #[arg(long, env = "LASER_WORKER_NAME")]
     pub name: Option<String>,
     /// Environment variable holding the cluster token.
     #[arg(long, default_value = TOKEN_ENV)]
     pub token_env: String,
     /// File holding the cluster token (takes precedence over --token-env).
-    #[arg(long)]
+    #[arg(long, env = "LASER_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, env = "LASER_MAX_MESSAGE_MB", default_value_t = 64)]
     pub max_message_mb: u32,
-    /// Deadline of Register and Heartbeat calls, milliseconds.
-    #[arg(long, default_value_t = 5000)]
+    /// Deadline of Register, Heartbeat and Deregister calls, milliseconds.
+    #[arg(long, env = "LASER_CONTROL_TIMEOUT_MS", default_value_t = 5000)]
     pub control_timeout_ms: u64,
+    /// On SIGTERM: how long in-flight RPCs may take to finish after the work was handed back.
+    /// Keep it below the pod's terminationGracePeriodSeconds.
+    #[arg(long, env = "LASER_DRAIN_TIMEOUT_S", default_value_t = 10.0)]
+    pub drain_timeout_s: f64,
 }
 
 impl WorkerArgs {
@@ -67,11 +84,57 @@ impl WorkerArgs {
     }
 }
 
-/// What a worker reports in its heartbeats; the role's services update it.
-#[derive(Debug, Default)]
+/// What a worker reports in its heartbeats; the role's services update it. It also carries the
+/// drain signal: services check [`draining`](Self::draining) before taking work and watch
+/// [`drained`](Self::drained) while holding it.
+#[derive(Debug)]
 pub struct WorkerStatus {
     pub policy_version: AtomicU64,
     pub in_flight: AtomicU32,
+    draining: AtomicBool,
+    drain: tokio::sync::watch::Sender<bool>,
+    /// How this worker can receive or send weights; sent with Register.
+    pub weight_plane: std::sync::Mutex<WeightPlaneCaps>,
+}
+
+impl Default for WorkerStatus {
+    fn default() -> Self {
+        Self {
+            policy_version: AtomicU64::new(0),
+            in_flight: AtomicU32::new(0),
+            draining: AtomicBool::new(false),
+            drain: tokio::sync::watch::Sender::new(false),
+            weight_plane: std::sync::Mutex::new(WeightPlaneCaps::default()),
+        }
+    }
+}
+
+/// The status every service answers while its worker shuts down.
+pub fn draining_status(what: &str) -> tonic::Status {
+    tonic::Status::unavailable(format!(
+        "worker is shutting down (SIGTERM): {what} handed back to the coordinator"
+    ))
+}
+
+impl WorkerStatus {
+    /// True once the worker is shutting down: take no new work.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Starts draining; every [`drained`](Self::drained) future resolves.
+    pub fn begin_drain(&self) {
+        self.draining.store(true, Ordering::Release);
+        self.drain.send_replace(true);
+    }
+
+    /// Resolves once draining has begun (at once if it already has).
+    pub fn drained(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.drain.subscribe();
+        async move {
+            let _ = rx.wait_for(|d| *d).await;
+        }
+    }
 }
 
 /// Counts one in-flight unit of work while alive.
@@ -116,7 +179,8 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Binds, announces, registers (when `--coordinator` is given) and serves until a shutdown signal.
+/// Binds, announces, registers (when `--coordinator` is given) and serves until a shutdown signal;
+/// then drains, deregisters and returns (see the module docs).
 pub async fn run_worker(
     role: Role,
     args: &WorkerArgs,
@@ -134,7 +198,7 @@ pub async fn run_worker(
     let bound = listener
         .local_addr()
         .map_err(|e| RtError::Serve(e.to_string()))?;
-    let advertise = args.advertise.clone().unwrap_or_else(|| bound.to_string());
+    let advertise = advertise_address(args.advertise.as_deref(), bound);
     let role_name = role
         .as_str_name()
         .trim_start_matches("ROLE_")
@@ -144,20 +208,119 @@ pub async fn run_worker(
         .clone()
         .unwrap_or_else(|| format!("{role_name}-{}", bound.port()));
     println!("{LISTENING_PREFIX} {role_name} {bound}");
-    tracing::info!(%bound, name, "serving {role_name}");
+    tracing::info!(%bound, advertise, name, "serving {role_name}");
 
-    if let Some(coord) = args.coordinator.clone() {
+    let registered: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+    let membership = args.coordinator.clone().map(|coord| {
         let opts = args.client_options(token);
         let timeout = Duration::from_millis(args.control_timeout_ms);
         let reg = Registration {
             role,
-            name,
+            name: name.clone(),
             endpoint: advertise,
             capacity,
         };
-        tokio::spawn(membership_loop(coord, opts, timeout, reg, status));
+        tokio::spawn(membership_loop(
+            coord,
+            opts,
+            timeout,
+            reg,
+            status.clone(),
+            registered.clone(),
+        ))
+    });
+
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let serve = server.serve(listener, async move {
+        let _ = stop_rx.wait_for(|s| *s).await;
+    });
+    tokio::pin!(serve);
+    tokio::select! {
+        r = &mut serve => return r,
+        _ = shutdown_signal() => {}
     }
-    server.serve(listener, shutdown_signal()).await
+
+    // Drain: refuse new work and end what we hold, then leave the membership.
+    let held = status.in_flight.load(Ordering::Relaxed);
+    tracing::info!(name, in_flight = held, "shutdown signal: draining");
+    status.begin_drain();
+    if let Some(task) = membership {
+        task.abort();
+    }
+    let id = registered.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let (Some(coord), Some(id)) = (args.coordinator.as_deref(), id) {
+        deregister(coord, args, token, &id, held).await;
+    }
+    let _ = stop_tx.send(true);
+    let drain = Duration::from_secs_f64(args.drain_timeout_s.max(0.0));
+    match tokio::time::timeout(drain, &mut serve).await {
+        Ok(r) => r?,
+        Err(_) => tracing::warn!(
+            "in-flight requests still open after --drain-timeout-s = {}; exiting anyway",
+            args.drain_timeout_s
+        ),
+    }
+    tracing::info!(
+        name,
+        handed_back = held,
+        "stopped cleanly: in-flight work handed back"
+    );
+    Ok(())
+}
+
+/// The endpoint to register: `--advertise` as given, a bare host with the bound port, or the bound
+/// address itself.
+pub fn advertise_address(advertise: Option<&str>, bound: SocketAddr) -> String {
+    match advertise.map(str::trim).filter(|a| !a.is_empty()) {
+        None => bound.to_string(),
+        Some(a) if has_port(a) => a.to_string(),
+        Some(a) if a.contains(':') && !a.starts_with('[') => format!("[{a}]:{}", bound.port()),
+        Some(a) => format!("{a}:{}", bound.port()),
+    }
+}
+
+fn has_port(a: &str) -> bool {
+    if let Some(rest) = a.strip_prefix('[') {
+        // [v6]:port
+        return rest
+            .split_once(']')
+            .is_some_and(|(_, p)| p.starts_with(':'));
+    }
+    // host:port has exactly one colon; a bare IPv6 address has several.
+    a.matches(':').count() == 1
+}
+
+/// Tells the coordinator we are leaving; failures are logged (the heartbeat timeout covers them).
+async fn deregister(coord: &str, args: &WorkerArgs, token: &ClusterToken, id: &str, held: u32) {
+    let opts = args.client_options(token);
+    let timeout = Duration::from_millis(args.control_timeout_ms);
+    let channel = match opts.lazy(coord) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("deregister: coordinator address: {e}");
+            return;
+        }
+    };
+    let mut client = opts.coordinator(channel);
+    let msg = DeregisterRequest {
+        worker_id: id.to_string(),
+        reason: "SIGTERM".into(),
+        in_flight: held,
+    };
+    match with_deadline(
+        "Coordinator.Deregister",
+        timeout,
+        client.deregister(request(msg, timeout)),
+    )
+    .await
+    {
+        Ok(r) => tracing::info!(
+            worker_id = id,
+            known = r.get_ref().known,
+            "deregistered from {coord}"
+        ),
+        Err(s) => tracing::warn!("deregister from {coord}: {}", s.message()),
+    }
 }
 
 struct Registration {
@@ -175,6 +338,7 @@ async fn membership_loop(
     timeout: Duration,
     reg: Registration,
     status: Arc<WorkerStatus>,
+    registered: Arc<std::sync::Mutex<Option<String>>>,
 ) {
     let mut worker_id: Option<String> = None;
     let mut interval = Duration::from_millis(500);
@@ -196,6 +360,13 @@ async fn membership_loop(
                     endpoint: reg.endpoint.clone(),
                     capacity: reg.capacity,
                     policy_version: status.policy_version.load(Ordering::Relaxed),
+                    weight_plane: Some(
+                        status
+                            .weight_plane
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .clone(),
+                    ),
                 };
                 match with_deadline(
                     "Coordinator.Register",
@@ -207,6 +378,8 @@ async fn membership_loop(
                     Ok(r) => {
                         let r = r.into_inner();
                         tracing::info!(worker_id = r.worker_id, "registered with {coordinator}");
+                        *registered.lock().unwrap_or_else(|p| p.into_inner()) =
+                            Some(r.worker_id.clone());
                         worker_id = Some(r.worker_id);
                         interval =
                             Duration::from_millis(u64::from(r.heartbeat_interval_ms.max(50)));
@@ -230,6 +403,7 @@ async fn membership_loop(
                     Ok(r) if !r.get_ref().known => {
                         tracing::warn!("coordinator does not know {id}; registering again");
                         worker_id = None;
+                        *registered.lock().unwrap_or_else(|p| p.into_inner()) = None;
                         continue;
                     }
                     Ok(_) => {}
@@ -238,5 +412,39 @@ async fn membership_loop(
             }
         }
         tokio::time::sleep(interval).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advertise_fills_in_the_bound_port() {
+        let bound: SocketAddr = "0.0.0.0:50051".parse().unwrap();
+        assert_eq!(advertise_address(None, bound), "0.0.0.0:50051");
+        assert_eq!(advertise_address(Some(""), bound), "0.0.0.0:50051");
+        assert_eq!(advertise_address(Some("10.1.2.3"), bound), "10.1.2.3:50051");
+        assert_eq!(
+            advertise_address(Some("actor-0.laser-actor:7000"), bound),
+            "actor-0.laser-actor:7000"
+        );
+        assert_eq!(advertise_address(Some("fd00::5"), bound), "[fd00::5]:50051");
+        assert_eq!(advertise_address(Some("[fd00::5]:9"), bound), "[fd00::5]:9");
+    }
+
+    #[tokio::test]
+    async fn drained_resolves_after_begin_drain_even_for_late_subscribers() {
+        let s = Arc::new(WorkerStatus::default());
+        assert!(!s.draining());
+        let early = s.drained();
+        s.begin_drain();
+        assert!(s.draining());
+        tokio::time::timeout(Duration::from_secs(5), early)
+            .await
+            .expect("early waiter woken");
+        tokio::time::timeout(Duration::from_secs(5), s.drained())
+            .await
+            .expect("late waiter resolves at once");
     }
 }
