@@ -7,6 +7,8 @@
 //! is read from that step's logits; it never samples again. Rows that are done are dropped from the
 //! cache, so finished sequences stop costing compute.
 
+use std::time::Instant;
+
 use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
@@ -61,6 +63,15 @@ pub struct GenerationStats {
     pub decode_rows: usize,
     /// Of `decode_rows`, the rows that only existed for the self-reward read-out.
     pub readout_rows: usize,
+    /// Wall time of the prefill forward pass (including the prompt logits' copy to the host).
+    pub prefill_seconds: f64,
+    /// Wall time of the whole generation (prefill, decode, sampling, decoding text).
+    pub total_seconds: f64,
+    /// An upper bound on the read-out's share of `total_seconds`: each decode forward's time split
+    /// evenly over its rows, summed over read-out rows, plus the host-side log p(z_c) work. Even
+    /// splitting overstates a row's marginal cost (the weights are read once per step, however
+    /// many rows), so the true cost is lower.
+    pub readout_seconds: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -135,6 +146,7 @@ pub fn generate<B: Backend>(
     req: &GenerationRequest,
 ) -> Result<(Vec<Sample>, GenerationStats)> {
     validate_request(model, req)?;
+    let started = Instant::now();
     let params = &req.params;
     if !params.stop_strings.is_empty() && tokenizer.is_none() {
         return Err(ModelError::InvalidOption {
@@ -173,6 +185,7 @@ pub fn generate<B: Backend>(
         .slice([0..num_prompts, pmax - 1..pmax, 0..h])
         .reshape([num_prompts, h]);
     let prompt_logits = to_host(model.logits(last));
+    stats.prefill_seconds = started.elapsed().as_secs_f64();
 
     // Fork: row r is sample (r % n) of prompt (r / n).
     let n = req.n;
@@ -206,7 +219,13 @@ pub fn generate<B: Backend>(
     loop {
         for (i, &r) in live.iter().enumerate() {
             let row_logits = &logits[i * vocab..(i + 1) * vocab];
-            step_row(&mut rows[r], row_logits, req, tokenizer)?;
+            if rows[r].state == RowState::ReadoutPending {
+                let t = Instant::now();
+                step_row(&mut rows[r], row_logits, req, tokenizer)?;
+                stats.readout_seconds += t.elapsed().as_secs_f64();
+            } else {
+                step_row(&mut rows[r], row_logits, req, tokenizer)?;
+            }
         }
         let keep: Vec<usize> = (0..live.len())
             .filter(|&i| rows[live[i]].state != RowState::Done)
@@ -227,6 +246,7 @@ pub fn generate<B: Backend>(
             positions: Vec::with_capacity(live.len()),
             left_pad: Vec::with_capacity(live.len()),
         };
+        let mut step_readouts = 0;
         for &r in &live {
             let row = &rows[r];
             step.tokens
@@ -234,13 +254,19 @@ pub fn generate<B: Backend>(
             step.positions.push(row.prompt_len + row.tokens.len() - 1);
             step.left_pad.push(pmax - row.prompt_len);
             if row.state == RowState::ReadoutPending {
-                stats.readout_rows += 1;
+                step_readouts += 1;
             }
         }
         stats.decode_steps += 1;
         stats.decode_rows += live.len();
+        stats.readout_rows += step_readouts;
+        let t = Instant::now();
         let hidden = model.hidden_states(&step, Some(&mut cache));
         logits = to_host(model.logits(hidden.reshape([live.len(), h])));
+        if step_readouts > 0 {
+            stats.readout_seconds +=
+                t.elapsed().as_secs_f64() * step_readouts as f64 / live.len() as f64;
+        }
     }
 
     if let Some(tok) = tokenizer {
@@ -260,6 +286,7 @@ pub fn generate<B: Backend>(
             self_reward: row.self_reward,
         })
         .collect();
+    stats.total_seconds = started.elapsed().as_secs_f64();
     Ok((samples, stats))
 }
 

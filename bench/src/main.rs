@@ -1,0 +1,506 @@
+//! Our side of the side-by-side benchmark (`bench/run.sh`, issue 8). A long-lived worker: the
+//! driver (`bench/run.py`) sends one JSON command per line on stdin and reads one JSON result per
+//! line on stdout, alternating with the Python reference worker (`bench/reference.py`), which
+//! answers the same commands with transformers / TRL / PyTorch. Models load once, on first use,
+//! so a repetition times only the work. Logs go to stderr.
+//!
+//! ```sh
+//! laser-bench write-tiny DIR                      # the tiny default model as a HF directory
+//! laser-bench serve --tiny DIR --smollm2 FILE.gguf
+//! ```
+//!
+//! Commands (`op`): `hello`, `tasks`, `generate` (a), `rl_step` (b), `readout` (c), `fwdbwd` (d).
+//! Every token count and shape comes from the command, so both workers do the same work.
+
+use std::collections::HashMap;
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow, bail};
+use burn::module::AutodiffModule;
+use laser_learner::{
+    Group, LaserConfig, Learner, LearnerConfig, LrSchedule, OptimConfig, Sample, TrainBackend,
+    TrainingBatch,
+};
+use laser_model::backend::{Cpu, CpuDevice};
+use laser_model::tiny::{self, TinyDims};
+use laser_model::{
+    FinishReason, GenerationRequest, SamplingParams, SelfRewardConfig, Tokenizer, Transformer,
+    generate, pretrained,
+};
+use laser_verifier::tasks::synthetic::{SyntheticConfig, SyntheticTasks};
+use laser_verifier::{Grader, GraderConfig};
+use serde_json::{Value, json};
+
+/// The paper's prompt suffix, appended to every synthetic question.
+const SUFFIX: &str = " Please reason step by step, and put your final answer within \\boxed{}.";
+
+struct Loaded {
+    /// Inference copy for `generate`/`readout` (a).
+    model: Transformer<Cpu>,
+    tokenizer: Tokenizer,
+    eos: Vec<u32>,
+    /// z_c: `<|verify|>` for the tiny model, the last vocabulary id otherwise.
+    z_c: u32,
+    /// The learner of `rl_step` (b): it trains, so its weights move from rep to rep (as TRL's do).
+    rl: Option<Learner<TrainBackend>>,
+    /// The learner of `fwdbwd` (d): gradients only, never applied.
+    fwdbwd: Option<Learner<TrainBackend>>,
+    /// EOS set that makes free sampling stop after ~`target_len` tokens, per target (c).
+    readout_eos: HashMap<usize, Vec<u32>>,
+}
+
+struct Worker {
+    paths: HashMap<String, PathBuf>,
+    models: HashMap<String, Loaded>,
+    grader: Grader,
+}
+
+fn learner_config(z_c: u32, micro_batch_size: usize) -> LearnerConfig {
+    LearnerConfig {
+        laser: LaserConfig {
+            // Full LaSeR from the first step: MSE on r_s and advantage mixing both on.
+            reasoning_warmup_steps: 0,
+            self_rewarding_warmup_steps: 0,
+            ..Default::default()
+        },
+        optim: OptimConfig {
+            lr_schedule: LrSchedule::Constant {
+                lr: 1e-6,
+                warmup_steps: 0,
+            },
+            ..Default::default()
+        },
+        micro_batch_size,
+        self_reward_token: z_c,
+        c_ref: -20.0,
+        ..Default::default()
+    }
+}
+
+fn synthetic_ids(batch: usize, len: usize, vocab: usize, salt: usize) -> Vec<Vec<u32>> {
+    // Ids 0..4 are special tokens in the tiny vocabulary; keep clear of them.
+    (0..batch)
+        .map(|b| {
+            (0..len)
+                .map(|t| (((b + salt) * 7919 + t * 104_729 + 3) % (vocab - 4) + 4) as u32)
+                .collect()
+        })
+        .collect()
+}
+
+fn get<'a>(cmd: &'a Value, key: &str) -> Result<&'a Value> {
+    cmd.get(key).ok_or_else(|| anyhow!("command lacks `{key}`"))
+}
+
+fn get_usize(cmd: &Value, key: &str) -> Result<usize> {
+    get(cmd, key)?
+        .as_u64()
+        .map(|v| v as usize)
+        .ok_or_else(|| anyhow!("`{key}` must be a non-negative integer"))
+}
+
+impl Worker {
+    fn model(&mut self, name: &str) -> Result<&mut Loaded> {
+        if !self.models.contains_key(name) {
+            let path = self
+                .paths
+                .get(name)
+                .ok_or_else(|| anyhow!("unknown model {name:?} (start with --{name} PATH)"))?;
+            let t = Instant::now();
+            let device = CpuDevice::default();
+            let p = pretrained::load::<Cpu>(path, &device)
+                .with_context(|| format!("loading {}", path.display()))?;
+            let eos = p.eos_token_ids();
+            let tokenizer = p
+                .tokenizer
+                .ok_or_else(|| anyhow!("{} has no tokenizer", path.display()))?;
+            let z_c = tokenizer
+                .token_to_id(tiny::VERIFY_TOKEN)
+                .unwrap_or(p.model.config.vocab_size as u32 - 1);
+            eprintln!(
+                "laser-bench: loaded {name} from {} in {:.1} s",
+                path.display(),
+                t.elapsed().as_secs_f64()
+            );
+            self.models.insert(
+                name.to_string(),
+                Loaded {
+                    model: p.model,
+                    tokenizer,
+                    eos,
+                    z_c,
+                    rl: None,
+                    fwdbwd: None,
+                    readout_eos: HashMap::new(),
+                },
+            );
+        }
+        Ok(self.models.get_mut(name).expect("inserted above"))
+    }
+
+    fn handle(&mut self, cmd: &Value) -> Result<Value> {
+        let op = get(cmd, "op")?.as_str().unwrap_or_default();
+        match op {
+            "hello" => Ok(json!({
+                "impl": "laser (burn-flex)",
+                "threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
+            })),
+            "tasks" => {
+                let count = get_usize(cmd, "count")?;
+                let seed = get_usize(cmd, "seed")? as u64;
+                let src = SyntheticTasks::new(SyntheticConfig::default(), seed)?;
+                let tasks: Vec<Value> = (0..count as u64)
+                    .map(|i| {
+                        let t = src.task(i);
+                        json!({"prompt": format!("{}{SUFFIX}", t.question), "gold": t.gold})
+                    })
+                    .collect();
+                Ok(json!({ "tasks": tasks }))
+            }
+            "load" => {
+                let m = self.model(get(cmd, "model")?.as_str().unwrap_or_default())?;
+                Ok(
+                    json!({"vocab": m.model.config.vocab_size, "layers": m.model.config.num_hidden_layers}),
+                )
+            }
+            "generate" => self.generate(cmd),
+            "rl_step" => self.rl_step(cmd),
+            "readout" => self.readout(cmd),
+            "fwdbwd" => self.fwdbwd(cmd),
+            other => bail!("unknown op {other:?}"),
+        }
+    }
+
+    /// (a) Fixed-length sampling: `batch` prompts of `prompt_len` ids, `new_tokens` each, no EOS.
+    fn generate(&mut self, cmd: &Value) -> Result<Value> {
+        let name = get(cmd, "model")?.as_str().unwrap_or_default().to_string();
+        let batch = get_usize(cmd, "batch")?;
+        let prompt_len = get_usize(cmd, "prompt_len")?;
+        let new_tokens = get_usize(cmd, "new_tokens")?;
+        let seed = get_usize(cmd, "seed")? as u64;
+        let m = self.model(&name)?;
+        let req = GenerationRequest {
+            prompts: synthetic_ids(batch, prompt_len, m.model.config.vocab_size, 0),
+            n: 1,
+            params: SamplingParams {
+                temperature: 1.0,
+                max_new_tokens: new_tokens,
+                seed,
+                ..SamplingParams::default()
+            },
+            eos_token_ids: vec![],
+            self_reward: None,
+        };
+        let t = Instant::now();
+        let (samples, stats) = generate(&m.model, None, &req)?;
+        let seconds = t.elapsed().as_secs_f64();
+        let tokens: usize = samples.iter().map(|s| s.tokens.len()).sum();
+        Ok(json!({
+            "seconds": seconds,
+            "tokens": tokens,
+            "prefill_seconds": stats.prefill_seconds,
+        }))
+    }
+
+    /// (b) One RL step on 8 prompts x n samples: rollout (with the self-reward read-out armed),
+    /// grading by laser-verifier, then one GRPO + LaSeR update.
+    fn rl_step(&mut self, cmd: &Value) -> Result<Value> {
+        let name = get(cmd, "model")?.as_str().unwrap_or_default().to_string();
+        let n = get_usize(cmd, "n")?;
+        let new_tokens = get_usize(cmd, "new_tokens")?;
+        let micro = get_usize(cmd, "micro_batch")?;
+        let seed = get_usize(cmd, "seed")? as u64;
+        let fixed_length = get(cmd, "fixed_length")?.as_bool().unwrap_or(true);
+        let tasks = get(cmd, "tasks")?
+            .as_array()
+            .ok_or_else(|| anyhow!("`tasks` must be a list"))?;
+        let prompts: Vec<String> = tasks
+            .iter()
+            .map(|t| t["prompt"].as_str().unwrap_or_default().to_string())
+            .collect();
+        let golds: Vec<String> = tasks
+            .iter()
+            .map(|t| t["gold"].as_str().unwrap_or_default().to_string())
+            .collect();
+        self.model(&name)?;
+        let grader = &self.grader;
+        let m = self.models.get_mut(&name).expect("loaded above");
+        if m.rl.is_none() {
+            let model = m.model.clone();
+            let device = Default::default();
+            let train_model: Transformer<TrainBackend> =
+                Transformer::from_weights(&model.config, model.to_weights(), &device)?;
+            m.rl = Some(Learner::new(
+                train_model,
+                None,
+                None,
+                learner_config(m.z_c, micro),
+            )?);
+        }
+        let learner = m.rl.as_mut().expect("set above");
+        let sr = SelfRewardConfig {
+            token_id: m.z_c,
+            beta_v: 0.1,
+            c_ref: -20.0,
+        };
+
+        let started = Instant::now();
+        let prompt_ids = prompts
+            .iter()
+            .map(|p| m.tokenizer.encode(p, true))
+            .collect::<laser_model::Result<Vec<_>>>()?;
+        // The actor's copy of the policy: the learner's weights, without autodiff (no copy).
+        let policy = learner.model().valid();
+        let req = GenerationRequest {
+            prompts: prompt_ids.clone(),
+            n,
+            params: SamplingParams {
+                temperature: 1.0,
+                max_new_tokens: new_tokens,
+                seed,
+                ..SamplingParams::default()
+            },
+            eos_token_ids: if fixed_length { vec![] } else { m.eos.clone() },
+            self_reward: Some(sr),
+        };
+        let (samples, _) = generate(&policy, Some(&m.tokenizer), &req)?;
+        let generated = Instant::now();
+        let pairs: Vec<(&str, &str)> = samples
+            .iter()
+            .map(|s| (golds[s.prompt_index].as_str(), s.text.as_str()))
+            .collect();
+        let grades = grader.grade_batch(&pairs);
+        let graded = Instant::now();
+        let mut groups: Vec<Group> = (0..prompt_ids.len())
+            .map(|p| Group {
+                prompt_id: p as u64,
+                samples: Vec::with_capacity(n),
+            })
+            .collect();
+        let mut response_tokens = 0;
+        for (s, g) in samples.into_iter().zip(&grades) {
+            response_tokens += s.tokens.len();
+            let truncated = s.finish_reason != FinishReason::Eos;
+            groups[s.prompt_index].samples.push(Sample {
+                prompt_tokens: prompt_ids[s.prompt_index].clone(),
+                response_tokens: s.tokens,
+                old_logprobs: s.logprobs,
+                verifier_reward: g.reward as f32,
+                self_reward: if truncated {
+                    None
+                } else {
+                    s.self_reward.map(|r| r.score)
+                },
+                truncated,
+                policy_version: learner.policy_version(),
+            });
+        }
+        let batch = TrainingBatch::new(groups)?;
+        let metrics = learner.train_step(&batch)?;
+        let done = Instant::now();
+        Ok(json!({
+            "seconds": (done - started).as_secs_f64(),
+            "generate_s": (generated - started).as_secs_f64(),
+            "reward_s": (graded - generated).as_secs_f64(),
+            "train_s": (done - graded).as_secs_f64(),
+            "prompt_tokens": prompt_ids.iter().map(Vec::len).collect::<Vec<_>>(),
+            "response_tokens": response_tokens,
+            "mean_reward": grades.iter().map(|g| g.reward as f64).sum::<f64>() / grades.len() as f64,
+            "loss": metrics.total_loss,
+        }))
+    }
+
+    /// (c) The read-out's share of rollout time on GRPO-shaped work (8 prompts x 8 samples):
+    /// the same rollout (same seed, so the same tokens) with and without the read-out, back to
+    /// back, plus the attributed upper bound from `GenerationStats::readout_seconds`.
+    fn readout(&mut self, cmd: &Value) -> Result<Value> {
+        let name = get(cmd, "model")?.as_str().unwrap_or_default().to_string();
+        let new_tokens = get_usize(cmd, "new_tokens")?;
+        let target_len = get_usize(cmd, "target_len")?;
+        let seed = get_usize(cmd, "seed")? as u64;
+        let m = self.model(&name)?;
+        let vocab = m.model.config.vocab_size;
+        let mut req = GenerationRequest {
+            prompts: synthetic_ids(8, 32, vocab, 11),
+            n: 8,
+            params: SamplingParams {
+                temperature: 1.0,
+                max_new_tokens: new_tokens,
+                seed: 1000,
+                ..SamplingParams::default()
+            },
+            eos_token_ids: vec![],
+            self_reward: None,
+        };
+        if !m.readout_eos.contains_key(&target_len) {
+            // An EOS set that ends free sampling after ~target_len tokens on average: the least
+            // frequent sampled tokens whose total frequency is ~1/target_len of all tokens.
+            let (free, _) = generate(&m.model, None, &req)?;
+            let mut counts = HashMap::<u32, usize>::new();
+            for s in &free {
+                for &t in &s.tokens {
+                    *counts.entry(t).or_default() += 1;
+                }
+            }
+            let total: usize = counts.values().sum();
+            let mut by_count: Vec<(u32, usize)> = counts.into_iter().collect();
+            by_count.sort_by_key(|&(t, c)| (c, t));
+            let mut eos = vec![];
+            let mut acc = 0;
+            for (t, c) in by_count {
+                if acc * target_len >= total {
+                    break;
+                }
+                acc += c;
+                eos.push(t);
+            }
+            m.readout_eos.insert(target_len, eos);
+        }
+        req.eos_token_ids = m.readout_eos[&target_len].clone();
+        req.params.seed = seed;
+        let t = Instant::now();
+        let (_, plain_stats) = generate(&m.model, None, &req)?;
+        let plain = t.elapsed().as_secs_f64();
+        req.self_reward = Some(SelfRewardConfig {
+            token_id: m.z_c,
+            beta_v: 0.1,
+            c_ref: -20.0,
+        });
+        let t = Instant::now();
+        let (samples, stats) = generate(&m.model, None, &req)?;
+        let with = t.elapsed().as_secs_f64();
+        let eos_terminated = samples
+            .iter()
+            .filter(|s| s.finish_reason == FinishReason::Eos)
+            .count();
+        let generated: usize = samples.iter().map(|s| s.tokens.len()).sum();
+        Ok(json!({
+            "plain_s": plain,
+            "with_s": with,
+            "attributed_s": stats.readout_seconds,
+            "attributed_total_s": stats.total_seconds,
+            "readout_rows": stats.readout_rows,
+            "decode_rows": stats.decode_rows,
+            "plain_decode_rows": plain_stats.decode_rows,
+            "eos_terminated": eos_terminated,
+            "samples": samples.len(),
+            "mean_len": generated as f64 / samples.len() as f64,
+        }))
+    }
+
+    /// (d) Forward+backward of the GRPO + LaSeR loss (`Learner::gradients`), the shape of
+    /// learner/benches/train_step.rs and scripts/bench_learner_torch.py.
+    fn fwdbwd(&mut self, cmd: &Value) -> Result<Value> {
+        let name = get(cmd, "model")?.as_str().unwrap_or_default().to_string();
+        let seqs = get_usize(cmd, "seqs")?;
+        let group = get_usize(cmd, "group")?;
+        let prompt = get_usize(cmd, "prompt")?;
+        let response = get_usize(cmd, "response")?;
+        let micro = get_usize(cmd, "micro_batch")?;
+        let m = self.model(&name)?;
+        let vocab = m.model.config.vocab_size;
+        let eos = m.model.config.eos_token_ids.first().copied().unwrap_or(2);
+        if m.fwdbwd.is_none() {
+            let device = Default::default();
+            let train_model: Transformer<TrainBackend> =
+                Transformer::from_weights(&m.model.config, m.model.to_weights(), &device)?;
+            // z_c = vocab - 1, as scripts/bench_learner_torch.py.
+            m.fwdbwd = Some(Learner::new(
+                train_model,
+                None,
+                None,
+                learner_config(vocab as u32 - 1, micro),
+            )?);
+        }
+        let learner = m.fwdbwd.as_ref().expect("set above");
+        // The batch of scripts/bench_learner_torch.py::make_batch, token for token.
+        let tok = |s: usize, t: usize| ((s * 7919 + t * 104_729 + 3) % (vocab - 3) + 3) as u32;
+        let groups = (0..seqs / group)
+            .map(|g| Group {
+                prompt_id: g as u64,
+                samples: (0..group)
+                    .map(|i| {
+                        let s = g * group + i;
+                        let mut resp: Vec<u32> =
+                            (0..response - 1).map(|t| tok(s + 100, t)).collect();
+                        resp.push(eos);
+                        Sample {
+                            prompt_tokens: (0..prompt).map(|t| tok(g, t)).collect(),
+                            old_logprobs: vec![-(vocab as f32).ln(); response],
+                            response_tokens: resp,
+                            verifier_reward: (i % 2) as f32,
+                            self_reward: Some(0.1 * i as f32),
+                            truncated: false,
+                            policy_version: 0,
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
+        let batch = TrainingBatch::new(groups)?;
+        let t = Instant::now();
+        let out = learner.gradients(&batch)?;
+        std::hint::black_box(&out);
+        let seconds = t.elapsed().as_secs_f64();
+        Ok(json!({"seconds": seconds, "tokens": seqs * (prompt + response)}))
+    }
+}
+
+fn serve(args: &[String]) -> Result<()> {
+    let mut paths = HashMap::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let name = a
+            .strip_prefix("--")
+            .ok_or_else(|| anyhow!("unexpected argument {a:?}"))?;
+        let path = it.next().ok_or_else(|| anyhow!("{a} needs a path"))?;
+        paths.insert(name.to_string(), PathBuf::from(path));
+    }
+    let mut worker = Worker {
+        paths,
+        models: HashMap::new(),
+        grader: Grader::new(GraderConfig::default()),
+    };
+    let stdin = std::io::stdin();
+    let mut stdout = std::io::stdout().lock();
+    for line in stdin.lock().lines() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let reply = match serde_json::from_str::<Value>(&line)
+            .map_err(anyhow::Error::from)
+            .and_then(|cmd| worker.handle(&cmd))
+        {
+            Ok(v) => json!({"ok": true, "result": v}),
+            Err(e) => json!({"ok": false, "error": format!("{e:#}")}),
+        };
+        writeln!(stdout, "{reply}")?;
+        stdout.flush()?;
+    }
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("serve") => serve(&args[1..]),
+        Some("write-tiny") => {
+            let dir = args
+                .get(1)
+                .ok_or_else(|| anyhow!("write-tiny needs a directory"))?;
+            // The default job's model: default dims, seed 7 (the step_overhead bench's seed).
+            tiny::write_default::<Cpu>(
+                TinyDims::default(),
+                7,
+                &PathBuf::from(dir),
+                &CpuDevice::default(),
+            )?;
+            println!("{dir}");
+            Ok(())
+        }
+        _ => bail!("usage: laser-bench serve --tiny DIR --smollm2 FILE.gguf | write-tiny DIR"),
+    }
+}
