@@ -215,7 +215,7 @@ impl Actor for ActorService {
                     );
                     draining_status(&format!("{} of {total} groups", total - done))
                 };
-                if status.draining() {
+                if status.handing_back() {
                     let _ = tx.send(Err(hand_back(done))).await;
                     return;
                 }

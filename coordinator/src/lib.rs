@@ -20,3 +20,4 @@ pub mod registry;
 pub mod runner;
 pub mod service;
 pub mod summary;
+pub mod weight_plane;

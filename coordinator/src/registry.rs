@@ -117,10 +117,11 @@ impl Registry {
     }
 
     /// A worker leaving on purpose (Deregister): out of the pool at once, its in-flight work goes
-    /// back to the queues like a lost worker's. False when the id is unknown or already gone.
+    /// back to the queues like a lost worker's (a worker already declared lost, e.g. because its
+    /// stream ended first, is recorded as left too). False when the id is unknown or already left.
     pub fn deregister(&mut self, id: &str) -> bool {
         match self.workers.get_mut(id) {
-            Some(w) if w.liveness == Liveness::Alive => {
+            Some(w) if w.liveness != Liveness::Left => {
                 w.liveness = Liveness::Left;
                 true
             }
@@ -186,6 +187,8 @@ pub struct Shared {
     pub finished: tokio::sync::watch::Sender<bool>,
     pub started: Instant,
     pub heartbeat_interval: Duration,
+    /// The NCCL weight group (crate::weight_plane).
+    pub weight_group: Mutex<crate::weight_plane::WeightGroup>,
 }
 
 impl Shared {
@@ -201,11 +204,16 @@ impl Shared {
             finished,
             started: Instant::now(),
             heartbeat_interval,
+            weight_group: Mutex::new(Default::default()),
         }
     }
 
     pub fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
         self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn weight_group(&self) -> std::sync::MutexGuard<'_, crate::weight_plane::WeightGroup> {
+        self.weight_group.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn run_info(&self) -> std::sync::MutexGuard<'_, RunInfo> {
@@ -286,6 +294,24 @@ mod tests {
         assert!(r.heartbeat(&b, 3, 1));
         assert_eq!(r.count_alive(Role::Actor), 1);
         assert_eq!(r.get(&b).unwrap().policy_version, 3);
+    }
+
+    #[test]
+    fn deregistered_workers_leave_the_pool_once() {
+        let mut r = Registry::default();
+        let (a, _) = r.register(Role::Actor, "a", "x:1", 1, 0);
+        assert!(r.deregister(&a));
+        assert_eq!(r.get(&a).unwrap().liveness, Liveness::Left);
+        assert_eq!(r.count_alive(Role::Actor), 0);
+        assert!(!r.deregister(&a), "a second Deregister is a no-op");
+        assert!(!r.heartbeat(&a, 0, 0), "a left worker must register again");
+        let (b, _) = r.register(Role::Actor, "b", "x:2", 1, 0);
+        r.mark_lost(&b);
+        assert!(
+            r.deregister(&b),
+            "lost first (its stream failed), then deregistered"
+        );
+        assert!(!r.deregister("nobody"));
     }
 
     #[test]

@@ -459,10 +459,16 @@ impl LearnerRpc for LearnerService {
             seconds,
             "weights broadcast by NCCL"
         );
+        // The next generation's communicator needs a new id.
+        let next_unique_id = laser_proto::plane::new_unique_id().unwrap_or_else(|e| {
+            tracing::warn!("no NCCL unique id for the next group: {e}");
+            Vec::new()
+        });
         Ok(Response::new(BroadcastWeightsResponse {
             policy_version: payload.policy_version,
             bytes: payload.bytes.len() as u64,
             seconds,
+            next_unique_id,
         }))
     }
 }

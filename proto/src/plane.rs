@@ -145,6 +145,18 @@ pub fn probe(cuda_device: u32, make_unique_id: bool) -> WeightPlaneCaps {
     }
 }
 
+/// A fresh NCCL unique id (rank 0 makes one per communicator).
+pub fn new_unique_id() -> Result<Vec<u8>, String> {
+    #[cfg(feature = "nccl")]
+    {
+        nccl::unique_id_bytes()
+    }
+    #[cfg(not(feature = "nccl"))]
+    {
+        Err("built without the `nccl` feature".into())
+    }
+}
+
 /// Reads `LASER_CUDA_DEVICE` (default 0): the GPU ordinal for NCCL.
 pub fn cuda_device_from_env() -> u32 {
     std::env::var("LASER_CUDA_DEVICE")
@@ -211,6 +223,14 @@ mod nccl {
     fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
             .unwrap_or_else(|_| Err(format!("{what}: the CUDA/NCCL bindings panicked")))
+    }
+
+    pub fn unique_id_bytes() -> Result<Vec<u8>, String> {
+        libraries()?;
+        guarded("ncclGetUniqueId", || {
+            let id = Id::new().map_err(|e| format!("ncclGetUniqueId: {e:?}"))?;
+            Ok(id.internal().iter().map(|c| *c as u8).collect())
+        })
     }
 
     pub fn probe(cuda_device: u32, make_unique_id: bool) -> WeightPlaneCaps {

@@ -14,7 +14,7 @@
 //! ```sh
 //! cargo bench -p laser-integration-tests --bench step_overhead --profile dev
 //! ```
-//! Environment: `STEP_BENCH_STEPS` (default 6), `STEP_BENCH_LAYOUTS` (default `1x1,2x2`: actors x
+//! Environment: `STEP_BENCH_STEPS` (default 10), `STEP_BENCH_LAYOUTS` (default `1x1,2x2`: actors x
 //! verifiers of the local cluster), `STEP_BENCH_BATCH` (prompts per step, 8), `STEP_BENCH_GROUP`
 //! (samples per prompt, 4), `STEP_BENCH_TOKENS` (max response tokens, 48).
 
@@ -107,6 +107,8 @@ fn overrides(batch: u64, group: u64, tokens: u64, steps: u64) -> Vec<(String, St
         ),
         // One checkpoint, after the last step: per-step times exclude it on both sides.
         ("LASER__RUN__CHECKPOINT_EVERY".into(), steps.to_string()),
+        // No held-out evaluation (the job's, around the RL steps): only the steps are compared.
+        ("LASER__EVAL__ENABLED".into(), "false".into()),
     ]
 }
 
@@ -230,6 +232,10 @@ fn cluster(actors: u64, verifiers: u64, env: &[(String, String)], steps: u64) ->
     env.push(("LASER__CLUSTER__ACTORS".into(), actors.to_string()));
     env.push(("LASER__CLUSTER__VERIFIERS".into(), verifiers.to_string()));
     let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    // Build the role binaries first: the wall time counts start-up, not compilation.
+    for b in ["coordinator", "learner", "actor", "verifier", "laserctl"] {
+        laser_integration_tests::bin(b);
+    }
     let t_wall = Instant::now();
     let mut run = LocalRun::start("step-bench", steps, &env_ref);
     run.finish(Duration::from_secs(1800));
@@ -261,7 +267,7 @@ fn cluster(actors: u64, verifiers: u64, env: &[(String, String)], steps: u64) ->
 }
 
 fn main() {
-    let steps = env_u64("STEP_BENCH_STEPS", 6).max(2);
+    let steps = env_u64("STEP_BENCH_STEPS", 10).max(2);
     let batch = env_u64("STEP_BENCH_BATCH", 8);
     let group = env_u64("STEP_BENCH_GROUP", 4);
     let tokens = env_u64("STEP_BENCH_TOKENS", 48);

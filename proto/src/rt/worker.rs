@@ -122,10 +122,26 @@ impl WorkerStatus {
         self.draining.load(Ordering::Acquire)
     }
 
-    /// Starts draining; every [`drained`](Self::drained) future resolves.
-    pub fn begin_drain(&self) {
+    /// First step of a shutdown: new RPCs are refused; work in progress goes on.
+    pub fn refuse_new_work(&self) {
         self.draining.store(true, Ordering::Release);
+    }
+
+    /// True once work in progress is to be handed back (after [`hand_back`](Self::hand_back)).
+    pub fn handing_back(&self) -> bool {
+        *self.drain.borrow()
+    }
+
+    /// Second step: work in progress ends and goes back; every [`drained`](Self::drained) future
+    /// resolves.
+    pub fn hand_back(&self) {
+        self.refuse_new_work();
         self.drain.send_replace(true);
+    }
+
+    /// Both steps at once.
+    pub fn begin_drain(&self) {
+        self.hand_back();
     }
 
     /// Resolves once draining has begun (at once if it already has).
@@ -240,10 +256,11 @@ pub async fn run_worker(
         _ = shutdown_signal() => {}
     }
 
-    // Drain: refuse new work and end what we hold, then leave the membership.
+    // Drain: refuse new work, leave the membership (the coordinator re-queues what we hold), then
+    // end the work in progress so nothing waits on us.
     let held = status.in_flight.load(Ordering::Relaxed);
     tracing::info!(name, in_flight = held, "shutdown signal: draining");
-    status.begin_drain();
+    status.refuse_new_work();
     if let Some(task) = membership {
         task.abort();
     }
@@ -251,6 +268,7 @@ pub async fn run_worker(
     if let (Some(coord), Some(id)) = (args.coordinator.as_deref(), id) {
         deregister(coord, args, token, &id, held).await;
     }
+    status.hand_back();
     let _ = stop_tx.send(true);
     let drain = Duration::from_secs_f64(args.drain_timeout_s.max(0.0));
     match tokio::time::timeout(drain, &mut serve).await {
@@ -438,8 +456,10 @@ mod tests {
         let s = Arc::new(WorkerStatus::default());
         assert!(!s.draining());
         let early = s.drained();
+        s.refuse_new_work();
+        assert!(s.draining() && !s.handing_back());
         s.begin_drain();
-        assert!(s.draining());
+        assert!(s.draining() && s.handing_back());
         tokio::time::timeout(Duration::from_secs(5), early)
             .await
             .expect("early waiter woken");
