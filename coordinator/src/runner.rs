@@ -18,7 +18,7 @@ use laser_proto::rt::{
 };
 use laser_proto::v1::{
     CheckpointRequest, DataCursor, Role, SamplingConfig, StepMetrics, TrainStepRequest,
-    TrainStepResponse, UpdateWeightsRequest,
+    TrainStepResponse,
 };
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -789,51 +789,27 @@ impl Runner {
         Ok((new_version, row))
     }
 
-    /// Tells every alive actor to pull `version`; returns (bytes moved, actors updated).
+    /// Tells every alive actor to take `version` (NCCL or the gRPC stream, see
+    /// crate::weight_plane); returns (bytes moved, actors updated).
     async fn broadcast(&self, version: u64, learner_ep: &str) -> (u64, usize) {
-        let actors: Vec<(String, String)> = self
+        let learner_id = self
             .shared
             .registry()
-            .alive(Role::Actor)
-            .map(|w| (w.id.clone(), w.endpoint.clone()))
-            .collect();
-        let d = secs(self.cfg.cluster.weights_timeout_s);
-        let mut calls = Vec::new();
-        for (id, ep) in actors {
-            let client = self.client.clone();
-            let learner_ep = learner_ep.to_string();
-            calls.push(tokio::spawn(async move {
-                let mut c = client.actor(
-                    client
-                        .lazy(&ep)
-                        .map_err(|e| tonic::Status::unavailable(e.to_string()))?,
-                );
-                let msg = UpdateWeightsRequest {
-                    policy_version: version,
-                    source_endpoint: learner_ep,
-                };
-                with_deadline("Actor.UpdateWeights", d, c.update_weights(request(msg, d)))
-                    .await
-                    .map(|r| (id, r.into_inner()))
-                    .map_err(|s| tonic::Status::new(s.code(), format!("{ep}: {}", s.message())))
-            }));
-        }
-        let (mut bytes, mut n) = (0, 0);
-        for c in calls {
-            match c.await {
-                Ok(Ok((id, r))) => {
-                    bytes += r.bytes;
-                    n += 1;
-                    if let Some(w) = self.shared.registry().get_mut(&id) {
-                        w.policy_version = r.policy_version;
-                    }
-                }
-                // The actor is updated before its next work instead (collect checks versions).
-                Ok(Err(s)) => tracing::warn!("broadcast: {}", s.message()),
-                Err(e) => tracing::warn!("broadcast task: {e}"),
-            }
-        }
-        (bytes, n)
+            .alive(Role::Learner)
+            .find(|w| w.endpoint == learner_ep)
+            .map(|w| w.id.clone())
+            .unwrap_or_default();
+        let b = crate::weight_plane::broadcast(
+            &self.shared,
+            &self.client,
+            self.cfg.cluster.weight_transport,
+            secs(self.cfg.cluster.weights_timeout_s),
+            version,
+            &learner_id,
+            learner_ep,
+        )
+        .await;
+        (b.bytes, b.updated)
     }
 
     async fn checkpoint(&mut self, step: u64, version: u64) -> Result<RunState> {
