@@ -200,14 +200,28 @@ async fn run_learner(
         }
     }
     peak = peak.max(peak_rss_kb(pid).unwrap_or(0));
+    // The learner reports its own VmHWM as it exits (polling misses short-lived processes).
+    if let Some(kb) = json.iter().rev().find_map(|v| v["peak_rss_kb"].as_u64()) {
+        peak = peak.max(kb);
+    }
     let status = child.wait().await?;
     if !status.success() {
+        // anyhow's report: "Error: ..." then its causes, before any backtrace.
         let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(8).collect();
+        let error: Vec<&str> = text
+            .lines()
+            .skip_while(|l| !l.starts_with("Error:"))
+            .take_while(|l| !l.starts_with("Stack backtrace"))
+            .filter(|l| !l.trim().is_empty())
+            .collect();
         bail!(
-            "phase {name}: learner exited with {status}; see {}\n{}",
-            log_path.display(),
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            "phase {name}: learner exited with {status}: {}\nsee {}",
+            if error.is_empty() {
+                "(no error message)".to_string()
+            } else {
+                error.join(" ")
+            },
+            log_path.display()
         );
     }
     Ok((json, peak))
@@ -543,7 +557,15 @@ pub async fn run_job(cfg: ClusterConfig, opts: JobOptions) -> Result<JobOutcome>
     rl_cfg.model.path = Some(model_path.clone());
     rl_cfg.model.init = None;
     rl_cfg.validate("the RL phase's configuration")?;
-    if !phases.done("rl") {
+    // RL is done when its state reached run.max_steps and the final evaluation exists; a larger
+    // --max-steps on --resume continues it.
+    let rl_done = crate::runner::RunState::read(&run_dir)?
+        .is_some_and(|s| s.step >= cfg.run.max_steps)
+        && (EvalSet::from_config(&cfg)?.is_none()
+            || heldout::read_rows(&run_dir)?
+                .iter()
+                .any(|r| r.step == cfg.run.max_steps));
+    if !rl_done {
         let t0 = Instant::now();
         let resume = Runner::has_run(&run_dir);
         println!(
@@ -565,6 +587,7 @@ pub async fn run_job(cfg: ClusterConfig, opts: JobOptions) -> Result<JobOutcome>
                 resume: Some(resume),
                 learner: true,
                 show_progress: opts.show_progress,
+                announce: true,
             },
         )
         .await?;
@@ -580,13 +603,21 @@ pub async fn run_job(cfg: ClusterConfig, opts: JobOptions) -> Result<JobOutcome>
         );
         info.insert("resumed".into(), resume.into());
         let own = own_peak_rss_kb();
+        // Sessions of a resumed run add up.
+        let before = phases.0.get("rl").cloned().unwrap_or_default();
         phases.complete(
             &run_dir,
             "rl",
             PhaseRecord {
-                seconds: t0.elapsed().as_secs_f64(),
-                peak_rss_kb: peaks.values().copied().max().unwrap_or(0).max(own),
-                peak_rss_sum_kb: peaks.values().sum::<u64>() + own,
+                seconds: before.seconds + t0.elapsed().as_secs_f64(),
+                peak_rss_kb: peaks
+                    .values()
+                    .copied()
+                    .max()
+                    .unwrap_or(0)
+                    .max(own)
+                    .max(before.peak_rss_kb),
+                peak_rss_sum_kb: (peaks.values().sum::<u64>() + own).max(before.peak_rss_sum_kb),
                 info,
             },
         )?;
@@ -848,6 +879,7 @@ pub async fn eval_checkpoint(mut cfg: ClusterConfig, o: EvalOptions) -> Result<E
             resume: None,
             learner: false,
             show_progress: o.show_progress,
+            announce: false,
         },
     )
     .await?;

@@ -106,6 +106,8 @@ pub struct StartOptions {
     /// Start a learner (local mode) and wait for one; off for evaluation-only clusters.
     pub learner: bool,
     pub show_progress: bool,
+    /// Print `LASER_LISTENING coordinator ADDR` on stdout (off where stdout is a report).
+    pub announce: bool,
 }
 
 /// Peak resident set size (VmHWM) of process `pid` in KiB, from /proc (Linux).
@@ -141,6 +143,7 @@ impl Runner {
                 resume: Some(resume),
                 learner: true,
                 show_progress,
+                announce: true,
             },
         )
         .await
@@ -239,10 +242,12 @@ impl Runner {
             }
         });
         tracing::info!(%addr, run_dir = %run_dir.display(), "coordinator listening");
-        println!(
-            "{} coordinator {addr}",
-            laser_proto::rt::worker::LISTENING_PREFIX
-        );
+        if opts.announce {
+            println!(
+                "{} coordinator {addr}",
+                laser_proto::rt::worker::LISTENING_PREFIX
+            );
+        }
 
         // Heartbeat monitor: silent workers become lost, which wakes the scheduler.
         {

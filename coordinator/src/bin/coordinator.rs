@@ -35,6 +35,10 @@ struct Cli {
     /// Override run.dir.
     #[arg(long)]
     run_dir: Option<PathBuf>,
+    /// Start RL from this model directory (e.g. another run's sft_model): replaces model.path and
+    /// model.init, and skips the warm start.
+    #[arg(long)]
+    model: Option<PathBuf>,
     /// No progress bars (plain lines only).
     #[arg(long)]
     no_progress: bool,
@@ -130,6 +134,11 @@ fn train(cli: Cli) -> Result<std::process::ExitCode> {
     }
     if let Some(d) = cli.run_dir {
         cfg.run.dir = d;
+    }
+    if let Some(m) = cli.model {
+        cfg.model.path = Some(m);
+        cfg.model.init = None;
+        cfg.warmstart.steps = 0;
     }
     cfg.validate(&cli.cluster.display().to_string())?;
     let rt = tokio::runtime::Runtime::new().context("tokio runtime")?;
