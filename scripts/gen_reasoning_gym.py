@@ -13,6 +13,11 @@ Examples:
     ~/.cache/laser-rg/bin/python scripts/gen_reasoning_gym.py --preset tiny-arithmetic \
         --size 600 --seed 0 --out data/reasoning_gym_arithmetic.jsonl
 
+    # Its held-out set: distinct questions none of which is in the training file.
+    ~/.cache/laser-rg/bin/python scripts/gen_reasoning_gym.py --preset tiny-arithmetic \
+        --size 128 --seed 1 --exclude data/reasoning_gym_arithmetic.jsonl \
+        --out data/reasoning_gym_arithmetic_eval.jsonl
+
     # Any reasoning-gym datasets, with their config as JSON.
     ~/.cache/laser-rg/bin/python scripts/gen_reasoning_gym.py --dataset chain_sum \
         --dataset gcd --config '{"gcd": {"min_numbers": 2, "max_numbers": 2}}' --size 1000 --out rg.jsonl
@@ -103,6 +108,10 @@ def main() -> int:
     p.add_argument("--config", default="{}", help='JSON: {"dataset_name": {config fields}} for --dataset')
     p.add_argument("--size", type=int, required=True, help="total number of problems")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--exclude",
+        help="a JSONL file whose questions are left out (a held-out set disjoint from training)",
+    )
     p.add_argument("--out", required=True, help="output JSONL path ('-' for stdout)")
     args = p.parse_args()
 
@@ -131,6 +140,10 @@ def main() -> int:
 
     # Split the size evenly over the mix (the first datasets take the remainder), then interleave.
     per = [args.size // len(mix) + (1 if i < args.size % len(mix) else 0) for i in range(len(mix))]
+    excluded = set()
+    if args.exclude:
+        with open(args.exclude) as f:
+            excluded = {json.loads(line)["question"] for line in f if line.strip()}
     streams = []  # (name, dataset, number wanted, accepted rows)
     dropped = {}
     for i, ((name, config), n) in enumerate(zip(mix, per)):
@@ -138,7 +151,7 @@ def main() -> int:
             continue
         # Draw extra items to replace those whose gold answer fails the expression check.
         try:
-            ds = reasoning_gym.create_dataset(name, size=2 * n + 20, seed=args.seed + 1000 * i, **config)
+            ds = reasoning_gym.create_dataset(name, size=(20 if excluded else 2) * n + 20, seed=args.seed + 1000 * i, **config)
         except Exception as e:  # unknown dataset or config field: name it
             sys.exit(f"dataset {name!r} with config {config}: {e}")
         accepted = []
@@ -152,6 +165,10 @@ def main() -> int:
             score = ds.score_answer(answer, item)
             if score < 1.0:
                 sys.exit(f"{name}[{j}]: its own gold answer {answer!r} scores {score}")
+            if excluded and (
+                item["question"] in excluded or any(a["question"] == item["question"] for a in accepted)
+            ):
+                continue  # held-out sets: disjoint from the excluded file, no repeats
             meta = {k: v for k, v in item.get("metadata", {}).items() if _jsonable(v)}
             expression = meta.get("expression")
             if isinstance(expression, str) and not gold_matches_expression(answer, expression):
