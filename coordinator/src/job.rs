@@ -843,11 +843,13 @@ pub async fn eval_checkpoint(mut cfg: ClusterConfig, o: EvalOptions) -> Result<E
     cfg.cluster.advertise = None;
     cfg.eval.enabled = true;
     cfg.eval.k = o.k;
-    if let Some(n) = o.problems {
-        cfg.eval.problems = n;
-    }
     if let Some(d) = &o.data {
         cfg.data.eval_path = Some(d.clone());
+        // A file given on the command line is evaluated whole unless --problems says otherwise.
+        cfg.eval.problems = 0;
+    }
+    if let Some(n) = o.problems {
+        cfg.eval.problems = n;
     }
     cfg.algorithm.c_ref = match (o.c_ref, cfg.algorithm.c_ref) {
         (Some(c), _) => Some(c),

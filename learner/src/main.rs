@@ -541,6 +541,17 @@ fn main() -> Result<()> {
             }
         }
     }
+    // This process's peak RSS (VmHWM, Linux), a JSON line for the coordinator's run summary.
+    if let Some(kb) = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+    {
+        println!("{}", serde_json::json!({ "peak_rss_kb": kb }));
+    }
     Ok(())
 }
 
