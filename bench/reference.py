@@ -243,7 +243,8 @@ def main():
     rest = args[1:]
     for k in range(0, len(rest), 2):
         paths[rest[k].lstrip("-")] = rest[k + 1]
-    torch.set_num_threads(os.cpu_count())
+    # Same thread count as ours (all cores) unless LASER_BENCH_TORCH_THREADS says otherwise.
+    torch.set_num_threads(int(os.environ.get("LASER_BENCH_TORCH_THREADS", os.cpu_count())))
     worker = Worker(paths)
     for line in sys.stdin:
         if not line.strip():

@@ -39,10 +39,11 @@ TARGETS = {
 
 
 class Worker:
-    def __init__(self, name, argv, log):
+    def __init__(self, name, argv, log, env):
         self.name = name
         self.proc = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, cwd=ROOT, bufsize=1
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, cwd=ROOT, bufsize=1,
+            env=env,
         )
 
     def call(self, cmd):
@@ -145,6 +146,10 @@ def main():
     ap.add_argument("--smollm2", required=True, help="SmolLM2-135M-Instruct Q4_1 GGUF")
     ap.add_argument("--out", required=True, help="JSON file for every repetition")
     ap.add_argument("--log", required=True, help="the workers' stderr")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="compute threads per side (rayon for ours, torch/OpenMP for the reference). 1 by default: "
+                         "on a shared, loaded 2-core box torch's OpenMP barriers with 2 threads ran 20-50x slower "
+                         "than 1 thread (each barrier waits for a descheduled thread), while ours ran the same")
     ap.add_argument("--update-benchmarks", action="store_true", help="rewrite BENCHMARKS.md's generated section")
     ap.add_argument("--command", default="bench/run.sh", help="the command line, for BENCHMARKS.md")
     a = ap.parse_args()
@@ -159,21 +164,31 @@ def main():
     quick = a.quick
 
     # Work per model. Same work on both sides; SmolLM2 gets fewer repetitions (each is long).
+    # (c): responses capped at readout_new tokens, EOS set picked for a mean length near rl_new on the
+    # tiny model; SmolLM2 keeps the 128 cap (each of its rollouts at batch 64 is long here).
     plan = {
-        "tiny": {"reps": 2 if quick else 5, "gen_new": 128, "rl_new": 128, "rl_reps": 2 if quick else 3},
+        "tiny": {"reps": 2 if quick else 5, "gen_new": 128, "rl_new": 128, "rl_reps": 1 if quick else 3,
+                 "readout_reps": 3 if quick else 5, "readout_new": 256, "readout_target": 256},
         "smollm2": {
-            "reps": 1 if quick else 3,
+            "reps": 1 if quick else 2,
             "gen_new": 32 if quick else 128,
             "rl_new": 32 if quick else 128,
-            "rl_reps": 1 if quick else 2,
+            "rl_reps": 1,
+            "readout_reps": 1 if quick else 2,
+            "readout_new": 32 if quick else 128,
+            "readout_target": 64 if quick else 256,
         },
     }
     info = machine_info()
     info["load_start"] = loadavg()
     started = time.time()
     logf = open(a.log, "w")
-    ours = Worker("laser", [a.ours, "serve"] + model_args, logf)
-    ref = Worker("reference", [a.python, os.path.join(ROOT, "bench", "reference.py"), "serve"] + model_args, logf)
+    env = dict(os.environ, RAYON_NUM_THREADS=str(a.threads), OMP_NUM_THREADS=str(a.threads),
+               LASER_BENCH_TORCH_THREADS=str(a.threads))
+    ours = Worker("laser", [a.ours, "serve"] + model_args, logf, env)
+    ref = Worker("reference", [a.python, os.path.join(ROOT, "bench", "reference.py"), "serve"] + model_args, logf,
+                 env)
+    info["threads"] = a.threads
     info["ours"] = ours.call({"op": "hello"})
     info["reference"] = ref.call({"op": "hello"})
     results = {"info": info, "plan": plan, "models": {}}
@@ -215,8 +230,9 @@ def main():
                 rows.append(("b", model, f"(b) RL step s, 8 prompts x 8 samples x {p['rl_new']} tokens",
                              f"{os_:.2f} s ({split(o)})", f"{rs:.2f} s ({split(r)})", rs / os_, f"{rs / os_:.2f}x"))
             if "c" in only:
-                cmd = {"op": "readout", "model": model, "new_tokens": p["rl_new"], "target_len": p["rl_new"]}
-                o, _ = alternate(ours, None, cmd, p["reps"] + 2)
+                cmd = {"op": "readout", "model": model, "new_tokens": p["readout_new"],
+                       "target_len": p["readout_target"]}
+                o, _ = alternate(ours, None, cmd, p["readout_reps"])
                 res["readout"] = {"ours": o}
                 attributed = median([100 * x["attributed_s"] / x["attributed_total_s"] for x in o])
                 ab = median([100 * (x["with_s"] - x["plain_s"]) / x["with_s"] for x in o])
@@ -320,7 +336,8 @@ def render(rows, info, command, quick):
         f"- Date: {info['date']}, commit {info.get('commit', '?')}{' (--quick)' if quick else ''}, "
         f"wall {info.get('wall_minutes', 0):.1f} min.",
         f"- Machine: {info.get('cpu', '?')}, {info.get('memory', '?')}, Linux {info.get('kernel', '?')}; "
-        f"{info['ours']['threads']} threads per side.",
+        f"{info['threads']} compute thread(s) per side (`--threads`; with 2, torch's OpenMP barriers ran 20-50x "
+        "slower than with 1 under this load, ours about the same as with 1).",
         f"- **Loaded machine**: the 2 cores were shared with other engineers' builds and jobs (load average "
         f"{info['load_start']:.1f} at the start, {info['load_end']:.1f} at the end), so absolute figures are "
         "lower bounds and single repetitions are noisy; the ratios are the figures to read.",

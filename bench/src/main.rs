@@ -483,6 +483,160 @@ fn serve(args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// Where one decode step's time goes, op by op (burn-level timing, medians of 5): the linear
+/// layers at the decode shape, the LM head, one whole `hidden_states` step, the logits' copy to the
+/// host and sampling. Used to profile the generation path (issue 8).
+fn profile_decode(args: &[String]) -> Result<()> {
+    use burn::tensor::{Distribution, Tensor};
+    let path = args
+        .first()
+        .ok_or_else(|| anyhow!("profile-decode needs a model path"))?;
+    let batch: usize = args.get(1).map_or(Ok(8), |b| b.parse())?;
+    let device = CpuDevice::default();
+    let p = pretrained::load::<Cpu>(&PathBuf::from(path), &device)?;
+    let model = p.model;
+    let c = model.config.clone();
+    let time = |f: &mut dyn FnMut()| {
+        let mut xs: Vec<f64> = (0..5)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        xs.sort_by(f64::total_cmp);
+        xs[2]
+    };
+    let x = Tensor::<Cpu, 2>::random([batch, c.hidden_size], Distribution::Default, &device);
+    let layer = &model.layers[0];
+    let a = &layer.self_attn;
+    let mut report = vec![];
+    for (name, lin) in [
+        ("q_proj", &a.q_proj),
+        ("k_proj", &a.k_proj),
+        ("o_proj", &a.o_proj),
+        ("gate_proj", &layer.mlp.gate_proj),
+    ] {
+        let ms = time(&mut || {
+            let y = lin.forward(x.clone());
+            std::hint::black_box(y.into_data());
+        });
+        report.push((format!("linear {name} {:?}", lin.weight.dims()), ms));
+    }
+    // The same products with the weight materialised as [in, out] (no transpose at call time).
+    for (name, lin) in [("gate_proj", &layer.mlp.gate_proj), ("q_proj", &a.q_proj)] {
+        let wt: Tensor<Cpu, 2> =
+            Tensor::from_data(lin.weight.val().transpose().into_data(), &device);
+        let ms = time(&mut || {
+            std::hint::black_box(x.clone().matmul(wt.clone()).into_data());
+        });
+        report.push((format!("linear {name}, weight stored [in, out]"), ms));
+    }
+    {
+        let wt: Tensor<Cpu, 2> =
+            Tensor::from_data(model.embed_tokens.val().transpose().into_data(), &device);
+        let ms = time(&mut || {
+            std::hint::black_box(x.clone().matmul(wt.clone()).into_data());
+        });
+        report.push(("lm head, weight stored [in, out]".into(), ms));
+    }
+    {
+        let (nkv, groups, hd, keys) = (
+            c.num_key_value_heads,
+            c.num_attention_heads / c.num_key_value_heads,
+            c.head_dim,
+            65,
+        );
+        let q = Tensor::<Cpu, 4>::random([batch, nkv, groups, hd], Distribution::Default, &device);
+        let k = Tensor::<Cpu, 4>::random([batch, nkv, keys, hd], Distribution::Default, &device);
+        let ms = time(&mut || {
+            let s = q.clone().matmul(k.clone().swap_dims(2, 3));
+            let o = burn::tensor::activation::softmax(s, 3).matmul(k.clone());
+            std::hint::black_box(o.into_data());
+        });
+        report.push(("attention core, one layer (QK^T, softmax, PV)".into(), ms));
+        let r = Tensor::<Cpu, 2>::random([hd, hd], Distribution::Default, &device);
+        let xq = Tensor::<Cpu, 2>::random(
+            [batch * c.num_attention_heads, hd],
+            Distribution::Default,
+            &device,
+        );
+        let ms = time(&mut || {
+            std::hint::black_box(xq.clone().matmul(r.clone()).into_data());
+        });
+        report.push(("rope rotate matmul (q), one layer".into(), ms));
+    }
+    let xf = Tensor::<Cpu, 2>::random([batch, c.intermediate_size], Distribution::Default, &device);
+    let ms = time(&mut || {
+        std::hint::black_box(layer.mlp.down_proj.forward(xf.clone()).into_data());
+    });
+    report.push(("linear down_proj".into(), ms));
+    let ms = time(&mut || {
+        std::hint::black_box(model.logits(x.clone()).into_data());
+    });
+    report.push(("lm head (logits, to host)".into(), ms));
+    let x3 = x.clone().reshape([batch, 1, c.hidden_size]);
+    let ms = time(&mut || {
+        std::hint::black_box(layer.mlp.forward(x3.clone()).into_data());
+    });
+    report.push(("mlp (one layer)".into(), ms));
+    let ms = time(&mut || {
+        std::hint::black_box(layer.input_layernorm.forward(x3.clone()).into_data());
+    });
+    report.push(("rmsnorm (one)".into(), ms));
+    // A whole decode step at 64 cached columns.
+    let prompts = synthetic_ids(batch, 64, c.vocab_size, 0);
+    let fb = laser_model::transformer::ForwardBatch {
+        batch,
+        seq: 64,
+        tokens: prompts.concat(),
+        positions: (0..batch).flat_map(|_| 0..64).collect(),
+        left_pad: vec![0; batch],
+    };
+    let extra: usize = std::env::var("PROFILE_CACHE_EXTRA")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(16);
+    let mut cache = model.new_cache(batch, 64 + extra);
+    let _ = model.hidden_states(&fb, Some(&mut cache)).into_data();
+    let mut pos = 64;
+    let ms = time(&mut || {
+        let step = laser_model::transformer::ForwardBatch {
+            batch,
+            seq: 1,
+            tokens: vec![5; batch],
+            positions: vec![pos; batch],
+            left_pad: vec![0; batch],
+        };
+        pos += 1;
+        let h = model.hidden_states(&step, Some(&mut cache));
+        std::hint::black_box(h.into_data());
+    });
+    report.push(("hidden_states, one decode step (all layers)".into(), ms));
+    let logits: Vec<f32> = model
+        .logits(x.clone())
+        .into_data()
+        .convert::<f32>()
+        .into_vec()
+        .map_err(|e| anyhow!("{e:?}"))?;
+    let params = SamplingParams::default();
+    let mut rng = laser_model::sampling::sample_rng(0, 0);
+    let ms = time(&mut || {
+        for row in logits.chunks(c.vocab_size) {
+            std::hint::black_box(laser_model::sampling::sample_token(row, &params, &mut rng));
+        }
+    });
+    report.push(("sampling (all rows, host)".into(), ms));
+    println!(
+        "decode profile, batch {batch}, {} layers:",
+        c.num_hidden_layers
+    );
+    for (name, ms) in report {
+        println!("  {name:<50} {ms:>9.3} ms");
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
@@ -501,6 +655,10 @@ fn main() -> Result<()> {
             println!("{dir}");
             Ok(())
         }
-        _ => bail!("usage: laser-bench serve --tiny DIR --smollm2 FILE.gguf | write-tiny DIR"),
+        Some("profile-decode") => profile_decode(&args[1..]),
+        _ => bail!(
+            "usage: laser-bench serve --tiny DIR --smollm2 FILE.gguf | write-tiny DIR | \
+             profile-decode MODEL_PATH BATCH"
+        ),
     }
 }

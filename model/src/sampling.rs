@@ -87,6 +87,9 @@ pub fn log_sum_exp(logits: &[f32]) -> f32 {
 /// Picks the next token from one row of logits. Returns the token and its log-probability under
 /// the untempered policy (what PPO's ratio needs), whatever temperature/top-k/top-p chose it.
 pub fn sample_token(logits: &[f32], params: &SamplingParams, rng: &mut StdRng) -> (u32, f32) {
+    if params.temperature == 1.0 && params.top_k == 0 && params.top_p >= 1.0 {
+        return sample_plain(logits, rng);
+    }
     let lse = log_sum_exp(logits);
     let token = if params.temperature == 0.0 {
         argmax(logits)
@@ -94,6 +97,38 @@ pub fn sample_token(logits: &[f32], params: &SamplingParams, rng: &mut StdRng) -
         sample_filtered(logits, params, rng)
     };
     (token as u32, logits[token] - lse)
+}
+
+/// Untempered, unfiltered sampling (the RL default): the same arithmetic as `log_sum_exp` followed by
+/// `sample_filtered`, so the same token and log-prob, but one pass of `exp` over the vocabulary
+/// instead of two and no per-token candidate vector.
+fn sample_plain(logits: &[f32], rng: &mut StdRng) -> (u32, f32) {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if !max.is_finite() {
+        // Degenerate rows (all -inf, or a +inf/NaN logit): keep the general path's behaviour.
+        let lse = log_sum_exp(logits);
+        let token = sample_filtered(logits, &SamplingParams::default(), rng);
+        return (token as u32, logits[token] - lse);
+    }
+    thread_local! {
+        static PROBS: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    PROBS.with_borrow_mut(|probs| {
+        probs.clear();
+        probs.extend(logits.iter().map(|&x| ((x - max) as f64).exp()));
+        let total: f64 = probs.iter().sum();
+        let lse = max + total.ln() as f32;
+        let mut u = rng.random::<f64>() * total;
+        let mut token = logits.len() - 1;
+        for (i, &p) in probs.iter().enumerate() {
+            if u < p {
+                token = i;
+                break;
+            }
+            u -= p;
+        }
+        (token as u32, logits[token] - lse)
+    })
 }
 
 /// First index of the maximum, as torch.argmax.
@@ -194,6 +229,23 @@ mod tests {
         }
         for (c, p) in counts.iter().zip([1.0 / 6.0, 2.0 / 6.0, 3.0 / 6.0]) {
             assert!((*c as f64 / n as f64 - p).abs() < 0.01, "{counts:?}");
+        }
+    }
+
+    #[test]
+    fn plain_sampling_matches_the_general_path() {
+        // The untempered fast path must pick the same tokens with the same log-probs as the
+        // general path (log_sum_exp + sample_filtered) does.
+        let logits: Vec<f32> = (0..1000)
+            .map(|i| ((i * 7919) % 997) as f32 / 97.0)
+            .collect();
+        let general = SamplingParams::default();
+        for i in 0..200 {
+            let (mut a, mut b) = (sample_rng(5, i), sample_rng(5, i));
+            let fast = sample_token(&logits, &SamplingParams::default(), &mut a);
+            let lse = log_sum_exp(&logits);
+            let tok = sample_filtered(&logits, &general, &mut b);
+            assert_eq!(fast, (tok as u32, logits[tok] - lse));
         }
     }
 

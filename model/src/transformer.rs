@@ -72,26 +72,41 @@ pub struct Attention<B: Backend> {
     pub head_dim: usize,
 }
 
-/// Rotary tables gathered for one batch: `[batch, 1, seq, head_dim]`, broadcast over heads.
+/// Rotary tables for one batch, expanded to the layout RoPE is applied in: `[batch, seq, heads,
+/// head_dim]`, one pair for the query heads and one for the key/value heads, plus the `[head_dim,
+/// head_dim]` signed permutation that rotates halves (`x @ rotate == cat(-x2, x1)`). Every operand
+/// of `x * cos + (x @ rotate) * sin` is then contiguous and of one shape, which burn-flex runs as
+/// SIMD kernels; broadcasting over heads on a transposed `x` went through its per-element strided
+/// iterator instead. The result is bit-identical: `@ rotate` only copies and negates values (one
+/// non-zero term of +-1 per output), and the products and sum are the same f32 operations.
 pub struct Rope<B: Backend> {
-    pub cos: Tensor<B, 4>,
-    pub sin: Tensor<B, 4>,
+    pub cos_q: Tensor<B, 4>,
+    pub sin_q: Tensor<B, 4>,
+    pub cos_k: Tensor<B, 4>,
+    pub sin_k: Tensor<B, 4>,
+    pub rotate: Tensor<B, 2>,
 }
 
-fn rotate_half<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
-    let [b, h, l, d] = x.dims();
-    let x1 = x.clone().slice([0..b, 0..h, 0..l, 0..d / 2]);
-    let x2 = x.slice([0..b, 0..h, 0..l, d / 2..d]);
-    Tensor::cat(vec![x2.neg(), x1], 3)
-}
-
-fn apply_rope<B: Backend>(x: Tensor<B, 4>, rope: &Rope<B>) -> Tensor<B, 4> {
-    x.clone() * rope.cos.clone() + rotate_half(x) * rope.sin.clone()
+/// RoPE on `x` laid out `[batch, seq, heads, head_dim]` with tables of the same shape.
+fn apply_rope<B: Backend>(
+    x: Tensor<B, 4>,
+    cos: &Tensor<B, 4>,
+    sin: &Tensor<B, 4>,
+    rotate: &Tensor<B, 2>,
+) -> Tensor<B, 4> {
+    let dims = x.dims();
+    let rows = dims[0] * dims[1] * dims[2];
+    let rotated = x
+        .clone()
+        .reshape([rows, dims[3]])
+        .matmul(rotate.clone())
+        .reshape(dims);
+    x * cos.clone() + rotated * sin.clone()
 }
 
 impl<B: Backend> Attention<B> {
-    /// `x`: `[batch, seq, hidden]`; `mask`: additive `[batch, 1, seq, keys]` where keys is the cache
-    /// length after this step (or `seq` without a cache).
+    /// `x`: `[batch, seq, hidden]`; `mask`: additive `[batch, heads, seq, keys]` where keys is the
+    /// cache length after this step (or `seq` without a cache).
     pub fn forward(
         &self,
         x: Tensor<B, 3>,
@@ -103,23 +118,18 @@ impl<B: Backend> Attention<B> {
         let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let groups = nh / nkv;
 
-        let q = self
-            .q_proj
-            .forward(x.clone())
-            .reshape([batch, seq, nh, hd])
-            .swap_dims(1, 2);
+        let q = self.q_proj.forward(x.clone()).reshape([batch, seq, nh, hd]);
         let k = self
             .k_proj
             .forward(x.clone())
-            .reshape([batch, seq, nkv, hd])
-            .swap_dims(1, 2);
+            .reshape([batch, seq, nkv, hd]);
         let v = self
             .v_proj
             .forward(x)
             .reshape([batch, seq, nkv, hd])
             .swap_dims(1, 2);
-        let q = apply_rope(q, rope);
-        let k = apply_rope(k, rope);
+        let q = apply_rope(q, &rope.cos_q, &rope.sin_q, &rope.rotate).swap_dims(1, 2);
+        let k = apply_rope(k, &rope.cos_k, &rope.sin_k, &rope.rotate).swap_dims(1, 2);
         let (k, v) = match cache {
             Some(cache) => cache.append(k, v),
             None => (k, v),
@@ -131,8 +141,10 @@ impl<B: Backend> Attention<B> {
         let q = q.reshape([batch, nkv, groups * seq, hd]);
         let scale = 1.0 / (hd as f64).sqrt();
         let scores = q.matmul(k.swap_dims(2, 3)) * scale;
-        let scores = scores.reshape([batch, nkv, groups, seq, keys]) + mask.unsqueeze_dim::<5>(1);
-        let probs = softmax(scores, 4).reshape([batch, nkv, groups * seq, keys]);
+        // The mask comes expanded to every head (see `Transformer::mask`), so this add is
+        // elementwise over contiguous operands.
+        let scores = scores.reshape([batch, nh, seq, keys]) + mask;
+        let probs = softmax(scores, 3).reshape([batch, nkv, groups * seq, keys]);
         let out = probs
             .matmul(v)
             .reshape([batch, nh, seq, hd])
@@ -363,12 +375,15 @@ impl<B: Backend> Transformer<B> {
     }
 
     fn rope(&self, batch: &ForwardBatch, device: &B::Device) -> Rope<B> {
-        let half = self.config.head_dim / 2;
+        let c = &self.config;
+        let half = c.head_dim / 2;
+        let d = half * 2;
+        // One [head_dim] row of cos and sin per token; HF: emb = cat(freqs, freqs), so both halves
+        // of the head share each angle.
         let n = batch.positions.len();
-        let mut cos = Vec::with_capacity(n * half * 2);
-        let mut sin = Vec::with_capacity(n * half * 2);
+        let mut cos = Vec::with_capacity(n * d);
+        let mut sin = Vec::with_capacity(n * d);
         for &pos in &batch.positions {
-            // HF: emb = cat(freqs, freqs), so both halves of the head share each angle.
             for _ in 0..2 {
                 for &f in &self.inv_freq[..half] {
                     let angle = pos as f32 * f;
@@ -377,30 +392,58 @@ impl<B: Backend> Transformer<B> {
                 }
             }
         }
-        let shape = [batch.batch, 1, batch.seq, half * 2];
+        let expand = |table: &[f32], heads: usize| -> Tensor<B, 4> {
+            let mut out = Vec::with_capacity(n * heads * d);
+            for row in table.chunks(d) {
+                for _ in 0..heads {
+                    out.extend_from_slice(row);
+                }
+            }
+            Tensor::from_data(
+                TensorData::new(out, [batch.batch, batch.seq, heads, d]),
+                device,
+            )
+        };
+        // rotate[k][j] = -1 at (k = j + half, j < half), +1 at (k = j - half, j >= half).
+        let mut rotate = vec![0.0f32; d * d];
+        for j in 0..half {
+            rotate[(j + half) * d + j] = -1.0;
+            rotate[j * d + j + half] = 1.0;
+        }
         Rope {
-            cos: Tensor::from_data(TensorData::new(cos, shape), device),
-            sin: Tensor::from_data(TensorData::new(sin, shape), device),
+            cos_q: expand(&cos, c.num_attention_heads),
+            sin_q: expand(&sin, c.num_attention_heads),
+            cos_k: expand(&cos, c.num_key_value_heads),
+            sin_k: expand(&sin, c.num_key_value_heads),
+            rotate: Tensor::from_data(TensorData::new(rotate, [d, d]), device),
         }
     }
 
-    /// Additive causal + left-padding mask, `[batch, 1, seq, past + seq]`.
+    /// Additive causal + left-padding mask, `[batch, heads, seq, past + seq]` (the same for every
+    /// head; expanded so the add to the scores needs no broadcasting).
     fn mask(&self, batch: &ForwardBatch, past: usize, device: &B::Device) -> Tensor<B, 4> {
         let keys = past + batch.seq;
-        let mut m = vec![0.0f32; batch.batch * batch.seq * keys];
+        let heads = self.config.num_attention_heads;
+        let per_row = batch.seq * keys;
+        let mut m = vec![0.0f32; batch.batch * heads * per_row];
         for b in 0..batch.batch {
             let pad = batch.left_pad[b];
+            let first = &mut m[b * heads * per_row..][..per_row];
             for i in 0..batch.seq {
-                let row = &mut m[(b * batch.seq + i) * keys..][..keys];
+                let row = &mut first[i * keys..][..keys];
                 for (j, v) in row.iter_mut().enumerate() {
                     if j < pad || j > past + i {
                         *v = MASKED;
                     }
                 }
             }
+            for h in 1..heads {
+                let (done, rest) = m[b * heads * per_row..].split_at_mut(h * per_row);
+                rest[..per_row].copy_from_slice(&done[..per_row]);
+            }
         }
         Tensor::from_data(
-            TensorData::new(m, [batch.batch, 1, batch.seq, keys]),
+            TensorData::new(m, [batch.batch, heads, batch.seq, keys]),
             device,
         )
     }
