@@ -106,29 +106,56 @@ fn actor_killed_mid_step_loses_and_duplicates_nothing() {
             ("LASER__CLUSTER__GROUPS_PER_REQUEST", "4"),
             ("LASER__ALGORITHM__GROUP_SIZE", "8"),
             ("LASER__ALGORITHM__MAX_RESPONSE_TOKENS", "128"),
+            // The job's held-out evaluation before step 0 also runs Generate on the actors; the
+            // kill must land in a training step, whose groups are what this test counts.
+            ("LASER__EVAL__ENABLED", "false"),
         ],
     ]
     .concat();
     let mut run = LocalRun::start("actor-loss", 3, &env);
-    // Kill actor-1 in the middle of a Generate call: it has streamed back 1 or 2 of the 4 groups
-    // of its request (`completed` counts groups the coordinator received from it), so 2 or 3 are
-    // still in its hands and must be re-dispatched.
-    wait_for(
-        "actor-1 midway through a request in step 0 or 1",
+    // Kill actor-1 in the middle of a Generate call: it has streamed back some of the 4 groups of
+    // its request (`completed` counts groups the coordinator received from it), so the rest are
+    // still in its hands and must be re-dispatched. The snapshot that says "midway" is already
+    // old when the kill would land (a fast request can finish in between, and then nothing is
+    // re-dispatched), so the actor is frozen first (SIGSTOP), what it sent before is given time to
+    // arrive, and only if the coordinator still counts a partial request is it killed; otherwise
+    // it resumes (SIGCONT) and the next request is tried.
+    let completed = |run: &LocalRun| {
+        run.workers()?
+            .iter()
+            .find(|w| w["name"] == "actor-1")
+            .and_then(|w| w["completed"].as_u64())
+    };
+    let pid = wait_for(
+        "actor-1 frozen midway through a request in step 0 or 1",
         WAIT,
         || {
             assert!(run.metrics().len() < 2, "the run got past step 1 first");
             let ws = run.workers()?;
-            ws.iter()
-                .any(|w| {
-                    w["name"] == "actor-1"
-                        && w["in_flight"].as_u64().unwrap_or(0) >= 1
-                        && matches!(w["completed"].as_u64().unwrap_or(0) % 4, 1 | 2)
-                })
-                .then_some(())
+            let midway = ws.iter().any(|w| {
+                w["name"] == "actor-1"
+                    && w["in_flight"].as_u64().unwrap_or(0) >= 1
+                    && matches!(w["completed"].as_u64().unwrap_or(0) % 4, 1 | 2)
+            });
+            if !midway {
+                return None;
+            }
+            let pid = run.worker_pid("actor-1")?;
+            // SAFETY: kill(2) on a process of this test's run.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGSTOP);
+            }
+            std::thread::sleep(Duration::from_secs(1));
+            if completed(&run).is_some_and(|c| c % 4 != 0) {
+                return Some(pid);
+            }
+            // SAFETY: as above.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGCONT);
+            }
+            None
         },
     );
-    let pid = run.worker_pid("actor-1").expect("actor-1's pid");
     // SAFETY: kill(2) on a process of this test's run.
     unsafe {
         libc::kill(pid as i32, libc::SIGKILL);
