@@ -6,6 +6,7 @@
 //! Evaluation leaves training untouched: the actors seed every group from (seed, group id), and the
 //! eval groups use their own seed and ids, so the training rollouts are the same with or without it.
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
@@ -15,7 +16,7 @@ use laser_verifier::Task;
 use laser_verifier::tasks::jsonl::{JsonlFields, load_jsonl};
 use serde::{Deserialize, Serialize};
 
-use crate::data::{SyntheticMix, render_prompt};
+use crate::data::{PromptSource, SyntheticMix, render_prompt};
 use crate::eval::{EvalReport, EvalSample, ProblemSamples, evaluate};
 
 /// `run_dir/eval.jsonl`: one [`EvalRow`] per evaluation.
@@ -52,10 +53,34 @@ impl EvalSet {
                 let seed = eval_seed(cfg);
                 let mix = SyntheticMix::new(&cfg.data.levels(), seed)
                     .map_err(|e| anyhow::anyhow!("data: {e}"))?;
-                let n = u64::from(cfg.eval.problems);
+                let n = cfg.eval.problems as usize;
+                // A separate seed is not enough: small task spaces (1-digit operands) repeat, and
+                // questions the run trains on would measure recall, not the policy.
+                let seen = training_questions(cfg)?;
+                let mut tasks: Vec<Task> = Vec::with_capacity(n);
+                let mut drawn = 0u64;
+                while tasks.len() < n {
+                    if drawn >= 1000 * n as u64 + 1000 {
+                        bail!(
+                            "eval.problems = {n}: only {} problems of the [data] mix are not among \
+                             the {} questions the run trains on; lower eval.problems or widen the mix",
+                            tasks.len(),
+                            seen.len()
+                        );
+                    }
+                    let t = mix.task(drawn);
+                    drawn += 1;
+                    if !seen.contains(&t.question)
+                        && !tasks.iter().any(|u| u.question == t.question)
+                    {
+                        tasks.push(t);
+                    }
+                }
                 Ok(Some(Self {
-                    tasks: (0..n).map(|i| mix.task(i)).collect(),
-                    description: format!("{n} synthetic problems (seed {seed})"),
+                    tasks,
+                    description: format!(
+                        "{n} synthetic problems (seed {seed}) none of which is trained on"
+                    ),
                 }))
             }
             DataSource::Jsonl => {
@@ -66,6 +91,8 @@ impl EvalSet {
     }
 
     pub fn from_jsonl(path: &Path, limit: usize) -> Result<Self> {
+        // A JSONL held-out file is the user's split (scripts/gen_reasoning_gym.py --exclude makes
+        // one disjoint from its training file).
         let mut tasks = load_jsonl(path, &JsonlFields::default())
             .with_context(|| format!("evaluation data {}", path.display()))?;
         if limit > 0 {
@@ -95,6 +122,20 @@ impl EvalSet {
             })
             .collect()
     }
+}
+
+/// Every question the run trains on: the warm start's generated SFT problems and the first
+/// `run.max_steps * algorithm.batch_prompts` prompts of the RL stream.
+pub fn training_questions(cfg: &ClusterConfig) -> Result<HashSet<String>> {
+    let mut seen = HashSet::new();
+    if cfg.warmstart.steps > 0 && cfg.warmstart.path.is_none() {
+        let (mix, _, n) = crate::job::sft_tasks(cfg)?;
+        seen.extend((0..n).map(|i| mix.task(i).question));
+    }
+    let source = PromptSource::from_config(cfg)?;
+    let rl = cfg.run.max_steps * u64::from(cfg.algorithm.batch_prompts);
+    seen.extend((0..rl).map(|i| source.task(i).question));
+    Ok(seen)
 }
 
 /// The sampling of an evaluation: k samples per problem.
@@ -346,6 +387,37 @@ mod tests {
     }
 
     #[test]
+    fn eval_set_leaves_out_trained_questions_and_says_when_too_few_remain() {
+        // 1-digit, one operation: 300 distinct questions, most of them trained on here.
+        let toml = "[model]\ninit = \"tiny\"\n[[data.mix]]\nmin_digits = 1\nmax_digits = 1\n\
+                    chain_length = 1\nops = \"+-*\"\n[warmstart]\nsteps = 5\nbatch_size = 32\n\
+                    [run]\nmax_steps = 4\n[eval]\nproblems = 40\n";
+        let mut cfg = ClusterConfig::from_toml_with_env(toml, "t", Vec::new()).unwrap();
+        let seen = training_questions(&cfg).unwrap();
+        assert!(seen.len() > 100, "{} trained questions", seen.len());
+        let set = EvalSet::from_config(&cfg).unwrap().unwrap();
+        assert_eq!(set.tasks.len(), 40);
+        for t in &set.tasks {
+            assert!(!seen.contains(&t.question), "{} is trained on", t.question);
+        }
+        let distinct: HashSet<&str> = set.tasks.iter().map(|t| t.question.as_str()).collect();
+        assert_eq!(distinct.len(), 40, "no repeats");
+        cfg.eval.problems = 300;
+        let err = EvalSet::from_config(&cfg).unwrap_err().to_string();
+        assert!(err.contains("eval.problems = 300"), "{err}");
+    }
+
+    #[test]
+    fn the_default_job_has_its_full_held_out_set_of_unseen_problems() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cluster.toml");
+        let cfg = ClusterConfig::load_with_env(&root, Vec::new()).unwrap();
+        let set = EvalSet::from_config(&cfg).unwrap().unwrap();
+        assert_eq!(set.tasks.len(), cfg.eval.problems as usize);
+        let seen = training_questions(&cfg).unwrap();
+        assert!(set.tasks.iter().all(|t| !seen.contains(&t.question)));
+    }
+
+    #[test]
     fn eval_set_is_disjoint_seeded_and_rows_round_trip() {
         let mut cfg = ClusterConfig::from_toml_with_env(
             "[model]\ninit = \"tiny\"\n[eval]\nproblems = 5\n",
@@ -357,6 +429,11 @@ mod tests {
         assert_eq!(set.tasks.len(), 5);
         let training = SyntheticMix::new(&cfg.data.levels(), cfg.run.seed).unwrap();
         assert_ne!(set.tasks[0], training.task(0), "a seed of its own");
+        let seen = training_questions(&cfg).unwrap();
+        assert!(
+            set.tasks.iter().all(|t| !seen.contains(&t.question)),
+            "no held-out question is trained on"
+        );
         let groups = set.groups(&cfg, 3);
         assert_eq!(groups[4].group_id, EVAL_GROUP_BASE + 4);
         assert!(groups[0].prompt_text.contains("\\boxed{}"));

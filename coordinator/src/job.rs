@@ -227,9 +227,8 @@ async fn run_learner(
     Ok((json, peak))
 }
 
-/// The SFT pairs of the warm start as JSONL (question, response, answer, correct).
-pub fn write_sft_data(cfg: &ClusterConfig, path: &Path) -> Result<(usize, usize)> {
-    use std::io::Write;
+/// The warm start's generated problems: the task stream, its seed and how many it takes.
+pub fn sft_tasks(cfg: &ClusterConfig) -> Result<(SyntheticMix, u64, u64)> {
     let w = &cfg.warmstart;
     let seed = w.seed.unwrap_or(cfg.run.seed.wrapping_add(1000));
     let levels = if w.mix.is_empty() {
@@ -238,7 +237,14 @@ pub fn write_sft_data(cfg: &ClusterConfig, path: &Path) -> Result<(usize, usize)
         w.mix.clone()
     };
     let mix = SyntheticMix::new(&levels, seed).map_err(|e| anyhow::anyhow!("warmstart: {e}"))?;
-    let n = w.steps * u64::from(w.batch_size);
+    Ok((mix, seed, w.steps * u64::from(w.batch_size)))
+}
+
+/// The SFT pairs of the warm start as JSONL (question, response, answer, correct).
+pub fn write_sft_data(cfg: &ClusterConfig, path: &Path) -> Result<(usize, usize)> {
+    use std::io::Write;
+    let w = &cfg.warmstart;
+    let (mix, seed, n) = sft_tasks(cfg)?;
     let data = SftDataConfig {
         wrong_fraction: w.wrong_fraction,
         seed,
