@@ -20,7 +20,13 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// PEM of the CA that signed the servers' certificates; `Some` means dial with TLS.
     pub tls_ca: Option<std::path::PathBuf>,
+    /// Lazy channels by peer, shared by every clone: one HTTP/2 connection per peer carries all
+    /// the calls to it, instead of a new TCP connection and handshake per RPC.
+    channels: ChannelCache,
 }
+
+type ChannelCache =
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<(String, bool, Duration), Channel>>>;
 
 impl ClientOptions {
     pub fn new(token: ClusterToken) -> Self {
@@ -29,6 +35,7 @@ impl ClientOptions {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             connect_timeout: Duration::from_secs(5),
             tls_ca: None,
+            channels: ChannelCache::default(),
         }
     }
 
@@ -92,9 +99,23 @@ impl ClientOptions {
         })
     }
 
-    /// A channel that connects on first use (and reconnects after failures).
+    /// A channel that connects on first use (and reconnects after failures). Channels are shared
+    /// per peer (and connect settings) across clones of these options; a peer that went away
+    /// fails its calls with UNAVAILABLE as before, and one that comes back on the same address is
+    /// reconnected.
     pub fn lazy(&self, addr: &str) -> Result<Channel, RtError> {
-        Ok(self.endpoint(addr)?.connect_lazy())
+        let key = (
+            addr.to_string(),
+            self.tls_ca.is_some(),
+            self.connect_timeout,
+        );
+        let mut cache = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = cache.get(&key) {
+            return Ok(c.clone());
+        }
+        let c = self.endpoint(addr)?.connect_lazy();
+        cache.insert(key, c.clone());
+        Ok(c)
     }
 
     fn authed(&self, ch: Channel) -> AuthedChannel {
