@@ -126,7 +126,13 @@ class Worker:
             path = self.paths[cmd["model"]]
             if path.endswith(".gguf"):
                 d, f = os.path.split(path)
-                m["rl_model"] = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32)
+                rl = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32)
+                # transformers dequantizes GGUF to plain float32 tensors but still flags the model as
+                # quantized, which Trainer refuses to fine-tune; the weights are ordinary parameters.
+                assert all(p.dtype == torch.float32 for p in rl.parameters())
+                rl.is_quantized = False
+                rl.hf_quantizer = None
+                m["rl_model"] = rl
             else:
                 m["rl_model"] = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
         model = m["rl_model"]

@@ -125,11 +125,20 @@ def loadavg():
 
 
 def run_cargo_bench(args, env=None, prefix=()):
+    """`cargo bench ARGS`, or the bench executable run.sh already built (`cargo bench --no-run`), run
+    directly so the timed runs never wait on the shared target directory's lock."""
     e = dict(os.environ)
     e.update(env or {})
-    p = subprocess.run(
-        list(prefix) + ["cargo", "bench", "--quiet"] + args, capture_output=True, text=True, cwd=ROOT, env=e
+    name = args[args.index("--bench") + 1]
+    rest = args[args.index("--") + 1:] if "--" in args else []
+    deps = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release", "deps")
+    built = sorted(
+        (os.path.join(deps, f) for f in (os.listdir(deps) if os.path.isdir(deps) else [])
+         if re.fullmatch(re.escape(name) + r"-[0-9a-f]+", f)),
+        key=os.path.getmtime,
     )
+    cmd = [built[-1]] + rest + ["--bench"] if built else ["cargo", "bench", "--quiet"] + args
+    p = subprocess.run(list(prefix) + cmd, capture_output=True, text=True, cwd=ROOT, env=e)
     if p.returncode != 0:
         raise RuntimeError(f"cargo bench {' '.join(args)} failed:\n{p.stderr[-3000:]}")
     return p.stdout
@@ -150,11 +159,15 @@ def main():
                     help="compute threads per side (rayon for ours, torch/OpenMP for the reference). 1 by default: "
                          "on a shared, loaded 2-core box torch's OpenMP barriers with 2 threads ran 20-50x slower "
                          "than 1 thread (each barrier waits for a descheduled thread), while ours ran the same")
+    ap.add_argument("--skip", default="", help="MODEL:MEASURE pairs to leave out, e.g. smollm2:a")
+    ap.add_argument("--extra-rows", help="JSON list of table rows from an earlier run to include")
     ap.add_argument("--update-benchmarks", action="store_true", help="rewrite BENCHMARKS.md's generated section")
     ap.add_argument("--command", default="bench/run.sh", help="the command line, for BENCHMARKS.md")
     a = ap.parse_args()
 
     models = [m for m in a.models.split(",") if m]
+    # --skip smollm2:a,tiny:b leaves those measurements out (e.g. when resuming a run).
+    skip = {tuple(x.split(":", 1)) for x in a.skip.split(",") if ":" in x}
     only = set(a.only.split(","))
     if "smollm2" in models and not os.path.exists(a.smollm2):
         log(f"SmolLM2 not found at {a.smollm2} (scripts/fetch_smollm2.sh): skipped")
@@ -201,7 +214,7 @@ def main():
             log(f"{model}: loading")
             ours.call({"op": "load", "model": model})
             ref.call({"op": "load", "model": model})
-            if "a" in only:
+            if "a" in only and (model, "a") not in skip:
                 for batch in (1, 8, 32):
                     cmd = {"op": "generate", "model": model, "batch": batch, "prompt_len": 32,
                            "new_tokens": p["gen_new"]}
@@ -212,7 +225,7 @@ def main():
                     rt = median([x["tokens"] / x["seconds"] for x in r])
                     rows.append(("a", model, f"(a) generation tok/s, batch {batch}, {p['gen_new']} new tokens",
                                  f"{ot:,.0f}", f"{rt:,.0f}", ot / rt, f"{ot / rt:.2f}x"))
-            if "b" in only:
+            if "b" in only and (model, "b") not in skip:
                 tasks = ours.call({"op": "tasks", "count": 8, "seed": 0})["tasks"]
                 cmd = {"op": "rl_step", "model": model, "tasks": tasks, "n": 8, "new_tokens": p["rl_new"],
                        "micro_batch": 8, "fixed_length": True}
@@ -229,7 +242,7 @@ def main():
 
                 rows.append(("b", model, f"(b) RL step s, 8 prompts x 8 samples x {p['rl_new']} tokens",
                              f"{os_:.2f} s ({split(o)})", f"{rs:.2f} s ({split(r)})", rs / os_, f"{rs / os_:.2f}x"))
-            if "c" in only:
+            if "c" in only and (model, "c") not in skip:
                 cmd = {"op": "readout", "model": model, "new_tokens": p["readout_new"],
                        "target_len": p["readout_target"]}
                 o, _ = alternate(ours, None, cmd, p["readout_reps"])
@@ -243,7 +256,7 @@ def main():
                              f"{eos:.0f}/64 EOS-terminated",
                              f"{attributed:.2f}% (upper bound; with-vs-without A/B: {ab:+.2f}%)", "-",
                              attributed, f"{attributed:.2f}%"))
-            if "d" in only:
+            if "d" in only and (model, "d") not in skip:
                 cmd = {"op": "fwdbwd", "model": model, "seqs": 8, "group": 4, "prompt": 64, "response": 64,
                        "micro_batch": 4}
                 o, r = alternate(ours, ref, cmd, p["reps"], warmup=dict(cmd, seed=0))
@@ -297,6 +310,10 @@ def main():
         rows.append(("f", "-", "(f) verifier answers/s, 360-response mix, one core (`Grader::grade`)",
                      f"{o:,.0f}", f"{r:,.0f}", o / r, f"{o / r:.1f}x"))
 
+    if a.extra_rows:
+        extra = [tuple(r) for r in json.load(open(a.extra_rows))]
+        order = {m: i for i, m in enumerate(["tiny", "smollm2", "-"])}
+        rows = sorted(rows + extra, key=lambda r: (order.get(r[1], 9), r[0]))
     info["load_end"] = loadavg()
     info["wall_minutes"] = (time.time() - started) / 60
     results["rows"] = rows
