@@ -134,22 +134,7 @@ impl ActorService {
     ) -> Self {
         let model_config = model.config.clone();
         status.policy_version.store(0, Ordering::Relaxed);
-        let plane = laser_proto::plane::probe(laser_proto::plane::cuda_device_from_env(), false);
-        if plane.nccl {
-            tracing::info!(
-                device = plane.cuda_device,
-                "weight data plane: NCCL available, gRPC stream as fallback"
-            );
-        } else {
-            tracing::info!(
-                reason = plane.nccl_unavailable_reason,
-                "weight data plane: gRPC stream (NCCL not available)"
-            );
-        }
-        *status
-            .weight_plane
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = plane.clone();
+        let plane = status.probe_weight_plane(false);
         Self {
             policy: Arc::new(RwLock::new(Arc::new(Policy { model, version: 0 }))),
             tokenizer: Arc::new(tokenizer),

@@ -60,6 +60,22 @@ pub struct PhaseRecord {
     pub info: serde_json::Map<String, Value>,
 }
 
+impl PhaseRecord {
+    /// A phase run by one process since `started`: its peak is both the largest and the sum.
+    fn one_process(
+        started: Instant,
+        peak_rss_kb: u64,
+        info: serde_json::Map<String, Value>,
+    ) -> Self {
+        Self {
+            seconds: started.elapsed().as_secs_f64(),
+            peak_rss_kb,
+            peak_rss_sum_kb: peak_rss_kb,
+            info,
+        }
+    }
+}
+
 /// `run_dir/phases.json`: the completed phases, by name.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Phases(pub BTreeMap<String, PhaseRecord>);
@@ -357,16 +373,7 @@ pub async fn run_job(cfg: ClusterConfig, opts: JobOptions) -> Result<JobOutcome>
                     info.insert("params".into(), v["params"].clone());
                     info.insert("vocab_size".into(), v["vocab_size"].clone());
                 }
-                phases.complete(
-                    &run_dir,
-                    "init",
-                    PhaseRecord {
-                        seconds: t0.elapsed().as_secs_f64(),
-                        peak_rss_kb: peak,
-                        peak_rss_sum_kb: peak,
-                        info,
-                    },
-                )?;
+                phases.complete(&run_dir, "init", PhaseRecord::one_process(t0, peak, info))?;
             } else {
                 println!("[1/5] init: done ({})", out.display());
             }
@@ -477,12 +484,7 @@ pub async fn run_job(cfg: ClusterConfig, opts: JobOptions) -> Result<JobOutcome>
             phases.complete(
                 &run_dir,
                 "warmstart",
-                PhaseRecord {
-                    seconds: t0.elapsed().as_secs_f64(),
-                    peak_rss_kb: peak,
-                    peak_rss_sum_kb: peak,
-                    info,
-                },
+                PhaseRecord::one_process(t0, peak, info),
             )?;
         } else {
             println!("[2/5] warm start: done ({})", out.display());
@@ -548,12 +550,11 @@ pub async fn run_job(cfg: ClusterConfig, opts: JobOptions) -> Result<JobOutcome>
             phases.complete(
                 &run_dir,
                 "calibrate",
-                PhaseRecord {
-                    seconds: t0.elapsed().as_secs_f64(),
-                    peak_rss_kb: peak,
-                    peak_rss_sum_kb: peak,
-                    info: serde_json::Map::from_iter([("c_ref".to_string(), c.into())]),
-                },
+                PhaseRecord::one_process(
+                    t0,
+                    peak,
+                    serde_json::Map::from_iter([("c_ref".to_string(), c.into())]),
+                ),
             )?;
         }
     }

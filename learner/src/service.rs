@@ -301,22 +301,7 @@ impl LearnerService {
             .policy_version
             .store(state.learner.policy_version(), Ordering::Relaxed);
         // Rank 0 of an NCCL weight group makes its unique id; the coordinator hands it out.
-        let plane = laser_proto::plane::probe(laser_proto::plane::cuda_device_from_env(), true);
-        if plane.nccl {
-            tracing::info!(
-                device = plane.cuda_device,
-                "weight data plane: NCCL available (rank 0), gRPC stream as fallback"
-            );
-        } else {
-            tracing::info!(
-                reason = plane.nccl_unavailable_reason,
-                "weight data plane: gRPC stream (NCCL not available)"
-            );
-        }
-        *status
-            .weight_plane
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = plane.clone();
+        let plane = status.probe_weight_plane(true);
         Ok(Self {
             thread: LearnerThread::spawn(state)?,
             status,

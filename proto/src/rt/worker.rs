@@ -117,6 +117,26 @@ pub fn draining_status(what: &str) -> tonic::Status {
 }
 
 impl WorkerStatus {
+    /// Probes this worker's weight data plane (NCCL or the gRPC stream), logs the choice and
+    /// publishes it for Register. `rank0`: the broadcasting side, which makes the NCCL unique id.
+    pub fn probe_weight_plane(&self, rank0: bool) -> WeightPlaneCaps {
+        let plane = crate::plane::probe(crate::plane::cuda_device_from_env(), rank0);
+        if plane.nccl {
+            tracing::info!(
+                device = plane.cuda_device,
+                rank0,
+                "weight data plane: NCCL available, gRPC stream as fallback"
+            );
+        } else {
+            tracing::info!(
+                reason = plane.nccl_unavailable_reason,
+                "weight data plane: gRPC stream (NCCL not available)"
+            );
+        }
+        *self.weight_plane.lock().unwrap_or_else(|p| p.into_inner()) = plane.clone();
+        plane
+    }
+
     /// True once the worker is shutting down: take no new work.
     pub fn draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
