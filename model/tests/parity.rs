@@ -1,70 +1,93 @@
 //! Numerical parity with Hugging Face transformers (f32) on the committed tiny fixtures
 //! (scripts/gen_model_fixtures.py): full log-softmax at every position, greedy generation token for
 //! token, and a save -> load round trip through the Hugging Face layout.
+//!
+//! Each check is generic over the burn backend and runs in `mod cpu` (always) and, in a build with
+//! the `cuda` feature, in `mod cuda` — only when `LASER_TEST_CUDA=1` is set, since CI has no GPU.
+//! Every check prints the max |diff| it measured (visible with `--nocapture`). A test executable
+//! run away from this checkout finds the fixtures through `LASER_MODEL_FIXTURES`.
 
 mod common;
 
+use burn::tensor::backend::Backend;
 use common::*;
-use laser_model::backend::{Cpu, CpuDevice};
 use laser_model::pretrained;
 use laser_model::{GenerationRequest, SamplingParams, generate};
 
+/// CPU (burn-flex, f32) against transformers (f32, CPU).
 const LOGPROB_TOL: f32 = 1e-4;
 
-#[test]
-fn log_softmax_matches_transformers_one_sequence_at_a_time() {
+/// Fails with every recorded failure, after all fixtures and cases were measured and printed.
+fn finish(label: &str, check: &str, worst: f32, tol: f32, failures: &[String]) {
+    eprintln!("[{label}] {check}: overall max |diff| {worst:.3e} (tolerance {tol:.0e})");
+    assert!(
+        failures.is_empty(),
+        "[{label}] {check}:\n{}",
+        failures.join("\n")
+    );
+}
+
+fn log_softmax_rows(case: &serde_json::Value) -> Vec<f32> {
+    case["log_softmax"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(floats)
+        .collect()
+}
+
+fn log_softmax_one_sequence_at_a_time<B: Backend>(device: &B::Device, tol: f32, label: &str) {
+    let check = "log_softmax, one sequence at a time";
+    let (mut worst, mut failures) = (0f32, Vec::new());
     for name in FIXTURES {
-        let p = load(name);
+        let p = load_on::<B>(name, device);
         let exp = expected(name);
         let cases = exp["logprob_cases"].as_array().unwrap();
         assert_eq!(cases.len(), 3, "{name}: fixture should hold 3 cases");
         for (i, case) in cases.iter().enumerate() {
             let input = ids(&case["input_ids"]);
-            let want: Vec<f32> = case["log_softmax"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .flat_map(floats)
-                .collect();
+            let want = log_softmax_rows(case);
             let got = &full_log_softmax(&p.model, std::slice::from_ref(&input))[0];
             let diff = max_abs_diff(got, &want);
-            assert!(
-                diff <= LOGPROB_TOL,
-                "{name} case {i}: max |diff| {diff} > {LOGPROB_TOL}"
-            );
+            eprintln!("[{label}] {check}: {name} case {i}: max |diff| {diff:.3e}");
+            worst = worst.max(diff);
+            if !(diff <= tol) {
+                failures.push(format!("{name} case {i}: max |diff| {diff} > {tol}"));
+            }
         }
     }
+    finish(label, check, worst, tol, &failures);
 }
 
-#[test]
-fn log_softmax_matches_transformers_in_a_left_padded_batch() {
+fn log_softmax_in_a_left_padded_batch<B: Backend>(device: &B::Device, tol: f32, label: &str) {
     // All cases in one batch: the two shorter ones are left-padded, which must not change anything.
+    let check = "log_softmax, left-padded batch";
+    let (mut worst, mut failures) = (0f32, Vec::new());
     for name in FIXTURES {
-        let p = load(name);
+        let p = load_on::<B>(name, device);
         let exp = expected(name);
         let cases = exp["logprob_cases"].as_array().unwrap();
         let seqs: Vec<Vec<u32>> = cases.iter().map(|c| ids(&c["input_ids"])).collect();
         let got = full_log_softmax(&p.model, &seqs);
         for (i, case) in cases.iter().enumerate() {
-            let want: Vec<f32> = case["log_softmax"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .flat_map(floats)
-                .collect();
-            let diff = max_abs_diff(&got[i], &want);
-            assert!(
-                diff <= LOGPROB_TOL,
-                "{name} batched case {i}: max |diff| {diff}"
-            );
+            let diff = max_abs_diff(&got[i], &log_softmax_rows(case));
+            eprintln!("[{label}] {check}: {name} batched case {i}: max |diff| {diff:.3e}");
+            worst = worst.max(diff);
+            if !(diff <= tol) {
+                failures.push(format!(
+                    "{name} batched case {i}: max |diff| {diff} > {tol}"
+                ));
+            }
         }
     }
+    finish(label, check, worst, tol, &failures);
 }
 
-#[test]
-fn greedy_generation_matches_transformers_token_for_token() {
+fn greedy_generation_token_for_token<B: Backend>(device: &B::Device, tol: f32, label: &str) {
+    let check = "greedy generation";
+    let (mut worst, mut failures) = (0f32, Vec::new());
     for name in FIXTURES {
-        let p = load(name);
+        let p = load_on::<B>(name, device);
         let exp = expected(name);
         let g = &exp["greedy"];
         let prompts: Vec<Vec<u32>> = g["prompts"].as_array().unwrap().iter().map(ids).collect();
@@ -84,27 +107,53 @@ fn greedy_generation_matches_transformers_token_for_token() {
             stats.prefill_tokens,
             prompts.iter().map(Vec::len).sum::<usize>()
         );
+        let gap = g["min_top2_gap"].as_f64().unwrap_or(f64::NAN);
         for (i, s) in samples.iter().enumerate() {
             let want = ids(&g["outputs"][i]);
             assert_eq!(s.prompt_index, i);
-            assert_eq!(s.tokens, want, "{name} prompt {i}: greedy tokens differ");
-            let want_lp = floats(&g["output_logprobs"][i]);
-            let diff = max_abs_diff(&s.logprobs, &want_lp);
-            assert!(
-                diff <= LOGPROB_TOL,
-                "{name} prompt {i}: greedy log-probs differ by {diff}"
+            if s.tokens != want {
+                let at = s
+                    .tokens
+                    .iter()
+                    .zip(&want)
+                    .take_while(|(a, b)| a == b)
+                    .count();
+                eprintln!(
+                    "[{label}] {check}: {name} prompt {i}: TOKENS DIFFER from position {at} \
+                     (fixture's smallest top-1/top-2 logit gap {gap:.3e})"
+                );
+                failures.push(format!(
+                    "{name} prompt {i}: greedy tokens differ from position {at}: got {:?}, want {:?}",
+                    s.tokens, want
+                ));
+                continue;
+            }
+            let diff = max_abs_diff(&s.logprobs, &floats(&g["output_logprobs"][i]));
+            eprintln!(
+                "[{label}] {check}: {name} prompt {i}: {} tokens identical, log-prob max |diff| {diff:.3e}",
+                s.tokens.len()
             );
+            worst = worst.max(diff);
+            if !(diff <= tol) {
+                failures.push(format!(
+                    "{name} prompt {i}: greedy log-probs differ by {diff} > {tol}"
+                ));
+            }
         }
     }
+    finish(label, check, worst, tol, &failures);
 }
 
-#[test]
-fn save_then_load_round_trips_weights_and_config() {
+/// Load on `device`, save (HF layout), load the saved directory on `device` again: config and
+/// weights must be identical, and so must the outputs, up to `output_tol` (0: bit for bit).
+fn save_then_load_round_trip<B: Backend>(device: &B::Device, output_tol: f32, label: &str) {
+    let check = "save -> load round trip, outputs";
+    let mut worst = 0f32;
     for name in FIXTURES {
-        let p = load(name);
-        let dir = scratch_dir(&format!("roundtrip-{name}"));
+        let p = load_on::<B>(name, device);
+        let dir = scratch_dir(&format!("roundtrip-{label}-{name}"));
         pretrained::save(&p.model, p.tokenizer.as_ref(), &dir).unwrap();
-        let again = pretrained::load::<Cpu>(&dir, &CpuDevice::default()).unwrap();
+        let again = pretrained::load::<B>(&dir, device).unwrap();
         assert_eq!(
             again.model.config, p.model.config,
             "{name}: config changed in the round trip"
@@ -120,6 +169,10 @@ fn save_then_load_round_trips_weights_and_config() {
                 "{name}: tensor {k} changed in the round trip"
             );
         }
+        eprintln!(
+            "[{label}] save -> load round trip: {name}: config and {} tensors identical",
+            a.tensors.len()
+        );
         // The tied head stays tied: no lm_head.weight is written for tiny-llama.
         let saved = laser_model::weights::safetensors::load_dir(&dir).unwrap();
         assert_eq!(
@@ -130,7 +183,110 @@ fn save_then_load_round_trips_weights_and_config() {
         let seq = vec![5u32, 17, 42, 7];
         let x = full_log_softmax(&p.model, std::slice::from_ref(&seq));
         let y = full_log_softmax(&again.model, std::slice::from_ref(&seq));
-        assert_eq!(x, y, "{name}: outputs differ after the round trip");
+        let diff = max_abs_diff(&x[0], &y[0]);
+        eprintln!("[{label}] {check}: {name}: max |diff| {diff:.3e}");
+        worst = worst.max(diff);
+        if output_tol == 0.0 {
+            assert_eq!(x, y, "{name}: outputs differ after the round trip");
+        } else {
+            assert!(
+                diff <= output_tol,
+                "{name}: outputs differ after the round trip by {diff} > {output_tol}"
+            );
+        }
         std::fs::remove_dir_all(&dir).ok();
+    }
+    eprintln!("[{label}] {check}: overall max |diff| {worst:.3e} (tolerance {output_tol:.0e})");
+}
+
+mod cpu {
+    use laser_model::backend::{Cpu, CpuDevice};
+
+    use super::LOGPROB_TOL;
+
+    const LABEL: &str = "cpu";
+
+    #[test]
+    fn log_softmax_matches_transformers_one_sequence_at_a_time() {
+        super::log_softmax_one_sequence_at_a_time::<Cpu>(&CpuDevice::default(), LOGPROB_TOL, LABEL);
+    }
+
+    #[test]
+    fn log_softmax_matches_transformers_in_a_left_padded_batch() {
+        super::log_softmax_in_a_left_padded_batch::<Cpu>(&CpuDevice::default(), LOGPROB_TOL, LABEL);
+    }
+
+    #[test]
+    fn greedy_generation_matches_transformers_token_for_token() {
+        super::greedy_generation_token_for_token::<Cpu>(&CpuDevice::default(), LOGPROB_TOL, LABEL);
+    }
+
+    #[test]
+    fn save_then_load_round_trips_weights_and_config() {
+        // Same device, same kernels: bit-identical outputs.
+        super::save_then_load_round_trip::<Cpu>(&CpuDevice::default(), 0.0, LABEL);
+    }
+}
+
+/// Built only with `--features cuda` (CI never does) and run only with `LASER_TEST_CUDA=1`.
+#[cfg(feature = "cuda")]
+mod cuda {
+    use burn::backend::cuda::CudaDevice;
+    use laser_model::backend::Cuda;
+
+    const LABEL: &str = "cuda";
+
+    /// CUDA (burn-cuda / cubecl, f32) against transformers (f32, CPU). Looser than the CPU's 1e-4:
+    /// cubecl's matmul autotune may pick tensor-core kernels, which run f32 matmuls in TF32 (inputs
+    /// rounded to a 10-bit mantissa, relative error ~5e-4 per operand, accumulated in f32), and
+    /// GPU reductions (softmax, RMSNorm, matmul k-splits) sum in a different order. On these
+    /// fixtures (logits spanning ~10 nats, two layers) that is a few 1e-4 to ~1e-3 per log-prob in
+    /// the worst case; 5e-3 still catches any real bug (a wrong mask, RoPE or GQA mapping moves
+    /// log-probs by 1e-2 or more). The tests print the measured figure; tighten this once recorded.
+    const CUDA_LOGPROB_TOL: f32 = 5e-3;
+
+    /// The reloaded model runs the same kernels on the same inputs, but the autotuner may switch
+    /// kernels between the two forward passes, so bit-identical outputs are not guaranteed.
+    const CUDA_ROUND_TRIP_TOL: f32 = 1e-3;
+
+    fn device(test: &str) -> Option<CudaDevice> {
+        if std::env::var("LASER_TEST_CUDA").as_deref() == Ok("1") {
+            Some(CudaDevice::default())
+        } else {
+            eprintln!("SKIPPED cuda::{test}: set LASER_TEST_CUDA=1 to run the CUDA parity tests");
+            None
+        }
+    }
+
+    #[test]
+    fn log_softmax_matches_transformers_one_sequence_at_a_time() {
+        let Some(d) = device("log_softmax_matches_transformers_one_sequence_at_a_time") else {
+            return;
+        };
+        super::log_softmax_one_sequence_at_a_time::<Cuda>(&d, CUDA_LOGPROB_TOL, LABEL);
+    }
+
+    #[test]
+    fn log_softmax_matches_transformers_in_a_left_padded_batch() {
+        let Some(d) = device("log_softmax_matches_transformers_in_a_left_padded_batch") else {
+            return;
+        };
+        super::log_softmax_in_a_left_padded_batch::<Cuda>(&d, CUDA_LOGPROB_TOL, LABEL);
+    }
+
+    #[test]
+    fn greedy_generation_matches_transformers_token_for_token() {
+        let Some(d) = device("greedy_generation_matches_transformers_token_for_token") else {
+            return;
+        };
+        super::greedy_generation_token_for_token::<Cuda>(&d, CUDA_LOGPROB_TOL, LABEL);
+    }
+
+    #[test]
+    fn save_then_load_round_trips_weights_and_config() {
+        let Some(d) = device("save_then_load_round_trips_weights_and_config") else {
+            return;
+        };
+        super::save_then_load_round_trip::<Cuda>(&d, CUDA_ROUND_TRIP_TOL, LABEL);
     }
 }

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::activation::log_softmax;
+use burn::tensor::backend::Backend;
 use laser_model::Transformer;
 use laser_model::backend::{Cpu, CpuDevice};
 use laser_model::pretrained::{self, Pretrained};
@@ -13,15 +14,27 @@ use serde_json::Value;
 
 pub const FIXTURES: [&str; 2] = ["tiny-qwen2", "tiny-llama"];
 
+/// The committed fixtures: `model/tests/fixtures`, or `$LASER_MODEL_FIXTURES` when set (a test
+/// executable run on another machine, where the compile-time manifest path does not exist).
+pub fn fixtures_root() -> PathBuf {
+    match std::env::var_os("LASER_MODEL_FIXTURES") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"),
+    }
+}
+
 pub fn fixture_dir(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
+    fixtures_root().join(name)
 }
 
 pub fn load(name: &str) -> Pretrained<Cpu> {
+    load_on::<Cpu>(name, &CpuDevice::default())
+}
+
+/// A committed fixture loaded onto `device` of backend `B`.
+pub fn load_on<B: Backend>(name: &str, device: &B::Device) -> Pretrained<B> {
     let dir = fixture_dir(name);
-    pretrained::load::<Cpu>(&dir, &CpuDevice::default())
+    pretrained::load::<B>(&dir, device)
         .unwrap_or_else(|e| panic!("loading committed fixture {}: {e}", dir.display()))
 }
 
@@ -54,7 +67,7 @@ pub fn floats(v: &Value) -> Vec<f32> {
 
 /// log_softmax of the logits at every position of each sequence, computed by one batched forward
 /// pass with left padding and no cache. Returns, per sequence, `[len][vocab]` flattened.
-pub fn full_log_softmax(model: &Transformer<Cpu>, seqs: &[Vec<u32>]) -> Vec<Vec<f32>> {
+pub fn full_log_softmax<B: Backend>(model: &Transformer<B>, seqs: &[Vec<u32>]) -> Vec<Vec<f32>> {
     let b = seqs.len();
     let t = seqs.iter().map(Vec::len).max().unwrap();
     let mut batch = ForwardBatch {
@@ -88,11 +101,15 @@ pub fn full_log_softmax(model: &Transformer<Cpu>, seqs: &[Vec<u32>]) -> Vec<Vec<
         .collect()
 }
 
+/// Largest |a - b|; infinite when either side has a NaN (which `f32::max` would otherwise skip).
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length mismatch");
     a.iter()
         .zip(b)
-        .map(|(x, y)| (x - y).abs())
+        .map(|(x, y)| {
+            let d = (x - y).abs();
+            if d.is_nan() { f32::INFINITY } else { d }
+        })
         .fold(0.0, f32::max)
 }
 

@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# One short GPU check, run from the repository root on a machine with an NVIDIA GPU, python3 with
+# torch + transformers, and no Rust toolchain:
+#
+#   bash bench/gpu_check.sh
+#
+# Needs the prebuilt executables in .gpu/ (plain or .xz):
+#   .gpu/parity             model/tests/parity.rs built with --features cuda
+#                           (cargo test -p laser-model --features cuda --test parity --no-run)
+#   .gpu/decode_throughput  model/examples/decode_throughput.rs built with --features cuda
+#
+# Parts, each under its own timeout; a failing part does not stop the next:
+#   (a) CUDA parity tests against the committed transformers fixtures (prints every max |diff|)
+#   (b) our decode throughput on CUDA, SmolLM2-135M shapes (random init), batch 1, 8, 64
+#   (c) transformers on the same GPU, same shapes (float32 and bfloat16) + copy bandwidth
+#   (d) the CPU parity tests from the same executable
+#   summary: bench/gpu_summary.py over the JSON files
+# Logs and JSON go to $OUT (default /tmp/laser-gpu-out).
+set -u
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT" || exit 1
+OUT="${OUT:-/tmp/laser-gpu-out}"
+mkdir -p "$OUT"
+BIN=/tmp/laser-gpu-bin
+NVRTC_LINKS=/tmp/laser-nvrtc
+mkdir -p "$BIN" "$NVRTC_LINKS"
+CONFIG=bench/configs/smollm2-135m.json
+T_PARITY="${T_PARITY:-90}"
+T_DECODE="${T_DECODE:-120}"
+T_REF="${T_REF:-120}"
+T_CPU="${T_CPU:-30}"
+START=$SECONDS
+declare -a RESULTS=()
+
+mark() { echo; echo "===== [$((SECONDS - START))s] $* ====="; }
+record() { # name rc
+    local verdict=ok
+    case "$2" in 0) ;; 124 | 137) verdict="TIMEOUT(rc $2)" ;; *) verdict="FAILED(rc $2)" ;; esac
+    RESULTS+=("$1: $verdict")
+    echo "----- $1: $verdict -----"
+}
+
+mark "device"
+nvidia-smi -L
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.memory --format=csv
+nvidia-smi | grep -E "Driver Version|CUDA Version" || true
+echo "-- ldconfig:"
+ldconfig -p | grep -E 'libcuda|libnvrtc' || echo "(no libcuda/libnvrtc in the ldconfig cache)"
+uname -a
+python3 -c 'import torch, transformers; print("torch", torch.__version__, "cuda", torch.version.cuda, "| transformers", transformers.__version__)' || true
+
+mark "executables"
+for exe in parity decode_throughput; do
+    if [ -f ".gpu/$exe" ]; then
+        cp ".gpu/$exe" "$BIN/$exe"
+    elif [ -f ".gpu/$exe.xz" ]; then
+        xz -dc ".gpu/$exe.xz" >"$BIN/$exe" || echo "!! xz -d .gpu/$exe.xz failed"
+    else
+        echo "!! .gpu/$exe(.xz) missing"
+    fi
+    chmod +x "$BIN/$exe" 2>/dev/null
+    ls -la "$BIN/$exe" 2>/dev/null
+done
+
+mark "NVRTC and CUDA headers"
+# Python's NVIDIA wheels: site-packages/nvidia/{cu13,cu12,cuda_nvrtc,cuda_runtime,...}.
+PYNV="$(python3 -c 'import nvidia, os; print(os.path.dirname(list(nvidia.__path__)[0]))' 2>/dev/null || true)"
+echo "python nvidia packages under: ${PYNV:-none}"
+[ -n "$PYNV" ] && ls "$PYNV/nvidia" 2>/dev/null | tr '\n' ' ' && echo
+NVRTC=""
+for cand in $(ldconfig -p | awk '/libnvrtc\.so/ && !/builtins/ {print $NF}') \
+    /usr/local/cuda/lib64/libnvrtc.so* /usr/local/cuda/targets/x86_64-linux/lib/libnvrtc.so* \
+    ${PYNV:+$PYNV/nvidia/cu13/lib/libnvrtc.so*} ${PYNV:+$PYNV/nvidia/cuda_nvrtc/lib/libnvrtc.so*} \
+    ${PYNV:+$PYNV/nvidia/cu12/lib/libnvrtc.so*}; do
+    if [ -f "$cand" ]; then
+        echo "found $cand"
+        [ -z "$NVRTC" ] && NVRTC="$(readlink -f "$cand")"
+    fi
+done
+ORIG_LD="${LD_LIBRARY_PATH:-}"
+RUST_LD="$ORIG_LD"
+if [ -n "$NVRTC" ]; then
+    # cudarc dlopens libnvrtc.so first, then versioned names; give it that name for our pick.
+    ln -sf "$NVRTC" "$NVRTC_LINKS/libnvrtc.so"
+    RUST_LD="$NVRTC_LINKS:$(dirname "$NVRTC")${ORIG_LD:+:$ORIG_LD}"
+    echo "using NVRTC $NVRTC"
+    ls "$(dirname "$NVRTC")" | grep -E "nvrtc" | tr '\n' ' '
+    echo
+else
+    echo "!! no libnvrtc found: the CUDA parts will fail"
+fi
+# cubecl compiles kernels with NVRTC and passes --include-path=$CUDA_PATH/include (cuda_runtime.h,
+# mma.h, include/cccl); it panics when no CUDA installation is found.
+CUDA_INC=""
+if [ -f /usr/local/cuda/include/cuda_runtime.h ]; then
+    CUDA_INC=/usr/local/cuda
+elif [ -n "$PYNV" ] && [ -f "$PYNV/nvidia/cu13/include/cuda_runtime.h" ]; then
+    CUDA_INC="$PYNV/nvidia/cu13"
+elif [ -n "$PYNV" ]; then
+    # Older split wheels: merge every nvidia/*/include into one tree.
+    MERGED=/tmp/laser-cuda
+    mkdir -p "$MERGED/include"
+    for inc in "$PYNV"/nvidia/*/include; do
+        for entry in "$inc"/*; do
+            [ -e "$MERGED/include/$(basename "$entry")" ] || ln -s "$entry" "$MERGED/include/"
+        done
+    done
+    [ -f "$MERGED/include/cuda_runtime.h" ] && CUDA_INC="$MERGED"
+fi
+if [ -n "$CUDA_INC" ]; then
+    echo "CUDA_PATH=$CUDA_INC (include: $(ls "$CUDA_INC/include" | wc -l) entries; cccl: $([ -d "$CUDA_INC/include/cccl" ] && echo yes || echo no))"
+else
+    CUDA_INC=/tmp/laser-cuda-empty
+    mkdir -p "$CUDA_INC/include"
+    echo "!! no cuda_runtime.h found; CUDA_PATH=$CUDA_INC (empty) so cubecl does not panic; NVRTC may still fail"
+fi
+
+# Nominal HBM bandwidth for the bound column (measured copy bandwidth is applied in the summary).
+GPU_NAME="$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
+case "$GPU_NAME" in
+    *H200*) HBM=4800 ;;
+    *H100*NVL*) HBM=3900 ;;
+    *H100*PCIe*) HBM=2000 ;;
+    *H100*) HBM=3350 ;;
+    *A100*80GB*) HBM=2039 ;;
+    *A100*) HBM=1555 ;;
+    *) HBM=3350 ;;
+esac
+echo "GPU $GPU_NAME: nominal HBM $HBM GB/s"
+
+run_rust() { # timeout cmd...
+    local t="$1"
+    shift
+    env LD_LIBRARY_PATH="$RUST_LD" CUDA_PATH="$CUDA_INC" RUST_BACKTRACE=1 timeout -k 5 "$t" "$@"
+}
+
+mark "(a) CUDA parity tests (timeout ${T_PARITY}s)"
+LASER_TEST_CUDA=1 LASER_MODEL_FIXTURES="$ROOT/model/tests/fixtures" \
+    run_rust "$T_PARITY" "$BIN/parity" --nocapture --test-threads 1 cuda:: 2>&1 | tee "$OUT/parity_cuda.log"
+record "(a) cuda parity" "${PIPESTATUS[0]}"
+grep -E "overall max|TOKENS DIFFER|SKIPPED|test result" "$OUT/parity_cuda.log"
+
+mark "(b) our decode throughput on CUDA (timeout ${T_DECODE}s)"
+run_rust "$T_DECODE" "$BIN/decode_throughput" --backend cuda --config "$CONFIG" --batch 1,8,64 \
+    --new-tokens 128 --prompt-tokens 16 --reps 3 --hbm-gbps "$HBM" --json \
+    >"$OUT/laser_decode_cuda.json" 2> >(tee "$OUT/laser_decode_cuda.log" >&2)
+record "(b) laser decode cuda" "$?"
+sleep 1
+
+mark "(c) transformers reference on the GPU (timeout ${T_REF}s)"
+env LD_LIBRARY_PATH="$ORIG_LD" timeout -k 5 "$T_REF" python3 bench/gpu_reference.py --config "$CONFIG" \
+    --batch 1,8,64 --new-tokens 128 --prompt-tokens 16 --reps 3 --dtypes float32,bfloat16 \
+    --out "$OUT/hf_reference.json" 2>&1 | tee "$OUT/hf_reference.log"
+record "(c) transformers reference" "${PIPESTATUS[0]}"
+
+mark "(d) CPU parity tests, same executable (timeout ${T_CPU}s)"
+LASER_MODEL_FIXTURES="$ROOT/model/tests/fixtures" \
+    run_rust "$T_CPU" "$BIN/parity" --nocapture --test-threads 2 cpu:: 2>&1 | tee "$OUT/parity_cpu.log" |
+    grep -E "overall max|test result|panicked|FAILED"
+record "(d) cpu parity" "${PIPESTATUS[0]}"
+
+mark "summary"
+python3 bench/gpu_summary.py --laser "$OUT/laser_decode_cuda.json" --hf "$OUT/hf_reference.json" \
+    --parity "$OUT/parity_cuda.log" 2>&1 | tee "$OUT/summary.md"
+printf '%s\n' "${RESULTS[@]}" | tee -a "$OUT/summary.md"
+echo "total $((SECONDS - START)) s; files in $OUT:"
+ls -la "$OUT"
+FAILED=0
+for r in "${RESULTS[@]}"; do case "$r" in *": ok") ;; *) FAILED=$((FAILED + 1)) ;; esac; done
+exit "$FAILED"
