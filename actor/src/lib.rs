@@ -7,6 +7,7 @@ pub mod service;
 
 use std::path::Path;
 
+use burn::tensor::backend::Backend;
 use laser_model::backend::Cpu;
 use laser_model::{
     ChatMessage, GenerationRequest, ModelError, Pretrained, SamplingParams, ScoreItem,
@@ -28,14 +29,16 @@ pub enum ActorError {
 
 pub type Result<T> = std::result::Result<T, ActorError>;
 
-pub fn load_cpu(model: &Path) -> Result<Pretrained<Cpu>> {
-    Ok(laser_model::pretrained::load::<Cpu>(
-        model,
-        &Default::default(),
-    )?)
+/// Loads a model on `device` of backend `B` (the binary picks `B` from `model.backend`).
+pub fn load<B: Backend>(model: &Path, device: &B::Device) -> Result<Pretrained<B>> {
+    Ok(laser_model::pretrained::load::<B>(model, device)?)
 }
 
-fn tokenizer(p: &Pretrained<Cpu>) -> Result<&Tokenizer> {
+pub fn load_cpu(model: &Path) -> Result<Pretrained<Cpu>> {
+    load::<Cpu>(model, &Default::default())
+}
+
+fn tokenizer<B: Backend>(p: &Pretrained<B>) -> Result<&Tokenizer> {
     p.tokenizer.as_ref().ok_or_else(|| {
         ActorError::Usage("the model has no tokenizer (tokenizer.json or GGUF metadata)".into())
     })
@@ -74,7 +77,10 @@ pub struct GeneratedSample {
     pub sum_logprob: f32,
 }
 
-pub fn generate(p: &Pretrained<Cpu>, args: &GenerateArgs) -> Result<Vec<GeneratedSample>> {
+pub fn generate<B: Backend>(
+    p: &Pretrained<B>,
+    args: &GenerateArgs,
+) -> Result<Vec<GeneratedSample>> {
     let tok = tokenizer(p)?;
     let prompt = encode_prompt(tok, &args.prompt, args.chat)?;
     let token_id = laser_model::self_reward::resolve_token(tok, args.self_reward_token.as_deref())?;
@@ -116,8 +122,8 @@ pub struct ScoreReport {
 
 /// Teacher-forced scoring of one (prompt, response); EOS is appended to the response unless it
 /// already ends with one, so the z_c slot is the position right after EOS.
-pub fn score(
-    p: &Pretrained<Cpu>,
+pub fn score<B: Backend>(
+    p: &Pretrained<B>,
     prompt: &str,
     response: &str,
     chat: bool,

@@ -3,13 +3,19 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
+use burn::tensor::backend::Backend;
 use clap::{Parser, Subcommand};
 use laser_actor::{DEFAULT_BETA_V, DEFAULT_C_REF, GenerateArgs};
 use laser_model::SamplingParams;
+use laser_model::backend::BackendTask;
+use laser_proto::cluster::ComputeBackend;
 
 #[derive(Parser)]
 #[command(name = "actor", version, about = "LaSeR rollout actor")]
 struct Cli {
+    /// Compute backend of the one-shot tools (`serve` reads `model.backend` from cluster.toml).
+    #[arg(long, global = true, value_enum, default_value_t = ComputeBackend::Cpu)]
+    backend: ComputeBackend,
     #[command(subcommand)]
     command: Command,
 }
@@ -92,8 +98,55 @@ fn main() -> Result<()> {
     // A server logs its life at info; the one-shot tools only warnings (RUST_LOG overrides).
     let serving = matches!(cli.command, Command::Serve { .. });
     laser_proto::rt::init_tracing(if serving { "info" } else { "warn" });
-    match cli.command {
-        Command::Serve { cluster, worker } => serve(&cluster, &worker)?,
+    let backend = cli.backend;
+    if let Command::Serve { cluster, worker } = cli.command {
+        let cfg = laser_proto::cluster::ClusterConfig::load(&cluster)?;
+        return on_backend(cfg.model.backend, ServeTask { cfg, worker });
+    }
+    on_backend(backend, ToolTask(cli.command))
+}
+
+/// The one place the compute backend is chosen (laser-model logs the choice). CUDA needs a
+/// `--features cuda` build and a usable GPU; either missing is an error, never a panic or a silent
+/// CPU fallback.
+fn on_backend<T: BackendTask<Output = Result<()>>>(backend: ComputeBackend, task: T) -> Result<()> {
+    match backend {
+        ComputeBackend::Cpu => laser_model::backend::run_on_cpu(task),
+        #[cfg(feature = "cuda")]
+        ComputeBackend::Cuda => {
+            laser_model::backend::run_on_cuda(0, task).map_err(anyhow::Error::msg)?
+        }
+        #[cfg(not(feature = "cuda"))]
+        ComputeBackend::Cuda => anyhow::bail!(
+            "model.backend = \"cuda\", but this actor was built without CUDA (cargo build --features cuda)"
+        ),
+    }
+}
+
+struct ServeTask {
+    cfg: laser_proto::cluster::ClusterConfig,
+    worker: laser_proto::rt::WorkerArgs,
+}
+
+impl BackendTask for ServeTask {
+    type Output = Result<()>;
+    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+        serve::<B>(&self.cfg, &self.worker, device)
+    }
+}
+
+struct ToolTask(Command);
+
+impl BackendTask for ToolTask {
+    type Output = Result<()>;
+    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+        tool::<B>(self.0, &device)
+    }
+}
+
+fn tool<B: Backend>(command: Command, device: &B::Device) -> Result<()> {
+    match command {
+        Command::Serve { .. } => unreachable!("serve is dispatched in main"),
         Command::Generate {
             model,
             prompt,
@@ -108,7 +161,7 @@ fn main() -> Result<()> {
             self_reward,
             json,
         } => {
-            let p = laser_actor::load_cpu(&model)?;
+            let p = laser_actor::load::<B>(&model, device)?;
             let args = GenerateArgs {
                 prompt,
                 chat,
@@ -151,7 +204,7 @@ fn main() -> Result<()> {
             self_reward,
             json,
         } => {
-            let p = laser_actor::load_cpu(&model)?;
+            let p = laser_actor::load::<B>(&model, device)?;
             let r = laser_actor::score(
                 &p,
                 &prompt,
@@ -176,12 +229,15 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-fn serve(cluster: &std::path::Path, worker: &laser_proto::rt::WorkerArgs) -> anyhow::Result<()> {
+fn serve<B: Backend>(
+    cfg: &laser_proto::cluster::ClusterConfig,
+    worker: &laser_proto::rt::WorkerArgs,
+    device: B::Device,
+) -> Result<()> {
     use laser_actor::service::{ActorConfig, ActorService};
     use laser_proto::rt::{RoleServer, WorkerStatus, run_worker};
-    let cfg = laser_proto::cluster::ClusterConfig::load(cluster)?;
     let model_path = cfg.model.path.clone().unwrap_or_default();
-    let p = laser_actor::load_cpu(&model_path)?;
+    let p = laser_actor::load::<B>(&model_path, &device)?;
     let eos_token_ids = p.eos_token_ids();
     let tokenizer = p
         .tokenizer
@@ -210,8 +266,9 @@ fn serve(cluster: &std::path::Path, worker: &laser_proto::rt::WorkerArgs) -> any
     let status = std::sync::Arc::new(WorkerStatus::default());
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let service = ActorService::new(
+        let service = ActorService::<B>::new(
             p.model,
+            device,
             tokenizer,
             actor_cfg,
             worker.client_options(&token),

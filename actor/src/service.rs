@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use burn::tensor::backend::Backend;
 use laser_model::backend::Cpu;
 use laser_model::weights::{HostTensor, WeightMap};
 use laser_model::{
@@ -42,14 +43,14 @@ pub struct ActorConfig {
 }
 
 /// The weights in use and their version.
-pub struct Policy {
-    pub model: Transformer<Cpu>,
+pub struct Policy<B: Backend = Cpu> {
+    pub model: Transformer<B>,
     pub version: u64,
 }
 
 /// One group: `n` samples of one prompt with everything the learner needs.
-pub fn rollout_group(
-    policy: &Policy,
+pub fn rollout_group<B: Backend>(
+    policy: &Policy<B>,
     tokenizer: &Tokenizer,
     cfg: &ActorConfig,
     group: &PromptGroup,
@@ -112,8 +113,10 @@ pub fn rollout_group(
     ))
 }
 
-pub struct ActorService {
-    policy: Arc<RwLock<Arc<Policy>>>,
+pub struct ActorService<B: Backend = Cpu> {
+    policy: Arc<RwLock<Arc<Policy<B>>>>,
+    /// Where new weights are built.
+    device: B::Device,
     tokenizer: Arc<Tokenizer>,
     model_config: ModelConfig,
     cfg: Arc<ActorConfig>,
@@ -124,9 +127,10 @@ pub struct ActorService {
     plane: WeightPlaneCaps,
 }
 
-impl ActorService {
+impl<B: Backend> ActorService<B> {
     pub fn new(
-        model: Transformer<Cpu>,
+        model: Transformer<B>,
+        device: B::Device,
         tokenizer: Tokenizer,
         cfg: ActorConfig,
         client: ClientOptions,
@@ -137,6 +141,7 @@ impl ActorService {
         let plane = status.probe_weight_plane(false);
         Self {
             policy: Arc::new(RwLock::new(Arc::new(Policy { model, version: 0 }))),
+            device,
             tokenizer: Arc::new(tokenizer),
             model_config,
             cfg: Arc::new(cfg),
@@ -147,7 +152,7 @@ impl ActorService {
         }
     }
 
-    fn current(&self) -> Arc<Policy> {
+    fn current(&self) -> Arc<Policy<B>> {
         Arc::clone(&self.policy.read().unwrap_or_else(|p| p.into_inner()))
     }
 }
@@ -155,7 +160,7 @@ impl ActorService {
 type RolloutStream = Pin<Box<dyn Stream<Item = Result<GenerateResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
-impl Actor for ActorService {
+impl<B: Backend> Actor for ActorService<B> {
     type GenerateStream = RolloutStream;
 
     async fn generate(
@@ -268,7 +273,7 @@ impl Actor for ActorService {
     }
 }
 
-impl ActorService {
+impl<B: Backend> ActorService<B> {
     /// Receives `version` from the learner at `source` (the gRPC stream, or the manifest over gRPC
     /// and the bytes by NCCL broadcast in `nccl`), builds the model and swaps it in.
     async fn update(
@@ -335,13 +340,14 @@ impl ActorService {
         let bytes = payload.bytes.len() as u64;
         let version = payload.policy_version;
         let config = self.model_config.clone();
+        let device = self.device.clone();
         let t = Instant::now();
-        let model = tokio::task::spawn_blocking(move || -> Result<Transformer<Cpu>, String> {
+        let model = tokio::task::spawn_blocking(move || -> Result<Transformer<B>, String> {
             let mut map = WeightMap::new(format!("<policy version {version}>"));
             for (name, shape, data) in payload.unpack().map_err(|e| e.to_string())? {
                 map.insert(name, HostTensor::new(shape, data));
             }
-            Transformer::from_weights(&config, map, &Default::default()).map_err(|e| e.to_string())
+            Transformer::from_weights(&config, map, &device).map_err(|e| e.to_string())
         })
         .await
         .map_err(|e| Status::internal(format!("building the model: {e}")))?

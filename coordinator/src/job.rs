@@ -407,6 +407,8 @@ pub async fn run_job(cfg: ClusterConfig, opts: JobOptions) -> Result<JobOutcome>
             };
             let mut args: Vec<String> = vec![
                 "sft".into(),
+                "--backend".into(),
+                cfg.model.backend.to_string(),
                 "--model".into(),
                 model_path.display().to_string(),
                 "--data".into(),
@@ -508,6 +510,8 @@ pub async fn run_job(cfg: ClusterConfig, opts: JobOptions) -> Result<JobOutcome>
             write_calibration_prompts(&cfg, &prompts_path, n.div_ceil(CALIBRATION_PER_PROMPT))?;
             let mut args: Vec<String> = vec![
                 "calibrate".into(),
+                "--backend".into(),
+                cfg.model.backend.to_string(),
                 "--model".into(),
                 model_path.display().to_string(),
                 "--data".into(),

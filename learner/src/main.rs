@@ -12,17 +12,20 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use burn::backend::Autodiff;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use clap::{Parser, Subcommand};
 use laser_learner::calibrate::{CalibrationRequest, read_calibration, write_calibration};
 use laser_learner::checkpoint::{DataCursor, RunDir};
 use laser_learner::{
     Group, LaserConfig, Learner, LearnerConfig, LrSchedule, OptimConfig, Sample, SftExample,
-    TrainBackend, TrainingBatch, calibrate, epoch_order,
+    TrainingBatch, calibrate, epoch_order,
 };
-use laser_model::backend::Cpu;
+use laser_model::backend::{BackendTask, Cpu};
 use laser_model::{
     ChatMessage, GenerationRequest, Pretrained, SamplingParams, SelfRewardConfig, Tokenizer,
 };
+use laser_proto::cluster::{ClusterConfig, ComputeBackend};
 use laser_verifier::tasks::jsonl::{JsonlFields, load_jsonl};
 use laser_verifier::tasks::template::{Prompt, PromptTemplate};
 use laser_verifier::{Grader, GraderConfig};
@@ -30,9 +33,12 @@ use laser_verifier::{Grader, GraderConfig};
 #[derive(Parser)]
 #[command(
     name = "learner",
-    about = "LaSeR learner: calibration, SFT and GRPO + LaSeR training (CPU, burn-flex)"
+    about = "LaSeR learner: calibration, SFT and GRPO + LaSeR training (burn-flex on CPU, burn-cuda with --features cuda)"
 )]
 struct Cli {
+    /// Compute backend of the one-shot tools (`serve` reads `model.backend` from cluster.toml).
+    #[arg(long, global = true, value_enum, default_value_t = ComputeBackend::Cpu)]
+    backend: ComputeBackend,
     #[command(subcommand)]
     command: Command,
 }
@@ -204,8 +210,71 @@ enum Command {
 
 fn main() -> Result<()> {
     laser_proto::rt::init_tracing("info");
-    match Cli::parse().command {
-        Command::Serve { cluster, worker } => serve(&cluster, &worker)?,
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { cluster, worker } => {
+            let cfg = ClusterConfig::load(&cluster)?;
+            on_backend(cfg.model.backend, ServeTask { cfg, worker })?;
+        }
+        // Init only writes files: no backend to choose.
+        command @ Command::Init { .. } => tool::<Autodiff<Cpu>>(command, &Default::default())?,
+        command => on_backend(cli.backend, ToolTask(command))?,
+    }
+    // This process's peak RSS (VmHWM, Linux), a JSON line for the coordinator's run summary.
+    if let Some(kb) = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+    {
+        println!("{}", serde_json::json!({ "peak_rss_kb": kb }));
+    }
+    Ok(())
+}
+
+/// The one place the compute backend is chosen (laser-model logs the choice). The learner trains
+/// on `Autodiff<B>`. CUDA needs a `--features cuda` build and a usable GPU; either missing is an
+/// error, never a panic or a silent CPU fallback.
+fn on_backend<T: BackendTask<Output = Result<()>>>(backend: ComputeBackend, task: T) -> Result<()> {
+    match backend {
+        ComputeBackend::Cpu => laser_model::backend::run_on_cpu(task),
+        #[cfg(feature = "cuda")]
+        ComputeBackend::Cuda => {
+            laser_model::backend::run_on_cuda(0, task).map_err(anyhow::Error::msg)?
+        }
+        #[cfg(not(feature = "cuda"))]
+        ComputeBackend::Cuda => bail!(
+            "model.backend = \"cuda\", but this learner was built without CUDA (cargo build --features cuda)"
+        ),
+    }
+}
+
+struct ServeTask {
+    cfg: ClusterConfig,
+    worker: laser_proto::rt::WorkerArgs,
+}
+
+impl BackendTask for ServeTask {
+    type Output = Result<()>;
+    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+        serve::<Autodiff<B>>(&self.cfg, &self.worker, device)
+    }
+}
+
+struct ToolTask(Command);
+
+impl BackendTask for ToolTask {
+    type Output = Result<()>;
+    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+        tool::<Autodiff<B>>(self.0, &device)
+    }
+}
+
+fn tool<B: AutodiffBackend>(command: Command, device: &B::Device) -> Result<()> {
+    match command {
+        Command::Serve { .. } => unreachable!("serve is dispatched in main"),
         Command::Init {
             out,
             seed,
@@ -260,7 +329,7 @@ fn main() -> Result<()> {
             temperature,
             seed,
         } => {
-            let (pretrained, tokenizer, z_c) = load(&model)?;
+            let (pretrained, tokenizer, z_c) = load::<B::InnerBackend>(&model, device)?;
             let prompts = prompts_from_jsonl(&data, &tokenizer, model.template, usize::MAX)?;
             let request = CalibrationRequest {
                 prompts: prompts.into_iter().map(|(p, _)| p).collect(),
@@ -316,7 +385,7 @@ fn main() -> Result<()> {
             run_dir,
             checkpoint_every,
         } => {
-            let (pretrained, tokenizer, z_c) = load_train(&model)?;
+            let (pretrained, tokenizer, z_c) = load_train::<B>(&model, device)?;
             let eos = *pretrained
                 .model
                 .config
@@ -336,11 +405,7 @@ fn main() -> Result<()> {
             let mut learner = match latest {
                 Some(checkpoint) => {
                     println!("resuming from {}", checkpoint.path.display());
-                    Learner::<TrainBackend>::load_checkpoint(
-                        &checkpoint,
-                        &Default::default(),
-                        None,
-                    )?
+                    Learner::<B>::load_checkpoint(&checkpoint, device, None)?
                 }
                 None => {
                     let config = LearnerConfig {
@@ -367,7 +432,7 @@ fn main() -> Result<()> {
             };
             // The data cursor (epoch, position in that epoch's order) is checkpointed; the order is a
             // pure function of (seed, epoch), so a resumed run sees exactly the remaining examples.
-            let more = |l: &Learner<TrainBackend>| match steps {
+            let more = |l: &Learner<B>| match steps {
                 Some(n) => l.step() < n,
                 None => (l.data_cursor().epoch as usize) < epochs,
             };
@@ -422,7 +487,7 @@ fn main() -> Result<()> {
             beta_v,
             seed,
         } => {
-            let (pretrained, tokenizer, z_c) = load(&model)?;
+            let (pretrained, tokenizer, z_c) = load::<B::InnerBackend>(&model, device)?;
             let calibration = read_calibration(&run_dir)?;
             let tasks = prompts_from_jsonl(&data, &tokenizer, model.template, prompts)?;
             let request = GenerationRequest {
@@ -498,14 +563,10 @@ fn main() -> Result<()> {
             let mut learner = match run.latest_complete()? {
                 Some(checkpoint) => {
                     println!("resuming from {}", checkpoint.path.display());
-                    Learner::<TrainBackend>::load_checkpoint(
-                        &checkpoint,
-                        &Default::default(),
-                        None,
-                    )?
+                    Learner::<B>::load_checkpoint(&checkpoint, device, None)?
                 }
                 None => {
-                    let (pretrained, tokenizer, z_c) = load_train(&model)?;
+                    let (pretrained, tokenizer, z_c) = load_train::<B>(&model, device)?;
                     let c_ref = read_calibration(&run_dir).map(|c| c.c_ref).context(
                         "no c_ref.json in the run directory: run `learner calibrate` first",
                     )?;
@@ -541,32 +602,26 @@ fn main() -> Result<()> {
             }
         }
     }
-    // This process's peak RSS (VmHWM, Linux), a JSON line for the coordinator's run summary.
-    if let Some(kb) = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-    {
-        println!("{}", serde_json::json!({ "peak_rss_kb": kb }));
-    }
     Ok(())
 }
 
 /// `learner serve`: the newest complete checkpoint of run.dir, else a fresh learner from
 /// model.path; then the gRPC service until SIGTERM.
-fn serve(cluster: &Path, worker: &laser_proto::rt::WorkerArgs) -> Result<()> {
+fn serve<B: AutodiffBackend>(
+    cfg: &ClusterConfig,
+    worker: &laser_proto::rt::WorkerArgs,
+    device: B::Device,
+) -> Result<()>
+where
+    Learner<B>: Send + 'static,
+{
     use laser_learner::service::{LearnerService, LearnerState, learner_config};
     use laser_proto::rt::{RoleServer, WorkerStatus, run_worker};
-    let cfg = laser_proto::cluster::ClusterConfig::load(cluster)?;
     let run = RunDir::open(&cfg.run.dir)?;
     let learner = match run.latest_complete()? {
         Some(checkpoint) => {
-            let l =
-                Learner::<TrainBackend>::load_checkpoint(&checkpoint, &Default::default(), None)
-                    .with_context(|| format!("resuming from {}", checkpoint.path.display()))?;
+            let l = Learner::<B>::load_checkpoint(&checkpoint, &device, None)
+                .with_context(|| format!("resuming from {}", checkpoint.path.display()))?;
             tracing::info!(
                 path = %checkpoint.path.display(),
                 step = l.step(),
@@ -583,14 +638,14 @@ fn serve(cluster: &Path, worker: &laser_proto::rt::WorkerArgs) -> Result<()> {
                 self_reward_token: cfg.model.self_reward_token.clone(),
                 template: TemplateArg::Raw,
             };
-            let (pretrained, tokenizer, z_c) = load_train(&args)?;
+            let (pretrained, tokenizer, z_c) = load_train::<B>(&args, &device)?;
             let c_ref = laser_model::self_reward::resolve_c_ref(cfg.algorithm.c_ref, &cfg.run.dir)?;
             tracing::info!(z_c, c_ref, "fresh learner");
             Learner::new(
                 pretrained.model,
                 Some(tokenizer),
                 None,
-                learner_config(&cfg, z_c, c_ref),
+                learner_config(cfg, z_c, c_ref),
             )?
         }
     };
@@ -619,8 +674,11 @@ fn run_path(p: &Path) -> String {
     p.display().to_string()
 }
 
-fn load(args: &ModelArgs) -> Result<(Pretrained<Cpu>, Tokenizer, u32)> {
-    let pretrained = laser_model::pretrained::load::<Cpu>(&args.model, &Default::default())
+fn load<B: Backend>(
+    args: &ModelArgs,
+    device: &B::Device,
+) -> Result<(Pretrained<B>, Tokenizer, u32)> {
+    let pretrained = laser_model::pretrained::load::<B>(&args.model, device)
         .with_context(|| format!("loading {}", args.model.display()))?;
     let (tokenizer, z_c) = tokenizer_and_token(
         args,
@@ -630,10 +688,12 @@ fn load(args: &ModelArgs) -> Result<(Pretrained<Cpu>, Tokenizer, u32)> {
     Ok((pretrained, tokenizer, z_c))
 }
 
-fn load_train(args: &ModelArgs) -> Result<(Pretrained<TrainBackend>, Tokenizer, u32)> {
-    let pretrained =
-        laser_model::pretrained::load::<TrainBackend>(&args.model, &Default::default())
-            .with_context(|| format!("loading {}", args.model.display()))?;
+fn load_train<B: AutodiffBackend>(
+    args: &ModelArgs,
+    device: &B::Device,
+) -> Result<(Pretrained<B>, Tokenizer, u32)> {
+    let pretrained = laser_model::pretrained::load::<B>(&args.model, device)
+        .with_context(|| format!("loading {}", args.model.display()))?;
     let (tokenizer, z_c) = tokenizer_and_token(
         args,
         pretrained.tokenizer.clone(),

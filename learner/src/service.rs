@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use burn::tensor::backend::AutodiffBackend;
 use laser_proto::cluster::ClusterConfig;
 use laser_proto::rt::{InFlight, WorkerStatus};
 use laser_proto::v1::learner_server::Learner as LearnerRpc;
@@ -135,15 +136,15 @@ fn learner_status(e: LearnerError) -> Status {
 }
 
 /// What the learner thread owns.
-pub struct LearnerState {
-    pub learner: Learner<TrainBackend>,
+pub struct LearnerState<B: AutodiffBackend = TrainBackend> {
+    pub learner: Learner<B>,
     pub run_dir: RunDir,
     /// TrainStep results by step, for replays.
     recorded: BTreeMap<u64, TrainStepResponse>,
 }
 
-impl LearnerState {
-    pub fn new(learner: Learner<TrainBackend>, run_dir: RunDir) -> Self {
+impl<B: AutodiffBackend> LearnerState<B> {
+    pub fn new(learner: Learner<B>, run_dir: RunDir) -> Self {
         Self {
             learner,
             run_dir,
@@ -236,19 +237,29 @@ impl LearnerState {
     }
 }
 
-type Job = Box<dyn FnOnce(&mut LearnerState) + Send>;
+type Job<B> = Box<dyn FnOnce(&mut LearnerState<B>) + Send>;
 
 /// Runs closures on the thread that owns the learner, one at a time, in arrival order.
-#[derive(Clone)]
-pub struct LearnerThread {
-    jobs: std::sync::mpsc::Sender<Job>,
+pub struct LearnerThread<B: AutodiffBackend = TrainBackend> {
+    jobs: std::sync::mpsc::Sender<Job<B>>,
 }
 
-impl LearnerThread {
+impl<B: AutodiffBackend> Clone for LearnerThread<B> {
+    fn clone(&self) -> Self {
+        Self {
+            jobs: self.jobs.clone(),
+        }
+    }
+}
+
+impl<B: AutodiffBackend> LearnerThread<B> {
     /// Moves `state` onto a new thread. A panic there ends the process: local mode restarts the
     /// learner from its checkpoint, and an external supervisor does the same.
-    pub fn spawn(state: LearnerState) -> std::io::Result<Self> {
-        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+    pub fn spawn(state: LearnerState<B>) -> std::io::Result<Self>
+    where
+        LearnerState<B>: Send + 'static,
+    {
+        let (tx, rx) = std::sync::mpsc::channel::<Job<B>>();
         std::thread::Builder::new()
             .name("learner".into())
             .spawn(move || {
@@ -267,7 +278,7 @@ impl LearnerThread {
 
     pub async fn call<R: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut LearnerState) -> R + Send + 'static,
+        f: impl FnOnce(&mut LearnerState<B>) -> R + Send + 'static,
     ) -> Result<R, Status> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.jobs
@@ -280,8 +291,8 @@ impl LearnerThread {
     }
 }
 
-pub struct LearnerService {
-    thread: LearnerThread,
+pub struct LearnerService<B: AutodiffBackend = TrainBackend> {
+    thread: LearnerThread<B>,
     status: Arc<WorkerStatus>,
     /// The payload of the newest version asked for; packing happens once per version.
     weights: tokio::sync::Mutex<Option<Arc<WeightPayload>>>,
@@ -290,10 +301,13 @@ pub struct LearnerService {
     plane: WeightPlaneCaps,
 }
 
-impl LearnerService {
+impl<B: AutodiffBackend> LearnerService<B>
+where
+    LearnerState<B>: Send + 'static,
+{
     /// `max_message_bytes` caps weight chunks (with room for the message framing).
     pub fn new(
-        state: LearnerState,
+        state: LearnerState<B>,
         status: Arc<WorkerStatus>,
         max_message_bytes: usize,
     ) -> std::io::Result<Self> {
@@ -333,7 +347,10 @@ impl LearnerService {
 type ChunkStream = Pin<Box<dyn Stream<Item = Result<WeightChunk, Status>> + Send>>;
 
 #[tonic::async_trait]
-impl LearnerRpc for LearnerService {
+impl<B: AutodiffBackend> LearnerRpc for LearnerService<B>
+where
+    LearnerState<B>: Send + 'static,
+{
     async fn train_step(
         &self,
         request: Request<TrainStepRequest>,

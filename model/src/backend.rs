@@ -1,5 +1,6 @@
-//! Backend choice. CPU runs on burn-flex; with the `cuda` feature the CUDA backend is available
-//! too, picked at run time by name so one binary serves both.
+//! Backend choice. CPU runs on burn-flex; with the `cuda` feature the CUDA backend is compiled in
+//! too, and the role binaries pick one at run time (`model.backend` in cluster.toml), so one binary
+//! serves both.
 
 /// The default CPU backend.
 pub type Cpu = burn::backend::Flex;
@@ -7,33 +8,64 @@ pub type CpuDevice = burn::backend::flex::FlexDevice;
 
 #[cfg(feature = "cuda")]
 pub type Cuda = burn::backend::Cuda;
+#[cfg(feature = "cuda")]
+pub type CudaDevice = burn::backend::cuda::CudaDevice;
 
-/// Backends a binary can be asked for, by name (`"cpu"`, `"cuda"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BackendKind {
-    Cpu,
-    Cuda,
+/// Generic code a binary runs on the backend it was asked for at run time.
+pub trait BackendTask {
+    type Output;
+    fn run<B: burn::tensor::backend::Backend>(self, device: B::Device) -> Self::Output;
 }
 
-impl std::str::FromStr for BackendKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "cpu" | "flex" => Ok(Self::Cpu),
-            "cuda" => Ok(Self::Cuda),
-            other => Err(format!(
-                "unknown backend {other:?} (expected \"cpu\" or \"cuda\")"
-            )),
-        }
-    }
+/// Runs `task` on burn-flex and logs the choice.
+pub fn run_on_cpu<T: BackendTask>(task: T) -> T::Output {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    tracing::info!(
+        backend = "cpu",
+        engine = "burn-flex",
+        threads,
+        "compute backend"
+    );
+    task.run::<Cpu>(CpuDevice::default())
 }
 
-impl BackendKind {
-    /// Whether this build can run the backend at all.
-    pub fn compiled_in(self) -> bool {
-        match self {
-            Self::Cpu => true,
-            Self::Cuda => cfg!(feature = "cuda"),
+/// Runs `task` on CUDA device `index` and logs the choice; an unusable device is an error.
+#[cfg(feature = "cuda")]
+pub fn run_on_cuda<T: BackendTask>(index: usize, task: T) -> Result<T::Output, String> {
+    let device = cuda_device(index)?;
+    tracing::info!(
+        backend = "cuda",
+        engine = "burn-cuda",
+        ?device,
+        "compute backend"
+    );
+    Ok(task.run::<Cuda>(device))
+}
+
+/// CUDA device `index`, checked by running one small kernel. burn-cuda panics when the driver or
+/// NVRTC is missing; this turns that into an error that says so, before any real work starts.
+#[cfg(feature = "cuda")]
+pub fn cuda_device(index: usize) -> Result<CudaDevice, String> {
+    use burn::tensor::Tensor;
+    let device = CudaDevice::new(index);
+    let probe = std::panic::catch_unwind(|| {
+        let t = Tensor::<Cuda, 1>::from_floats([1.0, 2.0, 3.0], &device);
+        (t.clone() * t).sum().into_scalar()
+    });
+    match probe {
+        Ok(v) if (v - 14.0).abs() < 1e-4 => Ok(device),
+        Ok(v) => Err(format!(
+            "CUDA device {index}: the probe kernel returned {v}, not 14"
+        )),
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(format!(
+                "CUDA device {index} is not usable (driver, NVRTC or GPU missing?): {why}"
+            ))
         }
     }
 }

@@ -58,6 +58,33 @@ pub struct ModelSection {
     pub self_reward_token: Option<String>,
     /// Render prompts through the tokenizer's chat template.
     pub chat: bool,
+    /// Where actors and the learner compute: `"cpu"` (burn-flex) or `"cuda"` (burn-cuda, GPU 0
+    /// of those visible; the binaries must be built with `--features cuda`).
+    pub backend: ComputeBackend,
+}
+
+/// `model.backend`: the compute backend of the actors and the learner, chosen at run time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ComputeBackend {
+    #[default]
+    Cpu,
+    Cuda,
+}
+
+impl ComputeBackend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cpu => "cpu",
+            Self::Cuda => "cuda",
+        }
+    }
+}
+
+impl std::fmt::Display for ComputeBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A model the job builds itself (`model.init`).

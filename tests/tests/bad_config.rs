@@ -76,3 +76,59 @@ fn out_of_range_value_is_named() {
     assert_ne!(code, 0);
     assert!(err.contains("`algorithm.group_size`"), "{err}");
 }
+
+#[test]
+fn unknown_backend_is_named() {
+    let (code, err) = run_coordinator("[model]\npath = \".\"\nbackend = \"gpu\"\n", &[]);
+    assert_ne!(code, 0);
+    let lines = error_lines(&err);
+    assert_eq!(lines.len(), 1, "one error: {err}");
+    assert!(lines[0].contains("model.backend"), "{err}");
+}
+
+/// A binary built without the `cuda` feature, asked for CUDA, says so and exits non-zero: no panic
+/// and no silent CPU fallback. (The test binaries are built with default features.)
+#[test]
+fn cuda_backend_without_the_cuda_build_is_a_clear_error() {
+    let dir = temp_dir("nocuda");
+    let cases: [(&str, Vec<&str>); 2] = [
+        (
+            "learner",
+            vec![
+                "--backend",
+                "cuda",
+                "calibrate",
+                "--model",
+                ".",
+                "--data",
+                "x.jsonl",
+                "--run-dir",
+                ".",
+            ],
+        ),
+        (
+            "actor",
+            vec![
+                "--backend",
+                "cuda",
+                "generate",
+                "--model",
+                ".",
+                "--prompt",
+                "1+1",
+            ],
+        ),
+    ];
+    for (name, args) in cases {
+        let mut cmd = Command::new(bin(name));
+        cmd.args(&args).current_dir(&dir);
+        let (status, _out, err) = run_bounded(&mut cmd, Duration::from_secs(30));
+        assert_ne!(status.code().unwrap_or(-1), 0, "{name}: {err}");
+        assert!(
+            err.contains("built without CUDA") && err.contains("--features cuda"),
+            "{name}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{name}: {err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use laser_integration_tests::{run_bounded, temp_dir, tiny_model_dir, workspace};
-use laser_proto::cluster::{ClusterConfig, ClusterMode};
+use laser_proto::cluster::{ClusterConfig, ClusterMode, ComputeBackend};
 use laser_proto::plane::TransportPref;
 use laser_proto::rt::TokenSource;
 use serde_yaml::Value;
@@ -134,6 +134,13 @@ fn overlays_render_and_their_cluster_toml_loads_with_the_real_loader() {
             Some(Path::new("/opt/laser/models/tiny")),
             "{oname}: the model deploy/Dockerfile bakes in"
         );
+        // The gpu overlay computes on the GPU; the others on the CPU.
+        let want = if oname == "gpu" {
+            ComputeBackend::Cuda
+        } else {
+            ComputeBackend::Cpu
+        };
+        assert_eq!(raw.model.backend, want, "{oname}: model.backend");
         let cfg = ClusterConfig::load_with_env(
             &path,
             [(
