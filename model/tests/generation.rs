@@ -260,3 +260,47 @@ fn sampling_is_reproducible_and_independent_of_batch_peers() {
     // The n samples of one prompt are not copies of each other.
     assert!(a[0].tokens != a[1].tokens || a[1].tokens != a[2].tokens);
 }
+
+/// The actor's inference layout (layer weights stored `[in, out]`) samples the same tokens with the
+/// same log-probs as the checkpoint layout, and gives the same HF weights back bit for bit.
+#[test]
+fn inference_layout_generates_the_same_and_round_trips_exactly() {
+    for name in FIXTURES {
+        let p = load(name);
+        let dir = fixture_dir(name);
+        let inf = laser_model::pretrained::load_for_inference::<laser_model::backend::Cpu>(
+            &dir,
+            &Default::default(),
+        )
+        .unwrap();
+        assert!(inf.model.layers[0].self_attn.q_proj.in_out);
+        let (req, _) = readout_request(vec![vec![5, 17, 42, 7], vec![9, 3]], 11);
+        let (a, _) = generate(&p.model, None, &req).unwrap();
+        let (b, _) = generate(&inf.model, None, &req).unwrap();
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(x.tokens, y.tokens, "{name}: tokens differ");
+            let diff = max_abs_diff(&x.logprobs, &y.logprobs);
+            assert!(diff <= 1e-5, "{name}: log-probs differ by {diff}");
+            let (rx, ry) = (
+                x.self_reward.map(|r| r.logprob),
+                y.self_reward.map(|r| r.logprob),
+            );
+            assert_eq!(
+                rx.is_some(),
+                ry.is_some(),
+                "{name}: read-out presence differs"
+            );
+            if let (Some(rx), Some(ry)) = (rx, ry) {
+                assert!((rx - ry).abs() <= 1e-5, "{name}: read-out {rx} vs {ry}");
+            }
+        }
+        let (wa, wb) = (p.model.to_weights(), inf.model.to_weights());
+        for (k, t) in &wa.tensors {
+            assert_eq!(
+                t, &wb.tensors[k],
+                "{name}: {k} changed in the inference layout"
+            );
+        }
+    }
+}
