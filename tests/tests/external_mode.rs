@@ -87,8 +87,11 @@ fn workers(addr: &str) -> Option<Vec<Value>> {
         .cloned()
 }
 
-fn assert_clean_exit(p: &mut Proc, log: &Path) {
-    p.signal(libc::SIGTERM);
+/// Sends SIGTERM (unless `signalled` already) and checks the process drained and exited 0.
+fn assert_clean_exit(p: &mut Proc, log: &Path, signalled: bool) {
+    if !signalled {
+        p.signal(libc::SIGTERM);
+    }
     let status = p.wait_exit(EXIT);
     let text = read(log);
     assert!(
@@ -196,27 +199,48 @@ fn external_workers_register_train_and_leave_cleanly_on_sigterm() {
         (alive == 5).then_some(())
     });
 
-    // SIGTERM actor-b while it holds a Generate request with groups still to stream.
-    wait_for("laser-actor-b midway through a request", WAIT, || {
-        assert!(
-            metrics_rows(&run).len() < steps as usize,
-            "the run ended before actor-b was caught mid-request"
-        );
-        let ws = workers(&addr)?;
-        ws.iter()
-            .any(|w| {
-                w["name"] == "laser-actor-b"
-                    && w["in_flight"].as_u64().unwrap_or(0) >= 1
-                    && matches!(w["completed"].as_u64().unwrap_or(0) % 4, 1 | 2)
-            })
-            .then_some(())
-    });
+    // SIGTERM actor-b while it holds a Generate request with groups still to stream. A snapshot
+    // that says "midway" is already old when the signal would land (a fast request can finish in
+    // between), so actor-b is frozen first (SIGSTOP), what it sent before is given a moment to
+    // arrive, and only if the coordinator still counts a partial request does it get SIGTERM;
+    // otherwise it resumes (SIGCONT) and the next request is tried. The freeze is far shorter
+    // than the worker timeout, so the coordinator never declares it lost.
     let idx = workers_up
         .iter()
         .position(|(n, _, _)| n == "laser-actor-b")
         .unwrap();
     let (_, mut actor_b, actor_b_log) = workers_up.remove(idx);
-    assert_clean_exit(&mut actor_b, &actor_b_log);
+    let midway = |ws: &[Value]| {
+        ws.iter().any(|w| {
+            w["name"] == "laser-actor-b"
+                && w["in_flight"].as_u64().unwrap_or(0) >= 1
+                && matches!(w["completed"].as_u64().unwrap_or(0) % 4, 1 | 2)
+        })
+    };
+    wait_for(
+        "laser-actor-b frozen midway through a request",
+        WAIT,
+        || {
+            assert!(
+                metrics_rows(&run).len() < steps as usize,
+                "the run ended before actor-b was caught mid-request"
+            );
+            if !midway(&workers(&addr)?) {
+                return None;
+            }
+            actor_b.signal(libc::SIGSTOP);
+            std::thread::sleep(Duration::from_millis(300));
+            if workers(&addr).is_some_and(|ws| midway(&ws)) {
+                return Some(());
+            }
+            actor_b.signal(libc::SIGCONT);
+            None
+        },
+    );
+    // The SIGTERM waits while the process is stopped; SIGCONT lets it handle it.
+    actor_b.signal(libc::SIGTERM);
+    actor_b.signal(libc::SIGCONT);
+    assert_clean_exit(&mut actor_b, &actor_b_log, true);
     // It deregistered while holding work (the coordinator then cancels its stream, or the actor
     // ends it itself: either way the unstreamed groups go back).
     let text = read(&actor_b_log);
@@ -278,7 +302,7 @@ fn external_workers_register_train_and_leave_cleanly_on_sigterm() {
     // The rest shut down on SIGTERM, each cleanly (the coordinator is gone: deregistering fails
     // fast and is only logged).
     for (_, mut p, log) in workers_up {
-        assert_clean_exit(&mut p, &log);
+        assert_clean_exit(&mut p, &log, false);
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
