@@ -62,9 +62,18 @@ pub fn learner_config(cfg: &ClusterConfig, self_reward_token: u32, c_ref: f64) -
     LearnerConfig {
         laser,
         optim: OptimConfig {
-            lr_schedule: LrSchedule::Constant {
-                lr: a.lr,
-                warmup_steps: 0,
+            lr_schedule: if a.cosine {
+                LrSchedule::Cosine {
+                    lr: a.lr,
+                    warmup_steps: 0,
+                    total_steps: cfg.run.max_steps,
+                    min_lr_ratio: a.min_lr_ratio,
+                }
+            } else {
+                LrSchedule::Constant {
+                    lr: a.lr,
+                    warmup_steps: 0,
+                }
             },
             weight_decay: a.weight_decay as f32,
             max_grad_norm: (a.grad_clip > 0.0).then_some(a.grad_clip),
@@ -472,5 +481,34 @@ where
             seconds,
             next_unique_id,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(toml: &str) -> ClusterConfig {
+        ClusterConfig::from_toml_with_env(toml, "test.toml", std::iter::empty()).unwrap()
+    }
+
+    #[test]
+    fn rl_learning_rate_follows_algorithm_cosine_over_max_steps() {
+        let constant = learner_config(&cluster("[algorithm]\nlr = 2e-4\n"), 0, -10.0);
+        let s = &constant.optim.lr_schedule;
+        assert_eq!((s.lr_at(0), s.lr_at(99)), (2e-4, 2e-4));
+
+        let cosine = learner_config(
+            &cluster(
+                "[algorithm]\nlr = 2e-4\ncosine = true\nmin_lr_ratio = 0.1\n[run]\nmax_steps = 100\n",
+            ),
+            0,
+            -10.0,
+        );
+        let s = &cosine.optim.lr_schedule;
+        assert!((s.lr_at(0) - 2e-4).abs() < 1e-12);
+        // Halfway: the mean of the peak and the floor.
+        assert!((s.lr_at(50) - 1.1e-4).abs() < 1e-6, "{}", s.lr_at(50));
+        assert!((s.lr_at(100) - 2e-5).abs() < 1e-9, "{}", s.lr_at(100));
     }
 }

@@ -232,6 +232,10 @@ pub struct AlgorithmSection {
     /// Prompts per training step.
     pub batch_prompts: u32,
     pub lr: f64,
+    /// Cosine decay of the RL learning rate from `lr` to `min_lr_ratio * lr` at `run.max_steps`;
+    /// off: constant.
+    pub cosine: bool,
+    pub min_lr_ratio: f64,
     pub weight_decay: f64,
     pub grad_clip: f64,
     pub beta_v: f64,
@@ -261,6 +265,8 @@ impl Default for AlgorithmSection {
             group_size: 8,
             batch_prompts: 8,
             lr: 1e-6,
+            cosine: false,
+            min_lr_ratio: 0.1,
             weight_decay: 0.01,
             grad_clip: 1.0,
             beta_v: 0.1,
@@ -762,6 +768,12 @@ impl ClusterConfig {
                 "cluster.token",
                 "is required in external mode (e.g. token = { env = \"LASER_CLUSTER_TOKEN\" })"
                     .into(),
+            );
+        }
+        if !(0.0..=1.0).contains(&self.algorithm.min_lr_ratio) {
+            return bad(
+                "algorithm.min_lr_ratio",
+                format!("= {}: must be in [0, 1]", self.algorithm.min_lr_ratio),
             );
         }
         if self.run.max_steps == 0 {
