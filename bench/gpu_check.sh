@@ -10,6 +10,7 @@
 #   .gpu/decode_throughput  model/examples/decode_throughput.rs built with --features cuda
 #
 # Parts, each under its own timeout; a failing part does not stop the next:
+# The screen shows a digest of each part; full logs and JSON go to $OUT.
 #   (a) CUDA parity tests against the committed transformers fixtures (prints every max |diff|)
 #   (b) our decode throughput on CUDA, SmolLM2-135M shapes (random init), batch 1, 8, 64
 #   (c) transformers on the same GPU, same shapes (float32 and bfloat16) + copy bandwidth
@@ -26,8 +27,8 @@ BIN=/tmp/laser-gpu-bin
 NVRTC_LINKS=/tmp/laser-nvrtc
 mkdir -p "$BIN" "$NVRTC_LINKS"
 CONFIG=bench/configs/smollm2-135m.json
-T_PARITY="${T_PARITY:-90}"
-T_DECODE="${T_DECODE:-120}"
+T_PARITY="${T_PARITY:-100}"
+T_DECODE="${T_DECODE:-150}"
 T_REF="${T_REF:-120}"
 T_CPU="${T_CPU:-30}"
 START=$SECONDS
@@ -78,6 +79,11 @@ for cand in $(ldconfig -p | awk '/libnvrtc\.so/ && !/builtins/ {print $NF}') \
         [ -z "$NVRTC" ] && NVRTC="$(readlink -f "$cand")"
     fi
 done
+if [ -z "$NVRTC" ]; then
+    echo "searching /usr /opt /root /home for libnvrtc.so* ..."
+    NVRTC="$(timeout 20 find /usr /opt /root /home -name 'libnvrtc.so*' -not -name '*builtins*' 2>/dev/null | head -1)"
+    [ -n "$NVRTC" ] && NVRTC="$(readlink -f "$NVRTC")"
+fi
 ORIG_LD="${LD_LIBRARY_PATH:-}"
 RUST_LD="$ORIG_LD"
 if [ -n "$NVRTC" ]; then
@@ -108,6 +114,11 @@ elif [ -n "$PYNV" ]; then
     done
     [ -f "$MERGED/include/cuda_runtime.h" ] && CUDA_INC="$MERGED"
 fi
+if [ -z "$CUDA_INC" ]; then
+    echo "searching /usr /opt /root /home for include/cuda_runtime.h ..."
+    found="$(timeout 20 find /usr /opt /root /home -path '*/include/cuda_runtime.h' 2>/dev/null | head -1)"
+    [ -n "$found" ] && CUDA_INC="$(dirname "$(dirname "$found")")"
+fi
 if [ -n "$CUDA_INC" ]; then
     echo "CUDA_PATH=$CUDA_INC (include: $(ls "$CUDA_INC/include" | wc -l) entries; cccl: $([ -d "$CUDA_INC/include/cccl" ] && echo yes || echo no))"
 else
@@ -132,33 +143,47 @@ echo "GPU $GPU_NAME: nominal HBM $HBM GB/s"
 run_rust() { # timeout cmd...
     local t="$1"
     shift
-    env LD_LIBRARY_PATH="$RUST_LD" CUDA_PATH="$CUDA_INC" RUST_BACKTRACE=1 timeout -k 5 "$t" "$@"
+    env LD_LIBRARY_PATH="$RUST_LD" CUDA_PATH="$CUDA_INC" RUST_BACKTRACE=0 timeout -k 5 "$t" "$@"
+}
+
+# The device tool returns only the output's tail: full logs go to $OUT, the screen gets the lines
+# that matter (measurements, panics, errors), each cut to 300 characters, at most N of them.
+brief() { # log max_lines
+    grep -vE "^\s+[0-9]+: |^\s+at |^note: |^stack backtrace|^running [0-9]|^$" "$1" | cut -c1-300 | head -n "$2"
+    local n
+    n=$(wc -l <"$1")
+    echo "(full log: $1, $n lines)"
 }
 
 mark "(a) CUDA parity tests (timeout ${T_PARITY}s)"
 LASER_TEST_CUDA=1 LASER_MODEL_FIXTURES="$ROOT/model/tests/fixtures" \
-    run_rust "$T_PARITY" "$BIN/parity" --nocapture --test-threads 1 cuda:: 2>&1 | tee "$OUT/parity_cuda.log"
-record "(a) cuda parity" "${PIPESTATUS[0]}"
-grep -E "overall max|TOKENS DIFFER|SKIPPED|test result" "$OUT/parity_cuda.log"
+    run_rust "$T_PARITY" "$BIN/parity" --nocapture --test-threads 1 cuda:: >"$OUT/parity_cuda.log" 2>&1
+RC=$?
+brief "$OUT/parity_cuda.log" 80
+record "(a) cuda parity" "$RC"
 
 mark "(b) our decode throughput on CUDA (timeout ${T_DECODE}s)"
 run_rust "$T_DECODE" "$BIN/decode_throughput" --backend cuda --config "$CONFIG" --batch 1,8,64 \
     --new-tokens 128 --prompt-tokens 16 --reps 3 --hbm-gbps "$HBM" --json \
-    >"$OUT/laser_decode_cuda.json" 2> >(tee "$OUT/laser_decode_cuda.log" >&2)
-record "(b) laser decode cuda" "$?"
-sleep 1
+    >"$OUT/laser_decode_cuda.json" 2>"$OUT/laser_decode_cuda.log"
+RC=$?
+brief "$OUT/laser_decode_cuda.log" 40
+record "(b) laser decode cuda" "$RC"
 
 mark "(c) transformers reference on the GPU (timeout ${T_REF}s)"
 env LD_LIBRARY_PATH="$ORIG_LD" timeout -k 5 "$T_REF" python3 bench/gpu_reference.py --config "$CONFIG" \
     --batch 1,8,64 --new-tokens 128 --prompt-tokens 16 --reps 3 --dtypes float32,bfloat16 \
-    --out "$OUT/hf_reference.json" 2>&1 | tee "$OUT/hf_reference.log"
-record "(c) transformers reference" "${PIPESTATUS[0]}"
+    --out "$OUT/hf_reference.json" >"$OUT/hf_reference.log" 2>&1
+RC=$?
+brief "$OUT/hf_reference.log" 40
+record "(c) transformers reference" "$RC"
 
 mark "(d) CPU parity tests, same executable (timeout ${T_CPU}s)"
 LASER_MODEL_FIXTURES="$ROOT/model/tests/fixtures" \
-    run_rust "$T_CPU" "$BIN/parity" --nocapture --test-threads 2 cpu:: 2>&1 | tee "$OUT/parity_cpu.log" |
-    grep -E "overall max|test result|panicked|FAILED"
-record "(d) cpu parity" "${PIPESTATUS[0]}"
+    run_rust "$T_CPU" "$BIN/parity" --nocapture --test-threads 2 cpu:: >"$OUT/parity_cpu.log" 2>&1
+RC=$?
+grep -E "overall max|test result|panicked" "$OUT/parity_cpu.log" | cut -c1-300
+record "(d) cpu parity" "$RC"
 
 mark "summary"
 python3 bench/gpu_summary.py --laser "$OUT/laser_decode_cuda.json" --hf "$OUT/hf_reference.json" \

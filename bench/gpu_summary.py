@@ -55,7 +55,9 @@ def main():
     batches = sorted({r["batch"] for r in (ours or {}).get("rows", [])} | {b for _, b in hf_rows})
     ours_rows = {r["batch"]: r for r in (ours or {}).get("rows", [])}
     print()
-    print("Decode tok/s (tokens from decode forwards / decode time), prompt 16, 128 new tokens, medians:")
+    shape = ours or hf or {}
+    print(f"Decode tok/s (tokens from decode forwards / decode time), prompt {shape.get('prompt_tokens')}, "
+          f"{shape.get('new_tokens')} new tokens, medians:")
     print("| batch | ours f32 tok/s | ours ms/step | HF f32 tok/s | HF f32 ms/step | HF bf16 tok/s | ours / HF f32 "
           "| bound tok/s (nominal) | bound tok/s (copy bw) | ours % of copy-bw bound |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")

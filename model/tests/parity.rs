@@ -18,6 +18,7 @@ use laser_model::{GenerationRequest, SamplingParams, generate};
 const LOGPROB_TOL: f32 = 1e-4;
 
 /// Fails with every recorded failure, after all fixtures and cases were measured and printed.
+/// (`max_abs_diff` reports a NaN as an infinite difference, so `diff > tol` catches it.)
 fn finish(label: &str, check: &str, worst: f32, tol: f32, failures: &[String]) {
     eprintln!("[{label}] {check}: overall max |diff| {worst:.3e} (tolerance {tol:.0e})");
     assert!(
@@ -51,7 +52,7 @@ fn log_softmax_one_sequence_at_a_time<B: Backend>(device: &B::Device, tol: f32, 
             let diff = max_abs_diff(got, &want);
             eprintln!("[{label}] {check}: {name} case {i}: max |diff| {diff:.3e}");
             worst = worst.max(diff);
-            if !(diff <= tol) {
+            if diff > tol {
                 failures.push(format!("{name} case {i}: max |diff| {diff} > {tol}"));
             }
         }
@@ -73,7 +74,7 @@ fn log_softmax_in_a_left_padded_batch<B: Backend>(device: &B::Device, tol: f32, 
             let diff = max_abs_diff(&got[i], &log_softmax_rows(case));
             eprintln!("[{label}] {check}: {name} batched case {i}: max |diff| {diff:.3e}");
             worst = worst.max(diff);
-            if !(diff <= tol) {
+            if diff > tol {
                 failures.push(format!(
                     "{name} batched case {i}: max |diff| {diff} > {tol}"
                 ));
@@ -134,7 +135,7 @@ fn greedy_generation_token_for_token<B: Backend>(device: &B::Device, tol: f32, l
                 s.tokens.len()
             );
             worst = worst.max(diff);
-            if !(diff <= tol) {
+            if diff > tol {
                 failures.push(format!(
                     "{name} prompt {i}: greedy log-probs differ by {diff} > {tol}"
                 ));
