@@ -8,6 +8,8 @@
 #   .gpu/parity             model/tests/parity.rs built with --features cuda
 #                           (cargo test -p laser-model --features cuda --test parity --no-run)
 #   .gpu/decode_throughput  model/examples/decode_throughput.rs built with --features cuda
+#   .gpu/{actor,learner}    built with laser-actor/cuda,laser-learner/cuda (optional: parts e, f)
+#   .gpu/{coordinator,verifier}  default build (optional: part f)
 #
 # Parts, each under its own timeout; a failing part does not stop the next:
 # The screen shows a digest of each part; full logs and JSON go to $OUT.
@@ -15,6 +17,8 @@
 #   (b) our decode throughput on CUDA, SmolLM2-135M shapes (random init), batch 1, 8, 64
 #   (c) transformers on the same GPU, same shapes (float32 and bfloat16) + copy bandwidth
 #   (d) the CPU parity tests from the same executable
+#   (e) the learner's SFT steps on CUDA against the same steps on the CPU (loss, grad norm per step)
+#   (f) the default job for 3 RL steps with model.backend = "cuda": actors and learner on the GPU
 #   summary: bench/gpu_summary.py over the JSON files
 # Logs and JSON go to $OUT (default /tmp/laser-gpu-out).
 set -u
@@ -52,7 +56,7 @@ uname -a
 python3 -c 'import torch, transformers; print("torch", torch.__version__, "cuda", torch.version.cuda, "| transformers", transformers.__version__)' || true
 
 mark "executables"
-for exe in parity decode_throughput; do
+for exe in parity decode_throughput actor learner coordinator verifier; do
     if [ -f ".gpu/$exe" ]; then
         cp ".gpu/$exe" "$BIN/$exe"
     elif [ -f ".gpu/$exe.xz" ]; then
@@ -185,12 +189,78 @@ RC=$?
 grep -E "overall max|test result|panicked" "$OUT/parity_cpu.log" | cut -c1-300
 record "(d) cpu parity" "$RC"
 
+T_SFT="${T_SFT:-120}"
+T_JOB="${T_JOB:-200}"
+if [ -x "$BIN/learner" ]; then
+    mark "(e) learner SFT on CUDA vs CPU, same data and seed (timeout ${T_SFT}s each)"
+    W=/tmp/laser-sft
+    rm -rf "$W" && mkdir -p "$W"
+    "$BIN/learner" init --out "$W/tiny" --seed 0 >/dev/null 2>&1
+    python3 - "$W/sft.jsonl" <<'PY'
+import json, random, sys
+rng = random.Random(0)
+with open(sys.argv[1], "w") as f:
+    for _ in range(64):
+        a, b = rng.randint(1, 9), rng.randint(1, 9)
+        f.write(json.dumps({"question": f"What is {a}+{b}?", "answer": f"{a}+{b}={a+b}. \\boxed{{{a+b}}}"}) + "\n")
+PY
+    for be in cpu cuda; do
+        run_rust "$T_SFT" "$BIN/learner" --backend "$be" sft --model "$W/tiny" --data "$W/sft.jsonl" \
+            --out "$W/out-$be" --steps 8 --batch-size 16 --micro-batch-size 8 --lr 1e-3 --seed 0 \
+            >"$OUT/sft_$be.log" 2>&1
+        RC=$?
+        grep -E "compute backend|Error|panicked" "$OUT/sft_$be.log" | cut -c1-300
+        record "(e) learner sft $be" "$RC"
+    done
+    python3 - "$OUT/sft_cpu.log" "$OUT/sft_cuda.log" <<'PY' | tee "$OUT/sft_compare.txt"
+import json, sys
+def rows(p):
+    out = []
+    for line in open(p):
+        line = line.strip()
+        if line.startswith("{") and '"loss"' in line:
+            out.append(json.loads(line))
+    return out
+cpu, cuda = rows(sys.argv[1]), rows(sys.argv[2])
+print(f"step | cpu loss | cuda loss | |diff| | cpu grad_norm | cuda grad_norm")
+worst = 0.0
+for i, (a, b) in enumerate(zip(cpu, cuda)):
+    d = abs(a["loss"] - b["loss"])
+    worst = max(worst, d)
+    print(f"{i+1} | {a['loss']:.6f} | {b['loss']:.6f} | {d:.2e} | {a['grad_norm']:.5f} | {b['grad_norm']:.5f}")
+print(f"steps compared: {min(len(cpu), len(cuda))} (cpu {len(cpu)}, cuda {len(cuda)}); max |loss diff| {worst:.2e}")
+PY
+fi
+
+if [ -x "$BIN/coordinator" ] && [ -x "$BIN/actor" ] && [ -x "$BIN/verifier" ]; then
+    mark "(f) the default job, 3 RL steps, model.backend = cuda (timeout ${T_JOB}s)"
+    J=/tmp/laser-job
+    rm -rf "$J" && mkdir -p "$J"
+    # Local mode starts the role binaries that sit beside the coordinator.
+    env LD_LIBRARY_PATH="$RUST_LD" CUDA_PATH="$CUDA_INC" LASER__MODEL__BACKEND=cuda \
+        LASER__RUN__DIR="$J/run" LASER__WARMSTART__STEPS=30 LASER__EVAL__PROBLEMS=16 \
+        timeout -k 10 "$T_JOB" "$BIN/coordinator" --cluster "$ROOT/cluster.toml" --max-steps 3 \
+        --no-progress >"$OUT/job_cuda.log" 2>&1
+    RC=$?
+    grep -E "\[[0-9]/5\]|step [0-9]+/|error|Error|panicked" "$OUT/job_cuda.log" | cut -c1-250 | head -30
+    echo "-- compute backend lines of every process:"
+    grep -rh "compute backend" "$J/run/logs" "$OUT/job_cuda.log" 2>/dev/null | cut -c1-200 | sort | uniq -c
+    grep -h "train step\|weights swapped" "$J/run/logs/"*.log 2>/dev/null | cut -c1-220 | head -8
+    cp "$J/run/metrics.jsonl" "$OUT/job_cuda_metrics.jsonl" 2>/dev/null
+    tar -C "$J/run" -czf "$OUT/job_cuda_logs.tgz" logs 2>/dev/null
+    record "(f) job on cuda" "$RC"
+fi
+
 mark "summary"
 python3 bench/gpu_summary.py --laser "$OUT/laser_decode_cuda.json" --hf "$OUT/hf_reference.json" \
     --parity "$OUT/parity_cuda.log" 2>&1 | tee "$OUT/summary.md"
 printf '%s\n' "${RESULTS[@]}" | tee -a "$OUT/summary.md"
 echo "total $((SECONDS - START)) s; files in $OUT:"
 ls -la "$OUT"
+# The device tool brings back at most 8 files: everything travels as one archive + the summary.
+cp "$OUT/summary.md" /tmp/laser-gpu-summary.md
+tar -C "$OUT" -czf /tmp/laser-gpu-check.tgz . && find "$OUT" -mindepth 1 -delete &&
+    mv /tmp/laser-gpu-check.tgz "$OUT/gpu_check.tgz" && mv /tmp/laser-gpu-summary.md "$OUT/summary.md"
 FAILED=0
 for r in "${RESULTS[@]}"; do case "$r" in *": ok") ;; *) FAILED=$((FAILED + 1)) ;; esac; done
 exit "$FAILED"
