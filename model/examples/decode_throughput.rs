@@ -335,7 +335,7 @@ fn main() {
         BackendKind::Cuda => {
             #[cfg(feature = "cuda")]
             {
-                let device = burn::backend::cuda::CudaDevice::default();
+                let device = laser_model::backend::CudaDevice::default();
                 run::<laser_model::backend::Cuda>(&device, &args, "cuda (burn-cuda)")
             }
             #[cfg(not(feature = "cuda"))]

@@ -6,10 +6,11 @@
 pub type Cpu = burn::backend::Flex;
 pub type CpuDevice = burn::backend::flex::FlexDevice;
 
+/// burn-cuda without fusion and autotune (see model/Cargo.toml for why).
 #[cfg(feature = "cuda")]
-pub type Cuda = burn::backend::Cuda;
+pub type Cuda = burn_cuda::Cuda;
 #[cfg(feature = "cuda")]
-pub type CudaDevice = burn::backend::cuda::CudaDevice;
+pub type CudaDevice = burn_cuda::CudaDevice;
 
 /// Generic code a binary runs on the backend it was asked for at run time.
 pub trait BackendTask {

@@ -232,7 +232,7 @@ mod cpu {
 /// Built only with `--features cuda` (CI never does) and run only with `LASER_TEST_CUDA=1`.
 #[cfg(feature = "cuda")]
 mod cuda {
-    use burn::backend::cuda::CudaDevice;
+    use laser_model::backend::CudaDevice;
     use laser_model::backend::Cuda;
 
     const LABEL: &str = "cuda";
