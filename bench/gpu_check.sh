@@ -37,6 +37,9 @@ T_REF="${T_REF:-120}"
 T_CPU="${T_CPU:-30}"
 START=$SECONDS
 declare -a RESULTS=()
+# SKIP="c d" leaves parts out (e.g. a rerun that already has the transformers figures).
+SKIP=" ${SKIP:-} "
+want() { [[ "$SKIP" != *" $1 "* ]]; }
 
 mark() { echo; echo "===== [$((SECONDS - START))s] $* ====="; }
 record() { # name rc
@@ -159,13 +162,16 @@ brief() { # log max_lines
     echo "(full log: $1, $n lines)"
 }
 
+if want a; then
 mark "(a) CUDA parity tests (timeout ${T_PARITY}s)"
 LASER_TEST_CUDA=1 LASER_MODEL_FIXTURES="$ROOT/model/tests/fixtures" \
     run_rust "$T_PARITY" "$BIN/parity" --nocapture --test-threads 1 cuda:: >"$OUT/parity_cuda.log" 2>&1
 RC=$?
 brief "$OUT/parity_cuda.log" 80
 record "(a) cuda parity" "$RC"
+fi
 
+if want b; then
 mark "(b) our decode throughput on CUDA (timeout ${T_DECODE}s)"
 run_rust "$T_DECODE" "$BIN/decode_throughput" --backend cuda --config "$CONFIG" --batch 1,8,64 \
     --new-tokens 128 --prompt-tokens 16 --reps 3 --hbm-gbps "$HBM" --json \
@@ -173,7 +179,9 @@ run_rust "$T_DECODE" "$BIN/decode_throughput" --backend cuda --config "$CONFIG" 
 RC=$?
 brief "$OUT/laser_decode_cuda.log" 40
 record "(b) laser decode cuda" "$RC"
+fi
 
+if want c; then
 mark "(c) transformers reference on the GPU (timeout ${T_REF}s)"
 env LD_LIBRARY_PATH="$ORIG_LD" timeout -k 5 "$T_REF" python3 bench/gpu_reference.py --config "$CONFIG" \
     --batch 1,8,64 --new-tokens 128 --prompt-tokens 16 --reps 3 --dtypes float32,bfloat16 \
@@ -181,17 +189,20 @@ env LD_LIBRARY_PATH="$ORIG_LD" timeout -k 5 "$T_REF" python3 bench/gpu_reference
 RC=$?
 brief "$OUT/hf_reference.log" 40
 record "(c) transformers reference" "$RC"
+fi
 
+if want d; then
 mark "(d) CPU parity tests, same executable (timeout ${T_CPU}s)"
 LASER_MODEL_FIXTURES="$ROOT/model/tests/fixtures" \
     run_rust "$T_CPU" "$BIN/parity" --nocapture --test-threads 2 cpu:: >"$OUT/parity_cpu.log" 2>&1
 RC=$?
 grep -E "overall max|test result|panicked" "$OUT/parity_cpu.log" | cut -c1-300
 record "(d) cpu parity" "$RC"
+fi
 
 T_SFT="${T_SFT:-120}"
 T_JOB="${T_JOB:-200}"
-if [ -x "$BIN/learner" ]; then
+if want e && [ -x "$BIN/learner" ]; then
     mark "(e) learner SFT on CUDA vs CPU, same data and seed (timeout ${T_SFT}s each)"
     W=/tmp/laser-sft
     rm -rf "$W" && mkdir -p "$W"
@@ -232,7 +243,7 @@ print(f"steps compared: {min(len(cpu), len(cuda))} (cpu {len(cpu)}, cuda {len(cu
 PY
 fi
 
-if [ -x "$BIN/coordinator" ] && [ -x "$BIN/actor" ] && [ -x "$BIN/verifier" ]; then
+if want f && [ -x "$BIN/coordinator" ] && [ -x "$BIN/actor" ] && [ -x "$BIN/verifier" ]; then
     mark "(f) the default job, 3 RL steps, model.backend = cuda (timeout ${T_JOB}s)"
     J=/tmp/laser-job
     rm -rf "$J" && mkdir -p "$J"
@@ -249,6 +260,12 @@ if [ -x "$BIN/coordinator" ] && [ -x "$BIN/actor" ] && [ -x "$BIN/verifier" ]; t
     cp "$J/run/metrics.jsonl" "$OUT/job_cuda_metrics.jsonl" 2>/dev/null
     tar -C "$J/run" -czf "$OUT/job_cuda_logs.tgz" logs 2>/dev/null
     record "(f) job on cuda" "$RC"
+fi
+
+# A rerun that skips (c) uses the transformers figures of the run before (carried in .gpu/).
+if ! want c && [ -f .gpu/hf_reference.json ]; then
+    cp .gpu/hf_reference.json "$OUT/hf_reference.json"
+    echo "(c) skipped: transformers figures from .gpu/hf_reference.json (an earlier run, same script)"
 fi
 
 mark "summary"
