@@ -238,17 +238,8 @@ fn main() -> Result<()> {
 /// on `Autodiff<B>`. CUDA needs a `--features cuda` build and a usable GPU; either missing is an
 /// error, never a panic or a silent CPU fallback.
 fn on_backend<T: BackendTask<Output = Result<()>>>(backend: ComputeBackend, task: T) -> Result<()> {
-    match backend {
-        ComputeBackend::Cpu => laser_model::backend::run_on_cpu(task),
-        #[cfg(feature = "cuda")]
-        ComputeBackend::Cuda => {
-            laser_model::backend::run_on_cuda(0, task).map_err(anyhow::Error::msg)?
-        }
-        #[cfg(not(feature = "cuda"))]
-        ComputeBackend::Cuda => bail!(
-            "model.backend = \"cuda\", but this learner was built without CUDA (cargo build --features cuda)"
-        ),
-    }
+    laser_model::backend::run_on(backend == ComputeBackend::Cuda, task)
+        .map_err(anyhow::Error::msg)?
 }
 
 struct ServeTask {

@@ -18,6 +18,28 @@ pub trait BackendTask {
     fn run<B: burn::tensor::backend::Backend>(self, device: B::Device) -> Self::Output;
 }
 
+/// Runs `task` on the backend chosen at run time (`cuda`: CUDA device 0, else burn-flex) and logs
+/// the choice. CUDA needs a build with the `cuda` feature and a usable GPU; either missing is an
+/// error that says so, never a panic or a silent CPU fallback.
+pub fn run_on<T: BackendTask>(cuda: bool, task: T) -> Result<T::Output, String> {
+    if !cuda {
+        return Ok(run_on_cpu(task));
+    }
+    #[cfg(feature = "cuda")]
+    {
+        run_on_cuda(0, task)
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        drop(task);
+        Err(
+            "model.backend = \"cuda\", but this binary was built without CUDA \
+             (cargo build --features cuda)"
+                .into(),
+        )
+    }
+}
+
 /// Runs `task` on burn-flex and logs the choice.
 pub fn run_on_cpu<T: BackendTask>(task: T) -> T::Output {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
