@@ -199,17 +199,43 @@ fn external_workers_register_train_and_leave_cleanly_on_sigterm() {
         (alive == 5).then_some(())
     });
 
-    // SIGTERM actor-b while it holds a Generate request with groups still to stream. A snapshot
-    // that says "midway" is already old when the signal would land (a fast request can finish in
-    // between), so actor-b is frozen first (SIGSTOP), what it sent before is given a moment to
-    // arrive, and only if the coordinator still counts a partial request does it get SIGTERM;
-    // otherwise it resumes (SIGCONT) and the next request is tried. The freeze is far shorter
-    // than the worker timeout, so the coordinator never declares it lost.
+    // SIGTERM actor-b while it holds a Generate request with groups still to stream. On a quiet
+    // machine the tiny model streams a request's groups within a few hundred milliseconds, faster
+    // than polling the coordinator can see, so actor-b is slowed down: a throttle thread keeps it
+    // stopped (SIGSTOP) three quarters of the time. A snapshot that says "midway" is still old
+    // when the signal would land, so actor-b is then frozen, what it sent before is given a moment
+    // to arrive, and only if the coordinator still counts a partial request does it get SIGTERM;
+    // otherwise the throttle resumes and the next request is tried. Every stop is far shorter than
+    // the worker timeout, so the coordinator never declares it lost.
     let idx = workers_up
         .iter()
         .position(|(n, _, _)| n == "laser-actor-b")
         .unwrap();
     let (_, mut actor_b, actor_b_log) = workers_up.remove(idx);
+    let pid = actor_b.child.id() as i32;
+    let signal = move |sig: i32| {
+        // SAFETY: kill(2) on a child of this test.
+        unsafe { libc::kill(pid, sig) };
+    };
+    // Held for a whole stop-and-continue cycle, so the test's own freeze never races the throttle.
+    let cycle = std::sync::Arc::new(std::sync::Mutex::new(true));
+    let throttle = {
+        let cycle = std::sync::Arc::clone(&cycle);
+        std::thread::spawn(move || {
+            loop {
+                {
+                    let on = cycle.lock().unwrap();
+                    if !*on {
+                        return;
+                    }
+                    signal(libc::SIGSTOP);
+                    std::thread::sleep(Duration::from_millis(150));
+                    signal(libc::SIGCONT);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
     let midway = |ws: &[Value]| {
         ws.iter().any(|w| {
             w["name"] == "laser-actor-b"
@@ -228,15 +254,19 @@ fn external_workers_register_train_and_leave_cleanly_on_sigterm() {
             if !midway(&workers(&addr)?) {
                 return None;
             }
-            actor_b.signal(libc::SIGSTOP);
+            let mut throttling = cycle.lock().unwrap();
+            signal(libc::SIGSTOP);
             std::thread::sleep(Duration::from_millis(300));
             if workers(&addr).is_some_and(|ws| midway(&ws)) {
+                // Caught: the throttle ends without signalling, and actor-b stays stopped.
+                *throttling = false;
                 return Some(());
             }
-            actor_b.signal(libc::SIGCONT);
+            signal(libc::SIGCONT);
             None
         },
     );
+    throttle.join().unwrap();
     // The SIGTERM waits while the process is stopped; SIGCONT lets it handle it.
     actor_b.signal(libc::SIGTERM);
     actor_b.signal(libc::SIGCONT);
