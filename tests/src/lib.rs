@@ -419,3 +419,85 @@ fn jsonl(p: &Path) -> Vec<serde_json::Value> {
 pub fn metrics_rows(run: &Path) -> Vec<serde_json::Value> {
     jsonl(&run.join("metrics.jsonl"))
 }
+
+/// Slows process `pid` down by keeping it stopped (SIGSTOP) three quarters of the time, so that a
+/// test polling the coordinator can catch it in the middle of a request even on a quiet machine,
+/// where the tiny model streams a whole request within a few hundred milliseconds. Every stop is
+/// far shorter than any worker timeout. [`Throttle::freeze_if`] then stops it for good once a
+/// check made while it is frozen holds.
+pub struct Throttle {
+    pid: i32,
+    /// Held for a whole stop-and-continue cycle, so a freeze never races the throttle; false ends it.
+    on: std::sync::Arc<Mutex<bool>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    frozen: bool,
+}
+
+fn signal(pid: i32, sig: i32) {
+    // SAFETY: kill(2) on a process this test started.
+    unsafe {
+        libc::kill(pid, sig);
+    }
+}
+
+impl Throttle {
+    pub fn start(pid: u32) -> Self {
+        let pid = pid as i32;
+        let on = std::sync::Arc::new(Mutex::new(true));
+        let thread = {
+            let on = std::sync::Arc::clone(&on);
+            std::thread::spawn(move || {
+                loop {
+                    {
+                        let on = on.lock().unwrap_or_else(|p| p.into_inner());
+                        if !*on {
+                            return;
+                        }
+                        signal(pid, libc::SIGSTOP);
+                        std::thread::sleep(Duration::from_millis(150));
+                        signal(pid, libc::SIGCONT);
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            })
+        };
+        Self {
+            pid,
+            on,
+            thread: Some(thread),
+            frozen: false,
+        }
+    }
+
+    /// Stops the process, gives what it sent `settle` to arrive, and asks `check`. True: the
+    /// process stays stopped (the caller signals it next) and the throttle ends. False: it resumes.
+    pub fn freeze_if(&mut self, settle: Duration, check: impl FnOnce() -> bool) -> bool {
+        let mut on = self.on.lock().unwrap_or_else(|p| p.into_inner());
+        signal(self.pid, libc::SIGSTOP);
+        std::thread::sleep(settle);
+        if check() {
+            *on = false;
+            drop(on);
+            self.frozen = true;
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+            return true;
+        }
+        signal(self.pid, libc::SIGCONT);
+        false
+    }
+}
+
+impl Drop for Throttle {
+    /// Ends the throttle; a process it did not leave frozen on purpose runs on.
+    fn drop(&mut self) {
+        *self.on.lock().unwrap_or_else(|p| p.into_inner()) = false;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        if !self.frozen {
+            signal(self.pid, libc::SIGCONT);
+        }
+    }
+}

@@ -19,8 +19,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use laser_integration_tests::{
-    Proc, TEST_TOKEN, TOKEN_ENV, bin, metrics_rows, run_bounded, temp_dir, tiny_model_dir,
-    wait_for, workspace,
+    Proc, TEST_TOKEN, TOKEN_ENV, Throttle, bin, metrics_rows, run_bounded, temp_dir,
+    tiny_model_dir, wait_for, workspace,
 };
 use serde_json::Value;
 
@@ -212,30 +212,7 @@ fn external_workers_register_train_and_leave_cleanly_on_sigterm() {
         .position(|(n, _, _)| n == "laser-actor-b")
         .unwrap();
     let (_, mut actor_b, actor_b_log) = workers_up.remove(idx);
-    let pid = actor_b.child.id() as i32;
-    let signal = move |sig: i32| {
-        // SAFETY: kill(2) on a child of this test.
-        unsafe { libc::kill(pid, sig) };
-    };
-    // Held for a whole stop-and-continue cycle, so the test's own freeze never races the throttle.
-    let cycle = std::sync::Arc::new(std::sync::Mutex::new(true));
-    let throttle = {
-        let cycle = std::sync::Arc::clone(&cycle);
-        std::thread::spawn(move || {
-            loop {
-                {
-                    let on = cycle.lock().unwrap();
-                    if !*on {
-                        return;
-                    }
-                    signal(libc::SIGSTOP);
-                    std::thread::sleep(Duration::from_millis(150));
-                    signal(libc::SIGCONT);
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        })
-    };
+    let mut throttle = Throttle::start(actor_b.child.id());
     let midway = |ws: &[Value]| {
         ws.iter().any(|w| {
             w["name"] == "laser-actor-b"
@@ -254,19 +231,13 @@ fn external_workers_register_train_and_leave_cleanly_on_sigterm() {
             if !midway(&workers(&addr)?) {
                 return None;
             }
-            let mut throttling = cycle.lock().unwrap();
-            signal(libc::SIGSTOP);
-            std::thread::sleep(Duration::from_millis(300));
-            if workers(&addr).is_some_and(|ws| midway(&ws)) {
-                // Caught: the throttle ends without signalling, and actor-b stays stopped.
-                *throttling = false;
-                return Some(());
-            }
-            signal(libc::SIGCONT);
-            None
+            throttle
+                .freeze_if(Duration::from_millis(300), || {
+                    workers(&addr).is_some_and(|ws| midway(&ws))
+                })
+                .then_some(())
         },
     );
-    throttle.join().unwrap();
     // The SIGTERM waits while the process is stopped; SIGCONT lets it handle it.
     actor_b.signal(libc::SIGTERM);
     actor_b.signal(libc::SIGCONT);

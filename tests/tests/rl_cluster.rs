@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use laser_integration_tests::{LocalRun, Proc, bin, wait_for};
+use laser_integration_tests::{LocalRun, Proc, Throttle, bin, wait_for};
 use serde_json::Value;
 
 const RUN_LIMIT: Duration = Duration::from_secs(600);
@@ -115,18 +115,20 @@ fn actor_killed_mid_step_loses_and_duplicates_nothing() {
     let mut run = LocalRun::start("actor-loss", 3, &env);
     // Kill actor-1 in the middle of a Generate call: it has streamed back some of the 4 groups of
     // its request (`completed` counts groups the coordinator received from it), so the rest are
-    // still in its hands and must be re-dispatched. The snapshot that says "midway" is already
-    // old when the kill would land (a fast request can finish in between, and then nothing is
-    // re-dispatched), so the actor is frozen first (SIGSTOP), what it sent before is given time to
-    // arrive, and only if the coordinator still counts a partial request is it killed; otherwise
-    // it resumes (SIGCONT) and the next request is tried.
+    // still in its hands and must be re-dispatched. On a quiet machine a request is over within a
+    // few hundred milliseconds, so actor-1 is throttled (stopped most of the time) to be seen
+    // midway. The snapshot that says "midway" is already old when the kill would land, so the
+    // actor is frozen first, what it sent before is given time to arrive, and only if the
+    // coordinator still counts a partial request is it killed; otherwise it resumes.
     let completed = |run: &LocalRun| {
         run.workers()?
             .iter()
             .find(|w| w["name"] == "actor-1")
             .and_then(|w| w["completed"].as_u64())
     };
-    let pid = wait_for(
+    let pid = wait_for("actor-1's pid", WAIT, || run.worker_pid("actor-1"));
+    let mut throttle = Throttle::start(pid);
+    wait_for(
         "actor-1 frozen midway through a request in step 0 or 1",
         WAIT,
         || {
@@ -140,20 +142,11 @@ fn actor_killed_mid_step_loses_and_duplicates_nothing() {
             if !midway {
                 return None;
             }
-            let pid = run.worker_pid("actor-1")?;
-            // SAFETY: kill(2) on a process of this test's run.
-            unsafe {
-                libc::kill(pid as i32, libc::SIGSTOP);
-            }
-            std::thread::sleep(Duration::from_secs(1));
-            if completed(&run).is_some_and(|c| c % 4 != 0) {
-                return Some(pid);
-            }
-            // SAFETY: as above.
-            unsafe {
-                libc::kill(pid as i32, libc::SIGCONT);
-            }
-            None
+            throttle
+                .freeze_if(Duration::from_secs(1), || {
+                    completed(&run).is_some_and(|c| c % 4 != 0)
+                })
+                .then_some(())
         },
     );
     // SAFETY: kill(2) on a process of this test's run.
