@@ -376,7 +376,7 @@ fn tool<B: AutodiffBackend>(command: Command, device: &B::Device) -> Result<()> 
             run_dir,
             checkpoint_every,
         } => {
-            let (pretrained, tokenizer, z_c) = load_train::<B>(&model, device)?;
+            let (pretrained, tokenizer, z_c) = load::<B>(&model, device)?;
             let eos = *pretrained
                 .model
                 .config
@@ -557,7 +557,7 @@ fn tool<B: AutodiffBackend>(command: Command, device: &B::Device) -> Result<()> 
                     Learner::<B>::load_checkpoint(&checkpoint, device, None)?
                 }
                 None => {
-                    let (pretrained, tokenizer, z_c) = load_train::<B>(&model, device)?;
+                    let (pretrained, tokenizer, z_c) = load::<B>(&model, device)?;
                     let c_ref = read_calibration(&run_dir).map(|c| c.c_ref).context(
                         "no c_ref.json in the run directory: run `learner calibrate` first",
                     )?;
@@ -629,7 +629,7 @@ where
                 self_reward_token: cfg.model.self_reward_token.clone(),
                 template: TemplateArg::Raw,
             };
-            let (pretrained, tokenizer, z_c) = load_train::<B>(&args, &device)?;
+            let (pretrained, tokenizer, z_c) = load::<B>(&args, &device)?;
             let c_ref = laser_model::self_reward::resolve_c_ref(cfg.algorithm.c_ref, &cfg.run.dir)?;
             tracing::info!(z_c, c_ref, "fresh learner");
             Learner::new(
@@ -665,21 +665,9 @@ fn run_path(p: &Path) -> String {
     p.display().to_string()
 }
 
+/// The model on `device` (any backend: the inference one for sampling, `Autodiff<B>` to train),
+/// its tokenizer and z_c.
 fn load<B: Backend>(
-    args: &ModelArgs,
-    device: &B::Device,
-) -> Result<(Pretrained<B>, Tokenizer, u32)> {
-    let pretrained = laser_model::pretrained::load::<B>(&args.model, device)
-        .with_context(|| format!("loading {}", args.model.display()))?;
-    let (tokenizer, z_c) = tokenizer_and_token(
-        args,
-        pretrained.tokenizer.clone(),
-        pretrained.model.config.vocab_size,
-    )?;
-    Ok((pretrained, tokenizer, z_c))
-}
-
-fn load_train<B: AutodiffBackend>(
     args: &ModelArgs,
     device: &B::Device,
 ) -> Result<(Pretrained<B>, Tokenizer, u32)> {

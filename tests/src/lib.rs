@@ -85,10 +85,7 @@ impl Proc {
     }
 
     pub fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) on our own child.
-        unsafe {
-            libc::kill(self.child.id() as i32, sig);
-        }
+        signal(self.child.id() as i32, sig);
     }
 
     /// Waits up to `limit` for exit; kills it and panics if it does not.
