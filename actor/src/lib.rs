@@ -29,12 +29,9 @@ pub enum ActorError {
 
 pub type Result<T> = std::result::Result<T, ActorError>;
 
-/// Loads a model on `device` of backend `B` (the binary picks `B` from `model.backend`), in the
-/// inference layout: an actor only generates.
+/// Loads a model on `device` of backend `B` (the binary picks `B` from `model.backend`).
 pub fn load<B: Backend>(model: &Path, device: &B::Device) -> Result<Pretrained<B>> {
-    Ok(laser_model::pretrained::load_for_inference::<B>(
-        model, device,
-    )?)
+    Ok(laser_model::pretrained::load::<B>(model, device)?)
 }
 
 pub fn load_cpu(model: &Path) -> Result<Pretrained<Cpu>> {

@@ -347,8 +347,7 @@ impl<B: Backend> ActorService<B> {
             for (name, shape, data) in payload.unpack().map_err(|e| e.to_string())? {
                 map.insert(name, HostTensor::new(shape, data));
             }
-            Transformer::from_weights_for_inference(&config, map, &device)
-                .map_err(|e| e.to_string())
+            Transformer::from_weights(&config, map, &device).map_err(|e| e.to_string())
         })
         .await
         .map_err(|e| Status::internal(format!("building the model: {e}")))?

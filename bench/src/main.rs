@@ -110,7 +110,7 @@ impl Worker {
                 .ok_or_else(|| anyhow!("unknown model {name:?} (start with --{name} PATH)"))?;
             let t = Instant::now();
             let device = CpuDevice::default();
-            let p = pretrained::load_for_inference::<Cpu>(path, &device)
+            let p = pretrained::load::<Cpu>(path, &device)
                 .with_context(|| format!("loading {}", path.display()))?;
             let eos = p.eos_token_ids();
             let tokenizer = p

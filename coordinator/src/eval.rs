@@ -9,7 +9,10 @@
 //! - self-verification: the policy says "correct" when clamp(r_s, 0, 1) > 0.5; samples with no
 //!   extractable answer (or no r_s, e.g. truncated) score 0. Accuracy on truly correct and on truly
 //!   incorrect samples, their harmonic mean (the F1 LASER.md defines), AUROC of r_s and the
-//!   expected calibration error (ECE) of the clamped score as a probability of being correct.
+//!   expected calibration error (ECE) of the clamped score as a probability of being correct;
+//! - the AUROC of r_s within problems: pooled AUROC also rewards a read-out that only predicts
+//!   which problems the policy solves, while a weighted vote needs r_s to rank the samples of one
+//!   problem, which this measures.
 //!
 //! Ties (two answers with the same vote or score, two samples with the same r_s) go to the one that
 //! appears first, so the metrics are deterministic.
@@ -70,6 +73,10 @@ pub struct EvalReport {
     pub verify_f1: Option<f64>,
     /// Probability that a random correct sample has a higher r_s than a random incorrect one.
     pub auroc: Option<f64>,
+    /// The same over pairs of a correct and an incorrect sample of the same problem (pooled over
+    /// problems, ties count half); `None` when no problem has both.
+    #[serde(default)]
+    pub auroc_within: Option<f64>,
     /// Expected calibration error of clamp(r_s, 0, 1), [`ECE_BINS`] equal-width bins.
     pub ece: Option<f64>,
     /// Fraction of samples that are correct (equals pass@1 when every problem has k samples).
@@ -201,6 +208,26 @@ pub fn expected_calibration_error(scored: &[(f64, bool)], bins: usize) -> Option
     )
 }
 
+/// AUROC over (correct, incorrect) pairs of the same problem: `scored` per problem, pairs pooled.
+pub fn auroc_within(problems: &[Vec<(f64, bool)>]) -> Option<f64> {
+    let (mut pairs, mut wins) = (0u64, 0.0);
+    for p in problems {
+        for (c, _) in p.iter().filter(|(_, ok)| *ok) {
+            for (i, _) in p.iter().filter(|(_, ok)| !*ok) {
+                pairs += 1;
+                wins += if c > i {
+                    1.0
+                } else if c == i {
+                    0.5
+                } else {
+                    0.0
+                };
+            }
+        }
+    }
+    (pairs > 0).then(|| wins / pairs as f64)
+}
+
 fn harmonic_mean(a: f64, b: f64) -> f64 {
     if a + b == 0.0 {
         0.0
@@ -237,15 +264,17 @@ pub fn evaluate(problems: &[ProblemSamples]) -> EvalReport {
         _ => None,
     };
     // AUROC ranks by r_s itself (clamping would tie everything above 1); no read-out ranks lowest.
+    let rank_score = |s: &EvalSample| match (&s.answer, s.self_reward) {
+        (Some(_), Some(r)) if r.is_finite() => r,
+        _ => f64::NEG_INFINITY,
+    };
     let ranked: Vec<(f64, bool)> = all
         .iter()
-        .map(|s| {
-            let r = match (&s.answer, s.self_reward) {
-                (Some(_), Some(r)) if r.is_finite() => r,
-                _ => f64::NEG_INFINITY,
-            };
-            (r, s.is_correct())
-        })
+        .map(|s| (rank_score(s), s.is_correct()))
+        .collect();
+    let ranked_by_problem: Vec<Vec<(f64, bool)>> = problems
+        .iter()
+        .map(|p| p.iter().map(|s| (rank_score(s), s.is_correct())).collect())
         .collect();
     let calibrated: Vec<(f64, bool)> = all
         .iter()
@@ -263,6 +292,7 @@ pub fn evaluate(problems: &[ProblemSamples]) -> EvalReport {
         verify_acc_incorrect,
         verify_f1,
         auroc: auroc(&ranked),
+        auroc_within: auroc_within(&ranked_by_problem),
         ece: expected_calibration_error(&calibrated, ECE_BINS),
         sample_accuracy: if n == 0 {
             0.0
@@ -359,10 +389,32 @@ mod tests {
         assert!((r.verify_f1.unwrap() - f1).abs() < EPS);
         // Both correct samples outrank all 6 incorrect ones.
         assert_eq!(r.auroc, Some(1.0));
+        // Problem B has no correct sample; A's 2 x 3 pairs all rank the correct one higher.
+        assert_eq!(r.auroc_within, Some(1.0));
         // ECE bins (width 0.1): 0.0 [no-answer: conf 0, 0 hits], 0.1 [0.1], 0.2 [0.2], 0.3 [0.3],
         // 0.4 [0.4], 0.6 [0.6], 0.8 [0.8, hit], 0.9 [0.9, hit]:
         // (0 + .1 + .2 + .3 + .4 + .6 + .2 + .1) / 8 = 1.9 / 8.
         assert!((r.ece.unwrap() - 1.9 / 8.0).abs() < 1e-9, "{:?}", r.ece);
+    }
+
+    /// A read-out that only knows which problem is easy: perfect pooled AUROC, chance within.
+    #[test]
+    fn within_problem_auroc_separates_difficulty_from_verification() {
+        let easy = vec![s("1", true, 0.9), s("1", true, 0.9), s("2", false, 0.9)];
+        let hard = vec![s("3", true, 0.1), s("4", false, 0.1), s("5", false, 0.1)];
+        let r = evaluate(&[easy.clone(), hard.clone()]);
+        // Pooled, 3 x 3 pairs: 4 wins (0.9 over 0.1), 4 ties, 1 loss = 6 / 9.
+        assert!((r.auroc.unwrap() - 6.0 / 9.0).abs() < EPS, "{:?}", r.auroc);
+        assert_eq!(
+            r.auroc_within,
+            Some(0.5),
+            "equal r_s within a problem is chance"
+        );
+        let flipped = vec![s("3", true, 0.2), s("4", false, 0.1), s("5", false, 0.3)];
+        // Pairs within: easy (0.9 vs 0.9) x2 = 1.0; flipped: 0.2 > 0.1 win, 0.2 < 0.3 loss.
+        let r = evaluate(&[easy, flipped]);
+        assert!((r.auroc_within.unwrap() - 2.0 / 4.0).abs() < EPS);
+        assert_eq!(evaluate(&[problem_b()]).auroc_within, None);
     }
 
     #[test]

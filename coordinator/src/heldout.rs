@@ -21,6 +21,8 @@ use crate::eval::{EvalReport, EvalSample, ProblemSamples, evaluate};
 
 /// `run_dir/eval.jsonl`: one [`EvalRow`] per evaluation.
 pub const EVAL_FILE: &str = "eval.jsonl";
+/// `run_dir/eval_samples/step-N.jsonl`: every graded sample of an evaluation (`eval.save_samples`).
+pub const EVAL_SAMPLES_DIR: &str = "eval_samples";
 /// Group ids of eval problems start here (training group ids are step * batch + i).
 pub const EVAL_GROUP_BASE: u64 = 1 << 48;
 
@@ -201,6 +203,47 @@ pub fn append_row(run_dir: &Path, row: &EvalRow) -> Result<()> {
     writeln!(f, "{}", serde_json::to_string(row)?).with_context(|| p.display().to_string())
 }
 
+/// One graded sample of an evaluation, as written to [`EVAL_SAMPLES_DIR`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalSampleRow {
+    pub task_id: String,
+    pub sample_index: u32,
+    pub text: String,
+    /// The verifier's extraction ("" when there is none).
+    pub answer: String,
+    pub correct: bool,
+    /// r_s, unclamped; absent when the sample did not end with EOS.
+    pub self_reward: Option<f32>,
+    pub truncated: bool,
+}
+
+/// Writes every sample of `groups` to `run_dir/eval_samples/step-{step:06}.jsonl` (replacing a
+/// file of the same step, so a resumed run that repeats an evaluation keeps one copy).
+pub fn write_samples(run_dir: &Path, step: u64, groups: &[RolloutGroup]) -> Result<()> {
+    let dir = run_dir.join(EVAL_SAMPLES_DIR);
+    std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
+    let p = dir.join(format!("step-{step:06}.jsonl"));
+    let mut text = String::new();
+    for g in groups {
+        for s in &g.samples {
+            let row = EvalSampleRow {
+                task_id: g.task_id.clone(),
+                sample_index: s.sample_index,
+                text: s.text.clone(),
+                answer: s.extracted_answer.clone(),
+                correct: s.verifier_reward.unwrap_or(0.0) > 0.5,
+                self_reward: (s.finish_reason == FinishReason::Eos as i32)
+                    .then_some(s.self_reward)
+                    .flatten(),
+                truncated: s.finish_reason == FinishReason::Length as i32,
+            };
+            text.push_str(&serde_json::to_string(&row)?);
+            text.push('\n');
+        }
+    }
+    std::fs::write(&p, text).with_context(|| p.display().to_string())
+}
+
 /// The rows of `run_dir/eval.jsonl` (none when it does not exist).
 pub fn read_rows(run_dir: &Path) -> Result<Vec<EvalRow>> {
     let p = run_dir.join(EVAL_FILE);
@@ -253,6 +296,7 @@ pub fn report_metrics(r: &EvalReport) -> Vec<(&'static str, Option<f64>)> {
         ("self-verify acc. (incorrect)", r.verify_acc_incorrect),
         ("self-verification F1", r.verify_f1),
         ("AUROC of r_s", r.auroc),
+        ("AUROC within problems", r.auroc_within),
         ("ECE", r.ece),
         ("no-answer rate", Some(r.no_answer_rate)),
     ]
@@ -384,6 +428,38 @@ mod tests {
         assert_eq!((r.problems, r.k), (1, 4));
         assert!((r.pass_at_1 - 0.5).abs() < 1e-12);
         assert_eq!(r.maj_at_k, 1.0);
+    }
+
+    #[test]
+    fn eval_samples_are_written_one_row_per_sample() {
+        let dir = std::env::temp_dir().join(format!("laser-eval-samples-{}", std::process::id()));
+        let g = RolloutGroup {
+            task_id: "t7".into(),
+            samples: vec![
+                sample("4", 1.0, Some(0.9), true),
+                sample("5", 0.0, Some(0.95), false),
+            ],
+            ..Default::default()
+        };
+        write_samples(&dir, 50, std::slice::from_ref(&g)).unwrap();
+        // A repeated evaluation of the same step replaces the file.
+        write_samples(&dir, 50, &[g]).unwrap();
+        let text =
+            std::fs::read_to_string(dir.join(EVAL_SAMPLES_DIR).join("step-000050.jsonl")).unwrap();
+        let rows: Vec<EvalSampleRow> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].task_id, "t7");
+        assert!(rows[0].correct && !rows[1].correct);
+        assert_eq!(rows[0].self_reward, Some(0.9));
+        assert_eq!(
+            rows[1].self_reward, None,
+            "a truncated sample has no read-out"
+        );
+        assert!(rows[1].truncated && !rows[0].truncated);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

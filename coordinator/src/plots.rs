@@ -79,6 +79,7 @@ pub const RUN_PLOTS: &[PlotSpec] = &[
             (Source::Train, "self_verify_f1", "train F1"),
             (Source::Eval, "verify_f1", "held-out F1"),
             (Source::Eval, "auroc", "held-out AUROC"),
+            (Source::Eval, "auroc_within", "AUROC within problems"),
         ],
         y_range: Some((0.0, 1.0)),
     },

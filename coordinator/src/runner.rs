@@ -560,6 +560,9 @@ impl Runner {
         let t0 = Instant::now();
         let collected = collect(self.shared.clone(), self.client.clone(), plan).await?;
         self.sample_peak_rss();
+        if self.cfg.eval.save_samples {
+            heldout::write_samples(&self.run_dir, step, &collected.groups)?;
+        }
         Ok(EvalRow {
             step,
             policy_version: version,

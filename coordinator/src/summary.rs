@@ -103,7 +103,7 @@ pub fn render_summary(s: &RunSummary) -> String {
         }
         md.push_str("---:|\n");
         type Get = fn(&EvalReport) -> Option<f64>;
-        let rows: [(&str, Get); 11] = [
+        let rows: [(&str, Get); 12] = [
             ("pass@1", |r| Some(r.pass_at_1)),
             ("maj@k", |r| Some(r.maj_at_k)),
             ("self-reward-weighted maj@k", |r| {
@@ -118,6 +118,7 @@ pub fn render_summary(s: &RunSummary) -> String {
             }),
             ("self-verification F1", |r| r.verify_f1),
             ("AUROC of r_s", |r| r.auroc),
+            ("AUROC of r_s within problems", |r| r.auroc_within),
             ("ECE", |r| r.ece),
             ("sample accuracy", |r| Some(r.sample_accuracy)),
             ("no-answer rate", |r| Some(r.no_answer_rate)),

@@ -53,15 +53,13 @@ struct Args {
     hbm_gbps: Option<f64>,
     seed: u64,
     json: bool,
-    /// Build the actor's inference layout (layer weights [in, out]) instead of HF's [out, in].
-    inference_layout: bool,
 }
 
 fn usage(msg: &str) -> ! {
     eprintln!("decode_throughput: {msg}");
     eprintln!(
         "usage: decode_throughput [--backend cpu|cuda] [--config PATH] [--batch 1,8,64] \
-         [--new-tokens 128] [--prompt-tokens 16] [--reps 3] [--hbm-gbps X] [--seed N] [--json] [--inference-layout]"
+         [--new-tokens 128] [--prompt-tokens 16] [--reps 3] [--hbm-gbps X] [--seed N] [--json]"
     );
     std::process::exit(2)
 }
@@ -77,7 +75,6 @@ fn parse_args() -> Args {
         hbm_gbps: None,
         seed: 0,
         json: false,
-        inference_layout: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -87,10 +84,6 @@ fn parse_args() -> Args {
         };
         if flag == "--json" {
             a.json = true;
-            continue;
-        }
-        if flag == "--inference-layout" {
-            a.inference_layout = true;
             continue;
         }
         if flag == "-h" || flag == "--help" {
@@ -189,12 +182,8 @@ fn run<B: Backend>(device: &B::Device, args: &Args, backend_name: &str) -> Value
     }
     let t = std::time::Instant::now();
     let weights = tiny::init_weights(&config, args.seed);
-    let model = if args.inference_layout {
-        laser_model::Transformer::<B>::from_weights_for_inference(&config, weights, device)
-    } else {
-        laser_model::Transformer::<B>::from_weights(&config, weights, device)
-    }
-    .unwrap_or_else(|e| usage(&format!("building the model: {e}")));
+    let model = laser_model::Transformer::<B>::from_weights(&config, weights, device)
+        .unwrap_or_else(|e| usage(&format!("building the model: {e}")));
     let init_s = t.elapsed().as_secs_f64();
     let total_params = model.num_params();
     let (read_params, kv_per_pos) = read_sizes(&model);

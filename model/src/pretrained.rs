@@ -71,14 +71,6 @@ pub fn load<B: Backend>(path: &Path, device: &B::Device) -> Result<Pretrained<B>
     Ok(Pretrained { model, tokenizer })
 }
 
-/// As [`load`], in the inference layout ([`Transformer::from_weights_for_inference`]): for models
-/// that only generate.
-pub fn load_for_inference<B: Backend>(path: &Path, device: &B::Device) -> Result<Pretrained<B>> {
-    let (config, weights, tokenizer) = load_parts(path)?;
-    let model = Transformer::from_weights_for_inference(&config, weights, device)?;
-    Ok(Pretrained { model, tokenizer })
-}
-
 /// Saves a HF-layout model directory: model.safetensors (f32) + config.json (+ tokenizer files
 /// when given), loadable by transformers and by `load`.
 pub fn save<B: Backend>(

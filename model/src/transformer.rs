@@ -4,10 +4,7 @@
 //! RMSNorm -> SwiGLU MLP -> residual] -> final RMSNorm -> LM head (tied or untied).
 //!
 //! Linear weights stay in Hugging Face's `[out, in]` layout and are multiplied by their transpose:
-//! that is both the layout checkpoints use and the faster one for burn-flex's LM head. A model
-//! that only generates (the actor) can keep its layer weights as `[in, out]` instead
-//! ([`Transformer::from_weights_for_inference`]): at decode's few rows burn-flex's gemm otherwise
-//! re-packs every transposed weight on every call.
+//! that is both the layout checkpoints use and the faster one for burn-flex's LM head.
 //! Every batch is laid out with prompts left-padded, so all rows share one column index per step;
 //! each row's RoPE positions and key-padding mask come from the host (`ForwardBatch`).
 
@@ -25,14 +22,11 @@ use crate::weights::{HostTensor, WeightMap};
 /// padding) give a uniform softmax rather than NaN, which would poison gradients.
 pub const MASKED: f32 = -1.0e9;
 
-/// A linear layer `y = x W^T + b`, W in HF's `[out, in]` layout (or stored as `W^T`, `[in, out]`,
-/// when `in_out`).
+/// A linear layer `y = x W^T + b`, W in HF's `[out, in]` layout.
 #[derive(Module, Debug)]
 pub struct Linear<B: Backend> {
     pub weight: Param<Tensor<B, 2>>,
     pub bias: Option<Param<Tensor<B, 1>>>,
-    /// The weight is stored transposed (`[in, out]`, inference layout).
-    pub in_out: bool,
 }
 
 impl<B: Backend> Linear<B> {
@@ -41,13 +35,8 @@ impl<B: Backend> Linear<B> {
         let d_in = dims[D - 1];
         let rows = dims[..D - 1].iter().product::<usize>();
         let weight = self.weight.val();
-        let weight = if self.in_out {
-            weight
-        } else {
-            weight.transpose()
-        };
-        let d_out = weight.dims()[1];
-        let mut y = x.reshape([rows, d_in]).matmul(weight);
+        let d_out = weight.dims()[0];
+        let mut y = x.reshape([rows, d_in]).matmul(weight.transpose());
         if let Some(bias) = &self.bias {
             y = y + bias.val().unsqueeze_dim(0);
         }
@@ -236,26 +225,10 @@ fn param<B: Backend, const D: usize>(t: HostTensor, device: &B::Device) -> Param
 impl<B: Backend> Transformer<B> {
     /// Builds the model from a `WeightMap` in HF naming; every tensor is shape-checked, and
     /// unexpected leftovers are ignored (e.g. `rotary_emb.inv_freq` in old checkpoints).
-    pub fn from_weights(config: &ModelConfig, w: WeightMap, device: &B::Device) -> Result<Self> {
-        Self::build(config, w, device, false)
-    }
-
-    /// As [`Self::from_weights`], with the decoder layers' weights stored `[in, out]` (transposed
-    /// on the host while loading): faster generation on burn-flex, same results up to float
-    /// rounding. For models that only run forward (actors); `to_weights` still gives HF layout.
-    pub fn from_weights_for_inference(
-        config: &ModelConfig,
-        w: WeightMap,
-        device: &B::Device,
-    ) -> Result<Self> {
-        Self::build(config, w, device, true)
-    }
-
-    fn build(
+    pub fn from_weights(
         config: &ModelConfig,
         mut w: WeightMap,
         device: &B::Device,
-        in_out: bool,
     ) -> Result<Self> {
         let c = config;
         let (h, nh, nkv, hd, ff) = (
@@ -271,18 +244,13 @@ impl<B: Backend> Transformer<B> {
                       inp: usize,
                       bias: bool|
          -> Result<Linear<B>> {
-            let weight = w.take(&format!("{name}.weight"), &[out, inp])?;
-            let weight = param(if in_out { weight.transposed() } else { weight }, device);
+            let weight = param(w.take(&format!("{name}.weight"), &[out, inp])?, device);
             let bias = if bias {
                 Some(param(w.take(&format!("{name}.bias"), &[out])?, device))
             } else {
                 None
             };
-            Ok(Linear {
-                weight,
-                bias,
-                in_out,
-            })
+            Ok(Linear { weight, bias })
         };
         let norm = |w: &mut WeightMap, name: &str| -> Result<RmsNorm<B>> {
             Ok(RmsNorm {
@@ -345,13 +313,7 @@ impl<B: Backend> Transformer<B> {
         let lm_head = if c.tie_word_embeddings {
             None
         } else {
-            // The head stays [out, in]: the faster layout for it on burn-flex.
-            let weight = param(w.take("lm_head.weight", &[c.vocab_size, h])?, device);
-            Some(Linear {
-                weight,
-                bias: None,
-                in_out: false,
-            })
+            Some(linear(&mut w, "lm_head", c.vocab_size, h, false)?)
         };
         Ok(Self {
             embed_tokens,
@@ -376,13 +338,7 @@ impl<B: Backend> Transformer<B> {
         }
         let mut w = WeightMap::new("<in-memory model>");
         let put_linear = |w: &mut WeightMap, name: &str, l: &Linear<B>| {
-            let weight = host(l.weight.val());
-            let weight = if l.in_out {
-                weight.transposed()
-            } else {
-                weight
-            };
-            w.insert(format!("{name}.weight"), weight);
+            w.insert(format!("{name}.weight"), host(l.weight.val()));
             if let Some(b) = &l.bias {
                 w.insert(format!("{name}.bias"), host(b.val()));
             }

@@ -353,6 +353,9 @@ pub struct EvalSection {
     pub top_p: f64,
     /// Default: algorithm.max_response_tokens.
     pub max_response_tokens: Option<u32>,
+    /// Write every graded sample of each evaluation to `run_dir/eval_samples/step-N.jsonl`
+    /// (text, extracted answer, correctness, r_s), for inspecting the self-verifier.
+    pub save_samples: bool,
 }
 
 impl Default for EvalSection {
@@ -365,6 +368,7 @@ impl Default for EvalSection {
             temperature: 1.0,
             top_p: 1.0,
             max_response_tokens: None,
+            save_samples: true,
         }
     }
 }

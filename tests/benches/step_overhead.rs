@@ -198,12 +198,8 @@ fn in_process(cfg_path: &Path, env: &[(String, String)], steps: u64) -> Measured
 
         let t = Instant::now();
         let weights = learner.model().to_weights();
-        let model = Transformer::<Cpu>::from_weights_for_inference(
-            &model_config,
-            weights,
-            &Default::default(),
-        )
-        .expect("apply weights");
+        let model = Transformer::<Cpu>::from_weights(&model_config, weights, &Default::default())
+            .expect("apply weights");
         policy = Policy {
             model,
             version: learner.policy_version(),

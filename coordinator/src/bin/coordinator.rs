@@ -70,7 +70,8 @@ enum Command {
         c_ref: Option<f64>,
         #[arg(long, default_value_t = 1)]
         actors: u32,
-        /// Keep the mini cluster's directory (logs, eval.jsonl) here.
+        /// Keep the mini cluster's directory (logs, eval.jsonl, eval_samples/step-000000.jsonl with
+        /// every graded sample) here.
         #[arg(long)]
         out_dir: Option<PathBuf>,
         /// Print the report as JSON.

@@ -22,19 +22,6 @@ impl HostTensor {
         debug_assert_eq!(shape.iter().product::<usize>(), data.len());
         Self { shape, data }
     }
-
-    /// The transpose of a matrix, laid out contiguously (`[r, c]` -> `[c, r]`).
-    pub fn transposed(&self) -> Self {
-        assert_eq!(self.shape.len(), 2, "transposed() needs a matrix");
-        let (r, c) = (self.shape[0], self.shape[1]);
-        let mut data = vec![0.0f32; r * c];
-        for (i, row) in self.data.chunks_exact(c).enumerate() {
-            for (j, &v) in row.iter().enumerate() {
-                data[j * r + i] = v;
-            }
-        }
-        Self::new(vec![c, r], data)
-    }
 }
 
 /// Tensors by Hugging Face name, plus the file they came from (for error messages).
