@@ -208,7 +208,11 @@ pub fn append_row(run_dir: &Path, row: &EvalRow) -> Result<()> {
 pub struct EvalSampleRow {
     pub task_id: String,
     pub sample_index: u32,
+    /// The rendered prompt and the sampled response (text and token ids), so that a sample can be
+    /// re-scored elsewhere (e.g. teacher-forced in transformers).
+    pub prompt: String,
     pub text: String,
+    pub tokens: Vec<u32>,
     /// The verifier's extraction ("" when there is none).
     pub answer: String,
     pub correct: bool,
@@ -218,8 +222,18 @@ pub struct EvalSampleRow {
 }
 
 /// Writes every sample of `groups` to `run_dir/eval_samples/step-{step:06}.jsonl` (replacing a
-/// file of the same step, so a resumed run that repeats an evaluation keeps one copy).
-pub fn write_samples(run_dir: &Path, step: u64, groups: &[RolloutGroup]) -> Result<()> {
+/// file of the same step, so a resumed run that repeats an evaluation keeps one copy); `prompts`
+/// are the groups' requests, matched by group id.
+pub fn write_samples(
+    run_dir: &Path,
+    step: u64,
+    prompts: &[PromptGroup],
+    groups: &[RolloutGroup],
+) -> Result<()> {
+    let prompt_of: std::collections::HashMap<u64, &str> = prompts
+        .iter()
+        .map(|p| (p.group_id, p.prompt_text.as_str()))
+        .collect();
     let dir = run_dir.join(EVAL_SAMPLES_DIR);
     std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
     let p = dir.join(format!("step-{step:06}.jsonl"));
@@ -229,7 +243,13 @@ pub fn write_samples(run_dir: &Path, step: u64, groups: &[RolloutGroup]) -> Resu
             let row = EvalSampleRow {
                 task_id: g.task_id.clone(),
                 sample_index: s.sample_index,
+                prompt: prompt_of
+                    .get(&g.group_id)
+                    .copied()
+                    .unwrap_or("")
+                    .to_string(),
                 text: s.text.clone(),
+                tokens: s.tokens.clone(),
                 answer: s.extracted_answer.clone(),
                 correct: s.verifier_reward.unwrap_or(0.0) > 0.5,
                 self_reward: (s.finish_reason == FinishReason::Eos as i32)
@@ -434,6 +454,7 @@ mod tests {
     fn eval_samples_are_written_one_row_per_sample() {
         let dir = std::env::temp_dir().join(format!("laser-eval-samples-{}", std::process::id()));
         let g = RolloutGroup {
+            group_id: 9,
             task_id: "t7".into(),
             samples: vec![
                 sample("4", 1.0, Some(0.9), true),
@@ -441,9 +462,14 @@ mod tests {
             ],
             ..Default::default()
         };
-        write_samples(&dir, 50, std::slice::from_ref(&g)).unwrap();
+        let p = PromptGroup {
+            group_id: 9,
+            prompt_text: "Compute 2 + 2.".into(),
+            ..Default::default()
+        };
+        write_samples(&dir, 50, std::slice::from_ref(&p), std::slice::from_ref(&g)).unwrap();
         // A repeated evaluation of the same step replaces the file.
-        write_samples(&dir, 50, &[g]).unwrap();
+        write_samples(&dir, 50, &[p], &[g]).unwrap();
         let text =
             std::fs::read_to_string(dir.join(EVAL_SAMPLES_DIR).join("step-000050.jsonl")).unwrap();
         let rows: Vec<EvalSampleRow> = text
@@ -452,6 +478,8 @@ mod tests {
             .collect();
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].task_id, "t7");
+        assert_eq!(rows[1].prompt, "Compute 2 + 2.");
+        assert_eq!(rows[1].prompt, "Compute 2 + 2.");
         assert!(rows[0].correct && !rows[1].correct);
         assert_eq!(rows[0].self_reward, Some(0.9));
         assert_eq!(

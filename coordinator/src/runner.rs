@@ -543,6 +543,7 @@ impl Runner {
         let groups = set.groups(&self.cfg, step);
         let c = &self.cfg.cluster;
         let learner_endpoint = self.learner().map(|l| l.1).unwrap_or_default();
+        let prompts = self.cfg.eval.save_samples.then(|| groups.clone());
         let plan = CollectPlan {
             step,
             groups,
@@ -560,8 +561,8 @@ impl Runner {
         let t0 = Instant::now();
         let collected = collect(self.shared.clone(), self.client.clone(), plan).await?;
         self.sample_peak_rss();
-        if self.cfg.eval.save_samples {
-            heldout::write_samples(&self.run_dir, step, &collected.groups)?;
+        if let Some(prompts) = prompts {
+            heldout::write_samples(&self.run_dir, step, &prompts, &collected.groups)?;
         }
         Ok(EvalRow {
             step,
