@@ -452,35 +452,37 @@ impl<B: AutodiffBackend> Learner<B> {
         let checkpoint = run_dir
             .latest_complete()?
             .ok_or_else(|| LearnerError::NoCheckpoint(run_dir.root().to_path_buf()))?;
-        let learner = Self::load_checkpoint(&checkpoint, device, reference)?;
+        let learner = Self::load_checkpoint(&checkpoint, device, reference, None)?;
         Ok((learner, checkpoint))
     }
 
-    /// Loads one complete checkpoint directory.
+    /// Loads one complete checkpoint directory. `config` replaces the configuration stored with
+    /// it (see [`stored_config`] and [`config_changes`]); `None` keeps the stored one. z_c cannot
+    /// change within a run, and c_ref always comes from the checkpoint.
     pub fn load_checkpoint(
         checkpoint: &CompleteCheckpoint,
         device: &B::Device,
         reference: Option<Transformer<B::InnerBackend>>,
+        config: Option<LearnerConfig>,
     ) -> Result<Self, LearnerError> {
         let dir = &checkpoint.path;
         let state = checkpoint.trainer_state()?;
-        let config_path = dir.join(LEARNER_CONFIG_FILE);
-        let bytes = std::fs::read(&config_path).map_err(|e| LearnerError::Resume {
-            path: config_path.clone(),
-            message: e.to_string(),
-        })?;
-        let file: LearnerFile =
-            serde_json::from_slice(&bytes).map_err(|e| LearnerError::Resume {
-                path: config_path.clone(),
-                message: e.to_string(),
-            })?;
+        let file = read_learner_file(dir)?;
+        let config = match config {
+            Some(c) if c.self_reward_token != file.config.self_reward_token => {
+                return Err(LearnerError::Resume {
+                    path: dir.join(LEARNER_CONFIG_FILE),
+                    message: format!(
+                        "self_reward_token {} differs from the run's {}: z_c cannot change within a run",
+                        c.self_reward_token, file.config.self_reward_token
+                    ),
+                });
+            }
+            Some(c) => c,
+            None => file.config,
+        };
         let pretrained = laser_model::pretrained::load::<B>(dir, device)?;
-        let mut learner = Self::new(
-            pretrained.model,
-            pretrained.tokenizer,
-            reference,
-            file.config,
-        )?;
+        let mut learner = Self::new(pretrained.model, pretrained.tokenizer, reference, config)?;
         learner.optimizer = LearnerOptimizer::new(learner.config.optim.clone())?
             .with_counters(state.step, state.skipped_steps);
         let moments = safetensors::load_file(&dir.join(OPTIMIZER_FILE))?;
@@ -549,6 +551,50 @@ impl<B: AutodiffBackend> Learner<B> {
 struct LearnerFile {
     config: LearnerConfig,
     adam_times: Vec<Option<usize>>,
+}
+
+fn read_learner_file(dir: &Path) -> Result<LearnerFile, LearnerError> {
+    let path = dir.join(LEARNER_CONFIG_FILE);
+    let bytes = std::fs::read(&path).map_err(|e| LearnerError::Resume {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| LearnerError::Resume {
+        path,
+        message: e.to_string(),
+    })
+}
+
+/// The learner configuration stored with a checkpoint.
+pub fn stored_config(checkpoint: &CompleteCheckpoint) -> Result<LearnerConfig, LearnerError> {
+    Ok(read_learner_file(&checkpoint.path)?.config)
+}
+
+/// Every field that differs between two configurations, as `path: old -> new` (e.g.
+/// `laser.alpha: 0.1 -> 1.0`), in field order; empty when they are equal.
+pub fn config_changes(old: &LearnerConfig, new: &LearnerConfig) -> Vec<String> {
+    fn walk(path: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+        match (a, b) {
+            (serde_json::Value::Object(x), serde_json::Value::Object(y)) => {
+                for (k, va) in x {
+                    let p = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    walk(&p, va, y.get(k).unwrap_or(&serde_json::Value::Null), out);
+                }
+            }
+            _ if a != b => out.push(format!("{path}: {a} -> {b}")),
+            _ => {}
+        }
+    }
+    let (Ok(a), Ok(b)) = (serde_json::to_value(old), serde_json::to_value(new)) else {
+        return vec!["(configuration not serialisable)".into()];
+    };
+    let mut out = Vec::new();
+    walk("", &a, &b, &mut out);
+    out
 }
 
 /// The order in which an epoch visits `n` examples: a Fisher-Yates shuffle seeded by (seed, epoch), so

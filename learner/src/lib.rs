@@ -32,7 +32,7 @@ pub use calibrate::{Calibration, CalibrationRequest, calibrate};
 pub use config::{ConfigError, KlEstimator, KlPenalty, LaserConfig, LossAggMode, Phase};
 pub use learner::{
     Learner, LearnerConfig, LearnerError, SftExample, SftMetrics, StepMetrics, TrainBackend,
-    epoch_order,
+    config_changes, epoch_order, stored_config,
 };
 pub use loss::{
     LossContext, LossError, LossOutput, LossTargets, PolicyOutputs, StepNormalizers, laser_loss,

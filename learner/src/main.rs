@@ -396,7 +396,7 @@ fn tool<B: AutodiffBackend>(command: Command, device: &B::Device) -> Result<()> 
             let mut learner = match latest {
                 Some(checkpoint) => {
                     println!("resuming from {}", checkpoint.path.display());
-                    Learner::<B>::load_checkpoint(&checkpoint, device, None)?
+                    Learner::<B>::load_checkpoint(&checkpoint, device, None, None)?
                 }
                 None => {
                     let config = LearnerConfig {
@@ -554,7 +554,7 @@ fn tool<B: AutodiffBackend>(command: Command, device: &B::Device) -> Result<()> 
             let mut learner = match run.latest_complete()? {
                 Some(checkpoint) => {
                     println!("resuming from {}", checkpoint.path.display());
-                    Learner::<B>::load_checkpoint(&checkpoint, device, None)?
+                    Learner::<B>::load_checkpoint(&checkpoint, device, None, None)?
                 }
                 None => {
                     let (pretrained, tokenizer, z_c) = load::<B>(&model, device)?;
@@ -611,7 +611,15 @@ where
     let run = RunDir::open(&cfg.run.dir)?;
     let learner = match run.latest_complete()? {
         Some(checkpoint) => {
-            let l = Learner::<B>::load_checkpoint(&checkpoint, &device, None)
+            // cluster.toml wins over the configuration stored with the checkpoint (e.g. a new
+            // alpha, or `--max-steps` stretching the cosine schedule), and every change is logged.
+            let stored = laser_learner::stored_config(&checkpoint)
+                .with_context(|| format!("resuming from {}", checkpoint.path.display()))?;
+            let wanted = learner_config(cfg, stored.self_reward_token, stored.c_ref);
+            for change in laser_learner::config_changes(&stored, &wanted) {
+                tracing::warn!(%change, "resume: cluster.toml changes the checkpoint's learner configuration");
+            }
+            let l = Learner::<B>::load_checkpoint(&checkpoint, &device, None, Some(wanted))
                 .with_context(|| format!("resuming from {}", checkpoint.path.display()))?;
             tracing::info!(
                 path = %checkpoint.path.display(),

@@ -324,6 +324,75 @@ fn resuming_from_a_checkpoint_continues_bit_for_bit() {
     );
 }
 
+/// Resuming with another configuration (cluster.toml edited, or `--max-steps` on `--resume`)
+/// applies it, names every changed field, and refuses a different z_c.
+#[test]
+fn resume_applies_a_changed_configuration_and_names_the_changes() {
+    let lr = LrSchedule::Constant {
+        lr: 1e-3,
+        warmup_steps: 0,
+    };
+    let cfg = config(0.5, -6.0, lr, 3);
+    let model = load_model();
+    let batch = on_policy_batch(&model, 0.5, -6.0);
+    let scratch = Scratch::new("reconfig");
+    let run = RunDir::open(&scratch.0).unwrap();
+    {
+        let mut first = Learner::new(model, None, None, cfg.clone()).unwrap();
+        first.train_step(&batch).unwrap();
+        first.save_checkpoint(&run).unwrap();
+    }
+    let checkpoint = run.latest_complete().unwrap().unwrap();
+    let stored = laser_learner::stored_config(&checkpoint).unwrap();
+    assert_eq!(stored, cfg);
+    assert!(laser_learner::config_changes(&stored, &cfg).is_empty());
+
+    let mut changed = cfg.clone();
+    changed.laser.alpha *= 10.0;
+    changed.optim.weight_decay = 0.1;
+    let changes = laser_learner::config_changes(&stored, &changed);
+    assert_eq!(changes.len(), 2, "{changes:?}");
+    assert!(changes[0].starts_with("laser.alpha: "), "{changes:?}");
+    assert!(
+        changes[1].starts_with("optim.weight_decay: "),
+        "{changes:?}"
+    );
+
+    let device = Default::default();
+    let mut kept =
+        Learner::<TrainBackend>::load_checkpoint(&checkpoint, &device, None, None).unwrap();
+    let mut resumed =
+        Learner::<TrainBackend>::load_checkpoint(&checkpoint, &device, None, Some(changed.clone()))
+            .unwrap();
+    assert_eq!(kept.config(), &cfg);
+    assert_eq!(resumed.config().laser.alpha, changed.laser.alpha);
+    assert_eq!(
+        resumed.step(),
+        1,
+        "the training state still comes from the checkpoint"
+    );
+    // The new alpha weighs the same MSE ten times as much in the loss of the next step.
+    let (a, b) = (
+        kept.train_step(&batch).unwrap(),
+        resumed.train_step(&batch).unwrap(),
+    );
+    assert!(a.self_reward_mse > 0.0);
+    assert!(
+        (b.total_loss - a.total_loss).abs() > 1e-6,
+        "the changed alpha did not reach the loss: {} vs {}",
+        a.total_loss,
+        b.total_loss
+    );
+
+    let mut other_token = cfg.clone();
+    other_token.self_reward_token += 1;
+    let err =
+        Learner::<TrainBackend>::load_checkpoint(&checkpoint, &device, None, Some(other_token))
+            .err()
+            .expect("a different z_c must be refused");
+    assert!(err.to_string().contains("z_c cannot change"), "{err}");
+}
+
 #[test]
 fn checkpoints_are_hf_loadable_complete_and_rotated() {
     let scratch = Scratch::new("rotate");
