@@ -64,8 +64,9 @@ impl EvalSet {
                 while tasks.len() < n {
                     if drawn >= 1000 * n as u64 + 1000 {
                         bail!(
-                            "eval.problems = {n}: only {} problems of the [data] mix are not among \
-                             the {} questions the run trains on; lower eval.problems or widen the mix",
+                            "eval.problems = {n}: {drawn} draws from the [data] mix found only {} \
+                             problems outside the {} questions the run trains on; lower eval.problems \
+                             or widen the mix",
                             tasks.len(),
                             seen.len()
                         );
