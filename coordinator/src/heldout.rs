@@ -239,8 +239,9 @@ pub fn write_samples(
     std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
     let p = dir.join(format!("step-{step:06}.jsonl"));
     let mut text = String::new();
-    for g in groups {
-        for s in &g.samples {
+    // Correctness and the read-out as the metrics see them (one rule for both).
+    for (g, graded) in groups.iter().zip(problem_samples(groups)) {
+        for (s, e) in g.samples.iter().zip(graded) {
             let row = EvalSampleRow {
                 task_id: g.task_id.clone(),
                 sample_index: s.sample_index,
@@ -252,10 +253,8 @@ pub fn write_samples(
                 text: s.text.clone(),
                 tokens: s.tokens.clone(),
                 answer: s.extracted_answer.clone(),
-                correct: s.verifier_reward.unwrap_or(0.0) > 0.5,
-                self_reward: (s.finish_reason == FinishReason::Eos as i32)
-                    .then_some(s.self_reward)
-                    .flatten(),
+                correct: e.is_correct(),
+                self_reward: e.self_reward.map(|r| r as f32),
                 truncated: s.finish_reason == FinishReason::Length as i32,
             };
             text.push_str(&serde_json::to_string(&row)?);
@@ -479,7 +478,6 @@ mod tests {
             .collect();
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].task_id, "t7");
-        assert_eq!(rows[1].prompt, "Compute 2 + 2.");
         assert_eq!(rows[1].prompt, "Compute 2 + 2.");
         assert!(rows[0].correct && !rows[1].correct);
         assert_eq!(rows[0].self_reward, Some(0.9));
