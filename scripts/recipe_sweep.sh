@@ -32,9 +32,6 @@ DEADLINE="${SWEEP_DEADLINE_S:-0}"
 for b in coordinator learner actor verifier; do
     [ -x "$BIN_DIR/$b" ] || { echo "recipe_sweep: $BIN_DIR/$b not found (cargo build --release --bins)" >&2; exit 1; }
 done
-for f in phases.json c_ref.json sft_model init_model; do
-    [ -e "$SEED/$f" ] || { echo "recipe_sweep: $SEED/$f missing: not a finished warm start" >&2; exit 1; }
-done
 mkdir -p "$OUT"
 ncpu=$(nproc)
 pin=(taskset -c)
@@ -48,17 +45,8 @@ for spec in "$@"; do
     [[ "$spec" == *:* ]] && overrides="${spec#*:}"
     dir="$WORK/$name"
     rm -rf "$dir"
-    mkdir -p "$dir" "$OUT/$name"
-    for f in init_model sft_model c_ref.json calibration_prompts.jsonl sft_data.jsonl token; do
-        [ -e "$SEED/$f" ] && cp -r "$SEED/$f" "$dir/"
-    done
-    # The finished phases, without RL.
-    python3 - "$SEED/phases.json" "$dir/phases.json" <<'EOF'
-import json, sys
-p = json.load(open(sys.argv[1]))
-p.pop("rl", None)
-json.dump(p, open(sys.argv[2], "w"), indent=2)
-EOF
+    mkdir -p "$OUT/$name"
+    "$ROOT/scripts/seed_rl_run.sh" "$SEED" "$dir"
     first=$((i * CORES))
     last=$((first + CORES - 1))
     if [ "$last" -ge "$ncpu" ]; then
