@@ -14,6 +14,7 @@ pub mod pretrained;
 pub mod sampling;
 pub mod score;
 pub mod self_reward;
+pub mod small_matmul;
 pub mod tiny;
 pub mod tokenizer;
 pub mod transformer;

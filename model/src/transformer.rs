@@ -36,7 +36,7 @@ impl<B: Backend> Linear<B> {
         let rows = dims[..D - 1].iter().product::<usize>();
         let weight = self.weight.val();
         let d_out = weight.dims()[0];
-        let mut y = x.reshape([rows, d_in]).matmul(weight.transpose());
+        let mut y = matmul_wt(x.reshape([rows, d_in]), weight);
         if let Some(bias) = &self.bias {
             y = y + bias.val().unsqueeze_dim(0);
         }
@@ -44,6 +44,11 @@ impl<B: Backend> Linear<B> {
         out_dims[D - 1] = d_out;
         y.reshape(out_dims)
     }
+}
+
+/// `x · Wᵀ` for W in `[out, in]`: the decode kernel for a few rows on burn-flex, else burn's matmul.
+fn matmul_wt<B: Backend>(x: Tensor<B, 2>, weight: Tensor<B, 2>) -> Tensor<B, 2> {
+    crate::small_matmul::matmul_wt(&x, &weight).unwrap_or_else(|| x.matmul(weight.transpose()))
 }
 
 /// RMSNorm exactly as HF computes it: x * rsqrt(mean(x^2) + eps) * weight.
@@ -482,7 +487,7 @@ impl<B: Backend> Transformer<B> {
     pub fn logits(&self, hidden: Tensor<B, 2>) -> Tensor<B, 2> {
         match &self.lm_head {
             Some(head) => head.forward(hidden),
-            None => hidden.matmul(self.embed_tokens.val().transpose()),
+            None => matmul_wt(hidden, self.embed_tokens.val()),
         }
     }
 

@@ -137,6 +137,53 @@ fn smollm2_answers_a_simple_question_in_sensible_english() {
     );
 }
 
+/// Both greedy references decoded in one batch: every decode step has two rows, which on x86-64
+/// with AVX2 takes `small_matmul`'s kernel (the single-prompt test's decode steps take burn's gemv;
+/// its prefill and the teacher-forced test, 64 rows or fewer, take the kernel too). The same
+/// transformers references must hold.
+#[test]
+fn smollm2_batched_greedy_matches_transformers() {
+    let Some((p, r)) = model() else { return };
+    let tok = p.tokenizer.as_ref().unwrap();
+    let cases = ["greedy", "greedy_long"];
+    let prompts: Vec<Vec<u32>> = cases
+        .iter()
+        .map(|case| {
+            let g = &r[*case];
+            let text = tok
+                .apply_chat_template(&messages(&g["messages"]), true)
+                .unwrap();
+            tok.encode(&text, false).unwrap()
+        })
+        .collect();
+    let max_new = cases
+        .iter()
+        .map(|case| r[*case]["max_new_tokens"].as_u64().unwrap() as usize)
+        .max()
+        .unwrap();
+    let req = GenerationRequest {
+        prompts,
+        n: 1,
+        params: SamplingParams::greedy(max_new),
+        eos_token_ids: p.eos_token_ids(),
+        self_reward: None,
+    };
+    let (samples, _) = generate(&p.model, Some(tok), &req).unwrap();
+    for (case, s) in cases.iter().zip(&samples) {
+        let g = &r[*case];
+        let want = ids(&g["output_ids"]);
+        // A case whose reference stopped at its own max_new_tokens may run on here: compare its prefix.
+        assert!(s.tokens.len() >= want.len(), "{case}: stopped early");
+        assert_eq!(
+            &s.tokens[..want.len()],
+            &want[..],
+            "{case}: batched greedy tokens"
+        );
+        let diff = max_abs_diff(&s.logprobs[..want.len()], &floats(&g["output_logprobs"]));
+        assert!(diff <= 1e-3, "{case}: batched log-probs differ by {diff}");
+    }
+}
+
 #[test]
 fn smollm2_gguf_tokenizer_matches_transformers() {
     let Some((p, r)) = model() else { return };

@@ -1,0 +1,397 @@
+//! `x · Wᵀ` for the few rows of a decode step, on burn-flex, without re-packing the weight.
+//!
+//! A decode step multiplies a handful of rows by every weight of the model. burn-flex hands that to
+//! `gemm`, which packs (copies and transposes) the whole `[out, in]` weight on every call: at batch 8
+//! on SmolLM2-135M most of a decode step's matmul time is packing, not arithmetic (BENCHMARKS.md). With
+//! W in HF's `[out, in]` layout each output is a dot product of two contiguous rows, so this kernel
+//! streams each weight row once from memory and reuses it for every input row from cache.
+//!
+//! It runs only where it was measured to win: burn-flex, f32, contiguous operands, at most
+//! [`MAX_ROWS`] rows, a weight of at least [`MIN_WEIGHT_ELEMENTS`] elements, and an x86-64 CPU with
+//! AVX2 and FMA. Anything else (autodiff tensors in the learner, CUDA, other CPUs) returns `None`
+//! and the caller takes burn's matmul.
+//!
+//! Each output element is accumulated in the same order whatever the row count, the row's position
+//! and the thread count, so between 2 and [`MAX_ROWS`] rows a row's result does not depend on what
+//! it is batched with.
+
+use std::any::Any;
+
+use burn::backend::flex::FlexTensor;
+use burn::tensor::backend::Backend;
+use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
+
+/// A single row takes burn's matmul: its gemv path streams the weight about 1.5x faster than this
+/// kernel (LM head of SmolLM2 at one row, one thread: 5.5 ms against 8.5 ms).
+pub const MIN_ROWS: usize = 2;
+/// Row counts above this take burn's matmul: by 64 rows gemm's packing is amortised (SmolLM2's
+/// layers took the same time either way at 64 rows, one thread).
+pub const MAX_ROWS: usize = 64;
+/// Smaller weights take burn's matmul: the tiny default model's layers are per-op overhead bound,
+/// and its rollouts stay bit-identical to earlier releases.
+pub const MIN_WEIGHT_ELEMENTS: usize = 1 << 18;
+
+/// `x [m, k] · w[n, k]ᵀ -> [m, n]`, or `None` where this kernel does not apply (see the module docs).
+pub fn matmul_wt<B: Backend>(x: &Tensor<B, 2>, w: &Tensor<B, 2>) -> Option<Tensor<B, 2>> {
+    let [m, k] = x.dims();
+    let [n, k_w] = w.dims();
+    if !(MIN_ROWS..=MAX_ROWS).contains(&m)
+        || k != k_w
+        || n * k < MIN_WEIGHT_ELEMENTS
+        || !simd_available()
+    {
+        return None;
+    }
+    let out = {
+        let w_prim = flex_primitive(w)?;
+        let w_any: &dyn Any = &w_prim;
+        let w_flex = w_any.downcast_ref::<FlexTensor>()?;
+        let w_data = f32_contiguous(w_flex)?;
+        let x_prim = flex_primitive(x)?;
+        let x_any: &dyn Any = &x_prim;
+        let x_flex = x_any.downcast_ref::<FlexTensor>()?;
+        let x_data = f32_contiguous(x_flex)?;
+        let mut out = vec![0.0f32; m * n];
+        matmul_wt_slices(x_data, w_data, &mut out, m, n, k);
+        out
+    };
+    Some(Tensor::from_data(TensorData::new(out, [m, n]), &x.device()))
+}
+
+/// The tensor's primitive, if it is a float primitive (cloning a burn tensor shares its buffer).
+fn flex_primitive<B: Backend>(t: &Tensor<B, 2>) -> Option<B::FloatTensorPrimitive> {
+    match t.clone().into_primitive() {
+        TensorPrimitive::Float(p) => Some(p),
+        TensorPrimitive::QFloat(_) => None,
+    }
+}
+
+fn f32_contiguous(t: &FlexTensor) -> Option<&[f32]> {
+    if t.dtype() != DType::F32 || !t.is_contiguous() {
+        return None;
+    }
+    t.as_slice::<f32>()
+}
+
+fn simd_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `out[m, n] = x[m, k] · w[n, k]ᵀ` on slices, split over output columns across rayon's threads.
+/// Panics if the slices do not have the stated sizes or the CPU lacks AVX2/FMA (callers check).
+pub fn matmul_wt_slices(x: &[f32], w: &[f32], out: &mut [f32], m: usize, n: usize, k: usize) {
+    assert_eq!(x.len(), m * k, "x is not [m, k]");
+    assert_eq!(w.len(), n * k, "w is not [n, k]");
+    assert_eq!(out.len(), m * n, "out is not [m, n]");
+    assert!(simd_available(), "matmul_wt_slices needs AVX2 and FMA");
+    let threads = rayon::current_num_threads().max(1);
+    // Column blocks of at least 64 weight rows, so a thread's share is worth its scheduling.
+    let per_thread = n.div_ceil(threads).max(64).next_multiple_of(COLS);
+    if per_thread >= n {
+        columns(x, w, out, m, n, k, 0, n);
+        return;
+    }
+    let blocks: Vec<(usize, Vec<f32>)> = {
+        use rayon::prelude::*;
+        (0..n)
+            .step_by(per_thread)
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .map(|start| {
+                let end = (start + per_thread).min(n);
+                let mut block = vec![0.0f32; m * (end - start)];
+                columns(x, w, &mut block, m, end - start, k, start, end);
+                (start, block)
+            })
+            .collect()
+    };
+    for (start, block) in blocks {
+        let width = block.len() / m;
+        for r in 0..m {
+            out[r * n + start..r * n + start + width]
+                .copy_from_slice(&block[r * width..(r + 1) * width]);
+        }
+    }
+}
+
+/// Weight rows per block: four rows and two input rows keep 8 accumulators, 4 weight vectors and an
+/// input vector in the 16 AVX2 registers.
+const COLS: usize = 4;
+
+/// Output columns `start..end` into `out` (`[m, end - start]`).
+#[allow(clippy::too_many_arguments)]
+fn columns(
+    x: &[f32],
+    w: &[f32],
+    out: &mut [f32],
+    m: usize,
+    width: usize,
+    k: usize,
+    start: usize,
+    end: usize,
+) {
+    debug_assert_eq!(width, end - start);
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: every caller checked `simd_available()`.
+    unsafe {
+        avx2::columns(x, w, out, m, width, k, start, end)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("simd_available() is false off x86-64")
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{COLS, MAX_ROWS};
+
+    /// Depth of one tile, in floats. A block's four weight rows are walked a tile at a time, and each
+    /// tile serves every input row before the next is read (SmolLM2, batch 8, one thread: 70 ms per
+    /// decode step against 75 ms with one pass per row pair over the whole depth). Software
+    /// prefetching of the tiles ahead, tried on top, measured no faster.
+    const TILE: usize = 128;
+
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn columns(
+        x: &[f32],
+        w: &[f32],
+        out: &mut [f32],
+        m: usize,
+        width: usize,
+        k: usize,
+        start: usize,
+        end: usize,
+    ) {
+        debug_assert!(m <= MAX_ROWS);
+        let lanes = k / 8 * 8;
+        let mut acc = [[_mm256_setzero_ps(); COLS]; MAX_ROWS];
+        let mut j = start;
+        while j < end {
+            let cols = (end - j).min(COLS);
+            // Short blocks repeat their last weight row; the repeats are computed and dropped.
+            let w_row = |c: usize| &w[(j + c.min(cols - 1)) * k..(j + c.min(cols - 1) + 1) * k];
+            let w_rows = [w_row(0), w_row(1), w_row(2), w_row(3)];
+            for a in acc.iter_mut().take(m) {
+                *a = [_mm256_setzero_ps(); COLS];
+            }
+            let mut i0 = 0;
+            while i0 < lanes {
+                let i1 = (i0 + TILE).min(lanes);
+                let mut r = 0;
+                while r + 2 <= m {
+                    let (a, b) = acc.split_at_mut(r + 1);
+                    // SAFETY: i1 <= lanes <= k, the length of every row slice.
+                    unsafe {
+                        tile2(
+                            &x[r * k..],
+                            &x[(r + 1) * k..],
+                            w_rows,
+                            i0,
+                            i1,
+                            &mut a[r],
+                            &mut b[0],
+                        )
+                    };
+                    r += 2;
+                }
+                if r < m {
+                    // SAFETY: as above.
+                    unsafe { tile1(&x[r * k..], w_rows, i0, i1, &mut acc[r]) };
+                }
+                i0 = i1;
+            }
+            for (r, a) in acc.iter().enumerate().take(m) {
+                let x_row = &x[r * k..(r + 1) * k];
+                for c in 0..cols {
+                    let mut s = hsum(a[c]);
+                    for t in lanes..k {
+                        s += x_row[t] * w_rows[c][t];
+                    }
+                    out[r * width + (j - start + c)] = s;
+                }
+            }
+            j += cols;
+        }
+    }
+
+    /// Lanes `i0..i1` of two input rows against the block's four weight rows.
+    /// Safety: `i1` is at most the length of every row slice, and a multiple of 8 past `i0`.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn tile2(
+        x0: &[f32],
+        x1: &[f32],
+        w: [&[f32]; COLS],
+        i0: usize,
+        i1: usize,
+        acc0: &mut [__m256; COLS],
+        acc1: &mut [__m256; COLS],
+    ) {
+        let [mut a00, mut a01, mut a02, mut a03] = *acc0;
+        let [mut a10, mut a11, mut a12, mut a13] = *acc1;
+        let mut i = i0;
+        while i < i1 {
+            // SAFETY: i + 8 <= i1 <= every slice's length (the caller's contract).
+            unsafe {
+                let v0 = _mm256_loadu_ps(w[0].as_ptr().add(i));
+                let v1 = _mm256_loadu_ps(w[1].as_ptr().add(i));
+                let v2 = _mm256_loadu_ps(w[2].as_ptr().add(i));
+                let v3 = _mm256_loadu_ps(w[3].as_ptr().add(i));
+                let u = _mm256_loadu_ps(x0.as_ptr().add(i));
+                a00 = _mm256_fmadd_ps(u, v0, a00);
+                a01 = _mm256_fmadd_ps(u, v1, a01);
+                a02 = _mm256_fmadd_ps(u, v2, a02);
+                a03 = _mm256_fmadd_ps(u, v3, a03);
+                let u = _mm256_loadu_ps(x1.as_ptr().add(i));
+                a10 = _mm256_fmadd_ps(u, v0, a10);
+                a11 = _mm256_fmadd_ps(u, v1, a11);
+                a12 = _mm256_fmadd_ps(u, v2, a12);
+                a13 = _mm256_fmadd_ps(u, v3, a13);
+            }
+            i += 8;
+        }
+        *acc0 = [a00, a01, a02, a03];
+        *acc1 = [a10, a11, a12, a13];
+    }
+
+    /// [`tile2`] for one input row: the same FMA chain per (row, column), so the result does not
+    /// depend on whether the row was paired.
+    /// Safety: as [`tile2`].
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn tile1(
+        x0: &[f32],
+        w: [&[f32]; COLS],
+        i0: usize,
+        i1: usize,
+        acc0: &mut [__m256; COLS],
+    ) {
+        let [mut a00, mut a01, mut a02, mut a03] = *acc0;
+        let mut i = i0;
+        while i < i1 {
+            // SAFETY: as in `tile2`.
+            unsafe {
+                let u = _mm256_loadu_ps(x0.as_ptr().add(i));
+                a00 = _mm256_fmadd_ps(u, _mm256_loadu_ps(w[0].as_ptr().add(i)), a00);
+                a01 = _mm256_fmadd_ps(u, _mm256_loadu_ps(w[1].as_ptr().add(i)), a01);
+                a02 = _mm256_fmadd_ps(u, _mm256_loadu_ps(w[2].as_ptr().add(i)), a02);
+                a03 = _mm256_fmadd_ps(u, _mm256_loadu_ps(w[3].as_ptr().add(i)), a03);
+            }
+            i += 8;
+        }
+        *acc0 = [a00, a01, a02, a03];
+    }
+
+    /// Sum of the 8 lanes, in a fixed order.
+    #[target_feature(enable = "avx2,fma")]
+    fn hsum(v: __m256) -> f32 {
+        let lo = _mm256_castps256_ps128(v);
+        let hi = _mm256_extractf128_ps(v, 1);
+        let s = _mm_add_ps(lo, hi);
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+        _mm_cvtss_f32(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference(x: &[f32], w: &[f32], m: usize, n: usize, k: usize) -> Vec<f64> {
+        let mut y = vec![0.0f64; m * n];
+        for r in 0..m {
+            for c in 0..n {
+                y[r * n + c] = (0..k)
+                    .map(|t| f64::from(x[r * k + t]) * f64::from(w[c * k + t]))
+                    .sum();
+            }
+        }
+        y
+    }
+
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        // A cheap deterministic pseudo-random fill in [-1, 1).
+        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+        (0..len)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s as f32 / u32::MAX as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn matches_an_f64_reference_on_awkward_shapes() {
+        if !simd_available() {
+            return;
+        }
+        // Rows, columns and depth that are not multiples of the block sizes or of 8 lanes.
+        for &(m, n, k) in &[
+            (1, 1, 1),
+            (1, 5, 7),
+            (3, 9, 17),
+            (2, 4, 8),
+            (7, 130, 33),
+            (32, 67, 576),
+        ] {
+            let x = values(m * k, 1);
+            let w = values(n * k, 2);
+            let mut y = vec![0.0; m * n];
+            matmul_wt_slices(&x, &w, &mut y, m, n, k);
+            for (got, want) in y.iter().zip(reference(&x, &w, m, n, k)) {
+                assert!(
+                    (f64::from(*got) - want).abs() < 1e-4 * (k as f64).sqrt(),
+                    "{m}x{n}x{k}: {got} vs {want}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_row_does_not_depend_on_its_batch() {
+        if !simd_available() {
+            return;
+        }
+        let (n, k) = (300, 100);
+        let w = values(n * k, 3);
+        let x = values(5 * k, 4);
+        let mut all = vec![0.0; 5 * n];
+        matmul_wt_slices(&x, &w, &mut all, 5, n, k);
+        for r in 0..5 {
+            let mut one = vec![0.0; n];
+            matmul_wt_slices(&x[r * k..(r + 1) * k], &w, &mut one, 1, n, k);
+            assert_eq!(one, all[r * n..(r + 1) * n], "row {r}");
+        }
+    }
+
+    #[test]
+    fn tensors_take_the_kernel_only_where_it_applies() {
+        use crate::backend::{Cpu, CpuDevice};
+        let device = CpuDevice::default();
+        let (n, k) = (1024, 256);
+        let w = Tensor::<Cpu, 2>::from_data(TensorData::new(values(n * k, 5), [n, k]), &device);
+        let x = Tensor::<Cpu, 2>::from_data(TensorData::new(values(4 * k, 6), [4, k]), &device);
+        let want = x.clone().matmul(w.clone().transpose()).into_data();
+        match matmul_wt(&x, &w) {
+            Some(got) => got
+                .into_data()
+                .assert_approx_eq::<f32>(&want, burn::tensor::Tolerance::absolute(1e-4)),
+            None => assert!(!simd_available()),
+        }
+        // Too many rows, and too small a weight: burn's matmul.
+        let many = Tensor::<Cpu, 2>::zeros([MAX_ROWS + 1, k], &device);
+        assert!(matmul_wt(&many, &w).is_none());
+        let small = Tensor::<Cpu, 2>::zeros([8, k], &device);
+        assert!(matmul_wt(&x, &small).is_none());
+    }
+}
