@@ -31,7 +31,7 @@ use tokio::io::AsyncBufReadExt;
 
 use crate::data::{PromptSource, SyntheticMix};
 use crate::heldout::{self, EvalRow, EvalSet};
-use crate::local::LocalCluster;
+use crate::local::{LocalCluster, threads_env};
 use crate::runner::{Runner, StartOptions, peak_rss_kb};
 use crate::summary::{RunSummary, write_summary};
 
@@ -154,6 +154,7 @@ async fn run_learner(
     run_dir: &Path,
     name: &str,
     args: &[String],
+    threads: u32,
     mut on_json: impl FnMut(&Value),
 ) -> Result<(Vec<Value>, u64)> {
     let program = bin_dir.join("learner");
@@ -173,6 +174,7 @@ async fn run_learner(
         .with_context(|| log_path.display().to_string())?;
     let mut cmd = tokio::process::Command::new(&program);
     cmd.args(args)
+        .envs(threads_env(threads))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log.try_clone()?)
@@ -367,7 +369,15 @@ pub async fn run_job(cfg: ClusterConfig, opts: JobOptions) -> Result<JobOutcome>
                 ]
                 .into();
                 println!("[1/5] init: the tiny model -> {}", out.display());
-                let (json, peak) = run_learner(&bin_dir, &run_dir, "init", &args, |_| {}).await?;
+                let (json, peak) = run_learner(
+                    &bin_dir,
+                    &run_dir,
+                    "init",
+                    &args,
+                    cfg.cluster.learner_threads,
+                    |_| {},
+                )
+                .await?;
                 let mut info = serde_json::Map::new();
                 if let Some(v) = json.iter().find(|v| v.get("params").is_some()) {
                     info.insert("params".into(), v["params"].clone());
@@ -455,26 +465,33 @@ pub async fn run_job(cfg: ClusterConfig, opts: JobOptions) -> Result<JobOutcome>
             let b = bar(opts.show_progress, w.steps, "warm-start SFT");
             let every = (w.steps / 20).max(1);
             let mut last_loss = f64::NAN;
-            let (_, peak) = run_learner(&bin_dir, &run_dir, "warmstart", &args, |v| {
-                let (Some(step), Some(loss)) = (v["step"].as_u64(), v["loss"].as_f64()) else {
-                    return;
-                };
-                last_loss = loss;
-                let done = step + 1;
-                match &b {
-                    Some(b) => {
-                        b.set_position(done);
-                        b.set_message(format!(
-                            "loss {loss:.4} lr {:.2e}",
-                            v["lr"].as_f64().unwrap_or(0.0)
-                        ));
+            let (_, peak) = run_learner(
+                &bin_dir,
+                &run_dir,
+                "warmstart",
+                &args,
+                cfg.cluster.learner_threads,
+                |v| {
+                    let (Some(step), Some(loss)) = (v["step"].as_u64(), v["loss"].as_f64()) else {
+                        return;
+                    };
+                    last_loss = loss;
+                    let done = step + 1;
+                    match &b {
+                        Some(b) => {
+                            b.set_position(done);
+                            b.set_message(format!(
+                                "loss {loss:.4} lr {:.2e}",
+                                v["lr"].as_f64().unwrap_or(0.0)
+                            ));
+                        }
+                        None if done % every == 0 || done == w.steps => {
+                            println!("  sft step {done}/{} loss {loss:.4}", w.steps)
+                        }
+                        None => {}
                     }
-                    None if done % every == 0 || done == w.steps => {
-                        println!("  sft step {done}/{} loss {loss:.4}", w.steps)
-                    }
-                    None => {}
-                }
-            })
+                },
+            )
             .await?;
             if let Some(b) = b {
                 b.finish();
@@ -537,11 +554,18 @@ pub async fn run_job(cfg: ClusterConfig, opts: JobOptions) -> Result<JobOutcome>
                 model_path.display()
             );
             let b = bar(opts.show_progress, n as u64, "calibrating c_ref");
-            let (_, peak) = run_learner(&bin_dir, &run_dir, "calibrate", &args, |v| {
-                if let (Some(b), Some(done)) = (&b, v["calibrated"].as_u64()) {
-                    b.set_position(done);
-                }
-            })
+            let (_, peak) = run_learner(
+                &bin_dir,
+                &run_dir,
+                "calibrate",
+                &args,
+                cfg.cluster.learner_threads,
+                |v| {
+                    if let (Some(b), Some(done)) = (&b, v["calibrated"].as_u64()) {
+                        b.set_position(done);
+                    }
+                },
+            )
             .await?;
             if let Some(b) = b {
                 b.finish();

@@ -19,6 +19,18 @@ pub struct ChildSpec {
     /// Binary name: actor, verifier or learner.
     pub program: String,
     pub args: Vec<String>,
+    /// Extra environment variables (e.g. RAYON_NUM_THREADS from `cluster.*_threads`).
+    pub env: Vec<(String, String)>,
+}
+
+/// The environment that sizes a worker's compute thread pool: `threads` = 0 leaves it at rayon's
+/// default (one thread per core).
+pub fn threads_env(threads: u32) -> Vec<(String, String)> {
+    if threads == 0 {
+        Vec::new()
+    } else {
+        vec![("RAYON_NUM_THREADS".into(), threads.to_string())]
+    }
 }
 
 pub struct LocalCluster {
@@ -63,6 +75,7 @@ impl LocalCluster {
             .with_context(|| format!("opening {}", log_path.display()))?;
         let mut cmd = Command::new(&program);
         cmd.args(&spec.args)
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .env(TOKEN_ENV, self.token.expose())
             .stdin(Stdio::null())
             .stdout(
@@ -142,5 +155,37 @@ impl LocalCluster {
             }
         }
         self.children.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `cluster.learner_threads` / `actor_threads` reach the child as RAYON_NUM_THREADS, and 0
+    /// leaves the child's environment alone.
+    #[tokio::test]
+    async fn thread_counts_reach_the_child_environment() {
+        assert!(threads_env(0).is_empty());
+        let run_dir = std::env::temp_dir().join(format!("laser-local-env-{}", std::process::id()));
+        let mut local =
+            LocalCluster::new(PathBuf::from("/bin"), &run_dir, ClusterToken::generate()).unwrap();
+        local
+            .spawn(ChildSpec {
+                name: "probe".into(),
+                program: "sh".into(),
+                args: vec!["-c".into(), "echo threads=$RAYON_NUM_THREADS".into()],
+                env: threads_env(3),
+            })
+            .unwrap();
+        let (_, mut child) = local.children.remove("probe").unwrap();
+        let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+            .await
+            .expect("sh exits")
+            .unwrap();
+        assert!(status.success());
+        let log = std::fs::read_to_string(run_dir.join("logs/probe.log")).unwrap();
+        std::fs::remove_dir_all(&run_dir).ok();
+        assert_eq!(log.trim(), "threads=3");
     }
 }

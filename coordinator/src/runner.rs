@@ -26,7 +26,7 @@ use tokio::net::TcpListener;
 use crate::collect::{CollectPlan, Collected, collect, is_transport_failure};
 use crate::data::{PromptSource, step_groups};
 use crate::heldout::{self, EvalRow, EvalSet};
-use crate::local::{ChildSpec, LocalCluster};
+use crate::local::{ChildSpec, LocalCluster, threads_env};
 use crate::metrics::{MetricsLog, rollout_stats};
 use crate::registry::{RunInfo, Shared};
 use crate::service::{CoordinatorService, MonitorService};
@@ -324,6 +324,7 @@ impl Runner {
                 name: "learner-0".into(),
                 program: "learner".into(),
                 args: learner_args,
+                env: threads_env(self.cfg.cluster.learner_threads),
             })?;
         }
         for i in 0..self.cfg.cluster.verifiers {
@@ -332,6 +333,7 @@ impl Runner {
                 name: name.clone(),
                 program: "verifier".into(),
                 args: common(&name),
+                env: Vec::new(),
             })?;
         }
         for i in 0..self.cfg.cluster.actors {
@@ -342,6 +344,7 @@ impl Runner {
                 name: name.clone(),
                 program: "actor".into(),
                 args,
+                env: threads_env(self.cfg.cluster.actor_threads),
             })?;
         }
         Ok(())

@@ -42,7 +42,8 @@ pub fn run_on<T: BackendTask>(cuda: bool, task: T) -> Result<T::Output, String> 
 
 /// Runs `task` on burn-flex and logs the choice.
 pub fn run_on_cpu<T: BackendTask>(task: T) -> T::Output {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // burn-flex and its gemm run on rayon's global pool (RAYON_NUM_THREADS, else one per core).
+    let threads = rayon::current_num_threads();
     tracing::info!(
         backend = "cpu",
         engine = "burn-flex",

@@ -402,6 +402,13 @@ pub struct ClusterSection {
     pub async_mode: bool,
     /// Async bound: a rollout made with weights older than this many versions is dropped.
     pub max_off_policy_steps: u64,
+    /// Compute threads (rayon's pool, which burn-flex and its gemm run on) of each learner process
+    /// started in local mode, warm start included; 0: one per core. Results do not depend on it.
+    /// Workers started elsewhere (Kubernetes) take RAYON_NUM_THREADS from their own environment, or
+    /// one thread per CPU of their container.
+    pub learner_threads: u32,
+    /// Compute threads of each local actor; 0: one per core.
+    pub actor_threads: u32,
     pub heartbeat_ms: u64,
     /// A worker silent for this long is lost; its in-flight work is re-dispatched.
     pub worker_timeout_ms: u64,
@@ -438,6 +445,8 @@ impl Default for ClusterSection {
             max_message_mb: 64,
             async_mode: false,
             max_off_policy_steps: 1,
+            learner_threads: 0,
+            actor_threads: 0,
             heartbeat_ms: 500,
             worker_timeout_ms: 5000,
             groups_per_request: 1,
