@@ -95,7 +95,7 @@ pub fn matmul_wt_slices(x: &[f32], w: &[f32], out: &mut [f32], m: usize, n: usiz
     // Column blocks of at least 64 weight rows, so a thread's share is worth its scheduling.
     let per_thread = n.div_ceil(threads).max(64).next_multiple_of(COLS);
     if per_thread >= n {
-        columns(x, w, out, m, n, k, 0, n);
+        columns(x, w, out, m, k, 0, n);
         return;
     }
     let blocks: Vec<(usize, Vec<f32>)> = {
@@ -107,7 +107,7 @@ pub fn matmul_wt_slices(x: &[f32], w: &[f32], out: &mut [f32], m: usize, n: usiz
             .map(|start| {
                 let end = (start + per_thread).min(n);
                 let mut block = vec![0.0f32; m * (end - start)];
-                columns(x, w, &mut block, m, end - start, k, start, end);
+                columns(x, w, &mut block, m, k, start, end);
                 (start, block)
             })
             .collect()
@@ -126,22 +126,11 @@ pub fn matmul_wt_slices(x: &[f32], w: &[f32], out: &mut [f32], m: usize, n: usiz
 const COLS: usize = 4;
 
 /// Output columns `start..end` into `out` (`[m, end - start]`).
-#[allow(clippy::too_many_arguments)]
-fn columns(
-    x: &[f32],
-    w: &[f32],
-    out: &mut [f32],
-    m: usize,
-    width: usize,
-    k: usize,
-    start: usize,
-    end: usize,
-) {
-    debug_assert_eq!(width, end - start);
+fn columns(x: &[f32], w: &[f32], out: &mut [f32], m: usize, k: usize, start: usize, end: usize) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: every caller checked `simd_available()`.
     unsafe {
-        avx2::columns(x, w, out, m, width, k, start, end)
+        avx2::columns(x, w, out, m, k, start, end)
     }
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!("simd_available() is false off x86-64")
@@ -159,19 +148,19 @@ mod avx2 {
     /// prefetching of the tiles ahead, tried on top, measured no faster.
     const TILE: usize = 128;
 
-    #[allow(clippy::too_many_arguments)]
+    /// See `super::columns`. Safety: the CPU has AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn columns(
         x: &[f32],
         w: &[f32],
         out: &mut [f32],
         m: usize,
-        width: usize,
         k: usize,
         start: usize,
         end: usize,
     ) {
         debug_assert!(m <= MAX_ROWS);
+        let width = end - start;
         let lanes = k / 8 * 8;
         let mut acc = [[_mm256_setzero_ps(); COLS]; MAX_ROWS];
         let mut j = start;
