@@ -9,9 +9,7 @@
 set -euo pipefail
 src="$1"
 dst="$2"
-for f in phases.json; do
-    [ -e "$src/$f" ] || { echo "seed_rl_run: $src/$f missing: not a run whose pre-RL phases finished" >&2; exit 1; }
-done
+[ -e "$src/phases.json" ] || { echo "seed_rl_run: $src/phases.json missing: not a run whose pre-RL phases finished" >&2; exit 1; }
 mkdir -p "$dst"
 for f in init_model sft_model c_ref.json calibration_prompts.jsonl sft_data.jsonl token; do
     if [ -e "$src/$f" ]; then cp -r "$src/$f" "$dst/"; fi

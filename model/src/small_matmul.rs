@@ -85,8 +85,10 @@ fn simd_available() -> bool {
 }
 
 /// `out[m, n] = x[m, k] · w[n, k]ᵀ` on slices, split over output columns across rayon's threads.
-/// Panics if the slices do not have the stated sizes or the CPU lacks AVX2/FMA (callers check).
-pub fn matmul_wt_slices(x: &[f32], w: &[f32], out: &mut [f32], m: usize, n: usize, k: usize) {
+/// Panics if the slices do not have the stated sizes, `m` exceeds [`MAX_ROWS`] or the CPU lacks
+/// AVX2/FMA (`matmul_wt` checks all three).
+fn matmul_wt_slices(x: &[f32], w: &[f32], out: &mut [f32], m: usize, n: usize, k: usize) {
+    assert!(m <= MAX_ROWS, "at most MAX_ROWS rows");
     assert_eq!(x.len(), m * k, "x is not [m, k]");
     assert_eq!(w.len(), n * k, "w is not [n, k]");
     assert_eq!(out.len(), m * n, "out is not [m, n]");
