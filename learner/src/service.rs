@@ -79,6 +79,7 @@ pub fn learner_config(cfg: &ClusterConfig, self_reward_token: u32, c_ref: f64) -
             max_grad_norm: (a.grad_clip > 0.0).then_some(a.grad_clip),
             ..OptimConfig::default()
         },
+        micro_batch_size: a.micro_batch_size as usize,
         self_reward_token,
         c_ref,
         keep_last_checkpoints: cfg.run.keep_checkpoints.max(1),
@@ -510,5 +511,11 @@ mod tests {
         // Halfway: the mean of the peak and the floor.
         assert!((s.lr_at(50) - 1.1e-4).abs() < 1e-6, "{}", s.lr_at(50));
         assert!((s.lr_at(100) - 2e-5).abs() < 1e-9, "{}", s.lr_at(100));
+    }
+
+    #[test]
+    fn micro_batch_size_comes_from_algorithm() {
+        let c = learner_config(&cluster("[algorithm]\nmicro_batch_size = 3\n"), 0, -10.0);
+        assert_eq!(c.micro_batch_size, 3);
     }
 }

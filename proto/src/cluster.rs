@@ -231,6 +231,10 @@ pub struct AlgorithmSection {
     pub group_size: u32,
     /// Prompts per training step.
     pub batch_prompts: u32,
+    /// Sequences per forward/backward pass of the learner; the step's gradient is accumulated over
+    /// its micro-batches (verl's `ppo_micro_batch_size_per_gpu`). Larger is faster while it fits
+    /// in memory; the result is the same up to float rounding.
+    pub micro_batch_size: u32,
     pub lr: f64,
     /// Cosine decay of the RL learning rate from `lr` to `min_lr_ratio * lr` at `run.max_steps`;
     /// off: constant.
@@ -264,6 +268,7 @@ impl Default for AlgorithmSection {
             laser: true,
             group_size: 8,
             batch_prompts: 8,
+            micro_batch_size: 8,
             lr: 1e-6,
             cosine: false,
             min_lr_ratio: 0.1,
@@ -697,7 +702,7 @@ impl ClusterConfig {
             );
         }
         let a = &self.algorithm;
-        let checks: [(&'static str, bool, String); 12] = [
+        let checks: [(&'static str, bool, String); 13] = [
             (
                 "algorithm.group_size",
                 a.group_size >= 2,
@@ -710,6 +715,11 @@ impl ClusterConfig {
                 "algorithm.batch_prompts",
                 a.batch_prompts >= 1,
                 format!("= {}: must be at least 1", a.batch_prompts),
+            ),
+            (
+                "algorithm.micro_batch_size",
+                a.micro_batch_size >= 1,
+                format!("= {}: must be at least 1", a.micro_batch_size),
             ),
             (
                 "algorithm.lr",
@@ -902,6 +912,21 @@ mod tests {
             e.starts_with("cluster.toml: `model.path` is required"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn learner_micro_batch_is_configurable_and_checked() {
+        let c = parse("[model]\npath = \"m\"\n", &[]).unwrap();
+        assert_eq!(c.algorithm.micro_batch_size, 8);
+        let c = parse(
+            "[model]\npath = \"m\"\n",
+            &[("LASER__ALGORITHM__MICRO_BATCH_SIZE", "32")],
+        )
+        .unwrap();
+        assert_eq!(c.algorithm.micro_batch_size, 32);
+        let c = parse("[model]\ninit = \"tiny\"\n[algorithm]\nmicro_batch_size = 0\n", &[]).unwrap();
+        let e = c.validate("cluster.toml").unwrap_err().to_string();
+        assert!(e.contains("`algorithm.micro_batch_size` = 0"), "{e}");
     }
 
     #[test]
