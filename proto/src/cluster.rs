@@ -924,7 +924,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.algorithm.micro_batch_size, 32);
-        let c = parse("[model]\ninit = \"tiny\"\n[algorithm]\nmicro_batch_size = 0\n", &[]).unwrap();
+        let c = parse(
+            "[model]\ninit = \"tiny\"\n[algorithm]\nmicro_batch_size = 0\n",
+            &[],
+        )
+        .unwrap();
         let e = c.validate("cluster.toml").unwrap_err().to_string();
         assert!(e.contains("`algorithm.micro_batch_size` = 0"), "{e}");
     }
