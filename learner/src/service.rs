@@ -84,7 +84,6 @@ pub fn learner_config(cfg: &ClusterConfig, self_reward_token: u32, c_ref: f64) -
         c_ref,
         keep_last_checkpoints: cfg.run.keep_checkpoints.max(1),
         seed: cfg.run.seed,
-        ..LearnerConfig::default()
     }
 }
 
