@@ -26,27 +26,7 @@ import torch
 from tokenizers import Tokenizer
 from transformers import AutoModelForCausalLM
 
-
-def auroc(pos, neg):
-    if not pos or not neg:
-        return None
-    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
-    return wins / (len(pos) * len(neg))
-
-
-def auroc_within(rows, key):
-    wins = pairs = 0.0
-    by_task = collections.defaultdict(list)
-    for r in rows:
-        by_task[r["task_id"]].append(r)
-    for group in by_task.values():
-        pos = [r[key] for r in group if r["correct"]]
-        neg = [r[key] for r in group if not r["correct"]]
-        for p in pos:
-            for n in neg:
-                wins += (p > n) + 0.5 * (p == n)
-                pairs += 1
-    return wins / pairs if pairs else None
+from verification_metrics import auroc, auroc_within, f1_at, split
 
 
 ap = argparse.ArgumentParser()
@@ -84,9 +64,8 @@ for r in rows:
 print(f"{len(rows)} samples, accuracy {sum(r['correct'] for r in rows) / len(rows):.3f}")
 print(f"{'feature':<18} {'AUROC':>7} {'within problems':>16}")
 for key in ["r_s", "sum_logp", "mean_logp", "min_logp", "answer_min_logp"]:
-    pos = [r[key] for r in rows if r["correct"]]
-    neg = [r[key] for r in rows if not r["correct"]]
-    pooled, within = auroc(pos, neg), auroc_within(rows, key)
+    scores = [r[key] for r in rows]
+    pooled, within = auroc(*split(rows, scores)), auroc_within(rows, scores)
     print(f"{key:<18} {pooled:>7.3f} {within if within is None else round(within, 3):>16}")
 
 
@@ -106,14 +85,6 @@ def fit_probability(key):
 
     opt.step(closure)
     return torch.sigmoid(w[0] * x + w[1]).detach().tolist()
-
-
-def f1_at(scores, threshold):
-    pos = [s for s, r in zip(scores, rows) if r["correct"]]
-    neg = [s for s, r in zip(scores, rows) if not r["correct"]]
-    a = sum(s > threshold for s in pos) / len(pos)
-    b = sum(s <= threshold for s in neg) / len(neg)
-    return 2 * a * b / (a + b) if a + b else 0.0
 
 
 def votes(scores):
@@ -138,11 +109,11 @@ def votes(scores):
 if all(r["correct"] for r in rows) or not any(r["correct"] for r in rows):
     raise SystemExit("every sample has the same grade: no read-out to compare")
 r_s = [min(max(r["r_s"], 0.0), 1.0) for r in rows]
-best = max((f1_at(r_s, t / 100), t / 100) for t in range(1, 100))
+best = max((f1_at(rows, r_s, t / 100), t / 100) for t in range(1, 100))
 maj, wmaj = votes(r_s)
-print(f"\nr_s: F1 {f1_at(r_s, 0.5):.3f} at 0.5, best {best[0]:.3f} at {best[1]:.2f}; "
+print(f"\nr_s: F1 {f1_at(rows, r_s):.3f} at 0.5, best {best[0]:.3f} at {best[1]:.2f}; "
       f"weighted maj@k {wmaj:.3f} vs maj@k {maj:.3f}")
 ideal = fit_probability("sum_logp")
 maj, wmaj = votes(ideal)
-print(f"calibrated log p(y|x) as the read-out: F1 {f1_at(ideal, 0.5):.3f} at 0.5; "
+print(f"calibrated log p(y|x) as the read-out: F1 {f1_at(rows, ideal):.3f} at 0.5; "
       f"weighted maj@k {wmaj:.3f} vs maj@k {maj:.3f}")

@@ -27,35 +27,7 @@ import torch
 from tokenizers import Tokenizer
 from transformers import AutoModelForCausalLM
 
-
-def auroc_within(rows, scores):
-    by_task = collections.defaultdict(list)
-    for r, s in zip(rows, scores):
-        by_task[r["task_id"]].append((s, r["correct"]))
-    wins = pairs = 0.0
-    for group in by_task.values():
-        pos = [s for s, c in group if c]
-        neg = [s for s, c in group if not c]
-        for p in pos:
-            for n in neg:
-                wins += (p > n) + 0.5 * (p == n)
-                pairs += 1
-    return wins / pairs if pairs else float("nan")
-
-
-def auroc(rows, scores):
-    pos = [s for r, s in zip(rows, scores) if r["correct"]]
-    neg = [s for r, s in zip(rows, scores) if not r["correct"]]
-    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
-    return wins / (len(pos) * len(neg)) if pos and neg else float("nan")
-
-
-def f1(rows, scores):
-    pos = [s for r, s in zip(rows, scores) if r["correct"]]
-    neg = [s for r, s in zip(rows, scores) if not r["correct"]]
-    a = sum(s > 0.5 for s in pos) / max(len(pos), 1)
-    b = sum(s <= 0.5 for s in neg) / max(len(neg), 1)
-    return 2 * a * b / (a + b) if a + b else 0.0
+from verification_metrics import auroc, auroc_within, f1_at, split
 
 
 ap = argparse.ArgumentParser()
@@ -134,16 +106,15 @@ def votes(rows, scores):
     votes, then the first answer seen), as eval.rs counts them."""
     by_task = collections.defaultdict(list)
     for r, s in zip(rows, scores):
-        by_task[r["task_id"]].append(r)
-        r["_score"] = min(max(s, 0.0), 1.0)
+        by_task[r["task_id"]].append((r, min(max(s, 0.0), 1.0)))
     plain = weighted = 0
     for group in by_task.values():
         answers = {}
-        for r in group:
+        for r, s in group:
             if r["answer"] is None:
                 continue
             n, w, ok = answers.get(r["answer"], (0, 0.0, r["correct"]))
-            answers[r["answer"]] = (n + 1, w + r["_score"], ok)
+            answers[r["answer"]] = (n + 1, w + s, ok)
         if answers:
             plain += max(answers.values(), key=lambda v: v[0])[2]
             weighted += max(answers.values(), key=lambda v: (v[1], v[0]))[2]
@@ -152,8 +123,9 @@ def votes(rows, scores):
 
 def report(tag, rows, scores):
     maj, wmaj = votes(rows, scores)
-    return (f"{tag}: AUROC {auroc(rows, scores):.3f}, within problems "
-            f"{auroc_within(rows, scores):.3f}, F1 {f1(rows, scores):.3f}, "
+    fmt = lambda x: "n/a" if x is None else f"{x:.3f}"
+    return (f"{tag}: AUROC {fmt(auroc(*split(rows, scores)))}, within problems "
+            f"{fmt(auroc_within(rows, scores))}, F1 {f1_at(rows, scores):.3f}, "
             f"weighted maj@k {wmaj:.3f} vs maj@k {maj:.3f}")
 
 
