@@ -407,6 +407,115 @@ pub fn compare_table(runs: &[(String, Option<EvalRow>, EvalRow)]) -> String {
     out
 }
 
+/// One metric over repeated evaluations: its mean and the standard error of that mean.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricSpread {
+    pub metric: &'static str,
+    /// Repeats in which the metric is defined.
+    pub n: usize,
+    pub mean: f64,
+    /// Sample standard deviation / sqrt(n); 0 for a single repeat.
+    pub standard_error: f64,
+}
+
+impl MetricSpread {
+    fn of(metric: &'static str, values: &[f64]) -> Option<Self> {
+        let n = values.len();
+        if n == 0 {
+            return None;
+        }
+        let mean = values.iter().sum::<f64>() / n as f64;
+        let standard_error = if n > 1 {
+            let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+            (var / n as f64).sqrt()
+        } else {
+            0.0
+        };
+        Some(Self {
+            metric,
+            n,
+            mean,
+            standard_error,
+        })
+    }
+}
+
+/// Repeated evaluations of one model on the same problems with other sampling seeds
+/// (`coordinator eval --repeats N`). One evaluation of 128 problems moves by a few problems from
+/// seed to seed; the means and standard errors say how much of a difference is the model's.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RepeatSummary {
+    pub repeats: usize,
+    /// Every metric of [`report_metrics`], in its order.
+    pub metrics: Vec<MetricSpread>,
+    /// Self-reward-weighted maj@k minus maj@k, paired within each repeat (same samples).
+    pub weighted_minus_majority: MetricSpread,
+    /// Repeats in which the weighted vote was ahead of, tied with, and behind the plain vote.
+    pub weighted_ahead: usize,
+    pub weighted_tied: usize,
+    pub weighted_behind: usize,
+}
+
+/// The spread of every metric over `reports` (at least one).
+pub fn summarize_repeats(reports: &[EvalReport]) -> Option<RepeatSummary> {
+    let first = reports.first()?;
+    let metrics = report_metrics(first)
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (name, _))| {
+            let values: Vec<f64> = reports
+                .iter()
+                .filter_map(|r| report_metrics(r)[i].1)
+                .collect();
+            MetricSpread::of(name, &values)
+        })
+        .collect();
+    let gains: Vec<f64> = reports
+        .iter()
+        .map(|r| r.self_weighted_maj_at_k - r.maj_at_k)
+        .collect();
+    // Votes are counts of problems over the same number of problems, so equal means equal.
+    let count = |f: fn(&f64) -> bool| gains.iter().filter(|g| f(g)).count();
+    Some(RepeatSummary {
+        repeats: reports.len(),
+        metrics,
+        weighted_minus_majority: MetricSpread::of("weighted maj@k - maj@k", &gains)?,
+        weighted_ahead: count(|g| *g > 1e-12),
+        weighted_tied: count(|g| g.abs() <= 1e-12),
+        weighted_behind: count(|g| *g < -1e-12),
+    })
+}
+
+/// A [`RepeatSummary`] as an aligned table of mean ± standard error.
+pub fn repeat_table(s: &RepeatSummary, problems: usize, k: usize) -> String {
+    let mut out = format!(
+        "{problems} problems, k = {k}, {} sampling seeds: mean ± standard error\n",
+        s.repeats
+    );
+    let line = |m: &MetricSpread| {
+        format!(
+            "  {:<30} {:>7.3} ± {:.3}{}\n",
+            m.metric,
+            m.mean,
+            m.standard_error,
+            if m.n < s.repeats {
+                format!(" ({} of {} defined)", m.n, s.repeats)
+            } else {
+                String::new()
+            }
+        )
+    };
+    for m in &s.metrics {
+        out.push_str(&line(m));
+    }
+    out.push_str(&line(&s.weighted_minus_majority));
+    out.push_str(&format!(
+        "  weighted vote vs maj@k: ahead in {}, tied in {}, behind in {} of {}\n",
+        s.weighted_ahead, s.weighted_tied, s.weighted_behind, s.repeats
+    ));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -424,6 +533,72 @@ mod tests {
             },
             ..Default::default()
         }
+    }
+
+    fn report_with(pass: f64, maj: f64, weighted: f64, f1: Option<f64>) -> EvalReport {
+        EvalReport {
+            problems: 4,
+            samples: 32,
+            k: 8,
+            pass_at_1: pass,
+            maj_at_k: maj,
+            self_weighted_maj_at_k: weighted,
+            best_of_k: 0.5,
+            verify_acc_correct: None,
+            verify_acc_incorrect: None,
+            verify_f1: f1,
+            auroc: None,
+            auroc_within: None,
+            ece: None,
+            sample_accuracy: pass,
+            no_answer_rate: 0.0,
+        }
+    }
+
+    #[test]
+    fn repeats_report_mean_standard_error_and_the_paired_vote() {
+        let reports = [
+            report_with(0.5, 0.50, 0.75, Some(0.8)),
+            report_with(0.25, 0.50, 0.50, None),
+            report_with(0.75, 0.75, 0.50, Some(0.6)),
+        ];
+        let s = summarize_repeats(&reports).unwrap();
+        assert_eq!(s.repeats, 3);
+        let pass = &s.metrics[0];
+        assert_eq!((pass.metric, pass.n), ("pass@1", 3));
+        assert!((pass.mean - 0.5).abs() < 1e-12);
+        // Sample sd of {0.25, 0.5, 0.75} is 0.25; se = 0.25 / sqrt(3).
+        assert!((pass.standard_error - 0.25 / 3f64.sqrt()).abs() < 1e-12);
+        // A metric undefined in one repeat averages over the others.
+        let f1 = s
+            .metrics
+            .iter()
+            .find(|m| m.metric == "self-verification F1")
+            .unwrap();
+        assert_eq!(f1.n, 2);
+        assert!((f1.mean - 0.7).abs() < 1e-12);
+        assert!(s.metrics.iter().all(|m| m.metric != "ECE"), "never defined");
+        // Gains +0.25, 0, -0.25: paired within each repeat.
+        assert_eq!(
+            (s.weighted_ahead, s.weighted_tied, s.weighted_behind),
+            (1, 1, 1)
+        );
+        assert!(s.weighted_minus_majority.mean.abs() < 1e-12);
+        assert!((s.weighted_minus_majority.standard_error - 0.25 / 3f64.sqrt()).abs() < 1e-12);
+        let table = repeat_table(&s, 4, 8);
+        assert!(table.contains("3 sampling seeds"), "{table}");
+        assert!(table.contains("(2 of 3 defined)"), "{table}");
+        assert!(
+            table.contains("ahead in 1, tied in 1, behind in 1 of 3"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn one_repeat_has_no_spread_and_none_is_no_summary() {
+        let s = summarize_repeats(&[report_with(0.5, 0.5, 0.5, None)]).unwrap();
+        assert_eq!(s.metrics[0].standard_error, 0.0);
+        assert!(summarize_repeats(&[]).is_none());
     }
 
     #[test]

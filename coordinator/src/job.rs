@@ -846,6 +846,8 @@ pub struct EvalOptions {
     pub actors: u32,
     pub out_dir: Option<PathBuf>,
     pub show_progress: bool,
+    /// Evaluations of the same problems, repeat r sampling with seed eval_seed + r (at least 1).
+    pub repeats: u32,
 }
 
 /// c_ref for a checkpoint: `c_ref.json` in it or in one of its three nearest ancestors (a run
@@ -864,7 +866,11 @@ pub fn find_c_ref(checkpoint: &Path) -> Option<(f64, PathBuf)> {
 
 /// Standalone evaluation of a model directory on a mini local cluster (actors + 1 verifier, no
 /// learner), through the same path as the job's evaluations.
-pub async fn eval_checkpoint(mut cfg: ClusterConfig, o: EvalOptions) -> Result<EvalRow> {
+/// `coordinator eval`: one row per repeat (repeat 0 samples as a training run's evaluation does).
+pub async fn eval_checkpoint(mut cfg: ClusterConfig, o: EvalOptions) -> Result<Vec<EvalRow>> {
+    if o.repeats == 0 {
+        bail!("--repeats 0: evaluate at least once");
+    }
     if !o.checkpoint.exists() {
         bail!("--checkpoint {}: no such directory", o.checkpoint.display());
     }
@@ -926,25 +932,36 @@ pub async fn eval_checkpoint(mut cfg: ClusterConfig, o: EvalOptions) -> Result<E
             .await?;
         if let Some(set) = runner.eval_set() {
             eprintln!(
-                "evaluating {} on {} with k = {}",
+                "evaluating {} on {} with k = {}{}",
                 o.checkpoint.display(),
                 set.description,
-                cfg.eval.k
+                cfg.eval.k,
+                if o.repeats > 1 {
+                    format!(", {} sampling seeds", o.repeats)
+                } else {
+                    String::new()
+                }
             );
         }
-        runner.evaluate(0, 0).await
+        let mut rows = Vec::with_capacity(o.repeats as usize);
+        for repeat in 0..u64::from(o.repeats) {
+            rows.push(runner.evaluate_repeat(0, 0, repeat).await?);
+        }
+        anyhow::Ok(rows)
     }
     .await;
     runner.stop_workers().await;
     let _ = stop.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
-    let row = result?;
+    let rows = result?;
     if o.out_dir.is_some() {
-        heldout::append_row(&scratch, &row)?;
+        for row in &rows {
+            heldout::append_row(&scratch, row)?;
+        }
     } else {
         let _ = std::fs::remove_dir_all(&scratch);
     }
-    Ok(row)
+    Ok(rows)
 }
 
 /// `coordinator compare RUN...`: each run's first and last evaluation.

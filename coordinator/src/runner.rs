@@ -540,17 +540,31 @@ impl Runner {
     /// One held-out evaluation of the actors' weights at `version` (the run's [`EvalSet`]):
     /// k samples per problem through the actors, graded by the verifiers.
     pub async fn evaluate(&mut self, step: u64, version: u64) -> Result<EvalRow> {
+        self.evaluate_repeat(step, version, 0).await
+    }
+
+    /// One evaluation of the held-out set with sampling seed [`heldout::eval_seed`] + `repeat`:
+    /// the same problems, other samples, so that repeats measure the sampling noise of a metric.
+    /// Only repeat 0 (the evaluation of a training run) writes its samples.
+    pub async fn evaluate_repeat(
+        &mut self,
+        step: u64,
+        version: u64,
+        repeat: u64,
+    ) -> Result<EvalRow> {
         let set = self.eval_set.as_ref().context(
             "evaluation is off (eval.enabled = false, or a JSONL run without data.eval_path)",
         )?;
         let groups = set.groups(&self.cfg, step);
         let c = &self.cfg.cluster;
         let learner_endpoint = self.learner().map(|l| l.1).unwrap_or_default();
-        let prompts = self.cfg.eval.save_samples.then(|| groups.clone());
+        let prompts = (self.cfg.eval.save_samples && repeat == 0).then(|| groups.clone());
+        let mut sampling = heldout::eval_sampling(&self.cfg);
+        sampling.seed = sampling.seed.wrapping_add(repeat);
         let plan = CollectPlan {
             step,
             groups,
-            sampling: heldout::eval_sampling(&self.cfg),
+            sampling,
             min_version: version,
             max_version: version,
             learner_endpoint,

@@ -225,6 +225,55 @@ fn default_job_two_steps_writes_the_run_directory() {
         "{report}"
     );
 
+    // --repeats: the same problems under other sampling seeds; repeat 0 is the evaluation above.
+    let (ok, out) = coordinator(
+        &[
+            "eval",
+            "--checkpoint",
+            ckpt.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--k",
+            "3",
+            "--repeats",
+            "3",
+            "--json",
+        ],
+        &dir.join("unused"),
+    );
+    assert!(ok, "{out}");
+    let json_text = out.split("\n--- stderr ---").next().unwrap();
+    let repeated: Value = serde_json::from_str(json_text).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let rows = repeated["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 3, "{repeated}");
+    for key in [
+        "pass_at_1",
+        "maj_at_k",
+        "self_weighted_maj_at_k",
+        "verify_f1",
+    ] {
+        assert_eq!(
+            rows[0][key], report[key],
+            "repeat 0 is the plain evaluation: {key}"
+        );
+    }
+    let summary = &repeated["summary"];
+    assert_eq!(summary["repeats"].as_u64(), Some(3), "{summary}");
+    let mean_pass = rows
+        .iter()
+        .map(|r| r["pass_at_1"].as_f64().unwrap())
+        .sum::<f64>()
+        / 3.0;
+    assert!(
+        (summary["metrics"][0]["mean"].as_f64().unwrap() - mean_pass).abs() < 1e-9,
+        "{summary}"
+    );
+    let votes: u64 = ["weighted_ahead", "weighted_tied", "weighted_behind"]
+        .iter()
+        .map(|k| summary[k].as_u64().unwrap())
+        .sum();
+    assert_eq!(votes, 3, "{summary}");
+
     // compare: a side-by-side table of the final evaluations.
     let (ok, out) = coordinator(
         &["compare", run.to_str().unwrap(), run.to_str().unwrap()],

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use laser_coordinator::heldout;
 use laser_coordinator::job::{self, EvalOptions, JobOptions};
 use laser_proto::cluster::ClusterConfig;
 
@@ -74,7 +75,12 @@ enum Command {
         /// every graded sample) here.
         #[arg(long)]
         out_dir: Option<PathBuf>,
-        /// Print the report as JSON.
+        /// Evaluate N times with other sampling seeds (the same problems) and report each
+        /// metric's mean and standard error: one evaluation of 128 problems moves by a few
+        /// problems from seed to seed. Repeat 0 is the plain evaluation.
+        #[arg(long, default_value_t = 1)]
+        repeats: u32,
+        /// Print the report as JSON (with --repeats: {"rows": [...], "summary": {...}}).
         #[arg(long)]
         json: bool,
     },
@@ -101,6 +107,7 @@ fn main() -> std::process::ExitCode {
             c_ref,
             actors,
             out_dir,
+            repeats,
             json,
         }) => eval(
             cluster,
@@ -113,6 +120,7 @@ fn main() -> std::process::ExitCode {
                 actors,
                 out_dir,
                 show_progress: !cli.no_progress,
+                repeats,
             },
             json,
         ),
@@ -177,15 +185,26 @@ fn eval(cluster: Option<PathBuf>, o: EvalOptions, json: bool) -> Result<std::pro
         None => ClusterConfig::from_toml_with_env("", "defaults", std::env::vars())?,
     };
     let rt = tokio::runtime::Runtime::new().context("tokio runtime")?;
-    let row = rt.block_on(job::eval_checkpoint(cfg, o))?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&row)?);
-    } else {
-        print!("{}", laser_coordinator::heldout::report_table(&row.report));
-        println!(
-            "({:.1} s, {} tokens generated)",
-            row.seconds, row.generated_tokens
-        );
+    let rows = rt.block_on(job::eval_checkpoint(cfg, o))?;
+    let reports: Vec<_> = rows.iter().map(|r| r.report.clone()).collect();
+    let (seconds, tokens) = rows.iter().fold((0.0, 0), |(s, t), r| {
+        (s + r.seconds, t + r.generated_tokens)
+    });
+    match (rows.as_slice(), heldout::summarize_repeats(&reports)) {
+        ([row], _) if json => println!("{}", serde_json::to_string_pretty(row)?),
+        ([row], _) => print!("{}", heldout::report_table(&row.report)),
+        (_, Some(summary)) if json => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"rows": rows, "summary": summary}))?
+        ),
+        (_, Some(summary)) => print!(
+            "{}",
+            heldout::repeat_table(&summary, reports[0].problems, reports[0].k)
+        ),
+        (_, None) => anyhow::bail!("no evaluation ran"),
+    }
+    if !json {
+        println!("({seconds:.1} s, {tokens} tokens generated)");
     }
     Ok(std::process::ExitCode::SUCCESS)
 }
@@ -201,7 +220,7 @@ fn compare(runs: &[PathBuf], json: bool) -> Result<std::process::ExitCode> {
             .collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        print!("{}", laser_coordinator::heldout::compare_table(&rows));
+        print!("{}", heldout::compare_table(&rows));
     }
     Ok(std::process::ExitCode::SUCCESS)
 }
