@@ -203,8 +203,8 @@ fn default_job_two_steps_writes_the_run_directory() {
     )
     .unwrap();
     let ckpt = run.join("checkpoints/step-000002");
-    let (ok, out) = coordinator(
-        &[
+    let eval_json = |extra: &[&str]| -> Value {
+        let base = [
             "eval",
             "--checkpoint",
             ckpt.to_str().unwrap(),
@@ -213,12 +213,13 @@ fn default_job_two_steps_writes_the_run_directory() {
             "--k",
             "3",
             "--json",
-        ],
-        &dir.join("unused"),
-    );
-    assert!(ok, "{out}");
-    let json_text = out.split("\n--- stderr ---").next().unwrap();
-    let report: Value = serde_json::from_str(json_text).unwrap_or_else(|e| panic!("{e}: {out}"));
+        ];
+        let (ok, out) = coordinator(&[&base[..], extra].concat(), &dir.join("unused"));
+        assert!(ok, "{out}");
+        let json_text = out.split("\n--- stderr ---").next().unwrap();
+        serde_json::from_str(json_text).unwrap_or_else(|e| panic!("{e}: {out}"))
+    };
+    let report = eval_json(&[]);
     assert_eq!(
         (report["problems"].as_u64(), report["k"].as_u64()),
         (Some(2), Some(3)),
@@ -226,24 +227,7 @@ fn default_job_two_steps_writes_the_run_directory() {
     );
 
     // --repeats: the same problems under other sampling seeds; repeat 0 is the evaluation above.
-    let (ok, out) = coordinator(
-        &[
-            "eval",
-            "--checkpoint",
-            ckpt.to_str().unwrap(),
-            "--data",
-            data.to_str().unwrap(),
-            "--k",
-            "3",
-            "--repeats",
-            "3",
-            "--json",
-        ],
-        &dir.join("unused"),
-    );
-    assert!(ok, "{out}");
-    let json_text = out.split("\n--- stderr ---").next().unwrap();
-    let repeated: Value = serde_json::from_str(json_text).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let repeated = eval_json(&["--repeats", "3"]);
     let rows = repeated["rows"].as_array().expect("rows");
     assert_eq!(rows.len(), 3, "{repeated}");
     for key in [
