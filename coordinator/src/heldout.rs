@@ -458,15 +458,13 @@ pub struct RepeatSummary {
 
 /// The spread of every metric over `reports` (at least one).
 pub fn summarize_repeats(reports: &[EvalReport]) -> Option<RepeatSummary> {
-    let first = reports.first()?;
-    let metrics = report_metrics(first)
+    let per_report: Vec<_> = reports.iter().map(report_metrics).collect();
+    let metrics = per_report
+        .first()?
         .iter()
         .enumerate()
         .filter_map(|(i, (name, _))| {
-            let values: Vec<f64> = reports
-                .iter()
-                .filter_map(|r| report_metrics(r)[i].1)
-                .collect();
+            let values: Vec<f64> = per_report.iter().filter_map(|m| m[i].1).collect();
             MetricSpread::of(name, &values)
         })
         .collect();

@@ -865,8 +865,8 @@ pub fn find_c_ref(checkpoint: &Path) -> Option<(f64, PathBuf)> {
 }
 
 /// Standalone evaluation of a model directory on a mini local cluster (actors + 1 verifier, no
-/// learner), through the same path as the job's evaluations.
-/// `coordinator eval`: one row per repeat (repeat 0 samples as a training run's evaluation does).
+/// learner), through the same path as the job's evaluations: one row per repeat (repeat 0
+/// samples as a training run's evaluation does).
 pub async fn eval_checkpoint(mut cfg: ClusterConfig, o: EvalOptions) -> Result<Vec<EvalRow>> {
     if o.repeats == 0 {
         bail!("--repeats 0: evaluate at least once");
