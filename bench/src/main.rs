@@ -555,6 +555,21 @@ fn profile_decode(args: &[String]) -> Result<()> {
             std::hint::black_box(o.into_data());
         });
         report.push(("attention core, one layer (QK^T, softmax, PV)".into(), ms));
+        // The fused decode kernel on the same work (what `Attention::forward` takes on burn-flex).
+        let nh = c.num_attention_heads;
+        let q1 = Tensor::<Cpu, 4>::random([batch, 1, nh, hd], Distribution::Default, &device);
+        let mask = Tensor::<Cpu, 4>::from_data(
+            burn::tensor::TensorData::new(vec![0.0f32; batch * nh * keys], [batch, nh, 1, keys]),
+            &device,
+        );
+        let scale = 1.0 / (hd as f32).sqrt();
+        if laser_model::fused::decode_attention(&q1, &k, &k, &mask, scale).is_some() {
+            let ms = time(&mut || {
+                let o = laser_model::fused::decode_attention(&q1, &k, &k, &mask, scale);
+                std::hint::black_box(o.map(|o| o.into_data()));
+            });
+            report.push(("attention core, fused decode kernel".into(), ms));
+        }
         let r = Tensor::<Cpu, 2>::random([hd, hd], Distribution::Default, &device);
         let xq = Tensor::<Cpu, 2>::random(
             [batch * c.num_attention_heads, hd],

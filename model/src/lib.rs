@@ -9,6 +9,7 @@ pub mod backend;
 pub mod cache;
 pub mod config;
 pub mod error;
+pub mod fused;
 pub mod generate;
 pub mod pretrained;
 pub mod sampling;

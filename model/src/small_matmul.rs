@@ -59,21 +59,23 @@ pub fn matmul_wt<B: Backend>(x: &Tensor<B, 2>, w: &Tensor<B, 2>) -> Option<Tenso
 }
 
 /// The tensor's primitive, if it is a float primitive (cloning a burn tensor shares its buffer).
-fn flex_primitive<B: Backend>(t: &Tensor<B, 2>) -> Option<B::FloatTensorPrimitive> {
+pub(crate) fn flex_primitive<B: Backend, const D: usize>(
+    t: &Tensor<B, D>,
+) -> Option<B::FloatTensorPrimitive> {
     match t.clone().into_primitive() {
         TensorPrimitive::Float(p) => Some(p),
         TensorPrimitive::QFloat(_) => None,
     }
 }
 
-fn f32_contiguous(t: &FlexTensor) -> Option<&[f32]> {
+pub(crate) fn f32_contiguous(t: &FlexTensor) -> Option<&[f32]> {
     if t.dtype() != DType::F32 || !t.is_contiguous() {
         return None;
     }
     t.as_slice::<f32>()
 }
 
-fn simd_available() -> bool {
+pub(crate) fn simd_available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")

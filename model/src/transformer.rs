@@ -111,6 +111,18 @@ fn apply_rope<B: Backend>(
     x * cos.clone() + rotated * sin.clone()
 }
 
+/// `[batch, seq, heads, head_dim] -> [batch, heads, seq, head_dim]`. With one token per row (a
+/// decode step) that is a reshape of the same memory; burn-flex would otherwise treat the swapped
+/// view as strided and copy it element by element where the cache reads it.
+fn heads_major<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
+    let [batch, seq, heads, hd] = x.dims();
+    if seq == 1 {
+        x.reshape([batch, heads, seq, hd])
+    } else {
+        x.swap_dims(1, 2)
+    }
+}
+
 impl<B: Backend> Attention<B> {
     /// `x`: `[batch, seq, hidden]`; `mask`: additive `[batch, heads, seq, keys]` where keys is the
     /// cache length after this step (or `seq` without a cache).
@@ -130,23 +142,23 @@ impl<B: Backend> Attention<B> {
             .k_proj
             .forward(x.clone())
             .reshape([batch, seq, nkv, hd]);
-        let v = self
-            .v_proj
-            .forward(x)
-            .reshape([batch, seq, nkv, hd])
-            .swap_dims(1, 2);
-        let q = apply_rope(q, &rope.cos_q, &rope.sin_q, &rope.rotate).swap_dims(1, 2);
-        let k = apply_rope(k, &rope.cos_k, &rope.sin_k, &rope.rotate).swap_dims(1, 2);
+        let v = heads_major(self.v_proj.forward(x).reshape([batch, seq, nkv, hd]));
+        let q = apply_rope(q, &rope.cos_q, &rope.sin_q, &rope.rotate);
+        let k = heads_major(apply_rope(k, &rope.cos_k, &rope.sin_k, &rope.rotate));
         let (k, v) = match cache {
             Some(cache) => cache.append(k, v),
             None => (k, v),
         };
         let keys = k.dims()[2];
+        let scale = 1.0 / (hd as f64).sqrt();
+        // A decode step on burn-flex: one fused pass per (row, head) over the cache.
+        if let Some(out) = crate::fused::decode_attention(&q, &k, &v, &mask, scale as f32) {
+            return self.o_proj.forward(out);
+        }
 
         // Grouped-query attention without materialising repeated K/V: query head h uses kv head
         // h / groups (HF's repeat_kv order), so fold the group into the query-row dimension.
-        let q = q.reshape([batch, nkv, groups * seq, hd]);
-        let scale = 1.0 / (hd as f64).sqrt();
+        let q = q.swap_dims(1, 2).reshape([batch, nkv, groups * seq, hd]);
         let scores = q.matmul(k.swap_dims(2, 3)) * scale;
         // The mask comes expanded to every head (see `Transformer::mask`), so this add is
         // elementwise over contiguous operands.
@@ -170,8 +182,10 @@ pub struct Mlp<B: Backend> {
 
 impl<B: Backend> Mlp<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let gate = silu(self.gate_proj.forward(x.clone()));
-        self.down_proj.forward(gate * self.up_proj.forward(x))
+        let gate = self.gate_proj.forward(x.clone());
+        let up = self.up_proj.forward(x);
+        let hidden = crate::fused::swiglu(&gate, &up).unwrap_or_else(|| silu(gate) * up);
+        self.down_proj.forward(hidden)
     }
 }
 
