@@ -6,7 +6,7 @@
 //! Linear weights stay in Hugging Face's `[out, in]` layout and are multiplied by their transpose:
 //! that is both the layout checkpoints use and the faster one for burn-flex's LM head. Products of
 //! a few rows (decode steps) on burn-flex take `small_matmul`'s kernel, which reads that layout
-//! directly.
+//! directly, and a decode step's SwiGLU and attention take `fused`'s one-pass kernels.
 //! Every batch is laid out with prompts left-padded, so all rows share one column index per step;
 //! each row's RoPE positions and key-padding mask come from the host (`ForwardBatch`).
 
