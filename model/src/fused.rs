@@ -12,13 +12,11 @@
 //! Every output element is computed by the same instructions in the same order whatever the batch
 //! size and the element's position, so a row's result does not depend on what it is batched with.
 
-use std::any::Any;
-
 use burn::backend::flex::FlexTensor;
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData};
 
-use crate::small_matmul::{f32_contiguous, flex_primitive, simd_available};
+use crate::small_matmul::{as_flex, f32_contiguous, simd_available};
 
 /// Largest head dimension the attention kernel keeps in registers (16 AVX2 accumulators).
 const MAX_HEAD_DIM: usize = 128;
@@ -32,17 +30,10 @@ pub fn swiglu<B: Backend, const D: usize>(
     if gate.dims() != up.dims() || !simd_available() {
         return None;
     }
-    let out = {
-        let g_prim = flex_primitive(gate)?;
-        let g_any: &dyn Any = &g_prim;
-        let g = f32_contiguous(g_any.downcast_ref::<FlexTensor>()?)?;
-        let u_prim = flex_primitive(up)?;
-        let u_any: &dyn Any = &u_prim;
-        let u = f32_contiguous(u_any.downcast_ref::<FlexTensor>()?)?;
-        let mut out = vec![0.0f32; g.len()];
-        swiglu_slices(g, u, &mut out);
-        out
-    };
+    let (g, u) = (as_flex(gate)?, as_flex(up)?);
+    let (g, u) = (f32_contiguous(&g)?, f32_contiguous(&u)?);
+    let mut out = vec![0.0f32; g.len()];
+    swiglu_slices(g, u, &mut out);
     Some(Tensor::from_data(
         TensorData::new(out, gate.dims()),
         &gate.device(),
@@ -77,33 +68,23 @@ pub fn decode_attention<B: Backend>(
     {
         return None;
     }
-    let out = {
-        let q_prim = flex_primitive(q)?;
-        let q_any: &dyn Any = &q_prim;
-        let q_data = f32_contiguous(q_any.downcast_ref::<FlexTensor>()?)?;
-        let m_prim = flex_primitive(mask)?;
-        let m_any: &dyn Any = &m_prim;
-        let m_data = f32_contiguous(m_any.downcast_ref::<FlexTensor>()?)?;
-        let k_prim = flex_primitive(k)?;
-        let k_any: &dyn Any = &k_prim;
-        let k_view = StridedView::of(k_any.downcast_ref::<FlexTensor>()?)?;
-        let v_prim = flex_primitive(v)?;
-        let v_any: &dyn Any = &v_prim;
-        let v_view = StridedView::of(v_any.downcast_ref::<FlexTensor>()?)?;
-        let shape = AttentionShape {
-            batch,
-            heads: nh,
-            kv_heads: nkv,
-            keys,
-            head_dim: hd,
-        };
-        let mut out = vec![0.0f32; batch * nh * hd];
-        decode_attention_slices(shape, q_data, &k_view, &v_view, m_data, scale, &mut out);
-        out
+    let device = q.device();
+    let (q, mask) = (as_flex(q)?, as_flex(mask)?);
+    let (q_data, m_data) = (f32_contiguous(&q)?, f32_contiguous(&mask)?);
+    let (k, v) = (as_flex(k)?, as_flex(v)?);
+    let (k_view, v_view) = (StridedView::of(&k)?, StridedView::of(&v)?);
+    let shape = AttentionShape {
+        batch,
+        heads: nh,
+        kv_heads: nkv,
+        keys,
+        head_dim: hd,
     };
+    let mut out = vec![0.0f32; batch * nh * hd];
+    decode_attention_slices(shape, q_data, &k_view, &v_view, m_data, scale, &mut out);
     Some(Tensor::from_data(
         TensorData::new(out, [batch, 1, nh * hd]),
-        &q.device(),
+        &device,
     ))
 }
 
@@ -420,16 +401,11 @@ mod tests {
     use crate::backend::{Cpu, CpuDevice};
     use burn::tensor::activation::{silu, softmax};
 
+    /// small_matmul's deterministic fill, scaled to [-range, range).
     fn values(len: usize, seed: u32, range: f32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-        (0..len)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                ((s as f32 / u32::MAX as f32) * 2.0 - 1.0) * range
-            })
-            .collect()
+        let mut v = crate::small_matmul::tests::values(len, seed);
+        v.iter_mut().for_each(|x| *x *= range);
+        v
     }
 
     #[test]

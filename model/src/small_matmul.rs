@@ -42,30 +42,21 @@ pub fn matmul_wt<B: Backend>(x: &Tensor<B, 2>, w: &Tensor<B, 2>) -> Option<Tenso
     {
         return None;
     }
-    let out = {
-        let w_prim = flex_primitive(w)?;
-        let w_any: &dyn Any = &w_prim;
-        let w_flex = w_any.downcast_ref::<FlexTensor>()?;
-        let w_data = f32_contiguous(w_flex)?;
-        let x_prim = flex_primitive(x)?;
-        let x_any: &dyn Any = &x_prim;
-        let x_flex = x_any.downcast_ref::<FlexTensor>()?;
-        let x_data = f32_contiguous(x_flex)?;
-        let mut out = vec![0.0f32; m * n];
-        matmul_wt_slices(x_data, w_data, &mut out, m, n, k);
-        out
-    };
+    let (w_flex, x_flex) = (as_flex(w)?, as_flex(x)?);
+    let (w_data, x_data) = (f32_contiguous(&w_flex)?, f32_contiguous(&x_flex)?);
+    let mut out = vec![0.0f32; m * n];
+    matmul_wt_slices(x_data, w_data, &mut out, m, n, k);
     Some(Tensor::from_data(TensorData::new(out, [m, n]), &x.device()))
 }
 
-/// The tensor's primitive, if it is a float primitive (cloning a burn tensor shares its buffer).
-pub(crate) fn flex_primitive<B: Backend, const D: usize>(
-    t: &Tensor<B, D>,
-) -> Option<B::FloatTensorPrimitive> {
-    match t.clone().into_primitive() {
-        TensorPrimitive::Float(p) => Some(p),
-        TensorPrimitive::QFloat(_) => None,
-    }
+/// The tensor as a burn-flex tensor (sharing its buffer), if it is one: `None` on other backends,
+/// for autodiff tensors and for quantized values.
+pub(crate) fn as_flex<B: Backend, const D: usize>(t: &Tensor<B, D>) -> Option<FlexTensor> {
+    let TensorPrimitive::Float(p) = t.clone().into_primitive() else {
+        return None;
+    };
+    let p: Box<dyn Any> = Box::new(p);
+    p.downcast::<FlexTensor>().ok().map(|t| *t)
 }
 
 pub(crate) fn f32_contiguous(t: &FlexTensor) -> Option<&[f32]> {
@@ -295,7 +286,7 @@ mod avx2 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn reference(x: &[f32], w: &[f32], m: usize, n: usize, k: usize) -> Vec<f64> {
@@ -310,8 +301,8 @@ mod tests {
         y
     }
 
-    fn values(len: usize, seed: u32) -> Vec<f32> {
-        // A cheap deterministic pseudo-random fill in [-1, 1).
+    /// A cheap deterministic pseudo-random fill in [-1, 1).
+    pub(crate) fn values(len: usize, seed: u32) -> Vec<f32> {
         let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
         (0..len)
             .map(|_| {
