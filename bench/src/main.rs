@@ -652,6 +652,136 @@ fn profile_decode(args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// Where a learner micro-batch's forward+backward goes, on the learner's backend: the whole pass
+/// (all layers, LM head, log-softmax and the token gather) against its parts timed alone on the same
+/// shapes, one layer's attention core and MLP (times the layer count) and the head. One thread gives
+/// the figures of BENCHMARKS.md; each is the median of 5.
+fn profile_train(args: &[String]) -> Result<()> {
+    use burn::tensor::activation::{log_softmax, softmax};
+    use burn::tensor::{Distribution, Int, Tensor, TensorData};
+    type T = TrainBackend;
+    let path = args
+        .first()
+        .ok_or_else(|| anyhow!("profile-train needs a model path"))?;
+    let rows: usize = args.get(1).map_or(Ok(4), |b| b.parse())?;
+    let seq: usize = args.get(2).map_or(Ok(128), |b| b.parse())?;
+    let device = Default::default();
+    let model = pretrained::load::<T>(&PathBuf::from(path), &device)?.model;
+    let c = model.config.clone();
+    let (nh, nkv, hd, h) = (
+        c.num_attention_heads,
+        c.num_key_value_heads,
+        c.head_dim,
+        c.hidden_size,
+    );
+    let layers = c.num_hidden_layers as f64;
+    let time = |f: &mut dyn FnMut()| {
+        f();
+        let mut xs: Vec<f64> = (0..5)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        xs.sort_by(f64::total_cmp);
+        xs[2]
+    };
+    let targets: Vec<i64> = (0..rows * seq)
+        .map(|i| ((i * 7919) % c.vocab_size) as i64)
+        .collect();
+    let targets =
+        Tensor::<T, 2, Int>::from_data(TensorData::new(targets, [rows * seq, 1]), &device);
+    let head_loss = |hidden: Tensor<T, 2>| {
+        log_softmax(model.logits(hidden), 1)
+            .gather(1, targets.clone())
+            .sum()
+    };
+    let fb = laser_model::transformer::ForwardBatch {
+        batch: rows,
+        seq,
+        tokens: synthetic_ids(rows, seq, c.vocab_size, 0).concat(),
+        positions: (0..rows).flat_map(|_| 0..seq).collect(),
+        left_pad: vec![0; rows],
+    };
+    let mut report = vec![];
+    let whole = time(&mut || {
+        let hidden = model.hidden_states(&fb, None).reshape([rows * seq, h]);
+        std::hint::black_box(head_loss(hidden).backward());
+    });
+    report.push(("whole forward+backward".to_string(), whole));
+    let random = |dims: [usize; 4]| {
+        Tensor::<T, 4>::random(dims, Distribution::Default, &device).require_grad()
+    };
+    // The attention core exactly as `Attention::forward` runs it without a cache.
+    let mut mask = vec![0.0f32; rows * nh * seq * seq];
+    for (i, m) in mask.iter_mut().enumerate() {
+        let (q_pos, k_pos) = ((i / seq) % seq, i % seq);
+        if k_pos > q_pos {
+            *m = laser_model::transformer::MASKED;
+        }
+    }
+    let mask = Tensor::<T, 4>::from_data(TensorData::new(mask, [rows, nh, seq, seq]), &device);
+    let attention = time(&mut || {
+        let (q, k, v) = (
+            random([rows, nh, seq, hd]),
+            random([rows, nkv, seq, hd]),
+            random([rows, nkv, seq, hd]),
+        );
+        let q = q.reshape([rows, nkv, nh / nkv * seq, hd]);
+        let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (hd as f64).sqrt());
+        let probs = softmax(scores.reshape([rows, nh, seq, seq]) + mask.clone(), 3);
+        let out = probs
+            .reshape([rows, nkv, nh / nkv * seq, seq])
+            .matmul(v)
+            .reshape([rows, nh, seq, hd])
+            .swap_dims(1, 2)
+            .reshape([rows, seq, nh * hd]);
+        std::hint::black_box(out.sum().backward());
+    });
+    report.push((
+        format!("attention core (QK^T, mask, softmax, PV) x {layers}"),
+        attention * layers,
+    ));
+    let layer = &model.layers[0];
+    let mlp = time(&mut || {
+        let x =
+            Tensor::<T, 3>::random([rows, seq, h], Distribution::Default, &device).require_grad();
+        std::hint::black_box(layer.mlp.forward(x).sum().backward());
+    });
+    report.push((format!("MLP (3 linears, SwiGLU) x {layers}"), mlp * layers));
+    let projections = time(&mut || {
+        let x =
+            Tensor::<T, 3>::random([rows, seq, h], Distribution::Default, &device).require_grad();
+        let a = &layer.self_attn;
+        let y = a.q_proj.forward(x.clone()).sum()
+            + a.k_proj.forward(x.clone()).sum()
+            + a.v_proj.forward(x.clone()).sum()
+            + a.o_proj.forward(x).sum();
+        std::hint::black_box(y.backward());
+    });
+    report.push((
+        format!("q/k/v/o projections x {layers}"),
+        projections * layers,
+    ));
+    let head = time(&mut || {
+        let hidden =
+            Tensor::<T, 2>::random([rows * seq, h], Distribution::Default, &device).require_grad();
+        std::hint::black_box(head_loss(hidden).backward());
+    });
+    report.push(("LM head + log-softmax + gather".to_string(), head));
+    let parts: f64 = report[1..].iter().map(|(_, ms)| ms).sum();
+    report.push((
+        "the rest (RoPE, norms, residuals, embedding, reshapes)".into(),
+        whole - parts,
+    ));
+    println!("learner fwd+bwd profile, {rows} x {seq} tokens, {layers} layers:");
+    for (name, ms) in report {
+        println!("  {name:<55} {ms:>9.2} ms  {:>5.1}%", 100.0 * ms / whole);
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
@@ -671,9 +801,10 @@ fn main() -> Result<()> {
             Ok(())
         }
         Some("profile-decode") => profile_decode(&args[1..]),
+        Some("profile-train") => profile_train(&args[1..]),
         _ => bail!(
             "usage: laser-bench serve --tiny DIR --smollm2 FILE.gguf | write-tiny DIR | \
-             profile-decode MODEL_PATH BATCH"
+             profile-decode MODEL_PATH BATCH | profile-train MODEL_PATH [ROWS [SEQ]]"
         ),
     }
 }
