@@ -657,8 +657,8 @@ fn profile_decode(args: &[String]) -> Result<()> {
 /// shapes, one layer's attention core and MLP (times the layer count) and the head. One thread gives
 /// the figures of BENCHMARKS.md; each is the median of 5.
 fn profile_train(args: &[String]) -> Result<()> {
-    use burn::tensor::activation::{log_softmax, softmax};
-    use burn::tensor::{Distribution, Int, Tensor, TensorData};
+    use burn::tensor::activation::softmax;
+    use burn::tensor::{Distribution, Tensor, TensorData};
     type T = TrainBackend;
     let path = args
         .first()
@@ -687,15 +687,11 @@ fn profile_train(args: &[String]) -> Result<()> {
         xs.sort_by(f64::total_cmp);
         xs[2]
     };
-    let targets: Vec<i64> = (0..rows * seq)
-        .map(|i| ((i * 7919) % c.vocab_size) as i64)
+    let targets: Vec<u32> = (0..rows * seq)
+        .map(|i| ((i * 7919) % c.vocab_size) as u32)
         .collect();
-    let targets =
-        Tensor::<T, 2, Int>::from_data(TensorData::new(targets, [rows * seq, 1]), &device);
     let head_loss = |hidden: Tensor<T, 2>| {
-        log_softmax(model.logits(hidden), 1)
-            .gather(1, targets.clone())
-            .sum()
+        laser_model::score::token_logprobs(model.logits(hidden), &targets).sum()
     };
     let fb = laser_model::transformer::ForwardBatch {
         batch: rows,
@@ -729,8 +725,10 @@ fn profile_train(args: &[String]) -> Result<()> {
             random([rows, nkv, seq, hd]),
         );
         let q = q.reshape([rows, nkv, nh / nkv * seq, hd]);
-        let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (hd as f64).sqrt());
-        let probs = softmax(scores.reshape([rows, nh, seq, seq]) + mask.clone(), 3);
+        let scale = 1.0 / (hd as f64).sqrt();
+        let scores = q.matmul(k.swap_dims(2, 3)).reshape([rows, nh, seq, seq]);
+        let probs = laser_model::fused_grad::masked_softmax(&scores, &mask, scale as f32)
+            .unwrap_or_else(|| softmax(scores * scale + mask.clone(), 3));
         let out = probs
             .reshape([rows, nkv, nh / nkv * seq, seq])
             .matmul(v)

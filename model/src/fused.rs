@@ -140,7 +140,7 @@ impl<'a> StridedView<'a> {
 }
 
 /// See [`swiglu`]. Panics if the slices differ in length or the CPU lacks AVX2/FMA.
-fn swiglu_slices(gate: &[f32], up: &[f32], out: &mut [f32]) {
+pub(crate) fn swiglu_slices(gate: &[f32], up: &[f32], out: &mut [f32]) {
     assert!(gate.len() == up.len() && up.len() == out.len());
     assert!(simd_available(), "swiglu_slices needs AVX2 and FMA");
     #[cfg(target_arch = "x86_64")]
@@ -196,7 +196,7 @@ fn decode_attention_slices(
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
+pub(crate) mod avx2 {
     use std::arch::x86_64::*;
 
     use super::MAX_HEAD_DIM;
@@ -206,7 +206,7 @@ mod avx2 {
     /// a subnormal or 0; softmax's masked keys land here), inputs above 88.37 give exp(88.37) = 2.5e38 (keeping 2^n
     /// representable).
     #[target_feature(enable = "avx2,fma")]
-    pub(super) fn exp(x: __m256) -> __m256 {
+    pub(crate) fn exp(x: __m256) -> __m256 {
         const LOG2E: f32 = std::f32::consts::LOG2_E;
         const LN2_HI: f32 = 0.693_359_4;
         const LN2_LO: f32 = -2.121_944_4e-4;
@@ -276,7 +276,7 @@ mod avx2 {
 
     /// Sum of the 8 lanes, in a fixed order.
     #[target_feature(enable = "avx2,fma")]
-    fn hsum(v: __m256) -> f32 {
+    pub(crate) fn hsum(v: __m256) -> f32 {
         let lo = _mm256_castps256_ps128(v);
         let hi = _mm256_extractf128_ps::<1>(v);
         let s = _mm_add_ps(lo, hi);

@@ -10,6 +10,7 @@ pub mod cache;
 pub mod config;
 pub mod error;
 pub mod fused;
+pub mod fused_grad;
 pub mod generate;
 pub mod pretrained;
 pub mod sampling;

@@ -106,7 +106,7 @@ pub fn score<B: Backend>(
                 std::cmp::Ordering::Equal => self_reward_token,
                 std::cmp::Ordering::Greater => 0,
             };
-            targets.push(target as i32);
+            targets.push(target);
         }
         mask.extend((0..rmax).map(|t| if t < r { 1.0f32 } else { 0.0 }));
         readout_col.push(r as i32);
@@ -116,14 +116,8 @@ pub fn score<B: Backend>(
     let h = cfg.hidden_size;
     let hidden = model.hidden_states(&batch, None);
     let hidden = hidden.slice([0..b, pmax - 1..seq, 0..h]); // [b, rmax + 1, h]
-    let logits =
-        model
-            .logits(hidden.reshape([b * (rmax + 1), h]))
-            .reshape([b, rmax + 1, cfg.vocab_size]);
-    let logp = log_softmax(logits, 2);
-    let targets =
-        Tensor::<B, 3, Int>::from_data(TensorData::new(targets, [b, rmax + 1, 1]), &device);
-    let picked = logp.gather(2, targets).reshape([b, rmax + 1]);
+    let logits = model.logits(hidden.reshape([b * (rmax + 1), h]));
+    let picked = token_logprobs(logits, &targets).reshape([b, rmax + 1]);
     let readout_col = Tensor::<B, 2, Int>::from_data(TensorData::new(readout_col, [b, 1]), &device);
     let self_reward_logprob = picked.clone().gather(1, readout_col).reshape([b]);
     let response_mask = Tensor::<B, 2>::from_data(TensorData::new(mask, [b, rmax]), &device);
@@ -134,4 +128,16 @@ pub fn score<B: Backend>(
         self_reward_logprob,
         response_lens: items.iter().map(|i| i.response.len()).collect(),
     })
+}
+
+/// `log_softmax(logits)[row, targets[row]]` for `logits` `[rows, vocab]`: one fused op on burn-flex
+/// (and its autodiff), burn's log-softmax and gather elsewhere.
+pub fn token_logprobs<B: Backend>(logits: Tensor<B, 2>, targets: &[u32]) -> Tensor<B, 1> {
+    if let Some(picked) = crate::fused_grad::log_softmax_gather(&logits, targets) {
+        return picked;
+    }
+    let rows = targets.len();
+    let ids: Vec<i32> = targets.iter().map(|&t| t as i32).collect();
+    let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [rows, 1]), &logits.device());
+    log_softmax(logits, 1).gather(1, ids).reshape([rows])
 }

@@ -6,7 +6,9 @@
 //! Linear weights stay in Hugging Face's `[out, in]` layout and are multiplied by their transpose:
 //! that is both the layout checkpoints use and the faster one for burn-flex's LM head. Products of
 //! a few rows (decode steps) on burn-flex take `small_matmul`'s kernel, which reads that layout
-//! directly, and a decode step's SwiGLU and attention take `fused`'s one-pass kernels.
+//! directly, and a decode step's SwiGLU and attention take `fused`'s one-pass kernels. RMSNorm,
+//! the attention softmax and the learner's SwiGLU take `fused_grad`'s ops, which carry their own
+//! backward pass on `Autodiff<burn-flex>`.
 //! Every batch is laid out with prompts left-padded, so all rows share one column index per step;
 //! each row's RoPE positions and key-padding mask come from the host (`ForwardBatch`).
 
@@ -62,6 +64,9 @@ pub struct RmsNorm<B: Backend> {
 
 impl<B: Backend> RmsNorm<B> {
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        if let Some(y) = crate::fused_grad::rms_norm(&x, &self.weight.val(), self.eps) {
+            return y;
+        }
         let variance = x.clone().powi_scalar(2).mean_dim(D - 1);
         let normed = x * (variance + self.eps).sqrt().recip();
         normed * self.weight.val().unsqueeze()
@@ -159,11 +164,12 @@ impl<B: Backend> Attention<B> {
         // Grouped-query attention without materialising repeated K/V: query head h uses kv head
         // h / groups (HF's repeat_kv order), so fold the group into the query-row dimension.
         let q = q.swap_dims(1, 2).reshape([batch, nkv, groups * seq, hd]);
-        let scores = q.matmul(k.swap_dims(2, 3)) * scale;
-        // The mask comes expanded to every head (see `Transformer::mask`), so this add is
-        // elementwise over contiguous operands.
-        let scores = scores.reshape([batch, nh, seq, keys]) + mask;
-        let probs = softmax(scores, 3).reshape([batch, nkv, groups * seq, keys]);
+        let scores = q.matmul(k.swap_dims(2, 3)).reshape([batch, nh, seq, keys]);
+        // The mask comes expanded to every head (see `Transformer::mask`), so scale, mask and
+        // softmax are elementwise over contiguous operands: one fused pass on burn-flex.
+        let probs = crate::fused_grad::masked_softmax(&scores, &mask, scale as f32)
+            .unwrap_or_else(|| softmax(scores * scale + mask, 3))
+            .reshape([batch, nkv, groups * seq, keys]);
         let out = probs
             .matmul(v)
             .reshape([batch, nh, seq, hd])
@@ -184,7 +190,9 @@ impl<B: Backend> Mlp<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let gate = self.gate_proj.forward(x.clone());
         let up = self.up_proj.forward(x);
-        let hidden = crate::fused::swiglu(&gate, &up).unwrap_or_else(|| silu(gate) * up);
+        let hidden = crate::fused::swiglu(&gate, &up)
+            .or_else(|| crate::fused_grad::swiglu(&gate, &up))
+            .unwrap_or_else(|| silu(gate) * up);
         self.down_proj.forward(hidden)
     }
 }

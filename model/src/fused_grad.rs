@@ -1,0 +1,897 @@
+//! Fused ops with their own backward pass, for the learner on `Autodiff<burn-flex>`.
+//!
+//! burn's autodiff records every primitive op of a composite: a softmax is five forward passes and
+//! more backward, each allocating a full tensor, and its `exp` is glibc's scalar one (with a slow
+//! path for the masked scores, `exp(-1e9)`). On the tiny default model the learner's attention core,
+//! SwiGLU, norms and vocabulary log-softmax were together about half of a micro-batch's
+//! forward+backward (`laser-bench profile-train`, BENCHMARKS.md). Each op here is one forward pass
+//! per row and one backward pass per row, with the 8-lane `exp` of [`crate::fused`], registered as a
+//! single node of burn's graph with its gradient written out by hand:
+//! - [`swiglu`]: `silu(gate) * up`;
+//! - [`masked_softmax`]: `softmax(scores * scale + mask)` over the last dimension (`mask` constant);
+//! - [`rms_norm`]: HF's RMSNorm, `x * rsqrt(mean(x²) + eps) * weight`;
+//! - [`log_softmax_gather`]: `log_softmax(logits)[row, target[row]]` without the `[rows, vocab]`
+//!   log-probability tensor.
+//!
+//! Each takes burn-flex tensors too (inference: forward only) and returns `None` for anything else
+//! (CUDA, other CPUs, non-f32), where the caller runs burn's ops. Tests check values and gradients
+//! against burn's own ops and autodiff. Rows are independent and every row runs the same
+//! instructions, so a row's result does not depend on its batch; cross-row sums (the RMSNorm weight
+//! gradient) add fixed-size blocks in a fixed order, so results do not depend on the thread count.
+
+use std::any::Any;
+
+use burn::backend::Autodiff;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::tensor::backend::{Backend, BackendTypes};
+use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
+use rayon::prelude::*;
+
+use crate::backend::Cpu;
+use crate::small_matmul::{as_flex, simd_available};
+
+/// The learner's backend, `Autodiff<burn-flex>` (no checkpointing).
+type Ad = Autodiff<Cpu>;
+type AdTensor = <Ad as BackendTypes>::FloatTensorPrimitive;
+
+/// Elements per parallel block of the elementwise passes (and per partial sum of cross-row sums).
+const BLOCK: usize = 1 << 14;
+
+/// An operand as one of the two backends these ops run on.
+enum Operand {
+    Flex(FlexTensor),
+    Autodiff(AdTensor),
+}
+
+impl Operand {
+    fn of<B: Backend, const D: usize>(t: &Tensor<B, D>) -> Option<Self> {
+        if !simd_available() {
+            return None;
+        }
+        if let Some(f) = as_flex(t) {
+            return (f.dtype() == DType::F32).then_some(Operand::Flex(f));
+        }
+        let TensorPrimitive::Float(p) = t.clone().into_primitive() else {
+            return None;
+        };
+        let p: Box<dyn Any> = Box::new(p);
+        let a = *p.downcast::<AdTensor>().ok()?;
+        (a.primitive.dtype() == DType::F32).then_some(Operand::Autodiff(a))
+    }
+
+    /// The forward value.
+    fn value(&self) -> &FlexTensor {
+        match self {
+            Operand::Flex(f) => f,
+            Operand::Autodiff(a) => &a.primitive,
+        }
+    }
+}
+
+/// A primitive of `Flex` or `Autodiff<Flex>` back into `B`'s tensor. `B` is the backend the operand
+/// came from, so the downcast cannot fail.
+fn into_tensor<B: Backend, const D: usize, P: Any>(p: P) -> Tensor<B, D> {
+    let p: Box<dyn Any> = Box::new(p);
+    let p = p
+        .downcast::<B::FloatTensorPrimitive>()
+        .expect("the output primitive belongs to the operand's backend");
+    Tensor::from_primitive(TensorPrimitive::Float(*p))
+}
+
+/// A tensor's f32 values, contiguous (copied only when they are not).
+fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
+    match t.as_slice::<f32>() {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(
+            t.to_contiguous()
+                .as_slice::<f32>()
+                .expect("a contiguous f32 tensor")
+                .to_vec(),
+        ),
+    }
+}
+
+fn flex(data: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(data, shape))
+}
+
+fn shape(t: &FlexTensor) -> Vec<usize> {
+    t.layout().shape().to_vec()
+}
+
+// ---------------------------------------------------------------------------------------------
+// SwiGLU
+
+/// `silu(gate) * up` for two tensors of one shape on `Autodiff<burn-flex>` (burn-flex inference
+/// takes [`crate::fused::swiglu`]); `None` elsewhere.
+pub fn swiglu<B: Backend, const D: usize>(
+    gate: &Tensor<B, D>,
+    up: &Tensor<B, D>,
+) -> Option<Tensor<B, D>> {
+    if gate.dims() != up.dims() {
+        return None;
+    }
+    let (Operand::Autodiff(g), Operand::Autodiff(u)) = (Operand::of(gate)?, Operand::of(up)?)
+    else {
+        return None;
+    };
+    let out = {
+        let (gv, uv) = (values(&g.primitive), values(&u.primitive));
+        let mut out = vec![0.0f32; gv.len()];
+        out.par_chunks_mut(BLOCK).enumerate().for_each(|(i, o)| {
+            let at = i * BLOCK;
+            kernels::swiglu(&gv[at..at + o.len()], &uv[at..at + o.len()], o);
+        });
+        flex(out, gate.dims().to_vec())
+    };
+    let out = match SwigluBackward
+        .prepare::<NoCheckpointing>([g.node.clone(), u.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish((g.primitive, u.primitive), out),
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    };
+    Some(into_tensor(out))
+}
+
+#[derive(Debug)]
+struct SwigluBackward;
+
+impl Backward<Cpu, 2> for SwigluBackward {
+    /// The inputs, gate and up.
+    type State = (FlexTensor, FlexTensor);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<Cpu>(&ops.node);
+        let (gate, up) = ops.state;
+        let dims = shape(&gate);
+        let (dy, g, u) = (values(&grad), values(&gate), values(&up));
+        let n = g.len();
+        let (mut d_gate, mut d_up) = (vec![0.0f32; n], vec![0.0f32; n]);
+        d_gate
+            .par_chunks_mut(BLOCK)
+            .zip(d_up.par_chunks_mut(BLOCK))
+            .enumerate()
+            .for_each(|(i, (dg, du))| {
+                let r = i * BLOCK..i * BLOCK + dg.len();
+                kernels::swiglu_backward(&dy[r.clone()], &g[r.clone()], &u[r], dg, du);
+            });
+        let [gate_node, up_node] = ops.parents;
+        if let Some(node) = gate_node {
+            grads.register::<Cpu>(node.id, flex(d_gate, dims.clone()));
+        }
+        if let Some(node) = up_node {
+            grads.register::<Cpu>(node.id, flex(d_up, dims));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Masked softmax
+
+/// `softmax(scores * scale + mask)` over the last dimension; `mask` (same shape) is a constant
+/// (no gradient flows to it). `None` where the op does not apply (see the module docs).
+pub fn masked_softmax<B: Backend, const D: usize>(
+    scores: &Tensor<B, D>,
+    mask: &Tensor<B, D>,
+    scale: f32,
+) -> Option<Tensor<B, D>> {
+    if scores.dims() != mask.dims() || D == 0 || scores.dims()[D - 1] == 0 {
+        return None;
+    }
+    let s = Operand::of(scores)?;
+    let m = Operand::of(mask)?;
+    let keys = scores.dims()[D - 1];
+    let probs = {
+        let (sv, mv) = (values(s.value()), values(m.value()));
+        let mut out = vec![0.0f32; sv.len()];
+        let rows_per_block = (BLOCK / keys).max(1);
+        out.par_chunks_mut(rows_per_block * keys)
+            .enumerate()
+            .for_each(|(i, o)| {
+                let at = i * rows_per_block * keys;
+                for ((o, s), m) in o
+                    .chunks_mut(keys)
+                    .zip(sv[at..].chunks(keys))
+                    .zip(mv[at..].chunks(keys))
+                {
+                    kernels::masked_softmax_row(s, m, scale, o);
+                }
+            });
+        flex(out, scores.dims().to_vec())
+    };
+    match s {
+        Operand::Flex(_) => Some(into_tensor(probs)),
+        Operand::Autodiff(s) => {
+            let backward = SoftmaxBackward { scale };
+            let out = match backward
+                .prepare::<NoCheckpointing>([s.node.clone()])
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(prep) => prep.finish(probs.clone(), probs),
+                OpsKind::UnTracked(prep) => prep.finish(probs),
+            };
+            Some(into_tensor(out))
+        }
+    }
+}
+
+#[derive(Debug)]
+struct SoftmaxBackward {
+    scale: f32,
+}
+
+impl Backward<Cpu, 1> for SoftmaxBackward {
+    /// The output probabilities.
+    type State = FlexTensor;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<Cpu>(&ops.node);
+        let [parent] = ops.parents;
+        let Some(node) = parent else { return };
+        let probs = ops.state;
+        let dims = shape(&probs);
+        let keys = *dims.last().expect("at least one dimension");
+        let (p, dp) = (values(&probs), values(&grad));
+        let mut ds = vec![0.0f32; p.len()];
+        let rows_per_block = (BLOCK / keys).max(1);
+        ds.par_chunks_mut(rows_per_block * keys)
+            .enumerate()
+            .for_each(|(i, o)| {
+                let at = i * rows_per_block * keys;
+                for ((o, p), dp) in o
+                    .chunks_mut(keys)
+                    .zip(p[at..].chunks(keys))
+                    .zip(dp[at..].chunks(keys))
+                {
+                    kernels::softmax_backward_row(p, dp, self.scale, o);
+                }
+            });
+        grads.register::<Cpu>(node.id, flex(ds, dims));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// RMSNorm
+
+/// HF's RMSNorm over the last dimension: `x * rsqrt(mean(x²) + eps) * weight`, `weight` of the
+/// last dimension's size. `None` where the op does not apply (see the module docs).
+pub fn rms_norm<B: Backend, const D: usize>(
+    x: &Tensor<B, D>,
+    weight: &Tensor<B, 1>,
+    eps: f64,
+) -> Option<Tensor<B, D>> {
+    let hidden = x.dims()[D - 1];
+    if weight.dims()[0] != hidden || hidden == 0 {
+        return None;
+    }
+    let xo = Operand::of(x)?;
+    let wo = Operand::of(weight)?;
+    let rows = x.dims()[..D - 1].iter().product::<usize>();
+    let (y, inv_rms) = {
+        let (xv, wv) = (values(xo.value()), values(wo.value()));
+        let mut y = vec![0.0f32; rows * hidden];
+        let mut inv_rms = vec![0.0f32; rows];
+        let rows_per_block = (BLOCK / hidden).max(1);
+        y.par_chunks_mut(rows_per_block * hidden)
+            .zip(inv_rms.par_chunks_mut(rows_per_block))
+            .enumerate()
+            .for_each(|(i, (y, r))| {
+                let at = i * rows_per_block * hidden;
+                for ((y, r), x) in y.chunks_mut(hidden).zip(r).zip(xv[at..].chunks(hidden)) {
+                    *r = kernels::rms_norm_row(x, &wv, eps as f32, y);
+                }
+            });
+        (flex(y, x.dims().to_vec()), inv_rms)
+    };
+    match (xo, wo) {
+        (Operand::Flex(_), Operand::Flex(_)) => Some(into_tensor(y)),
+        (Operand::Autodiff(xa), Operand::Autodiff(wa)) => {
+            let out = match RmsNormBackward
+                .prepare::<NoCheckpointing>([xa.node.clone(), wa.node.clone()])
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(prep) => prep.finish((xa.primitive, wa.primitive, inv_rms), y),
+                OpsKind::UnTracked(prep) => prep.finish(y),
+            };
+            Some(into_tensor(out))
+        }
+        _ => None,
+    }
+}
+
+#[derive(Debug)]
+struct RmsNormBackward;
+
+impl Backward<Cpu, 2> for RmsNormBackward {
+    /// The input, the weight and each row's `rsqrt(mean(x²) + eps)`.
+    type State = (FlexTensor, FlexTensor, Vec<f32>);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<Cpu>(&ops.node);
+        let (x, weight, inv_rms) = ops.state;
+        let dims = shape(&x);
+        let hidden = *dims.last().expect("at least one dimension");
+        let (xv, wv, dy) = (values(&x), values(&weight), values(&grad));
+        let rows_per_block = (BLOCK / hidden).max(1);
+        let [x_node, w_node] = ops.parents;
+        if let Some(node) = x_node {
+            let mut dx = vec![0.0f32; xv.len()];
+            dx.par_chunks_mut(rows_per_block * hidden)
+                .enumerate()
+                .for_each(|(i, dx)| {
+                    let at = i * rows_per_block * hidden;
+                    let r0 = i * rows_per_block;
+                    for (j, dx) in dx.chunks_mut(hidden).enumerate() {
+                        let row = at + j * hidden..at + (j + 1) * hidden;
+                        kernels::rms_norm_backward_row(
+                            &xv[row.clone()],
+                            &wv,
+                            &dy[row],
+                            inv_rms[r0 + j],
+                            dx,
+                        );
+                    }
+                });
+            grads.register::<Cpu>(node.id, flex(dx, dims));
+        }
+        if let Some(node) = w_node {
+            // Per block of rows a partial sum, then the partials in block order: the same result
+            // whatever the thread count.
+            let rows = inv_rms.len();
+            let partials: Vec<Vec<f32>> = (0..rows.div_ceil(rows_per_block))
+                .into_par_iter()
+                .map(|i| {
+                    let mut acc = vec![0.0f32; hidden];
+                    let first = i * rows_per_block;
+                    let last = ((i + 1) * rows_per_block).min(rows);
+                    for (r, &s) in inv_rms.iter().enumerate().take(last).skip(first) {
+                        let row = r * hidden..(r + 1) * hidden;
+                        for ((a, &x), &g) in acc.iter_mut().zip(&xv[row.clone()]).zip(&dy[row]) {
+                            *a += g * (x * s);
+                        }
+                    }
+                    acc
+                })
+                .collect();
+            let mut dw = vec![0.0f32; hidden];
+            for p in partials {
+                dw.iter_mut().zip(p).for_each(|(a, b)| *a += b);
+            }
+            grads.register::<Cpu>(node.id, flex(dw, vec![hidden]));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Log-softmax + gather
+
+/// `log_softmax(logits, 1)[row, targets[row]]` for `logits` `[rows, vocab]`: the log-probability of
+/// each row's target token, `[rows]`. `None` where the op does not apply (see the module docs) or a
+/// target is out of range.
+pub fn log_softmax_gather<B: Backend>(
+    logits: &Tensor<B, 2>,
+    targets: &[u32],
+) -> Option<Tensor<B, 1>> {
+    let [rows, vocab] = logits.dims();
+    if targets.len() != rows || vocab == 0 || targets.iter().any(|&t| t as usize >= vocab) {
+        return None;
+    }
+    let lo = Operand::of(logits)?;
+    let (picked, lse) = {
+        let lv = values(lo.value());
+        let mut picked = vec![0.0f32; rows];
+        let mut lse = vec![0.0f32; rows];
+        picked
+            .par_iter_mut()
+            .zip(lse.par_iter_mut())
+            .enumerate()
+            .for_each(|(r, (p, l))| {
+                let row = &lv[r * vocab..(r + 1) * vocab];
+                *l = kernels::log_sum_exp(row);
+                *p = row[targets[r] as usize] - *l;
+            });
+        (flex(picked, vec![rows]), lse)
+    };
+    match lo {
+        Operand::Flex(_) => Some(into_tensor(picked)),
+        Operand::Autodiff(la) => {
+            let out = match LogSoftmaxGatherBackward
+                .prepare::<NoCheckpointing>([la.node.clone()])
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(prep) => {
+                    prep.finish((la.primitive, lse, targets.to_vec()), picked)
+                }
+                OpsKind::UnTracked(prep) => prep.finish(picked),
+            };
+            Some(into_tensor(out))
+        }
+    }
+}
+
+#[derive(Debug)]
+struct LogSoftmaxGatherBackward;
+
+impl Backward<Cpu, 1> for LogSoftmaxGatherBackward {
+    /// The logits, each row's log-sum-exp, and the targets.
+    type State = (FlexTensor, Vec<f32>, Vec<u32>);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<Cpu>(&ops.node);
+        let [parent] = ops.parents;
+        let Some(node) = parent else { return };
+        let (logits, lse, targets) = ops.state;
+        let dims = shape(&logits);
+        let vocab = dims[1];
+        let (lv, g) = (values(&logits), values(&grad));
+        let mut d = vec![0.0f32; lv.len()];
+        d.par_chunks_mut(vocab).enumerate().for_each(|(r, d)| {
+            // d/dx_j of (x_t - lse) is [j = t] - softmax_j.
+            kernels::softmax_scaled_row(&lv[r * vocab..(r + 1) * vocab], lse[r], -g[r], d);
+            d[targets[r] as usize] += g[r];
+        });
+        grads.register::<Cpu>(node.id, flex(d, dims));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Row kernels
+
+/// The row kernels, on AVX2 + FMA (every public op checks `simd_available` before it gets here).
+/// Each safe wrapper asserts that, so a call on another CPU panics instead of faulting.
+mod kernels {
+    use crate::small_matmul::simd_available;
+
+    pub fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
+        assert!(simd_available());
+        crate::fused::swiglu_slices(gate, up, out);
+    }
+
+    pub fn swiglu_backward(
+        dy: &[f32],
+        gate: &[f32],
+        up: &[f32],
+        d_gate: &mut [f32],
+        d_up: &mut [f32],
+    ) {
+        assert!(simd_available() && dy.len() == gate.len() && gate.len() == up.len());
+        assert!(d_gate.len() == gate.len() && d_up.len() == gate.len());
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2 and FMA are present; the lengths are equal (asserted above).
+        unsafe {
+            avx2::swiglu_backward(dy, gate, up, d_gate, d_up)
+        }
+    }
+
+    pub fn masked_softmax_row(scores: &[f32], mask: &[f32], scale: f32, out: &mut [f32]) {
+        assert!(simd_available() && scores.len() == mask.len() && mask.len() == out.len());
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        unsafe {
+            avx2::masked_softmax_row(scores, mask, scale, out)
+        }
+    }
+
+    pub fn softmax_backward_row(p: &[f32], dp: &[f32], scale: f32, ds: &mut [f32]) {
+        assert!(simd_available() && p.len() == dp.len() && dp.len() == ds.len());
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        unsafe {
+            avx2::softmax_backward_row(p, dp, scale, ds)
+        }
+    }
+
+    /// Returns the row's `rsqrt(mean(x²) + eps)`.
+    pub fn rms_norm_row(x: &[f32], w: &[f32], eps: f32, y: &mut [f32]) -> f32 {
+        assert!(simd_available() && x.len() == w.len() && w.len() == y.len());
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        unsafe {
+            avx2::rms_norm_row(x, w, eps, y)
+        }
+    }
+
+    pub fn rms_norm_backward_row(x: &[f32], w: &[f32], dy: &[f32], inv_rms: f32, dx: &mut [f32]) {
+        assert!(simd_available() && x.len() == w.len() && w.len() == dy.len());
+        assert_eq!(dy.len(), dx.len());
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        unsafe {
+            avx2::rms_norm_backward_row(x, w, dy, inv_rms, dx)
+        }
+    }
+
+    pub fn log_sum_exp(x: &[f32]) -> f32 {
+        assert!(simd_available() && !x.is_empty());
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        unsafe {
+            avx2::log_sum_exp(x)
+        }
+    }
+
+    /// `out[j] = factor * exp(x[j] - lse)`.
+    pub fn softmax_scaled_row(x: &[f32], lse: f32, factor: f32, out: &mut [f32]) {
+        assert!(simd_available() && x.len() == out.len());
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        unsafe {
+            avx2::softmax_scaled_row(x, lse, factor, out)
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    mod avx2 {
+        use std::arch::x86_64::*;
+
+        use crate::fused::avx2::{exp, hsum};
+
+        /// 8 lanes of `x` from `at` (fewer past the end, padded with `pad`).
+        #[target_feature(enable = "avx2,fma")]
+        fn load(x: &[f32], at: usize, pad: f32) -> __m256 {
+            if at + 8 <= x.len() {
+                // SAFETY: at + 8 <= x.len().
+                unsafe { _mm256_loadu_ps(x.as_ptr().add(at)) }
+            } else {
+                let mut t = [pad; 8];
+                t[..x.len() - at].copy_from_slice(&x[at..]);
+                // SAFETY: 8-element stack array.
+                unsafe { _mm256_loadu_ps(t.as_ptr()) }
+            }
+        }
+
+        /// Stores the lanes of `v` that fall inside `out` from `at`.
+        #[target_feature(enable = "avx2,fma")]
+        fn store(out: &mut [f32], at: usize, v: __m256) {
+            if at + 8 <= out.len() {
+                // SAFETY: at + 8 <= out.len().
+                unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(at), v) }
+            } else {
+                let mut t = [0.0f32; 8];
+                // SAFETY: 8-element stack array.
+                unsafe { _mm256_storeu_ps(t.as_mut_ptr(), v) };
+                let n = out.len() - at;
+                out[at..].copy_from_slice(&t[..n]);
+            }
+        }
+
+        #[target_feature(enable = "avx2,fma")]
+        fn hmax(v: __m256) -> f32 {
+            let mut t = [0.0f32; 8];
+            // SAFETY: 8-element stack array.
+            unsafe { _mm256_storeu_ps(t.as_mut_ptr(), v) };
+            t.iter().copied().fold(f32::NEG_INFINITY, f32::max)
+        }
+
+        /// d/dg [g σ(g) u] = u σ(g) (1 + g (1 - σ(g))); d/du = g σ(g).
+        #[target_feature(enable = "avx2,fma")]
+        pub(super) unsafe fn swiglu_backward(
+            dy: &[f32],
+            gate: &[f32],
+            up: &[f32],
+            d_gate: &mut [f32],
+            d_up: &mut [f32],
+        ) {
+            let one = _mm256_set1_ps(1.0);
+            for at in (0..gate.len()).step_by(8) {
+                let (g, u, d) = (load(gate, at, 0.0), load(up, at, 0.0), load(dy, at, 0.0));
+                let sig = _mm256_div_ps(
+                    one,
+                    _mm256_add_ps(one, exp(_mm256_sub_ps(_mm256_setzero_ps(), g))),
+                );
+                let silu = _mm256_mul_ps(g, sig);
+                // σ (1 + g (1 - σ)) = σ + silu (1 - σ)
+                let dsilu = _mm256_fmadd_ps(silu, _mm256_sub_ps(one, sig), sig);
+                store(d_gate, at, _mm256_mul_ps(_mm256_mul_ps(d, u), dsilu));
+                store(d_up, at, _mm256_mul_ps(d, silu));
+            }
+        }
+
+        #[target_feature(enable = "avx2,fma")]
+        pub(super) unsafe fn masked_softmax_row(
+            scores: &[f32],
+            mask: &[f32],
+            scale: f32,
+            out: &mut [f32],
+        ) {
+            let n = scores.len();
+            let scale_v = _mm256_set1_ps(scale);
+            let mut max_v = _mm256_set1_ps(f32::NEG_INFINITY);
+            for at in (0..n).step_by(8) {
+                // Padding lanes are -inf: they change neither the max nor the sum.
+                let x = _mm256_fmadd_ps(
+                    load(scores, at, 0.0),
+                    scale_v,
+                    load(mask, at, f32::NEG_INFINITY),
+                );
+                max_v = _mm256_max_ps(max_v, x);
+                store(out, at, x);
+            }
+            let max_v = _mm256_set1_ps(hmax(max_v));
+            let mut sum_v = _mm256_setzero_ps();
+            for at in (0..n).step_by(8) {
+                let e = exp(_mm256_sub_ps(load(out, at, f32::NEG_INFINITY), max_v));
+                sum_v = _mm256_add_ps(sum_v, e);
+                store(out, at, e);
+            }
+            let inv = _mm256_set1_ps(1.0 / hsum(sum_v));
+            for at in (0..n).step_by(8) {
+                store(out, at, _mm256_mul_ps(load(out, at, 0.0), inv));
+            }
+        }
+
+        /// ds = scale · p ⊙ (dp − ⟨p, dp⟩).
+        #[target_feature(enable = "avx2,fma")]
+        pub(super) unsafe fn softmax_backward_row(
+            p: &[f32],
+            dp: &[f32],
+            scale: f32,
+            ds: &mut [f32],
+        ) {
+            let mut dot_v = _mm256_setzero_ps();
+            for at in (0..p.len()).step_by(8) {
+                dot_v = _mm256_fmadd_ps(load(p, at, 0.0), load(dp, at, 0.0), dot_v);
+            }
+            let dot = _mm256_set1_ps(hsum(dot_v));
+            let scale_v = _mm256_set1_ps(scale);
+            for at in (0..p.len()).step_by(8) {
+                let pv = _mm256_mul_ps(load(p, at, 0.0), scale_v);
+                store(
+                    ds,
+                    at,
+                    _mm256_mul_ps(pv, _mm256_sub_ps(load(dp, at, 0.0), dot)),
+                );
+            }
+        }
+
+        #[target_feature(enable = "avx2,fma")]
+        pub(super) unsafe fn rms_norm_row(x: &[f32], w: &[f32], eps: f32, y: &mut [f32]) -> f32 {
+            let mut ss = _mm256_setzero_ps();
+            for at in (0..x.len()).step_by(8) {
+                let v = load(x, at, 0.0);
+                ss = _mm256_fmadd_ps(v, v, ss);
+            }
+            let inv_rms = 1.0 / (hsum(ss) / x.len() as f32 + eps).sqrt();
+            let r = _mm256_set1_ps(inv_rms);
+            for at in (0..x.len()).step_by(8) {
+                let v = _mm256_mul_ps(load(x, at, 0.0), r);
+                store(y, at, _mm256_mul_ps(v, load(w, at, 0.0)));
+            }
+            inv_rms
+        }
+
+        /// y = x r w with r = (mean(x²) + eps)^-1/2:
+        /// dx = r (w ⊙ dy) − x r³ ⟨w ⊙ dy, x⟩ / n.
+        #[target_feature(enable = "avx2,fma")]
+        pub(super) unsafe fn rms_norm_backward_row(
+            x: &[f32],
+            w: &[f32],
+            dy: &[f32],
+            inv_rms: f32,
+            dx: &mut [f32],
+        ) {
+            let mut dot_v = _mm256_setzero_ps();
+            for at in (0..x.len()).step_by(8) {
+                let wdy = _mm256_mul_ps(load(w, at, 0.0), load(dy, at, 0.0));
+                dot_v = _mm256_fmadd_ps(wdy, load(x, at, 0.0), dot_v);
+            }
+            let c = hsum(dot_v) * inv_rms * inv_rms * inv_rms / x.len() as f32;
+            let (r, c) = (_mm256_set1_ps(inv_rms), _mm256_set1_ps(c));
+            for at in (0..x.len()).step_by(8) {
+                let wdy = _mm256_mul_ps(load(w, at, 0.0), load(dy, at, 0.0));
+                let v = _mm256_fnmadd_ps(load(x, at, 0.0), c, _mm256_mul_ps(wdy, r));
+                store(dx, at, v);
+            }
+        }
+
+        #[target_feature(enable = "avx2,fma")]
+        pub(super) unsafe fn log_sum_exp(x: &[f32]) -> f32 {
+            let mut max_v = _mm256_set1_ps(f32::NEG_INFINITY);
+            for at in (0..x.len()).step_by(8) {
+                max_v = _mm256_max_ps(max_v, load(x, at, f32::NEG_INFINITY));
+            }
+            let max = hmax(max_v);
+            let m = _mm256_set1_ps(max);
+            let mut sum_v = _mm256_setzero_ps();
+            for at in (0..x.len()).step_by(8) {
+                sum_v = _mm256_add_ps(sum_v, exp(_mm256_sub_ps(load(x, at, f32::NEG_INFINITY), m)));
+            }
+            max + hsum(sum_v).ln()
+        }
+
+        #[target_feature(enable = "avx2,fma")]
+        pub(super) unsafe fn softmax_scaled_row(x: &[f32], lse: f32, factor: f32, out: &mut [f32]) {
+            let (l, f) = (_mm256_set1_ps(lse), _mm256_set1_ps(factor));
+            for at in (0..x.len()).step_by(8) {
+                let e = exp(_mm256_sub_ps(load(x, at, f32::NEG_INFINITY), l));
+                store(out, at, _mm256_mul_ps(e, f));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::CpuDevice;
+    use burn::tensor::Int;
+    use burn::tensor::activation::{log_softmax, silu, softmax};
+
+    /// small_matmul's deterministic fill, scaled to [-range, range).
+    fn fill(len: usize, seed: u32, range: f32) -> Vec<f32> {
+        let mut v = crate::small_matmul::tests::values(len, seed);
+        v.iter_mut().for_each(|x| *x *= range);
+        v
+    }
+
+    fn param<const D: usize>(dims: [usize; D], seed: u32, range: f32) -> Tensor<Ad, D> {
+        let n = dims.iter().product();
+        Tensor::from_data(
+            TensorData::new(fill(n, seed, range), dims),
+            &CpuDevice::default(),
+        )
+        .require_grad()
+    }
+
+    fn close<const D: usize>(got: Tensor<Cpu, D>, want: Tensor<Cpu, D>, tol: f32, what: &str) {
+        let (got, want) = (got.into_data(), want.into_data());
+        let (g, w) = (
+            got.as_slice::<f32>().unwrap(),
+            want.as_slice::<f32>().unwrap(),
+        );
+        assert_eq!(g.len(), w.len(), "{what}: length");
+        for (i, (a, b)) in g.iter().zip(w).enumerate() {
+            assert!(
+                (a - b).abs() <= tol * (1.0 + b.abs()),
+                "{what}[{i}]: {a} vs {b}"
+            );
+        }
+    }
+
+    /// A weighted sum as the loss, so every output element gets a different upstream gradient.
+    fn loss<const D: usize>(y: Tensor<Ad, D>, seed: u32) -> Tensor<Ad, 1> {
+        let w = Tensor::<Ad, D>::from_data(
+            TensorData::new(fill(y.dims().iter().product(), seed, 1.0), y.dims()),
+            &y.device(),
+        );
+        (y * w).sum()
+    }
+
+    #[test]
+    fn swiglu_value_and_gradients_match_burns_autodiff() {
+        if !simd_available() {
+            return;
+        }
+        // 3 x 43: not a multiple of 8, so the tail path runs.
+        let (g, u) = (param([3, 43], 1, 9.0), param([3, 43], 2, 3.0));
+        let got = swiglu(&g, &u).expect("applies on Autodiff<burn-flex>");
+        let want = silu(g.clone()) * u.clone();
+        close(got.clone().inner(), want.clone().inner(), 1e-6, "value");
+        let (gg, wg) = (loss(got, 3).backward(), loss(want, 3).backward());
+        close(g.grad(&gg).unwrap(), g.grad(&wg).unwrap(), 1e-5, "d gate");
+        close(u.grad(&gg).unwrap(), u.grad(&wg).unwrap(), 1e-5, "d up");
+    }
+
+    #[test]
+    fn masked_softmax_value_and_gradient_match_burns_autodiff() {
+        if !simd_available() {
+            return;
+        }
+        let (b, h, q, k) = (2, 3, 5, 13);
+        let scores = param([b, h, q, k], 4, 6.0);
+        // Causal over the last q keys, and row 1 left-padded by 4 keys: the model's mask.
+        let mut m = vec![0.0f32; b * h * q * k];
+        for (i, v) in m.iter_mut().enumerate() {
+            let (row, qi, ki) = (i / (h * q * k), (i / k) % q, i % k);
+            if ki > k - q + qi || (row == 1 && ki < 4) {
+                *v = crate::transformer::MASKED;
+            }
+        }
+        let mask =
+            Tensor::<Ad, 4>::from_data(TensorData::new(m, [b, h, q, k]), &CpuDevice::default());
+        let scale = 0.37;
+        let got = masked_softmax(&scores, &mask, scale).expect("applies");
+        let want = softmax(scores.clone() * scale + mask.clone(), 3);
+        close(got.clone().inner(), want.clone().inner(), 1e-6, "value");
+        let (gg, wg) = (loss(got, 5).backward(), loss(want, 5).backward());
+        close(
+            scores.grad(&gg).unwrap(),
+            scores.grad(&wg).unwrap(),
+            1e-5,
+            "d scores",
+        );
+        // Inference (burn-flex, no graph): the same values.
+        let inner = masked_softmax(&scores.clone().inner(), &mask.clone().inner(), scale).unwrap();
+        close(
+            inner,
+            softmax(scores.inner() * scale + mask.inner(), 3),
+            1e-6,
+            "flex value",
+        );
+    }
+
+    #[test]
+    fn rms_norm_value_and_gradients_match_burns_autodiff() {
+        if !simd_available() {
+            return;
+        }
+        // Hidden 20: not a multiple of 8.
+        let (x, w) = (param([3, 5, 20], 6, 4.0), param([20], 7, 2.0));
+        let eps = 1e-6;
+        let got = rms_norm(&x, &w, eps).expect("applies");
+        let variance = x.clone().powi_scalar(2).mean_dim(2);
+        let want = x.clone() * (variance + eps).sqrt().recip() * w.clone().unsqueeze();
+        close(got.clone().inner(), want.clone().inner(), 1e-6, "value");
+        let (gg, wg) = (loss(got, 8).backward(), loss(want, 8).backward());
+        close(x.grad(&gg).unwrap(), x.grad(&wg).unwrap(), 1e-5, "dx");
+        close(w.grad(&gg).unwrap(), w.grad(&wg).unwrap(), 1e-5, "d weight");
+    }
+
+    #[test]
+    fn log_softmax_gather_value_and_gradient_match_burns_autodiff() {
+        if !simd_available() {
+            return;
+        }
+        let (rows, vocab) = (7, 37);
+        let logits = param([rows, vocab], 9, 8.0);
+        let targets: Vec<u32> = (0..rows as u32).map(|r| (r * 11) % vocab as u32).collect();
+        let got = log_softmax_gather(&logits, &targets).expect("applies");
+        let ids: Vec<i32> = targets.iter().map(|&t| t as i32).collect();
+        let ids =
+            Tensor::<Ad, 2, Int>::from_data(TensorData::new(ids, [rows, 1]), &CpuDevice::default());
+        let want = log_softmax(logits.clone(), 1)
+            .gather(1, ids)
+            .reshape([rows]);
+        close(got.clone().inner(), want.clone().inner(), 1e-6, "value");
+        let (gg, wg) = (loss(got, 10).backward(), loss(want, 10).backward());
+        close(
+            logits.grad(&gg).unwrap(),
+            logits.grad(&wg).unwrap(),
+            1e-5,
+            "d logits",
+        );
+        // A target out of range or a count that does not match the rows: not applied.
+        assert!(log_softmax_gather(&logits, &targets[1..]).is_none());
+        let mut bad = targets.clone();
+        bad[0] = vocab as u32;
+        assert!(log_softmax_gather(&logits, &bad).is_none());
+    }
+
+    #[test]
+    fn untracked_inputs_give_the_same_values() {
+        if !simd_available() {
+            return;
+        }
+        let device = CpuDevice::default();
+        let t = |seed| {
+            Tensor::<Ad, 2>::from_data(TensorData::new(fill(4 * 24, seed, 3.0), [4, 24]), &device)
+        };
+        let (g, u) = (t(11), t(12));
+        let untracked = swiglu(&g, &u).unwrap();
+        let tracked = swiglu(&g.clone().require_grad(), &u.clone().require_grad()).unwrap();
+        assert_eq!(untracked.into_data(), tracked.into_data());
+    }
+
+    #[test]
+    fn other_backends_and_shapes_are_left_to_burn() {
+        let device = CpuDevice::default();
+        // burn-flex without autodiff: SwiGLU is `fused::swiglu`'s, not this module's.
+        let x = Tensor::<Cpu, 2>::ones([2, 8], &device);
+        assert!(swiglu(&x, &x).is_none());
+        // Mismatched shapes.
+        let a = param([2, 8], 13, 1.0);
+        let b = param([2, 16], 14, 1.0);
+        assert!(swiglu(&a, &b).is_none());
+        assert!(masked_softmax(&a, &b, 1.0).is_none());
+        assert!(rms_norm(&a, &param([9], 15, 1.0), 1e-6).is_none());
+    }
+}
