@@ -10,6 +10,7 @@
 //! - [`swiglu`]: `silu(gate) * up`;
 //! - [`masked_softmax`]: `softmax(scores * scale + mask)` over the last dimension (`mask` constant);
 //! - [`rms_norm`]: HF's RMSNorm, `x * rsqrt(mean(x²) + eps) * weight`;
+//! - [`rope`]: the rotary embedding, `x * cos + rotate_half(x) * sin` (tables constant);
 //! - [`log_softmax_gather`]: `log_softmax(logits)[row, target[row]]` without the `[rows, vocab]`
 //!   log-probability tensor.
 //!
@@ -371,6 +372,87 @@ impl Backward<Cpu, 2> for RmsNormBackward {
 }
 
 // ---------------------------------------------------------------------------------------------
+// RoPE
+
+/// Rotary embedding `x * cos + rotate_half(x) * sin` over the last dimension (HF's
+/// `rotate_half(x) = cat(-x2, x1)`), with `cos`/`sin` of `x`'s shape (constants). `None` where the op
+/// does not apply (see the module docs) or the last dimension is odd.
+pub fn rope<B: Backend, const D: usize>(
+    x: &Tensor<B, D>,
+    cos: &Tensor<B, D>,
+    sin: &Tensor<B, D>,
+) -> Option<Tensor<B, D>> {
+    let hd = x.dims()[D - 1];
+    if x.dims() != cos.dims() || x.dims() != sin.dims() || hd == 0 || hd % 2 == 1 {
+        return None;
+    }
+    let xo = Operand::of(x)?;
+    let (co, so) = (Operand::of(cos)?, Operand::of(sin)?);
+    let (cv, sv) = (values(co.value()), values(so.value()));
+    let y = {
+        let xv = values(xo.value());
+        let mut y = vec![0.0f32; xv.len()];
+        let rows_per_block = (BLOCK / hd).max(1);
+        y.par_chunks_mut(rows_per_block * hd)
+            .enumerate()
+            .for_each(|(i, y)| {
+                let at = i * rows_per_block * hd;
+                let n = y.len();
+                kernels::rope_rows(&xv[at..at + n], &cv[at..at + n], &sv[at..at + n], hd, y);
+            });
+        flex(y, x.dims().to_vec())
+    };
+    match xo {
+        Operand::Flex(_) => Some(into_tensor(y)),
+        Operand::Autodiff(xa) => {
+            let out = match RopeBackward
+                .prepare::<NoCheckpointing>([xa.node.clone()])
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(prep) => prep.finish((co.value().clone(), so.value().clone()), y),
+                OpsKind::UnTracked(prep) => prep.finish(y),
+            };
+            Some(into_tensor(out))
+        }
+    }
+}
+
+#[derive(Debug)]
+struct RopeBackward;
+
+impl Backward<Cpu, 1> for RopeBackward {
+    /// The cos and sin tables.
+    type State = (FlexTensor, FlexTensor);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<Cpu>(&ops.node);
+        let [parent] = ops.parents;
+        let Some(node) = parent else { return };
+        let (cos, sin) = ops.state;
+        let dims = shape(&cos);
+        let hd = *dims.last().expect("at least one dimension");
+        let (cv, sv, dy) = (values(&cos), values(&sin), values(&grad));
+        let mut dx = vec![0.0f32; dy.len()];
+        let rows_per_block = (BLOCK / hd).max(1);
+        dx.par_chunks_mut(rows_per_block * hd)
+            .enumerate()
+            .for_each(|(i, dx)| {
+                let at = i * rows_per_block * hd;
+                let n = dx.len();
+                kernels::rope_backward_rows(
+                    &dy[at..at + n],
+                    &cv[at..at + n],
+                    &sv[at..at + n],
+                    hd,
+                    dx,
+                );
+            });
+        grads.register::<Cpu>(node.id, flex(dx, dims));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Log-softmax + gather
 
 /// `log_softmax(logits, 1)[row, targets[row]]` for `logits` `[rows, vocab]`: the log-probability of
@@ -526,6 +608,47 @@ mod kernels {
         // SAFETY: as above.
         unsafe {
             avx2::softmax_scaled_row(x, lse, factor, out)
+        }
+    }
+
+    /// RoPE on rows of `hd`: `y = x cos + rotate_half(x) sin`, `rotate_half(x) = cat(-x2, x1)`.
+    /// Plain loops over the two halves, which the compiler vectorises.
+    pub fn rope_rows(x: &[f32], cos: &[f32], sin: &[f32], hd: usize, y: &mut [f32]) {
+        let half = hd / 2;
+        for (((y, x), c), s) in y
+            .chunks_exact_mut(hd)
+            .zip(x.chunks_exact(hd))
+            .zip(cos.chunks_exact(hd))
+            .zip(sin.chunks_exact(hd))
+        {
+            let (x1, x2) = x.split_at(half);
+            let (c1, c2) = c.split_at(half);
+            let (s1, s2) = s.split_at(half);
+            let (y1, y2) = y.split_at_mut(half);
+            for j in 0..half {
+                y1[j] = x1[j] * c1[j] + (-x2[j]) * s1[j];
+                y2[j] = x2[j] * c2[j] + x1[j] * s2[j];
+            }
+        }
+    }
+
+    /// The transpose of [`rope_rows`]: `dx = dy cos + cat(z2, -z1)` with `z = dy sin`.
+    pub fn rope_backward_rows(dy: &[f32], cos: &[f32], sin: &[f32], hd: usize, dx: &mut [f32]) {
+        let half = hd / 2;
+        for (((dx, dy), c), s) in dx
+            .chunks_exact_mut(hd)
+            .zip(dy.chunks_exact(hd))
+            .zip(cos.chunks_exact(hd))
+            .zip(sin.chunks_exact(hd))
+        {
+            let (d1, d2) = dy.split_at(half);
+            let (c1, c2) = c.split_at(half);
+            let (s1, s2) = s.split_at(half);
+            let (dx1, dx2) = dx.split_at_mut(half);
+            for j in 0..half {
+                dx1[j] = d1[j] * c1[j] + d2[j] * s2[j];
+                dx2[j] = d2[j] * c2[j] - d1[j] * s1[j];
+            }
         }
     }
 
@@ -834,6 +957,44 @@ mod tests {
         let (gg, wg) = (loss(got, 8).backward(), loss(want, 8).backward());
         close(x.grad(&gg).unwrap(), x.grad(&wg).unwrap(), 1e-5, "dx");
         close(w.grad(&gg).unwrap(), w.grad(&wg).unwrap(), 1e-5, "d weight");
+    }
+
+    #[test]
+    fn rope_value_and_gradient_match_the_rotation_matrix() {
+        if !simd_available() {
+            return;
+        }
+        let device = CpuDevice::default();
+        let (b, s, h, hd) = (2, 3, 4, 6);
+        let x = param([b, s, h, hd], 16, 2.0);
+        let table = |seed| {
+            Tensor::<Ad, 4>::from_data(
+                TensorData::new(fill(b * s * h * hd, seed, 1.0), [b, s, h, hd]),
+                &device,
+            )
+        };
+        let (cos, sin) = (table(17), table(18));
+        let got = rope(&x, &cos, &sin).expect("applies");
+        // The reference: rotate_half as a matrix product, x @ R = cat(-x2, x1).
+        let half = hd / 2;
+        let mut r = vec![0.0f32; hd * hd];
+        for j in 0..half {
+            r[(j + half) * hd + j] = -1.0;
+            r[j * hd + j + half] = 1.0;
+        }
+        let r = Tensor::<Ad, 2>::from_data(TensorData::new(r, [hd, hd]), &device);
+        let rotated = x
+            .clone()
+            .reshape([b * s * h, hd])
+            .matmul(r)
+            .reshape([b, s, h, hd]);
+        let want = x.clone() * cos.clone() + rotated * sin.clone();
+        close(got.clone().inner(), want.clone().inner(), 1e-6, "value");
+        let (gg, wg) = (loss(got, 19).backward(), loss(want, 19).backward());
+        close(x.grad(&gg).unwrap(), x.grad(&wg).unwrap(), 1e-5, "dx");
+        // An odd last dimension has no halves.
+        let odd = param([1, 1, 1, 5], 20, 1.0);
+        assert!(rope(&odd, &odd, &odd).is_none());
     }
 
     #[test]

@@ -91,6 +91,8 @@ pub struct Attention<B: Backend> {
 /// SIMD kernels; broadcasting over heads on a transposed `x` went through its per-element strided
 /// iterator instead. The result is bit-identical: `@ rotate` only copies and negates values (one
 /// non-zero term of +-1 per output), and the products and sum are the same f32 operations.
+/// On burn-flex (and the learner's autodiff over it) `fused_grad::rope` does the same arithmetic in
+/// one pass per row, with its own backward; the tables are then read as plain constants.
 pub struct Rope<B: Backend> {
     pub cos_q: Tensor<B, 4>,
     pub sin_q: Tensor<B, 4>,
@@ -106,6 +108,9 @@ fn apply_rope<B: Backend>(
     sin: &Tensor<B, 4>,
     rotate: &Tensor<B, 2>,
 ) -> Tensor<B, 4> {
+    if let Some(y) = crate::fused_grad::rope(&x, cos, sin) {
+        return y;
+    }
     let dims = x.dims();
     let rows = dims[0] * dims[1] * dims[2];
     let rotated = x
