@@ -20,7 +20,7 @@
 //! instructions, so a row's result does not depend on its batch; cross-row sums (the RMSNorm weight
 //! gradient) add fixed-size blocks in a fixed order, so results do not depend on the thread count.
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 
 use burn::backend::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -55,6 +55,11 @@ impl Operand {
         }
         if let Some(f) = as_flex(t) {
             return (f.dtype() == DType::F32).then_some(Operand::Flex(f));
+        }
+        // Only the learner's backend: `Autodiff<Flex, C>` for another checkpointing strategy has the
+        // same primitive type but must record its ops with that strategy (it takes burn's ops).
+        if TypeId::of::<B>() != TypeId::of::<Ad>() {
+            return None;
         }
         let TensorPrimitive::Float(p) = t.clone().into_primitive() else {
             return None;
@@ -433,6 +438,15 @@ impl Backward<Cpu, 1> for RopeBackward {
         let dims = shape(&cos);
         let hd = *dims.last().expect("at least one dimension");
         let (cv, sv, dy) = (values(&cos), values(&sin), values(&grad));
+        // The transpose of the rotation is the rotation with `sin` replaced by -cat(s2, s1):
+        // dx1 = dy1 c1 + dy2 s2 and dx2 = dy2 c2 - dy1 s1.
+        let half = hd / 2;
+        let mut sin_t = vec![0.0f32; sv.len()];
+        for (t, s) in sin_t.chunks_exact_mut(hd).zip(sv.chunks_exact(hd)) {
+            let ((t1, t2), (s1, s2)) = (t.split_at_mut(half), s.split_at(half));
+            t1.iter_mut().zip(s2).for_each(|(t, &s)| *t = -s);
+            t2.iter_mut().zip(s1).for_each(|(t, &s)| *t = -s);
+        }
         let mut dx = vec![0.0f32; dy.len()];
         let rows_per_block = (BLOCK / hd).max(1);
         dx.par_chunks_mut(rows_per_block * hd)
@@ -440,13 +454,7 @@ impl Backward<Cpu, 1> for RopeBackward {
             .for_each(|(i, dx)| {
                 let at = i * rows_per_block * hd;
                 let n = dx.len();
-                kernels::rope_backward_rows(
-                    &dy[at..at + n],
-                    &cv[at..at + n],
-                    &sv[at..at + n],
-                    hd,
-                    dx,
-                );
+                kernels::rope_rows(&dy[at..at + n], &cv[at..at + n], &sin_t[at..at + n], hd, dx);
             });
         grads.register::<Cpu>(node.id, flex(dx, dims));
     }
@@ -628,26 +636,6 @@ mod kernels {
             for j in 0..half {
                 y1[j] = x1[j] * c1[j] + (-x2[j]) * s1[j];
                 y2[j] = x2[j] * c2[j] + x1[j] * s2[j];
-            }
-        }
-    }
-
-    /// The transpose of [`rope_rows`]: `dx = dy cos + cat(z2, -z1)` with `z = dy sin`.
-    pub fn rope_backward_rows(dy: &[f32], cos: &[f32], sin: &[f32], hd: usize, dx: &mut [f32]) {
-        let half = hd / 2;
-        for (((dx, dy), c), s) in dx
-            .chunks_exact_mut(hd)
-            .zip(dy.chunks_exact(hd))
-            .zip(cos.chunks_exact(hd))
-            .zip(sin.chunks_exact(hd))
-        {
-            let (d1, d2) = dy.split_at(half);
-            let (c1, c2) = c.split_at(half);
-            let (s1, s2) = s.split_at(half);
-            let (dx1, dx2) = dx.split_at_mut(half);
-            for j in 0..half {
-                dx1[j] = d1[j] * c1[j] + d2[j] * s2[j];
-                dx2[j] = d2[j] * c2[j] - d1[j] * s1[j];
             }
         }
     }
@@ -1025,6 +1013,138 @@ mod tests {
         let mut bad = targets.clone();
         bad[0] = vocab as u32;
         assert!(log_softmax_gather(&logits, &bad).is_none());
+    }
+
+    /// The whole model through `score` on a left-padded batch: values and every parameter's
+    /// gradient with the fused ops (`Autodiff<Flex>`) against burn's own ops and autodiff
+    /// (`Autodiff<Flex, BalancedCheckpointing>`, which these ops leave alone).
+    #[test]
+    fn a_model_scored_with_the_fused_ops_has_burns_gradients() {
+        let dims = crate::tiny::TinyDims {
+            hidden_size: 32,
+            num_hidden_layers: 2,
+            num_attention_heads: 4,
+            num_key_value_heads: 2,
+            intermediate_size: 48,
+            max_position_embeddings: 64,
+        };
+        let pairs = vec![
+            (vec![5u32, 9, 14], vec![7u32, 8, 2]),
+            (vec![3u32, 4, 5, 6, 7, 8], vec![11u32, 2]),
+        ];
+        model_gradients_match(dims, &pairs);
+    }
+
+    /// The default job's model on a batch of its size: 32 sequences of 20-40 tokens, so every op
+    /// runs several parallel blocks.
+    #[test]
+    fn the_default_model_on_a_full_batch_has_burns_gradients() {
+        let pairs: Vec<(Vec<u32>, Vec<u32>)> = (0..32u32)
+            .map(|i| {
+                let p = (0..12 + i % 9)
+                    .map(|t| (t * 31 + i * 7) % 400 + 1)
+                    .collect();
+                let r = (0..8 + (i * 5) % 23)
+                    .map(|t| (t * 17 + i * 13) % 400 + 1)
+                    .collect();
+                (p, r)
+            })
+            .collect();
+        model_gradients_match(crate::tiny::TinyDims::default(), &pairs);
+    }
+
+    fn model_gradients_match(dims: crate::tiny::TinyDims, pairs: &[(Vec<u32>, Vec<u32>)]) {
+        use crate::transformer::Transformer;
+        use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
+        type Ref = Autodiff<Cpu, BalancedCheckpointing>;
+        if !simd_available() {
+            return;
+        }
+        let device = CpuDevice::default();
+        let config = crate::tiny::config(dims).unwrap();
+        let weights = || crate::tiny::init_weights(&config, 3);
+        let fused = Transformer::<Ad>::from_weights(&config, weights(), &device).unwrap();
+        let reference = Transformer::<Ref>::from_weights(&config, weights(), &device).unwrap();
+        let items: Vec<crate::ScoreItem> = pairs
+            .iter()
+            .map(|(p, r)| crate::ScoreItem {
+                prompt: p,
+                response: r,
+            })
+            .collect();
+        let z_c = 17;
+        let f = crate::score(&fused, &items, z_c).unwrap();
+        let r = crate::score(&reference, &items, z_c).unwrap();
+        close(
+            f.response_logprobs.clone().inner(),
+            r.response_logprobs.clone().inner(),
+            1e-5,
+            "response log-probs",
+        );
+        close(
+            f.self_reward_logprob.clone().inner(),
+            r.self_reward_logprob.clone().inner(),
+            1e-5,
+            "self-reward log-prob",
+        );
+        let f_loss = f.response_logprobs.sum() + f.self_reward_logprob.sum() * 0.5;
+        let r_loss = r.response_logprobs.sum() + r.self_reward_logprob.sum() * 0.5;
+        let (fg, rg) = (f_loss.backward(), r_loss.backward());
+        let (fp, rp) = (param_grads(&fused, &fg), param_grads(&reference, &rg));
+        assert_eq!(fp.len(), rp.len());
+        for ((name, a), (_, b)) in fp.iter().zip(&rp) {
+            assert!(
+                !a.is_empty() && a.len() == b.len(),
+                "{name}: a gradient each"
+            );
+            let scale = b.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                assert!(
+                    (x - y).abs() <= 1e-4 * (1.0 + scale),
+                    "{name}[{i}]: {x} vs {y} (largest {scale})"
+                );
+            }
+        }
+    }
+
+    /// Every parameter's gradient, by name.
+    fn param_grads<B: burn::tensor::backend::AutodiffBackend>(
+        m: &crate::transformer::Transformer<B>,
+        g: &B::Gradients,
+    ) -> Vec<(String, Vec<f32>)> {
+        fn v<B: burn::tensor::backend::AutodiffBackend, const D: usize>(
+            t: Tensor<B, D>,
+            g: &B::Gradients,
+        ) -> Vec<f32> {
+            t.grad(g)
+                .map(|t| t.into_data().convert::<f32>().into_vec().unwrap())
+                .unwrap_or_default()
+        }
+        let mut out = vec![("embed_tokens".to_string(), v(m.embed_tokens.val(), g))];
+        for (i, l) in m.layers.iter().enumerate() {
+            let a = &l.self_attn;
+            for (name, w) in [
+                ("q_proj", &a.q_proj),
+                ("k_proj", &a.k_proj),
+                ("v_proj", &a.v_proj),
+                ("o_proj", &a.o_proj),
+                ("gate_proj", &l.mlp.gate_proj),
+                ("up_proj", &l.mlp.up_proj),
+                ("down_proj", &l.mlp.down_proj),
+            ] {
+                out.push((format!("{i}.{name}"), v(w.weight.val(), g)));
+            }
+            out.push((
+                format!("{i}.input_layernorm"),
+                v(l.input_layernorm.weight.val(), g),
+            ));
+            out.push((
+                format!("{i}.post_attention_layernorm"),
+                v(l.post_attention_layernorm.weight.val(), g),
+            ));
+        }
+        out.push(("norm".to_string(), v(m.norm.weight.val(), g)));
+        out
     }
 
     #[test]
