@@ -101,6 +101,56 @@ fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
     }
 }
 
+/// Registers `out` as the output of one op of burn's graph with `parents` and `backward`; the
+/// state for the backward pass is built only when some parent needs a gradient.
+fn record<BO, S, const N: usize>(
+    backward: BO,
+    parents: [&AdTensor; N],
+    state: impl FnOnce() -> S,
+    out: FlexTensor,
+) -> AdTensor
+where
+    BO: Backward<Cpu, N, State = S>,
+    S: Clone + Send + std::fmt::Debug + 'static,
+{
+    match backward
+        .prepare::<NoCheckpointing>(parents.map(|p| p.node.clone()))
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish(state(), out),
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    }
+}
+
+/// `out` in blocks of whole rows of `row_len` elements, in parallel: `f(offset, block)` with the
+/// block's first element's offset into `out`.
+fn par_row_blocks(out: &mut [f32], row_len: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+    let rows_per_block = (BLOCK / row_len).max(1);
+    out.par_chunks_mut(rows_per_block * row_len)
+        .enumerate()
+        .for_each(|(i, block)| f(i * rows_per_block * row_len, block));
+}
+
+/// `f(a_row, b_row, out_row)` for every row of `row_len` elements, in parallel blocks.
+fn par_rows2(
+    a: &[f32],
+    b: &[f32],
+    row_len: usize,
+    out: &mut [f32],
+    f: impl Fn(&[f32], &[f32], &mut [f32]) + Sync + Send,
+) {
+    par_row_blocks(out, row_len, |at, block| {
+        for ((o, a), b) in block
+            .chunks_mut(row_len)
+            .zip(a[at..].chunks(row_len))
+            .zip(b[at..].chunks(row_len))
+        {
+            f(a, b, o);
+        }
+    });
+}
+
 fn flex(data: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(data, shape))
 }
@@ -134,15 +184,8 @@ pub fn swiglu<B: Backend, const D: usize>(
         });
         flex(out, gate.dims().to_vec())
     };
-    let out = match SwigluBackward
-        .prepare::<NoCheckpointing>([g.node.clone(), u.node.clone()])
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => prep.finish((g.primitive, u.primitive), out),
-        OpsKind::UnTracked(prep) => prep.finish(out),
-    };
-    Some(into_tensor(out))
+    let state = || (g.primitive.clone(), u.primitive.clone());
+    Some(into_tensor(record(SwigluBackward, [&g, &u], state, out)))
 }
 
 #[derive(Debug)]
@@ -196,34 +239,22 @@ pub fn masked_softmax<B: Backend, const D: usize>(
     let probs = {
         let (sv, mv) = (values(s.value()), values(m.value()));
         let mut out = vec![0.0f32; sv.len()];
-        let rows_per_block = (BLOCK / keys).max(1);
-        out.par_chunks_mut(rows_per_block * keys)
-            .enumerate()
-            .for_each(|(i, o)| {
-                let at = i * rows_per_block * keys;
-                for ((o, s), m) in o
-                    .chunks_mut(keys)
-                    .zip(sv[at..].chunks(keys))
-                    .zip(mv[at..].chunks(keys))
-                {
-                    kernels::masked_softmax_row(s, m, scale, o);
-                }
-            });
+        par_rows2(&sv, &mv, keys, &mut out, |s, m, o| {
+            kernels::masked_softmax_row(s, m, scale, o)
+        });
         flex(out, scores.dims().to_vec())
     };
     match s {
         Operand::Flex(_) => Some(into_tensor(probs)),
         Operand::Autodiff(s) => {
-            let backward = SoftmaxBackward { scale };
-            let out = match backward
-                .prepare::<NoCheckpointing>([s.node.clone()])
-                .compute_bound()
-                .stateful()
-            {
-                OpsKind::Tracked(prep) => prep.finish(probs.clone(), probs),
-                OpsKind::UnTracked(prep) => prep.finish(probs),
-            };
-            Some(into_tensor(out))
+            // The state is the output itself (a second handle on the same buffer).
+            let state = probs.clone();
+            Some(into_tensor(record(
+                SoftmaxBackward { scale },
+                [&s],
+                move || state,
+                probs,
+            )))
         }
     }
 }
@@ -246,19 +277,9 @@ impl Backward<Cpu, 1> for SoftmaxBackward {
         let keys = *dims.last().expect("at least one dimension");
         let (p, dp) = (values(&probs), values(&grad));
         let mut ds = vec![0.0f32; p.len()];
-        let rows_per_block = (BLOCK / keys).max(1);
-        ds.par_chunks_mut(rows_per_block * keys)
-            .enumerate()
-            .for_each(|(i, o)| {
-                let at = i * rows_per_block * keys;
-                for ((o, p), dp) in o
-                    .chunks_mut(keys)
-                    .zip(p[at..].chunks(keys))
-                    .zip(dp[at..].chunks(keys))
-                {
-                    kernels::softmax_backward_row(p, dp, self.scale, o);
-                }
-            });
+        par_rows2(&p, &dp, keys, &mut ds, |p, dp, o| {
+            kernels::softmax_backward_row(p, dp, self.scale, o)
+        });
         grads.register::<Cpu>(node.id, flex(ds, dims));
     }
 }
@@ -299,15 +320,8 @@ pub fn rms_norm<B: Backend, const D: usize>(
     match (xo, wo) {
         (Operand::Flex(_), Operand::Flex(_)) => Some(into_tensor(y)),
         (Operand::Autodiff(xa), Operand::Autodiff(wa)) => {
-            let out = match RmsNormBackward
-                .prepare::<NoCheckpointing>([xa.node.clone(), wa.node.clone()])
-                .compute_bound()
-                .stateful()
-            {
-                OpsKind::Tracked(prep) => prep.finish((xa.primitive, wa.primitive, inv_rms), y),
-                OpsKind::UnTracked(prep) => prep.finish(y),
-            };
-            Some(into_tensor(out))
+            let state = || (xa.primitive.clone(), wa.primitive.clone(), inv_rms);
+            Some(into_tensor(record(RmsNormBackward, [&xa, &wa], state, y)))
         }
         _ => None,
     }
@@ -330,22 +344,13 @@ impl Backward<Cpu, 2> for RmsNormBackward {
         let [x_node, w_node] = ops.parents;
         if let Some(node) = x_node {
             let mut dx = vec![0.0f32; xv.len()];
-            dx.par_chunks_mut(rows_per_block * hidden)
-                .enumerate()
-                .for_each(|(i, dx)| {
-                    let at = i * rows_per_block * hidden;
-                    let r0 = i * rows_per_block;
-                    for (j, dx) in dx.chunks_mut(hidden).enumerate() {
-                        let row = at + j * hidden..at + (j + 1) * hidden;
-                        kernels::rms_norm_backward_row(
-                            &xv[row.clone()],
-                            &wv,
-                            &dy[row],
-                            inv_rms[r0 + j],
-                            dx,
-                        );
-                    }
-                });
+            par_row_blocks(&mut dx, hidden, |at, dx| {
+                for (j, dx) in dx.chunks_mut(hidden).enumerate() {
+                    let row = at + j * hidden..at + (j + 1) * hidden;
+                    let inv = inv_rms[at / hidden + j];
+                    kernels::rms_norm_backward_row(&xv[row.clone()], &wv, &dy[row], inv, dx);
+                }
+            });
             grads.register::<Cpu>(node.id, flex(dx, dims));
         }
         if let Some(node) = w_node {
@@ -397,28 +402,17 @@ pub fn rope<B: Backend, const D: usize>(
     let y = {
         let xv = values(xo.value());
         let mut y = vec![0.0f32; xv.len()];
-        let rows_per_block = (BLOCK / hd).max(1);
-        y.par_chunks_mut(rows_per_block * hd)
-            .enumerate()
-            .for_each(|(i, y)| {
-                let at = i * rows_per_block * hd;
-                let n = y.len();
-                kernels::rope_rows(&xv[at..at + n], &cv[at..at + n], &sv[at..at + n], hd, y);
-            });
+        par_row_blocks(&mut y, hd, |at, y| {
+            let n = y.len();
+            kernels::rope_rows(&xv[at..at + n], &cv[at..at + n], &sv[at..at + n], hd, y);
+        });
         flex(y, x.dims().to_vec())
     };
     match xo {
         Operand::Flex(_) => Some(into_tensor(y)),
         Operand::Autodiff(xa) => {
-            let out = match RopeBackward
-                .prepare::<NoCheckpointing>([xa.node.clone()])
-                .compute_bound()
-                .stateful()
-            {
-                OpsKind::Tracked(prep) => prep.finish((co.value().clone(), so.value().clone()), y),
-                OpsKind::UnTracked(prep) => prep.finish(y),
-            };
-            Some(into_tensor(out))
+            let state = || (co.value().clone(), so.value().clone());
+            Some(into_tensor(record(RopeBackward, [&xa], state, y)))
         }
     }
 }
@@ -448,14 +442,10 @@ impl Backward<Cpu, 1> for RopeBackward {
             t2.iter_mut().zip(s1).for_each(|(t, &s)| *t = -s);
         }
         let mut dx = vec![0.0f32; dy.len()];
-        let rows_per_block = (BLOCK / hd).max(1);
-        dx.par_chunks_mut(rows_per_block * hd)
-            .enumerate()
-            .for_each(|(i, dx)| {
-                let at = i * rows_per_block * hd;
-                let n = dx.len();
-                kernels::rope_rows(&dy[at..at + n], &cv[at..at + n], &sin_t[at..at + n], hd, dx);
-            });
+        par_row_blocks(&mut dx, hd, |at, dx| {
+            let n = dx.len();
+            kernels::rope_rows(&dy[at..at + n], &cv[at..at + n], &sin_t[at..at + n], hd, dx);
+        });
         grads.register::<Cpu>(node.id, flex(dx, dims));
     }
 }
@@ -493,17 +483,13 @@ pub fn log_softmax_gather<B: Backend>(
     match lo {
         Operand::Flex(_) => Some(into_tensor(picked)),
         Operand::Autodiff(la) => {
-            let out = match LogSoftmaxGatherBackward
-                .prepare::<NoCheckpointing>([la.node.clone()])
-                .compute_bound()
-                .stateful()
-            {
-                OpsKind::Tracked(prep) => {
-                    prep.finish((la.primitive, lse, targets.to_vec()), picked)
-                }
-                OpsKind::UnTracked(prep) => prep.finish(picked),
-            };
-            Some(into_tensor(out))
+            let state = || (la.primitive.clone(), lse, targets.to_vec());
+            Some(into_tensor(record(
+                LogSoftmaxGatherBackward,
+                [&la],
+                state,
+                picked,
+            )))
         }
     }
 }
