@@ -14,8 +14,9 @@
 //! - [`log_softmax_gather`]: `log_softmax(logits)[row, target[row]]` without the `[rows, vocab]`
 //!   log-probability tensor.
 //!
-//! Each takes burn-flex tensors too (inference: forward only) and returns `None` for anything else
-//! (CUDA, other CPUs, non-f32), where the caller runs burn's ops. Tests check values and gradients
+//! All but `swiglu` (whose inference kernel is [`crate::fused::swiglu`]) take burn-flex tensors too
+//! (inference: forward only); each returns `None` for anything else (CUDA, other CPUs, non-f32,
+//! `Autodiff` with another checkpointing strategy), where the caller runs burn's ops. Tests check values and gradients
 //! against burn's own ops and autodiff. Rows are independent and every row runs the same
 //! instructions, so a row's result does not depend on its batch; cross-row sums (the RMSNorm weight
 //! gradient) add fixed-size blocks in a fixed order, so results do not depend on the thread count.
