@@ -16,10 +16,11 @@
 //!
 //! All but `swiglu` (whose inference kernel is [`crate::fused::swiglu`]) take burn-flex tensors too
 //! (inference: forward only); each returns `None` for anything else (CUDA, other CPUs, non-f32,
-//! `Autodiff` with another checkpointing strategy), where the caller runs burn's ops. Tests check values and gradients
-//! against burn's own ops and autodiff. Rows are independent and every row runs the same
-//! instructions, so a row's result does not depend on its batch; cross-row sums (the RMSNorm weight
-//! gradient) add fixed-size blocks in a fixed order, so results do not depend on the thread count.
+//! `Autodiff` with another checkpointing strategy), where the caller runs burn's ops. Tests check
+//! values and gradients against burn's own ops and autodiff. Rows are independent and every row
+//! runs the same instructions, so a row's result does not depend on its batch; cross-row sums (the
+//! RMSNorm weight gradient) add fixed-size blocks in a fixed order, so results do not depend on the
+//! thread count.
 
 use std::any::{Any, TypeId};
 
@@ -179,9 +180,8 @@ pub fn swiglu<B: Backend, const D: usize>(
     let out = {
         let (gv, uv) = (values(&g.primitive), values(&u.primitive));
         let mut out = vec![0.0f32; gv.len()];
-        out.par_chunks_mut(BLOCK).enumerate().for_each(|(i, o)| {
-            let at = i * BLOCK;
-            kernels::swiglu(&gv[at..at + o.len()], &uv[at..at + o.len()], o);
+        par_row_blocks(&mut out, 1, |at, o| {
+            crate::fused::swiglu_slices(&gv[at..at + o.len()], &uv[at..at + o.len()], o)
         });
         flex(out, gate.dims().to_vec())
     };
@@ -527,11 +527,6 @@ impl Backward<Cpu, 1> for LogSoftmaxGatherBackward {
 /// Each safe wrapper asserts that, so a call on another CPU panics instead of faulting.
 mod kernels {
     use crate::small_matmul::simd_available;
-
-    pub fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
-        assert!(simd_available());
-        crate::fused::swiglu_slices(gate, up, out);
-    }
 
     pub fn swiglu_backward(
         dy: &[f32],

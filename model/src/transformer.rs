@@ -7,8 +7,8 @@
 //! that is both the layout checkpoints use and the faster one for burn-flex's LM head. Products of
 //! a few rows (decode steps) on burn-flex take `small_matmul`'s kernel, which reads that layout
 //! directly, and a decode step's SwiGLU and attention take `fused`'s one-pass kernels. RMSNorm,
-//! the attention softmax and the learner's SwiGLU take `fused_grad`'s ops, which carry their own
-//! backward pass on `Autodiff<burn-flex>`.
+//! RoPE, the attention softmax and the learner's SwiGLU take `fused_grad`'s ops, which carry their
+//! own backward pass on `Autodiff<burn-flex>`.
 //! Every batch is laid out with prompts left-padded, so all rows share one column index per step;
 //! each row's RoPE positions and key-padding mask come from the host (`ForwardBatch`).
 
