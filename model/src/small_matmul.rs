@@ -9,11 +9,13 @@
 //! It runs only where it was measured to win: burn-flex, f32, contiguous operands, at most
 //! [`MAX_ROWS`] rows, a weight of at least [`MIN_WEIGHT_ELEMENTS`] elements, and an x86-64 CPU with
 //! AVX2 and FMA. Anything else (autodiff tensors in the learner, CUDA, other CPUs) returns `None`
-//! and the caller takes burn's matmul.
+//! and the caller takes burn's matmul. Where the CPU has AVX-512F, a 16-lane kernel runs instead of
+//! the 8-lane one: twice the arithmetic per instruction, and registers enough for four input rows
+//! per weight load (BENCHMARKS.md, session 11).
 //!
 //! Each output element is accumulated in the same order whatever the row count, the row's position
 //! and the thread count, so between 2 and [`MAX_ROWS`] rows a row's result does not depend on what
-//! it is batched with.
+//! it is batched with (on a given CPU: the two kernels sum in different orders).
 
 use std::any::Any;
 
@@ -77,20 +79,58 @@ pub(crate) fn simd_available() -> bool {
     }
 }
 
-/// `out[m, n] = x[m, k] · w[n, k]ᵀ` on slices, split over output columns across rayon's threads.
+/// The SIMD kernels this module has, widest last.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kernel {
+    /// 8 lanes: four weight rows against two input rows at a time.
+    Avx2,
+    /// 16 lanes: four weight rows against four input rows at a time.
+    Avx512,
+}
+
+impl Kernel {
+    /// The widest kernel this CPU runs (`simd_available()` must hold).
+    fn best() -> Kernel {
+        if avx512_available() {
+            Kernel::Avx512
+        } else {
+            Kernel::Avx2
+        }
+    }
+}
+
+/// `out[m, n] = x[m, k] · w[n, k]ᵀ` on slices, with the widest kernel this CPU runs.
 /// Panics if the slices do not have the stated sizes, `m` exceeds [`MAX_ROWS`] or the CPU lacks
 /// AVX2/FMA (`matmul_wt` checks all three).
 fn matmul_wt_slices(x: &[f32], w: &[f32], out: &mut [f32], m: usize, n: usize, k: usize) {
+    assert!(simd_available(), "matmul_wt_slices needs AVX2 and FMA");
+    matmul_wt_slices_with(Kernel::best(), x, w, out, m, n, k);
+}
+
+/// [`matmul_wt_slices`] with a given kernel, split over output columns across rayon's threads.
+fn matmul_wt_slices_with(
+    kernel: Kernel,
+    x: &[f32],
+    w: &[f32],
+    out: &mut [f32],
+    m: usize,
+    n: usize,
+    k: usize,
+) {
     assert!(m <= MAX_ROWS, "at most MAX_ROWS rows");
     assert_eq!(x.len(), m * k, "x is not [m, k]");
     assert_eq!(w.len(), n * k, "w is not [n, k]");
     assert_eq!(out.len(), m * n, "out is not [m, n]");
-    assert!(simd_available(), "matmul_wt_slices needs AVX2 and FMA");
+    let supported = match kernel {
+        Kernel::Avx2 => simd_available(),
+        Kernel::Avx512 => simd_available() && avx512_available(),
+    };
+    assert!(supported, "this CPU cannot run the {kernel:?} kernel");
     let threads = rayon::current_num_threads().max(1);
     // Column blocks of at least 64 weight rows, so a thread's share is worth its scheduling.
     let per_thread = n.div_ceil(threads).max(64).next_multiple_of(COLS);
     if per_thread >= n {
-        columns(x, w, out, m, k, 0, n);
+        columns(kernel, x, w, out, m, k, 0, n);
         return;
     }
     let blocks: Vec<(usize, Vec<f32>)> = {
@@ -102,7 +142,7 @@ fn matmul_wt_slices(x: &[f32], w: &[f32], out: &mut [f32], m: usize, n: usize, k
             .map(|start| {
                 let end = (start + per_thread).min(n);
                 let mut block = vec![0.0f32; m * (end - start)];
-                columns(x, w, &mut block, m, k, start, end);
+                columns(kernel, x, w, &mut block, m, k, start, end);
                 (start, block)
             })
             .collect()
@@ -121,14 +161,190 @@ fn matmul_wt_slices(x: &[f32], w: &[f32], out: &mut [f32], m: usize, n: usize, k
 const COLS: usize = 4;
 
 /// Output columns `start..end` into `out` (`[m, end - start]`).
-fn columns(x: &[f32], w: &[f32], out: &mut [f32], m: usize, k: usize, start: usize, end: usize) {
+#[allow(clippy::too_many_arguments)]
+fn columns(
+    kernel: Kernel,
+    x: &[f32],
+    w: &[f32],
+    out: &mut [f32],
+    m: usize,
+    k: usize,
+    start: usize,
+    end: usize,
+) {
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: every caller checked `simd_available()`.
-    unsafe {
-        avx2::columns(x, w, out, m, k, start, end)
+    match kernel {
+        // SAFETY: `matmul_wt_slices_with` checked that the CPU runs `kernel`.
+        Kernel::Avx512 => unsafe { avx512::columns(x, w, out, m, k, start, end) },
+        // SAFETY: as above.
+        Kernel::Avx2 => unsafe { avx2::columns(x, w, out, m, k, start, end) },
     }
     #[cfg(not(target_arch = "x86_64"))]
-    unreachable!("simd_available() is false off x86-64")
+    unreachable!("no {kernel:?} kernel off x86-64")
+}
+
+/// Whether the 16-lane kernel runs (x86-64 with AVX-512F): twice the lanes of the AVX2 kernel and
+/// twice the registers, so four input rows share each weight load.
+pub(crate) fn avx512_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::{COLS, MAX_ROWS};
+
+    /// Depth of one tile, in floats: a block's four weight rows are walked a tile at a time, and
+    /// each tile serves every input row before the next is read (as in the AVX2 kernel).
+    const TILE: usize = 256;
+
+    /// How many blocks of four weight rows ahead the kernel prefetches.
+    const PREFETCH_BLOCKS: usize = 2;
+
+    /// See `super::columns`. Safety: the CPU has AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn columns(
+        x: &[f32],
+        w: &[f32],
+        out: &mut [f32],
+        m: usize,
+        k: usize,
+        start: usize,
+        end: usize,
+    ) {
+        debug_assert!(m <= MAX_ROWS);
+        let width = end - start;
+        let lanes = k / 16 * 16;
+        let mut acc = [[_mm512_setzero_ps(); COLS]; MAX_ROWS];
+        let mut j = start;
+        while j < end {
+            let cols = (end - j).min(COLS);
+            // Short blocks repeat their last weight row; the repeats are computed and dropped.
+            let w_row = |c: usize| &w[(j + c.min(cols - 1)) * k..(j + c.min(cols - 1) + 1) * k];
+            let w_rows = [w_row(0), w_row(1), w_row(2), w_row(3)];
+            for a in acc.iter_mut().take(m) {
+                *a = [_mm512_setzero_ps(); COLS];
+            }
+            let mut i0 = 0;
+            while i0 < lanes {
+                let i1 = (i0 + TILE).min(lanes);
+                // The weight rows PREFETCH_BLOCKS blocks ahead, this tile's part of them: fetched
+                // while this block computes, so the stream from memory overlaps the arithmetic.
+                let ahead = j + PREFETCH_BLOCKS * COLS;
+                if ahead < end {
+                    for row in ahead..(ahead + COLS).min(end) {
+                        let mut t = i0;
+                        while t < i1 {
+                            // SAFETY: row < end <= n and t < k: inside w.
+                            unsafe {
+                                _mm_prefetch::<_MM_HINT_T0>(w.as_ptr().add(row * k + t).cast())
+                            };
+                            t += 16;
+                        }
+                    }
+                }
+                let mut r = 0;
+                while r + 4 <= m {
+                    let rows = [
+                        &x[r * k..],
+                        &x[(r + 1) * k..],
+                        &x[(r + 2) * k..],
+                        &x[(r + 3) * k..],
+                    ];
+                    let quad: &mut [[__m512; COLS]; 4] =
+                        (&mut acc[r..r + 4]).try_into().expect("four rows");
+                    // SAFETY: i1 <= lanes <= k, the length of every row slice.
+                    unsafe { tile4(rows, w_rows, i0, i1, quad) };
+                    r += 4;
+                }
+                while r < m {
+                    // SAFETY: as above.
+                    unsafe { tile1(&x[r * k..], w_rows, i0, i1, &mut acc[r]) };
+                    r += 1;
+                }
+                i0 = i1;
+            }
+            for (r, a) in acc.iter().enumerate().take(m) {
+                let x_row = &x[r * k..(r + 1) * k];
+                for c in 0..cols {
+                    let mut s = _mm512_reduce_add_ps(a[c]);
+                    for t in lanes..k {
+                        s += x_row[t] * w_rows[c][t];
+                    }
+                    out[r * width + (j - start + c)] = s;
+                }
+            }
+            j += cols;
+        }
+    }
+
+    /// Lanes `i0..i1` of four input rows against the block's four weight rows: 16 accumulators,
+    /// each weight vector loaded once for the four rows.
+    /// Safety: `i1` is at most the length of every row slice, and a multiple of 16 past `i0`.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn tile4(
+        x: [&[f32]; 4],
+        w: [&[f32]; COLS],
+        i0: usize,
+        i1: usize,
+        acc: &mut [[__m512; COLS]; 4],
+    ) {
+        let mut a = *acc;
+        let mut i = i0;
+        while i < i1 {
+            // SAFETY: i + 16 <= i1 <= every slice's length (the caller's contract).
+            unsafe {
+                let v = [
+                    _mm512_loadu_ps(w[0].as_ptr().add(i)),
+                    _mm512_loadu_ps(w[1].as_ptr().add(i)),
+                    _mm512_loadu_ps(w[2].as_ptr().add(i)),
+                    _mm512_loadu_ps(w[3].as_ptr().add(i)),
+                ];
+                for r in 0..4 {
+                    let u = _mm512_loadu_ps(x[r].as_ptr().add(i));
+                    for c in 0..COLS {
+                        a[r][c] = _mm512_fmadd_ps(u, v[c], a[r][c]);
+                    }
+                }
+            }
+            i += 16;
+        }
+        *acc = a;
+    }
+
+    /// [`tile4`] for one input row: the same FMA chain per (row, column), so the result does not
+    /// depend on how the rows were grouped.
+    /// Safety: as [`tile4`].
+    #[target_feature(enable = "avx512f")]
+    unsafe fn tile1(
+        x0: &[f32],
+        w: [&[f32]; COLS],
+        i0: usize,
+        i1: usize,
+        acc0: &mut [__m512; COLS],
+    ) {
+        let mut a = *acc0;
+        let mut i = i0;
+        while i < i1 {
+            // SAFETY: as in `tile4`.
+            unsafe {
+                let u = _mm512_loadu_ps(x0.as_ptr().add(i));
+                for c in 0..COLS {
+                    a[c] = _mm512_fmadd_ps(u, _mm512_loadu_ps(w[c].as_ptr().add(i)), a[c]);
+                }
+            }
+            i += 16;
+        }
+        *acc0 = a;
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -314,47 +530,61 @@ pub(crate) mod tests {
             .collect()
     }
 
+    /// Every kernel this CPU runs (on a CPU with AVX-512 both are tested).
+    fn kernels() -> Vec<Kernel> {
+        let mut k = vec![];
+        if simd_available() {
+            k.push(Kernel::Avx2);
+            if avx512_available() {
+                k.push(Kernel::Avx512);
+            }
+        }
+        k
+    }
+
     #[test]
     fn matches_an_f64_reference_on_awkward_shapes() {
-        if !simd_available() {
-            return;
-        }
-        // Rows, columns and depth that are not multiples of the block sizes or of 8 lanes.
-        for &(m, n, k) in &[
-            (1, 1, 1),
-            (1, 5, 7),
-            (3, 9, 17),
-            (2, 4, 8),
-            (7, 130, 33),
-            (32, 67, 576),
-        ] {
-            let x = values(m * k, 1);
-            let w = values(n * k, 2);
-            let mut y = vec![0.0; m * n];
-            matmul_wt_slices(&x, &w, &mut y, m, n, k);
-            for (got, want) in y.iter().zip(reference(&x, &w, m, n, k)) {
-                assert!(
-                    (f64::from(*got) - want).abs() < 1e-4 * (k as f64).sqrt(),
-                    "{m}x{n}x{k}: {got} vs {want}"
-                );
+        // Rows, columns and depth that are not multiples of the block sizes, of the lanes or of
+        // the tile (600 = two AVX-512 tiles, a short one and a scalar tail).
+        for kernel in kernels() {
+            for &(m, n, k) in &[
+                (1, 1, 1),
+                (1, 5, 7),
+                (3, 9, 17),
+                (2, 4, 8),
+                (7, 130, 33),
+                (9, 13, 600),
+                (32, 67, 576),
+                (MAX_ROWS, 70, 40),
+            ] {
+                let x = values(m * k, 1);
+                let w = values(n * k, 2);
+                let mut y = vec![0.0; m * n];
+                matmul_wt_slices_with(kernel, &x, &w, &mut y, m, n, k);
+                for (got, want) in y.iter().zip(reference(&x, &w, m, n, k)) {
+                    assert!(
+                        (f64::from(*got) - want).abs() < 1e-4 * (k as f64).sqrt(),
+                        "{kernel:?} {m}x{n}x{k}: {got} vs {want}"
+                    );
+                }
             }
         }
     }
 
     #[test]
     fn a_row_does_not_depend_on_its_batch() {
-        if !simd_available() {
-            return;
-        }
-        let (n, k) = (300, 100);
+        // 9 rows: two groups of four and a tail for the AVX-512 kernel, pairs and a tail for AVX2.
+        let (n, k) = (300, 300);
         let w = values(n * k, 3);
-        let x = values(5 * k, 4);
-        let mut all = vec![0.0; 5 * n];
-        matmul_wt_slices(&x, &w, &mut all, 5, n, k);
-        for r in 0..5 {
-            let mut one = vec![0.0; n];
-            matmul_wt_slices(&x[r * k..(r + 1) * k], &w, &mut one, 1, n, k);
-            assert_eq!(one, all[r * n..(r + 1) * n], "row {r}");
+        let x = values(9 * k, 4);
+        for kernel in kernels() {
+            let mut all = vec![0.0; 9 * n];
+            matmul_wt_slices_with(kernel, &x, &w, &mut all, 9, n, k);
+            for r in 0..9 {
+                let mut one = vec![0.0; n];
+                matmul_wt_slices_with(kernel, &x[r * k..(r + 1) * k], &w, &mut one, 1, n, k);
+                assert_eq!(one, all[r * n..(r + 1) * n], "{kernel:?} row {r}");
+            }
         }
     }
 
