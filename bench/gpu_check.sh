@@ -8,7 +8,8 @@
 #   .gpu/parity             model/tests/parity.rs built with --features cuda
 #                           (cargo test -p laser-model --features cuda --test parity --no-run)
 #   .gpu/decode_throughput  model/examples/decode_throughput.rs built with --features cuda
-#   .gpu/{actor,learner}    built with laser-actor/cuda,laser-learner/cuda (optional: parts e, f)
+#   .gpu/{actor,learner}    built with laser-actor/cuda,laser-learner/cuda (optional: parts e, f;
+#                           with `nccl` too, part f tries the NCCL weight plane)
 #   .gpu/{coordinator,verifier}  default build (optional: part f)
 #
 # Parts, each under its own timeout; a failing part does not stop the next:
@@ -102,6 +103,20 @@ if [ -n "$NVRTC" ]; then
     echo
 else
     echo "!! no libnvrtc found: the CUDA parts will fail"
+fi
+# NCCL, for executables built with the `nccl` feature: cudarc dlopens `libnccl.so` (or names with
+# the CUDA major version), not the soname `libnccl.so.2` that NCCL's wheel ships alone; link it
+# under the first name cudarc tries. Without it the weight plane stays on gRPC and says why.
+NCCL_LIB="$(ldconfig -p | awk '/libnccl\.so/ {print $NF; exit}')"
+if [ -z "$NCCL_LIB" ] && [ -n "$PYNV" ]; then
+    NCCL_LIB="$(ls "$PYNV"/nvidia/nccl/lib/libnccl.so* "$PYNV"/nvidia/cu13/lib/libnccl.so* 2>/dev/null | head -1)"
+fi
+if [ -n "$NCCL_LIB" ]; then
+    ln -sf "$(readlink -f "$NCCL_LIB")" "$NVRTC_LINKS/libnccl.so"
+    RUST_LD="$NVRTC_LINKS${RUST_LD:+:$RUST_LD}"
+    echo "using NCCL $NCCL_LIB"
+else
+    echo "no libnccl found: the weight plane stays on gRPC"
 fi
 # cubecl compiles kernels with NVRTC and passes --include-path=$CUDA_PATH/include (cuda_runtime.h,
 # mma.h, include/cccl); it panics when no CUDA installation is found.
@@ -257,6 +272,9 @@ if want f && [ -x "$BIN/coordinator" ] && [ -x "$BIN/actor" ] && [ -x "$BIN/veri
     echo "-- compute backend lines of every process:"
     grep -rh "compute backend" "$J/run/logs" "$OUT/job_cuda.log" 2>/dev/null | cut -c1-200 | sort | uniq -c
     grep -h "train step\|weights swapped" "$J/run/logs/"*.log 2>/dev/null | cut -c1-220 | head -8
+    echo "-- weight plane (NCCL or gRPC, and why):"
+    grep -rhiE "nccl|weight stream|weight group|broadcast" "$J/run/logs" "$OUT/job_cuda.log" 2>/dev/null |
+        cut -c1-260 | sort | uniq -c | sort -rn | head -12
     cp "$J/run/metrics.jsonl" "$OUT/job_cuda_metrics.jsonl" 2>/dev/null
     tar -C "$J/run" -czf "$OUT/job_cuda_logs.tgz" logs 2>/dev/null
     record "(f) job on cuda" "$RC"

@@ -31,6 +31,8 @@ pub struct WeightGroup {
     pub next_unique_id: Vec<u8>,
     /// The last decision logged (transport, reason), to log changes only.
     pub last: Option<(Transport, String)>,
+    /// Why an NCCL broadcast of this run failed: the rest of the run uses the gRPC stream.
+    pub nccl_failure: Option<String>,
 }
 
 /// What one broadcast did.
@@ -73,7 +75,7 @@ pub async fn broadcast(
         caps.nccl_unique_id = g.next_unique_id.clone();
         let refs: Vec<(&str, &WeightPlaneCaps)> =
             actors.iter().map(|(id, _, c)| (id.as_str(), c)).collect();
-        let d = plane::choose(pref, &caps, &refs);
+        let d = plane::choose(pref, g.nccl_failure.as_deref(), &caps, &refs);
         let key = (d.transport, d.reason.clone());
         if g.last.as_ref() != Some(&key) {
             if d.fell_back {
@@ -108,9 +110,15 @@ pub async fn broadcast(
                 reached = ids;
             }
             Err(e) => {
-                tracing::warn!("NCCL weight broadcast failed ({e}); using the gRPC stream");
-                // The communicator may be broken: the next NCCL broadcast starts a new generation.
-                shared.weight_group().members.clear();
+                tracing::warn!(
+                    "NCCL weight broadcast failed ({e}); this and every later broadcast of the \
+                     run use the gRPC stream"
+                );
+                let mut g = shared.weight_group();
+                g.members.clear();
+                // An NCCL unique id serves one communicator: never reuse this one.
+                g.next_unique_id.clear();
+                g.nccl_failure = Some(e);
             }
         }
     }

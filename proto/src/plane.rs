@@ -56,8 +56,12 @@ pub struct Decision {
 pub const NCCL_UNIQUE_ID_BYTES: usize = 128;
 
 /// Chooses the weight transport for one broadcast to `actors` (name, caps) from `learner`.
+/// `earlier_failure`: why an NCCL broadcast of this run failed, if one did. The run then stays on
+/// the gRPC stream: ranks of a failed communicator can stay blocked in its setup, and the same
+/// group would fail the same way (two ranks on one GPU, say), costing a deadline per step.
 pub fn choose(
     pref: TransportPref,
+    earlier_failure: Option<&str>,
     learner: &WeightPlaneCaps,
     actors: &[(&str, &WeightPlaneCaps)],
 ) -> Decision {
@@ -72,6 +76,11 @@ pub fn choose(
             reason: "cluster.weight_transport = \"grpc\"".into(),
             fell_back: false,
         };
+    }
+    if let Some(why) = earlier_failure {
+        return grpc(format!(
+            "an NCCL broadcast failed earlier in this run ({why}); the run stays on the gRPC stream"
+        ));
     }
     if !learner.nccl {
         return grpc(format!(
@@ -219,6 +228,22 @@ mod nccl {
         Ok(())
     }
 
+    /// An NCCL failure as text: the call, the result code and NCCL's own words for it
+    /// (cudarc's `NcclError` prints as a bare "NcclError").
+    fn nccl_error(call: &str, e: cudarc::nccl::result::NcclError) -> String {
+        // SAFETY: ncclGetErrorString returns a static string for any result code (or null).
+        let text = unsafe { cudarc::nccl::sys::ncclGetErrorString(e.0) };
+        let text = if text.is_null() {
+            String::new()
+        } else {
+            // SAFETY: non-null, NUL-terminated, static.
+            unsafe { std::ffi::CStr::from_ptr(text) }
+                .to_string_lossy()
+                .into_owned()
+        };
+        format!("{call}: {:?} ({text})", e.0)
+    }
+
     /// Runs `f`, turning a panic inside the bindings into an error.
     fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
@@ -228,7 +253,7 @@ mod nccl {
     pub fn unique_id_bytes() -> Result<Vec<u8>, String> {
         libraries()?;
         guarded("ncclGetUniqueId", || {
-            let id = Id::new().map_err(|e| format!("ncclGetUniqueId: {e:?}"))?;
+            let id = Id::new().map_err(|e| nccl_error("ncclGetUniqueId", e))?;
             Ok(id.internal().iter().map(|c| *c as u8).collect())
         })
     }
@@ -244,7 +269,7 @@ mod nccl {
                 if !make_unique_id {
                     return Ok(Vec::new());
                 }
-                let id = Id::new().map_err(|e| format!("ncclGetUniqueId: {e:?}"))?;
+                let id = Id::new().map_err(|e| nccl_error("ncclGetUniqueId", e))?;
                 Ok(id.internal().iter().map(|c| *c as u8).collect())
             })
         });
@@ -316,7 +341,7 @@ mod nccl {
                     group.world_size as usize,
                     unique_id(&group.unique_id)?,
                 )
-                .map_err(|e| format!("ncclCommInitRank: {e:?}"))?;
+                .map_err(|e| nccl_error("ncclCommInitRank", e))?;
                 tracing::info!(
                     generation = group.generation,
                     rank = group.rank,
@@ -345,7 +370,7 @@ mod nccl {
             };
             m.comm
                 .broadcast(send.as_ref(), &mut recv, 0)
-                .map_err(|e| format!("ncclBroadcast: {e:?}"))?;
+                .map_err(|e| nccl_error("ncclBroadcast", e))?;
             let out = m
                 .stream
                 .clone_dtoh(&recv)
@@ -375,7 +400,7 @@ mod tests {
     fn grpc_when_configured() {
         let l = caps(true, "", 128);
         let a = caps(true, "", 0);
-        let d = choose(TransportPref::Grpc, &l, &[("actor-0", &a)]);
+        let d = choose(TransportPref::Grpc, None, &l, &[("actor-0", &a)]);
         assert_eq!(d.transport, Transport::Grpc);
         assert!(!d.fell_back);
         assert!(d.reason.contains("\"grpc\""), "{}", d.reason);
@@ -386,9 +411,26 @@ mod tests {
         let l = caps(true, "", 128);
         let a = caps(true, "", 0);
         for pref in [TransportPref::Auto, TransportPref::Nccl] {
-            let d = choose(pref, &l, &[("actor-0", &a), ("actor-1", &a)]);
+            let d = choose(pref, None, &l, &[("actor-0", &a), ("actor-1", &a)]);
             assert_eq!(d.transport, Transport::Nccl, "{pref:?}");
             assert!(!d.fell_back);
+        }
+    }
+
+    #[test]
+    fn stays_on_grpc_after_an_nccl_failure() {
+        let l = caps(true, "", 128);
+        let a = caps(true, "", 0);
+        for pref in [TransportPref::Auto, TransportPref::Nccl] {
+            let d = choose(
+                pref,
+                Some("ncclCommInitRank: NcclError"),
+                &l,
+                &[("actor-0", &a)],
+            );
+            assert_eq!(d.transport, Transport::Grpc, "{pref:?}");
+            assert_eq!(d.fell_back, pref == TransportPref::Nccl);
+            assert!(d.reason.contains("ncclCommInitRank"), "{}", d.reason);
         }
     }
 
@@ -399,6 +441,7 @@ mod tests {
         let no_lib = caps(false, "the NCCL library (libnccl.so) is not present", 0);
         let d = choose(
             TransportPref::Auto,
+            None,
             &l,
             &[("actor-0", &ok), ("actor-1", &no_lib)],
         );
@@ -409,26 +452,26 @@ mod tests {
             "{}",
             d.reason
         );
-        let d = choose(TransportPref::Nccl, &l, &[("actor-1", &no_lib)]);
+        let d = choose(TransportPref::Nccl, None, &l, &[("actor-1", &no_lib)]);
         assert_eq!(d.transport, Transport::Grpc);
         assert!(d.fell_back, "nccl was asked for: a warning, not an error");
 
         let cpu_learner = caps(false, "built without the `nccl` feature", 0);
-        let d = choose(TransportPref::Nccl, &cpu_learner, &[("actor-0", &ok)]);
+        let d = choose(TransportPref::Nccl, None, &cpu_learner, &[("actor-0", &ok)]);
         assert_eq!(d.transport, Transport::Grpc);
         assert!(d.reason.contains("learner") && d.reason.contains("feature"));
 
         let bad_id = caps(true, "", 16);
-        let d = choose(TransportPref::Auto, &bad_id, &[("actor-0", &ok)]);
+        let d = choose(TransportPref::Auto, None, &bad_id, &[("actor-0", &ok)]);
         assert_eq!(d.transport, Transport::Grpc);
         assert!(d.reason.contains("16 bytes"), "{}", d.reason);
 
-        let d = choose(TransportPref::Auto, &l, &[]);
+        let d = choose(TransportPref::Auto, None, &l, &[]);
         assert_eq!(d.transport, Transport::Grpc);
 
         // Old workers that sent no caps at all.
         let none = WeightPlaneCaps::default();
-        let d = choose(TransportPref::Auto, &none, &[("actor-0", &none)]);
+        let d = choose(TransportPref::Auto, None, &none, &[("actor-0", &none)]);
         assert_eq!(d.transport, Transport::Grpc);
         assert!(d.reason.contains("no reason given"), "{}", d.reason);
     }
