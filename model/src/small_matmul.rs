@@ -23,9 +23,11 @@ use burn::backend::flex::FlexTensor;
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
 
-/// A single row takes burn's matmul: its gemv path streams the weight about 1.5x faster than this
-/// kernel (LM head of SmolLM2 at one row, one thread: 5.5 ms against 8.5 ms).
-pub const MIN_ROWS: usize = 2;
+/// Fewer rows take burn's matmul. A single row takes this module's `gemv` where the CPU has
+/// AVX-512F, since burn-flex then runs gemm's AVX-512 gemv, which streams slower (SmolLM2 decode at
+/// batch 1, one thread: 21 against 14 ms per step); elsewhere gemm's AVX2 gemv, which streams
+/// about 1.5x faster than the AVX2 kernel here (LM head at one row: 5.5 ms against 8.5 ms).
+pub const MIN_ROWS: usize = 1;
 /// Row counts above this take burn's matmul: by 64 rows gemm's packing is amortised (SmolLM2's
 /// layers took the same time either way at 64 rows, one thread).
 pub const MAX_ROWS: usize = 64;
@@ -38,6 +40,7 @@ pub fn matmul_wt<B: Backend>(x: &Tensor<B, 2>, w: &Tensor<B, 2>) -> Option<Tenso
     let [m, k] = x.dims();
     let [n, k_w] = w.dims();
     if !(MIN_ROWS..=MAX_ROWS).contains(&m)
+        || (m == 1 && !avx512_available())
         || k != k_w
         || n * k < MIN_WEIGHT_ELEMENTS
         || !simd_available()
@@ -175,6 +178,8 @@ fn columns(
     #[cfg(target_arch = "x86_64")]
     match kernel {
         // SAFETY: `matmul_wt_slices_with` checked that the CPU runs `kernel`.
+        Kernel::Avx512 if m == 1 => unsafe { avx512::gemv(x, w, out, k, start, end) },
+        // SAFETY: as above.
         Kernel::Avx512 => unsafe { avx512::columns(x, w, out, m, k, start, end) },
         // SAFETY: as above.
         Kernel::Avx2 => unsafe { avx2::columns(x, w, out, m, k, start, end) },
@@ -207,7 +212,7 @@ mod avx512 {
     const TILE: usize = 256;
 
     /// How many blocks of four weight rows ahead the kernel prefetches.
-    const PREFETCH_BLOCKS: usize = 2;
+    const PREFETCH_BLOCKS: usize = 1;
 
     /// See `super::columns`. Safety: the CPU has AVX-512F.
     #[target_feature(enable = "avx512f")]
@@ -230,27 +235,20 @@ mod avx512 {
             // Short blocks repeat their last weight row; the repeats are computed and dropped.
             let w_row = |c: usize| &w[(j + c.min(cols - 1)) * k..(j + c.min(cols - 1) + 1) * k];
             let w_rows = [w_row(0), w_row(1), w_row(2), w_row(3)];
+            // The weight rows PREFETCH_BLOCKS blocks ahead (the last row past the end): the first
+            // input rows' pass over each tile fetches them a line per step, so the stream from
+            // memory overlaps the arithmetic (a bulk prefetch per tile measured slower).
+            let ahead_row = |c: usize| {
+                let row = (j + PREFETCH_BLOCKS * COLS + c).min(end - 1);
+                &w[row * k..(row + 1) * k]
+            };
+            let ahead = [ahead_row(0), ahead_row(1), ahead_row(2), ahead_row(3)];
             for a in acc.iter_mut().take(m) {
                 *a = [_mm512_setzero_ps(); COLS];
             }
             let mut i0 = 0;
             while i0 < lanes {
                 let i1 = (i0 + TILE).min(lanes);
-                // The weight rows PREFETCH_BLOCKS blocks ahead, this tile's part of them: fetched
-                // while this block computes, so the stream from memory overlaps the arithmetic.
-                let ahead = j + PREFETCH_BLOCKS * COLS;
-                if ahead < end {
-                    for row in ahead..(ahead + COLS).min(end) {
-                        let mut t = i0;
-                        while t < i1 {
-                            // SAFETY: row < end <= n and t < k: inside w.
-                            unsafe {
-                                _mm_prefetch::<_MM_HINT_T0>(w.as_ptr().add(row * k + t).cast())
-                            };
-                            t += 16;
-                        }
-                    }
-                }
                 let mut r = 0;
                 while r + 4 <= m {
                     let rows = [
@@ -261,13 +259,15 @@ mod avx512 {
                     ];
                     let quad: &mut [[__m512; COLS]; 4] =
                         (&mut acc[r..r + 4]).try_into().expect("four rows");
+                    let prefetch = (r == 0).then_some(ahead);
                     // SAFETY: i1 <= lanes <= k, the length of every row slice.
-                    unsafe { tile4(rows, w_rows, i0, i1, quad) };
+                    unsafe { tile4(rows, w_rows, prefetch, i0, i1, quad) };
                     r += 4;
                 }
                 while r < m {
+                    let prefetch = (r == 0).then_some(ahead);
                     // SAFETY: as above.
-                    unsafe { tile1(&x[r * k..], w_rows, i0, i1, &mut acc[r]) };
+                    unsafe { tile1(&x[r * k..], w_rows, prefetch, i0, i1, &mut acc[r]) };
                     r += 1;
                 }
                 i0 = i1;
@@ -286,6 +286,78 @@ mod avx512 {
         }
     }
 
+    /// How many weight rows ahead [`gemv`] prefetches.
+    const GEMV_PREFETCH_ROWS: usize = 4;
+
+    /// One input row (`m == 1`): each weight row is one sequential stream, read with eight
+    /// independent accumulators (the memory stream, not the arithmetic, bounds a single row).
+    /// Safety: the CPU has AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn gemv(
+        x: &[f32],
+        w: &[f32],
+        out: &mut [f32],
+        k: usize,
+        start: usize,
+        end: usize,
+    ) {
+        const WIDE: usize = 8 * 16;
+        let wide = k / WIDE * WIDE;
+        let lanes = k / 16 * 16;
+        for (o, j) in out.iter_mut().zip(start..end) {
+            let row = &w[j * k..(j + 1) * k];
+            let mut a = [_mm512_setzero_ps(); 8];
+            let ahead = (j + GEMV_PREFETCH_ROWS).min(end - 1) * k;
+            let mut i = 0;
+            while i < wide {
+                for line in 0..8 {
+                    // SAFETY: ahead + i + 16 * line < (end - 1) * k + k <= w.len().
+                    unsafe {
+                        _mm_prefetch::<_MM_HINT_T0>(w.as_ptr().add(ahead + i + 16 * line).cast())
+                    };
+                }
+                for (u, acc) in a.iter_mut().enumerate() {
+                    // SAFETY: i + WIDE <= wide <= k, the length of `row` and `x`.
+                    unsafe {
+                        let t = i + 16 * u;
+                        *acc = _mm512_fmadd_ps(
+                            _mm512_loadu_ps(x.as_ptr().add(t)),
+                            _mm512_loadu_ps(row.as_ptr().add(t)),
+                            *acc,
+                        );
+                    }
+                }
+                i += WIDE;
+            }
+            while i < lanes {
+                // SAFETY: i + 16 <= lanes <= k.
+                unsafe {
+                    a[0] = _mm512_fmadd_ps(
+                        _mm512_loadu_ps(x.as_ptr().add(i)),
+                        _mm512_loadu_ps(row.as_ptr().add(i)),
+                        a[0],
+                    );
+                }
+                i += 16;
+            }
+            let pairs = [
+                _mm512_add_ps(a[0], a[1]),
+                _mm512_add_ps(a[2], a[3]),
+                _mm512_add_ps(a[4], a[5]),
+                _mm512_add_ps(a[6], a[7]),
+            ];
+            let sum = _mm512_add_ps(
+                _mm512_add_ps(pairs[0], pairs[1]),
+                _mm512_add_ps(pairs[2], pairs[3]),
+            );
+            let mut s = _mm512_reduce_add_ps(sum);
+            for t in lanes..k {
+                s += x[t] * row[t];
+            }
+            *o = s;
+        }
+    }
+
     /// Lanes `i0..i1` of four input rows against the block's four weight rows: 16 accumulators,
     /// each weight vector loaded once for the four rows.
     /// Safety: `i1` is at most the length of every row slice, and a multiple of 16 past `i0`.
@@ -293,6 +365,7 @@ mod avx512 {
     unsafe fn tile4(
         x: [&[f32]; 4],
         w: [&[f32]; COLS],
+        prefetch: Option<[&[f32]; COLS]>,
         i0: usize,
         i1: usize,
         acc: &mut [[__m512; COLS]; 4],
@@ -302,6 +375,11 @@ mod avx512 {
         while i < i1 {
             // SAFETY: i + 16 <= i1 <= every slice's length (the caller's contract).
             unsafe {
+                if let Some(ahead) = prefetch {
+                    for row in ahead {
+                        _mm_prefetch::<_MM_HINT_T0>(row.as_ptr().add(i).cast());
+                    }
+                }
                 let v = [
                     _mm512_loadu_ps(w[0].as_ptr().add(i)),
                     _mm512_loadu_ps(w[1].as_ptr().add(i)),
@@ -327,6 +405,7 @@ mod avx512 {
     unsafe fn tile1(
         x0: &[f32],
         w: [&[f32]; COLS],
+        prefetch: Option<[&[f32]; COLS]>,
         i0: usize,
         i1: usize,
         acc0: &mut [__m512; COLS],
@@ -336,6 +415,11 @@ mod avx512 {
         while i < i1 {
             // SAFETY: as in `tile4`.
             unsafe {
+                if let Some(ahead) = prefetch {
+                    for row in ahead {
+                        _mm_prefetch::<_MM_HINT_T0>(row.as_ptr().add(i).cast());
+                    }
+                }
                 let u = _mm512_loadu_ps(x0.as_ptr().add(i));
                 for c in 0..COLS {
                     a[c] = _mm512_fmadd_ps(u, _mm512_loadu_ps(w[c].as_ptr().add(i)), a[c]);
@@ -554,6 +638,7 @@ pub(crate) mod tests {
                 (2, 4, 8),
                 (7, 130, 33),
                 (9, 13, 600),
+                (1, 9, 600),
                 (32, 67, 576),
                 (MAX_ROWS, 70, 40),
             ] {
@@ -574,6 +659,7 @@ pub(crate) mod tests {
     #[test]
     fn a_row_does_not_depend_on_its_batch() {
         // 9 rows: two groups of four and a tail for the AVX-512 kernel, pairs and a tail for AVX2.
+        // Each row again in a batch of two (a single row takes another path: `gemv`).
         let (n, k) = (300, 300);
         let w = values(n * k, 3);
         let x = values(9 * k, 4);
@@ -581,9 +667,14 @@ pub(crate) mod tests {
             let mut all = vec![0.0; 9 * n];
             matmul_wt_slices_with(kernel, &x, &w, &mut all, 9, n, k);
             for r in 0..9 {
-                let mut one = vec![0.0; n];
-                matmul_wt_slices_with(kernel, &x[r * k..(r + 1) * k], &w, &mut one, 1, n, k);
-                assert_eq!(one, all[r * n..(r + 1) * n], "{kernel:?} row {r}");
+                let other = (r + 4) % 9;
+                let pair: Vec<f32> = [r, other]
+                    .iter()
+                    .flat_map(|&i| x[i * k..(i + 1) * k].iter().copied())
+                    .collect();
+                let mut two = vec![0.0; 2 * n];
+                matmul_wt_slices_with(kernel, &pair, &w, &mut two, 2, n, k);
+                assert_eq!(two[..n], all[r * n..(r + 1) * n], "{kernel:?} row {r}");
             }
         }
     }
@@ -602,6 +693,9 @@ pub(crate) mod tests {
                 .assert_approx_eq::<f32>(&want, burn::tensor::Tolerance::absolute(1e-4)),
             None => assert!(!simd_available()),
         }
+        // One row: `gemv` with AVX-512, else burn's matmul.
+        let one = Tensor::<Cpu, 2>::from_data(TensorData::new(values(k, 7), [1, k]), &device);
+        assert_eq!(matmul_wt(&one, &w).is_some(), avx512_available());
         // Too many rows, and too small a weight: burn's matmul.
         let many = Tensor::<Cpu, 2>::zeros([MAX_ROWS + 1, k], &device);
         assert!(matmul_wt(&many, &w).is_none());
