@@ -168,7 +168,7 @@ impl<B: Backend> Attention<B> {
 
         // Grouped-query attention without materialising repeated K/V: query head h uses kv head
         // h / groups (HF's repeat_kv order), so fold the group into the query-row dimension.
-        let q = q.swap_dims(1, 2).reshape([batch, nkv, groups * seq, hd]);
+        let q = relayout(q.swap_dims(1, 2)).reshape([batch, nkv, groups * seq, hd]);
         let scores = q.matmul(k.swap_dims(2, 3)).reshape([batch, nh, seq, keys]);
         // The mask comes expanded to every head (see `Transformer::mask`), so scale, mask and
         // softmax are elementwise over contiguous operands: one fused pass on burn-flex.
@@ -178,10 +178,16 @@ impl<B: Backend> Attention<B> {
         let out = probs
             .matmul(v)
             .reshape([batch, nh, seq, hd])
-            .swap_dims(1, 2)
-            .reshape([batch, seq, nh * hd]);
-        self.o_proj.forward(out)
+            .swap_dims(1, 2);
+        self.o_proj
+            .forward(relayout(out).reshape([batch, seq, nh * hd]))
     }
+}
+
+/// A head split or merge made contiguous before its reshape: on burn-flex a row-at-a-time copy
+/// (`fused_grad::contiguous`), elsewhere the reshape's own copy.
+fn relayout<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    crate::fused_grad::contiguous(&x).unwrap_or(x)
 }
 
 #[derive(Module, Debug)]
