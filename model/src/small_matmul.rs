@@ -211,7 +211,7 @@ mod avx512 {
     /// tile at a time, and each tile serves every input row before the next is read (as in the
     /// AVX2 kernel). The accumulators carry across tiles, so the depth changes no result. Measured
     /// on SmolLM2 (BENCHMARKS.md, session 11): 128 is best at batch 8 and 1024 at batch 32 (decode
-    /// step 92.5 -> 84.6 ms against one depth of 256 for both; batch 8 32.8 -> 30.5 ms).
+    /// step 92.5 -> 85.1 ms against one depth of 256 for both; batch 8 32.9 -> 30.5 ms, means of two).
     fn tile(m: usize) -> usize {
         if m <= 8 { 128 } else { 1024 }
     }
