@@ -10,8 +10,9 @@
 //! [`MAX_ROWS`] rows, a weight of at least [`MIN_WEIGHT_ELEMENTS`] elements, and an x86-64 CPU with
 //! AVX2 and FMA. Anything else (autodiff tensors in the learner, CUDA, other CPUs) returns `None`
 //! and the caller takes burn's matmul. Where the CPU has AVX-512F, a 16-lane kernel runs instead of
-//! the 8-lane one: twice the arithmetic per instruction, and registers enough for four input rows
-//! per weight load (BENCHMARKS.md, session 11).
+//! the 8-lane one: twice the arithmetic per instruction, registers enough for four input rows per
+//! weight load, and a prefetch of the next block's weight rows while the current one computes, so
+//! the stream from memory overlaps the arithmetic (BENCHMARKS.md, session 11).
 //!
 //! Each output element is accumulated in the same order whatever the row count, the row's position
 //! and the thread count, so between 2 and [`MAX_ROWS`] rows a row's result does not depend on what
@@ -23,16 +24,17 @@ use burn::backend::flex::FlexTensor;
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
 
-/// Fewer rows take burn's matmul. A single row takes this module's `gemv` where the CPU has
-/// AVX-512F, since burn-flex then runs gemm's AVX-512 gemv, which streams slower (SmolLM2 decode at
-/// batch 1, one thread: 21 against 14 ms per step); elsewhere gemm's AVX2 gemv, which streams
-/// about 1.5x faster than the AVX2 kernel here (LM head at one row: 5.5 ms against 8.5 ms).
+/// The fewest rows this module takes. A single row takes its `gemv` only where the CPU has
+/// AVX-512F: burn-flex then runs gemm's AVX-512 gemv, which streams slower (SmolLM2 decode at batch
+/// 1, one thread: 21.2 ms per step, against 16.3 with gemm's AVX2 gemv and 17.3 with `gemv`).
+/// Without AVX-512 a single row takes burn's matmul (gemm's AVX2 gemv), which streams about 1.5x
+/// faster than the AVX2 kernel here (LM head at one row: 5.5 against 8.5 ms).
 pub const MIN_ROWS: usize = 1;
 /// Row counts above this take burn's matmul: by 64 rows gemm's packing is amortised (SmolLM2's
 /// layers took the same time either way at 64 rows, one thread).
 pub const MAX_ROWS: usize = 64;
 /// Smaller weights take burn's matmul: the tiny default model's layers are per-op overhead bound,
-/// and its rollouts stay bit-identical to earlier releases.
+/// and its rollouts do not depend on this module.
 pub const MIN_WEIGHT_ELEMENTS: usize = 1 << 18;
 
 /// `x [m, k] · w[n, k]ᵀ -> [m, n]`, or `None` where this kernel does not apply (see the module docs).
