@@ -26,7 +26,7 @@ use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
 
 /// The fewest rows this module takes. A single row takes its `gemv` only where the CPU has
 /// AVX-512F: burn-flex then runs gemm's AVX-512 gemv, which streams slower (SmolLM2 decode at batch
-/// 1, one thread: 21.2 ms per step, against 16.3 with gemm's AVX2 gemv and 17.3 with `gemv`).
+/// 1, one thread: 21.2 ms per step, against 16.5 with gemm's AVX2 gemv and 17.3 with `gemv`).
 /// Without AVX-512 a single row takes burn's matmul (gemm's AVX2 gemv), which streams about 1.5x
 /// faster than the AVX2 kernel here (LM head at one row: 5.5 against 8.5 ms).
 pub const MIN_ROWS: usize = 1;
