@@ -113,7 +113,7 @@ if [ -z "$NCCL_LIB" ] && [ -n "$PYNV" ]; then
 fi
 if [ -n "$NCCL_LIB" ]; then
     ln -sf "$(readlink -f "$NCCL_LIB")" "$NVRTC_LINKS/libnccl.so"
-    RUST_LD="$NVRTC_LINKS${RUST_LD:+:$RUST_LD}"
+    case ":$RUST_LD:" in *":$NVRTC_LINKS:"*) ;; *) RUST_LD="$NVRTC_LINKS${RUST_LD:+:$RUST_LD}" ;; esac
     echo "using NCCL $NCCL_LIB"
 else
     echo "no libnccl found: the weight plane stays on gRPC"

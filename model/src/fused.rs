@@ -98,15 +98,16 @@ struct AttentionShape {
 }
 
 /// A 4-d f32 tensor's storage and element strides, for reading rows `[b, h, t, ..]` in place.
-struct StridedView<'a> {
+pub(crate) struct StridedView<'a> {
     data: &'a [f32],
     offset: usize,
     strides: [usize; 3],
+    dims: [usize; 4],
 }
 
 impl<'a> StridedView<'a> {
     /// `None` unless the tensor is f32, 4-d, with non-negative strides and a unit innermost stride.
-    fn of(t: &'a FlexTensor) -> Option<Self> {
+    pub(crate) fn of(t: &'a FlexTensor) -> Option<Self> {
         if t.dtype() != DType::F32 {
             return None;
         }
@@ -129,7 +130,22 @@ impl<'a> StridedView<'a> {
             data,
             offset: layout.start_offset(),
             strides: [s[0] as usize, s[1] as usize, s[2] as usize],
+            dims: [dims[0], dims[1], dims[2], dims[3]],
         })
+    }
+
+    /// Every element in logical (row-major) order, copied a row at a time.
+    pub(crate) fn to_vec(&self) -> Vec<f32> {
+        let [d0, d1, d2, len] = self.dims;
+        let mut out = Vec::with_capacity(d0 * d1 * d2 * len);
+        for b in 0..d0 {
+            for h in 0..d1 {
+                for t in 0..d2 {
+                    out.extend_from_slice(self.row(b, h, t, len));
+                }
+            }
+        }
+        out
     }
 
     /// Row `[b, h, t, ..]`, `len` elements.

@@ -104,43 +104,12 @@ fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
 }
 
 /// The values of a strided f32 view whose last dimension is contiguous (a head split or merge,
-/// say), copied a row at a time. burn-flex's `to_contiguous` walks such 4-D views one element at a
-/// time (its fast paths cover layouts that collapse to two dimensions); in the learner's profile
-/// that walk was 2.7% of a micro-batch, in RoPE's backward. `None` for other layouts.
+/// say), copied a row at a time through [`crate::fused::StridedView`]. burn-flex's
+/// `to_contiguous` walks such 4-D views one element at a time (its fast paths cover layouts that
+/// collapse to two dimensions); in the learner's profile that walk was 2.7% of a micro-batch, in
+/// RoPE's backward. `None` for other layouts.
 fn copy_by_rows(t: &FlexTensor) -> Option<Vec<f32>> {
-    let layout = t.layout();
-    let (shape, strides) = (layout.shape().as_slice(), layout.strides());
-    let rank = shape.len();
-    if t.dtype() != DType::F32
-        || rank < 2
-        || strides[rank - 1] != 1
-        || strides.iter().any(|&s| s < 0)
-    {
-        return None;
-    }
-    let row = shape[rank - 1];
-    let rows: usize = shape[..rank - 1].iter().product();
-    let src = t.storage::<f32>();
-    let mut out = Vec::with_capacity(rows * row);
-    let mut index = vec![0usize; rank - 1];
-    for _ in 0..rows {
-        let start = layout.start_offset()
-            + index
-                .iter()
-                .zip(strides)
-                .map(|(&i, &s)| i * s as usize)
-                .sum::<usize>();
-        out.extend_from_slice(src.get(start..start + row)?);
-        // The next outer index, last dimension fastest (row-major order).
-        for d in (0..rank - 1).rev() {
-            index[d] += 1;
-            if index[d] < shape[d] {
-                break;
-            }
-            index[d] = 0;
-        }
-    }
-    Some(out)
+    crate::fused::StridedView::of(t).map(|view| view.to_vec())
 }
 
 /// Registers `out` as the output of one op of burn's graph with `parents` and `backward`; the

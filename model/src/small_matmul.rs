@@ -108,7 +108,6 @@ impl Kernel {
 /// Panics if the slices do not have the stated sizes, `m` exceeds [`MAX_ROWS`] or the CPU lacks
 /// AVX2/FMA (`matmul_wt` checks all three).
 fn matmul_wt_slices(x: &[f32], w: &[f32], out: &mut [f32], m: usize, n: usize, k: usize) {
-    assert!(simd_available(), "matmul_wt_slices needs AVX2 and FMA");
     matmul_wt_slices_with(Kernel::best(), x, w, out, m, n, k);
 }
 
@@ -239,17 +238,13 @@ mod avx512 {
         let mut j = start;
         while j < end {
             let cols = (end - j).min(COLS);
+            let w_row = |row: usize| &w[row * k..(row + 1) * k];
             // Short blocks repeat their last weight row; the repeats are computed and dropped.
-            let w_row = |c: usize| &w[(j + c.min(cols - 1)) * k..(j + c.min(cols - 1) + 1) * k];
-            let w_rows = [w_row(0), w_row(1), w_row(2), w_row(3)];
+            let w_rows = [0, 1, 2, 3].map(|c| w_row(j + c.min(cols - 1)));
             // The weight rows PREFETCH_BLOCKS blocks ahead (the last row past the end): the first
             // input rows' pass over each tile fetches them a line per step, so the stream from
             // memory overlaps the arithmetic (a bulk prefetch per tile measured slower).
-            let ahead_row = |c: usize| {
-                let row = (j + PREFETCH_BLOCKS * COLS + c).min(end - 1);
-                &w[row * k..(row + 1) * k]
-            };
-            let ahead = [ahead_row(0), ahead_row(1), ahead_row(2), ahead_row(3)];
+            let ahead = [0, 1, 2, 3].map(|c| w_row((j + PREFETCH_BLOCKS * COLS + c).min(end - 1)));
             for a in acc.iter_mut().take(m) {
                 *a = [_mm512_setzero_ps(); COLS];
             }
