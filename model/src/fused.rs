@@ -81,7 +81,8 @@ pub fn decode_attention<B: Backend>(
         head_dim: hd,
     };
     let mut out = vec![0.0f32; batch * nh * hd];
-    decode_attention_slices(shape, q_data, &k_view, &v_view, m_data, scale, &mut out);
+    let wide = wide_registers_available();
+    decode_attention_slices(shape, q_data, &k_view, &v_view, m_data, scale, wide, &mut out);
     Some(Tensor::from_data(
         TensorData::new(out, [batch, 1, nh * hd]),
         &device,
@@ -167,7 +168,8 @@ pub(crate) fn swiglu_slices(gate: &[f32], up: &[f32], out: &mut [f32]) {
 }
 
 /// See [`decode_attention`]. `q` is `[batch, heads, head_dim]`, `mask` `[batch, heads, keys]`, `out`
-/// `[batch, heads, head_dim]`.
+/// `[batch, heads, head_dim]`. `wide`: use AVX-512VL's 32 registers (same results).
+#[allow(clippy::too_many_arguments)]
 fn decode_attention_slices(
     s: AttentionShape,
     q: &[f32],
@@ -175,6 +177,7 @@ fn decode_attention_slices(
     v: &StridedView,
     mask: &[f32],
     scale: f32,
+    wide: bool,
     out: &mut [f32],
 ) {
     let hd = s.head_dim;
@@ -186,6 +189,7 @@ fn decode_attention_slices(
         simd_available(),
         "decode_attention_slices needs AVX2 and FMA"
     );
+    assert!(!wide || wide_registers_available(), "this CPU lacks AVX-512VL");
     let groups = s.heads / s.kv_heads;
     let mut probs = vec![0.0f32; s.keys.next_multiple_of(8)];
     for b in 0..s.batch {
@@ -205,9 +209,22 @@ fn decode_attention_slices(
                     scale,
                     &mut probs,
                     &mut out[at..at + hd],
+                    wide,
                 )
             };
         }
+    }
+}
+
+/// AVX-512F and AVX-512VL: the attention kernel then runs its AVX2 instructions with 32 registers.
+fn wide_registers_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        crate::small_matmul::avx512_available() && std::is_x86_feature_detected!("avx512vl")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 
@@ -319,9 +336,15 @@ pub(crate) mod avx2 {
 
     /// One (row, head): scores over `mask.len()` keys, softmax, and the weighted sum of values into
     /// `out` (`head_dim` = `q.len()` floats). `probs` is scratch of at least the keys rounded up to 8.
-    /// Safety: the CPU has AVX2 and FMA; `q.len()` is a multiple of 8 up to `MAX_HEAD_DIM`, and
-    /// every key and value row has `q.len()` elements.
-    #[target_feature(enable = "avx2,fma")]
+    /// Safety: the CPU has AVX2 and FMA, and AVX-512F and AVX-512VL where `wide`; `q.len()` is a
+    /// multiple of 8 up to `MAX_HEAD_DIM`, and every key and value row has `q.len()` elements.
+    ///
+    /// The kernel is compiled once per head dimension, so the query and the accumulators are arrays
+    /// of a fixed size that stay in registers (with a lane count known only at run time they lived
+    /// on the stack, and every value FMA waited on a store). With AVX-512VL the same AVX2
+    /// instructions get 32 vector registers instead of 16 (a head dim of 64 needs 24); the
+    /// arithmetic, and so every result, is the same on both paths.
+    #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn attend<'a>(
         q: &[f32],
         key: impl Fn(usize) -> &'a [f32],
@@ -330,85 +353,129 @@ pub(crate) mod avx2 {
         scale: f32,
         probs: &mut [f32],
         out: &mut [f32],
+        wide: bool,
     ) {
-        let hd = q.len();
-        let lanes = hd / 8;
-        let keys = mask.len();
-        let mut qv = [_mm256_setzero_ps(); MAX_HEAD_DIM / 8];
-        for (c, slot) in qv.iter_mut().enumerate().take(lanes) {
-            // SAFETY: c * 8 + 8 <= hd.
-            *slot = unsafe { _mm256_loadu_ps(q.as_ptr().add(c * 8)) };
+        macro_rules! by_lanes {
+            ($($l:literal)*) => {
+                match q.len() / 8 {
+                    // SAFETY: the caller's contract, with the lane count matched.
+                    $($l => unsafe {
+                        if wide {
+                            attend_vl::<$l>(q, key, value, mask, scale, probs, out)
+                        } else {
+                            attend_avx2::<$l>(q, key, value, mask, scale, probs, out)
+                        }
+                    },)*
+                    other => unreachable!("head dim {} is not a multiple of 8 up to {MAX_HEAD_DIM}", other * 8),
+                }
+            };
         }
-        // Scores 8 keys at a time: eight dot-product accumulators reduced into one vector, so every
-        // key's sum goes through the same tree whatever its position. Keys past the end read a zero
-        // row and are overwritten below.
-        let zeros = [0.0f32; MAX_HEAD_DIM];
-        let padded = keys.next_multiple_of(8);
-        let scale_v = _mm256_set1_ps(scale);
-        let mut max_v = _mm256_set1_ps(f32::NEG_INFINITY);
-        let mut t0 = 0;
-        while t0 < padded {
-            let mut acc = [_mm256_setzero_ps(); 8];
-            for (j, a) in acc.iter_mut().enumerate() {
-                let t = t0 + j;
-                let k_row = if t < keys { key(t) } else { &zeros[..hd] };
-                for (c, qc) in qv.iter().enumerate().take(lanes) {
-                    // SAFETY: the key row has hd elements.
-                    *a = _mm256_fmadd_ps(
-                        *qc,
-                        unsafe { _mm256_loadu_ps(k_row.as_ptr().add(c * 8)) },
-                        *a,
-                    );
+        by_lanes!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16)
+    }
+
+    /// The body of [`attend`] for `L` lanes of 8, compiled once per feature set (a macro rather
+    /// than an inlined generic, so the intrinsics are certain to inline into the enabled function).
+    macro_rules! attend_kernel {
+        ($name:ident, $features:literal) => {
+            #[target_feature(enable = $features)]
+            unsafe fn $name<'a, const L: usize>(
+                q: &[f32],
+                key: impl Fn(usize) -> &'a [f32],
+                value: impl Fn(usize) -> &'a [f32],
+                mask: &[f32],
+                scale: f32,
+                probs: &mut [f32],
+                out: &mut [f32],
+            ) {
+                let hd = q.len();
+                debug_assert_eq!(hd, L * 8);
+                let keys = mask.len();
+                let mut qv = [_mm256_setzero_ps(); L];
+                for (c, slot) in qv.iter_mut().enumerate() {
+                    // SAFETY: c * 8 + 8 <= hd.
+                    *slot = unsafe { _mm256_loadu_ps(q.as_ptr().add(c * 8)) };
+                }
+                // Scores 8 keys at a time: eight dot-product accumulators reduced into one vector, so every
+                // key's sum goes through the same tree whatever its position. Keys past the end read a zero
+                // row and are overwritten below.
+                let zeros = [0.0f32; MAX_HEAD_DIM];
+                let padded = keys.next_multiple_of(8);
+                let scale_v = _mm256_set1_ps(scale);
+                let mut max_v = _mm256_set1_ps(f32::NEG_INFINITY);
+                let mut t0 = 0;
+                while t0 < padded {
+                    let mut acc = [_mm256_setzero_ps(); 8];
+                    for (j, a) in acc.iter_mut().enumerate() {
+                        let t = t0 + j;
+                        let k_row = if t < keys { key(t) } else { &zeros[..hd] };
+                        for (c, qc) in qv.iter().enumerate() {
+                            // SAFETY: the key row has hd elements.
+                            *a = _mm256_fmadd_ps(
+                                *qc,
+                                unsafe { _mm256_loadu_ps(k_row.as_ptr().add(c * 8)) },
+                                *a,
+                            );
+                        }
+                    }
+                    let mut m = [0.0f32; 8];
+                    let n = (keys - t0).min(8);
+                    m[..n].copy_from_slice(&mask[t0..t0 + n]);
+                    // SAFETY: 8-element stack array; t0 + 8 <= padded <= probs.len().
+                    let s = unsafe { _mm256_fmadd_ps(sum8(acc), scale_v, _mm256_loadu_ps(m.as_ptr())) };
+                    // SAFETY: as above.
+                    unsafe { _mm256_storeu_ps(probs.as_mut_ptr().add(t0), s) };
+                    t0 += 8;
+                }
+                // Padding lanes give exp(-inf) = 0 and add nothing to the sum.
+                probs[keys..padded].fill(f32::NEG_INFINITY);
+                for t in (0..padded).step_by(8) {
+                    // SAFETY: t + 8 <= padded <= probs.len().
+                    max_v = _mm256_max_ps(max_v, unsafe { _mm256_loadu_ps(probs.as_ptr().add(t)) });
+                }
+                let mut lanes_max = [0.0f32; 8];
+                // SAFETY: 8-element stack array.
+                unsafe { _mm256_storeu_ps(lanes_max.as_mut_ptr(), max_v) };
+                let max = lanes_max.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let max_v = _mm256_set1_ps(max);
+                let mut sum_v = _mm256_setzero_ps();
+                let mut t = 0;
+                while t < padded {
+                    // SAFETY: t + 8 <= padded <= probs.len().
+                    unsafe {
+                        let e = exp(_mm256_sub_ps(_mm256_loadu_ps(probs.as_ptr().add(t)), max_v));
+                        _mm256_storeu_ps(probs.as_mut_ptr().add(t), e);
+                        sum_v = _mm256_add_ps(sum_v, e);
+                    }
+                    t += 8;
+                }
+                let inv = 1.0 / hsum(sum_v);
+                // Even and odd keys in two accumulator sets, so consecutive FMAs do not wait on each other.
+                let mut even = [_mm256_setzero_ps(); L];
+                let mut odd = [_mm256_setzero_ps(); L];
+                let fma_row = |acc: &mut [__m256; L], p: __m256, v_row: &[f32]| {
+                    for (c, a) in acc.iter_mut().enumerate() {
+                        // SAFETY: the value row has hd elements.
+                        *a = _mm256_fmadd_ps(p, unsafe { _mm256_loadu_ps(v_row.as_ptr().add(c * 8)) }, *a);
+                    }
+                };
+                let mut t = 0;
+                while t + 1 < keys {
+                    fma_row(&mut even, _mm256_set1_ps(probs[t] * inv), value(t));
+                    fma_row(&mut odd, _mm256_set1_ps(probs[t + 1] * inv), value(t + 1));
+                    t += 2;
+                }
+                if t < keys {
+                    fma_row(&mut even, _mm256_set1_ps(probs[t] * inv), value(t));
+                }
+                for (c, (e, o)) in even.iter().zip(odd).enumerate() {
+                    // SAFETY: c * 8 + 8 <= hd = out.len().
+                    unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(c * 8), _mm256_add_ps(*e, o)) };
                 }
             }
-            let mut m = [0.0f32; 8];
-            let n = (keys - t0).min(8);
-            m[..n].copy_from_slice(&mask[t0..t0 + n]);
-            // SAFETY: 8-element stack array; t0 + 8 <= padded <= probs.len().
-            let s = unsafe { _mm256_fmadd_ps(sum8(acc), scale_v, _mm256_loadu_ps(m.as_ptr())) };
-            // SAFETY: as above.
-            unsafe { _mm256_storeu_ps(probs.as_mut_ptr().add(t0), s) };
-            t0 += 8;
-        }
-        // Padding lanes give exp(-inf) = 0 and add nothing to the sum.
-        probs[keys..padded].fill(f32::NEG_INFINITY);
-        for t in (0..padded).step_by(8) {
-            // SAFETY: t + 8 <= padded <= probs.len().
-            max_v = _mm256_max_ps(max_v, unsafe { _mm256_loadu_ps(probs.as_ptr().add(t)) });
-        }
-        let mut lanes_max = [0.0f32; 8];
-        // SAFETY: 8-element stack array.
-        unsafe { _mm256_storeu_ps(lanes_max.as_mut_ptr(), max_v) };
-        let max = lanes_max.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let max_v = _mm256_set1_ps(max);
-        let mut sum_v = _mm256_setzero_ps();
-        let mut t = 0;
-        while t < padded {
-            // SAFETY: t + 8 <= padded <= probs.len().
-            unsafe {
-                let e = exp(_mm256_sub_ps(_mm256_loadu_ps(probs.as_ptr().add(t)), max_v));
-                _mm256_storeu_ps(probs.as_mut_ptr().add(t), e);
-                sum_v = _mm256_add_ps(sum_v, e);
-            }
-            t += 8;
-        }
-        let inv = 1.0 / hsum(sum_v);
-        // Even and odd keys in two accumulator sets, so consecutive FMAs do not wait on each other.
-        let mut acc = [[_mm256_setzero_ps(); MAX_HEAD_DIM / 8]; 2];
-        for (t, &p) in probs.iter().enumerate().take(keys) {
-            let p = _mm256_set1_ps(p * inv);
-            let v_row = value(t);
-            for (c, a) in acc[t % 2].iter_mut().enumerate().take(lanes) {
-                // SAFETY: the value row has hd elements.
-                *a = _mm256_fmadd_ps(p, unsafe { _mm256_loadu_ps(v_row.as_ptr().add(c * 8)) }, *a);
-            }
-        }
-        let [even, odd] = acc;
-        for (c, (e, o)) in even.iter().zip(odd).enumerate().take(lanes) {
-            // SAFETY: c * 8 + 8 <= hd = out.len().
-            unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(c * 8), _mm256_add_ps(*e, o)) };
-        }
+        };
     }
+    attend_kernel!(attend_avx2, "avx2,fma");
+    attend_kernel!(attend_vl, "avx2,fma,avx512f,avx512vl");
 }
 
 #[cfg(test)]
@@ -572,6 +639,42 @@ mod tests {
         let q_odd = Tensor::<Cpu, 4>::zeros([batch, 1, nh, 12], &device);
         let k_odd = Tensor::<Cpu, 4>::zeros([batch, nkv, keys, 12], &device);
         assert!(decode_attention(&q_odd, &k_odd, &k_odd, &mask, scale).is_none());
+    }
+
+    #[test]
+    fn both_register_sets_give_identical_attention() {
+        if !wide_registers_available() {
+            return;
+        }
+        // Head dims of one lane (8) up to MAX_HEAD_DIM, GQA groups of 1 and 3, odd key counts.
+        for (nh, nkv, hd, keys) in [(2, 2, 8, 1), (6, 2, 32, 17), (9, 3, 64, 40), (4, 1, 128, 33)] {
+            let batch = 2;
+            let shape = AttentionShape {
+                batch,
+                heads: nh,
+                kv_heads: nkv,
+                keys,
+                head_dim: hd,
+            };
+            let q = values(batch * nh * hd, 3, 1.5);
+            let kv = |seed| {
+                FlexTensor::from_data(TensorData::new(
+                    values(batch * nkv * keys * hd, seed, 1.5),
+                    [batch, nkv, keys, hd],
+                ))
+            };
+            let (k, v) = (kv(4), kv(5));
+            let mask: Vec<f32> = values(batch * nh * keys, 6, 2.0);
+            let run = |wide| {
+                let mut out = vec![0.0f32; batch * nh * hd];
+                let (kv_, vv) = (StridedView::of(&k).unwrap(), StridedView::of(&v).unwrap());
+                decode_attention_slices(shape, &q, &kv_, &vv, &mask, 0.25, wide, &mut out);
+                out
+            };
+            let (narrow, wide) = (run(false), run(true));
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&narrow), bits(&wide), "heads {nh}/{nkv}, head dim {hd}, {keys} keys");
+        }
     }
 
     #[test]
