@@ -127,7 +127,8 @@ impl Worker {
             self.models.insert(
                 name.to_string(),
                 Loaded {
-                    model: p.model,
+                    // An actor's policy: with the decode weights (as `laser-actor` installs it).
+                    model: p.model.with_decode_weights(),
                     tokenizer,
                     eos,
                     z_c,
@@ -251,8 +252,9 @@ impl Worker {
             .iter()
             .map(|p| m.tokenizer.encode(p, true))
             .collect::<laser_model::Result<Vec<_>>>()?;
-        // The actor's copy of the policy: the learner's weights, without autodiff (no copy).
-        let policy = learner.model().valid();
+        // The actor's copy of the policy: the learner's weights, without autodiff, plus the decode
+        // weights an actor builds when it installs a policy version (timed: part of the step).
+        let policy = learner.model().valid().with_decode_weights();
         let req = GenerationRequest {
             prompts: prompt_ids.clone(),
             n,

@@ -82,7 +82,9 @@ pub fn decode_attention<B: Backend>(
     };
     let mut out = vec![0.0f32; batch * nh * hd];
     let wide = wide_registers_available();
-    decode_attention_slices(shape, q_data, &k_view, &v_view, m_data, scale, wide, &mut out);
+    decode_attention_slices(
+        shape, q_data, &k_view, &v_view, m_data, scale, wide, &mut out,
+    );
     Some(Tensor::from_data(
         TensorData::new(out, [batch, 1, nh * hd]),
         &device,
@@ -189,7 +191,10 @@ fn decode_attention_slices(
         simd_available(),
         "decode_attention_slices needs AVX2 and FMA"
     );
-    assert!(!wide || wide_registers_available(), "this CPU lacks AVX-512VL");
+    assert!(
+        !wide || wide_registers_available(),
+        "this CPU lacks AVX-512VL"
+    );
     let groups = s.heads / s.kv_heads;
     let mut probs = vec![0.0f32; s.keys.next_multiple_of(8)];
     for b in 0..s.batch {
@@ -421,7 +426,8 @@ pub(crate) mod avx2 {
                     let n = (keys - t0).min(8);
                     m[..n].copy_from_slice(&mask[t0..t0 + n]);
                     // SAFETY: 8-element stack array; t0 + 8 <= padded <= probs.len().
-                    let s = unsafe { _mm256_fmadd_ps(sum8(acc), scale_v, _mm256_loadu_ps(m.as_ptr())) };
+                    let s =
+                        unsafe { _mm256_fmadd_ps(sum8(acc), scale_v, _mm256_loadu_ps(m.as_ptr())) };
                     // SAFETY: as above.
                     unsafe { _mm256_storeu_ps(probs.as_mut_ptr().add(t0), s) };
                     t0 += 8;
@@ -455,7 +461,11 @@ pub(crate) mod avx2 {
                 let fma_row = |acc: &mut [__m256; L], p: __m256, v_row: &[f32]| {
                     for (c, a) in acc.iter_mut().enumerate() {
                         // SAFETY: the value row has hd elements.
-                        *a = _mm256_fmadd_ps(p, unsafe { _mm256_loadu_ps(v_row.as_ptr().add(c * 8)) }, *a);
+                        *a = _mm256_fmadd_ps(
+                            p,
+                            unsafe { _mm256_loadu_ps(v_row.as_ptr().add(c * 8)) },
+                            *a,
+                        );
                     }
                 };
                 let mut t = 0;
@@ -647,7 +657,12 @@ mod tests {
             return;
         }
         // Head dims of one lane (8) up to MAX_HEAD_DIM, GQA groups of 1 and 3, odd key counts.
-        for (nh, nkv, hd, keys) in [(2, 2, 8, 1), (6, 2, 32, 17), (9, 3, 64, 40), (4, 1, 128, 33)] {
+        for (nh, nkv, hd, keys) in [
+            (2, 2, 8, 1),
+            (6, 2, 32, 17),
+            (9, 3, 64, 40),
+            (4, 1, 128, 33),
+        ] {
             let batch = 2;
             let shape = AttentionShape {
                 batch,
@@ -673,7 +688,11 @@ mod tests {
             };
             let (narrow, wide) = (run(false), run(true));
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&narrow), bits(&wide), "heads {nh}/{nkv}, head dim {hd}, {keys} keys");
+            assert_eq!(
+                bits(&narrow),
+                bits(&wide),
+                "heads {nh}/{nkv}, head dim {hd}, {keys} keys"
+            );
         }
     }
 

@@ -56,6 +56,52 @@ pub fn matmul_wt<B: Backend>(x: &Tensor<B, 2>, w: &Tensor<B, 2>) -> Option<Tenso
     Some(Tensor::from_data(TensorData::new(out, [m, n]), &x.device()))
 }
 
+/// Row counts above this take [`matmul_in_out`] where the weight has an `[in, out]` copy.
+pub const IN_OUT_MIN_ROWS: usize = 4;
+
+/// A linear weight transposed to `[in, out]` (contiguous, burn-flex): see
+/// [`crate::transformer::Transformer::with_decode_weights`].
+#[derive(Clone, Debug)]
+pub struct InOutWeight(FlexTensor);
+
+impl InOutWeight {
+    /// `w` (`[out, in]`) transposed into a new buffer; `None` unless `w` is an f32 burn-flex tensor.
+    pub fn of<B: Backend>(w: &Tensor<B, 2>) -> Option<Self> {
+        let w = as_flex(w)?;
+        if w.dtype() != DType::F32 {
+            return None;
+        }
+        let t = Tensor::<crate::backend::Cpu, 2>::from_primitive(TensorPrimitive::Float(w));
+        let [out, inp] = t.dims();
+        let data: Vec<f32> = t.transpose().into_data().into_vec().ok()?;
+        Some(Self(FlexTensor::from_data(TensorData::new(
+            data,
+            [inp, out],
+        ))))
+    }
+}
+
+/// `x [m, k] · w_in_out [k, n]` by burn-flex's matmul, for more than [`IN_OUT_MIN_ROWS`] rows of
+/// a burn-flex f32 `x`; `None` otherwise (the caller takes the `[out, in]` path).
+pub fn matmul_in_out<B: Backend>(x: &Tensor<B, 2>, w: &InOutWeight) -> Option<Tensor<B, 2>> {
+    let [m, k] = x.dims();
+    if m <= IN_OUT_MIN_ROWS || w.0.layout().shape()[0] != k {
+        return None;
+    }
+    let x = as_flex(x)?;
+    if x.dtype() != DType::F32 {
+        return None;
+    }
+    let x = Tensor::<crate::backend::Cpu, 2>::from_primitive(TensorPrimitive::Float(x));
+    let w = Tensor::<crate::backend::Cpu, 2>::from_primitive(TensorPrimitive::Float(w.0.clone()));
+    let TensorPrimitive::Float(y) = x.matmul(w).into_primitive() else {
+        unreachable!("a float tensor's primitive is TensorPrimitive::Float")
+    };
+    let y: Box<dyn Any> = Box::new(y);
+    let y = y.downcast::<B::FloatTensorPrimitive>().ok()?;
+    Some(Tensor::from_primitive(TensorPrimitive::Float(*y)))
+}
+
 /// The tensor as a burn-flex tensor (sharing its buffer), if it is one: `None` on other backends,
 /// for autodiff tensors and for quantized values.
 pub(crate) fn as_flex<B: Backend, const D: usize>(t: &Tensor<B, D>) -> Option<FlexTensor> {
@@ -703,5 +749,40 @@ pub(crate) mod tests {
         assert!(matmul_wt(&many, &w).is_none());
         let small = Tensor::<Cpu, 2>::zeros([8, k], &device);
         assert!(matmul_wt(&x, &small).is_none());
+    }
+
+    #[test]
+    fn the_in_out_copy_gives_the_same_product_above_its_row_count() {
+        use crate::backend::{Cpu, CpuDevice};
+        let device = CpuDevice::default();
+        let (n, k) = (70, 33);
+        let w = Tensor::<Cpu, 2>::from_data(TensorData::new(values(n * k, 8), [n, k]), &device);
+        let w_in_out = InOutWeight::of(&w).expect("an f32 burn-flex weight");
+        for m in [IN_OUT_MIN_ROWS + 1, 64, 300] {
+            let x = Tensor::<Cpu, 2>::from_data(TensorData::new(values(m * k, 9), [m, k]), &device);
+            let want = reference(
+                &x.to_data().to_vec::<f32>().unwrap(),
+                &w.to_data().to_vec::<f32>().unwrap(),
+                m,
+                n,
+                k,
+            );
+            let got: Vec<f32> = matmul_in_out(&x, &w_in_out)
+                .expect("more rows than IN_OUT_MIN_ROWS")
+                .into_data()
+                .to_vec()
+                .unwrap();
+            for (g, w) in got.iter().zip(want) {
+                assert!(
+                    (f64::from(*g) - w).abs() < 1e-4 * (k as f64).sqrt(),
+                    "{m} rows: {g} vs {w}"
+                );
+            }
+        }
+        // Up to IN_OUT_MIN_ROWS rows, and a mismatched depth: the caller's `[out, in]` path.
+        let few = Tensor::<Cpu, 2>::zeros([IN_OUT_MIN_ROWS, k], &device);
+        assert!(matmul_in_out(&few, &w_in_out).is_none());
+        let deeper = Tensor::<Cpu, 2>::zeros([16, k + 1], &device);
+        assert!(matmul_in_out(&deeper, &w_in_out).is_none());
     }
 }

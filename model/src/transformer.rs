@@ -31,6 +31,9 @@ pub const MASKED: f32 = -1.0e9;
 pub struct Linear<B: Backend> {
     pub weight: Param<Tensor<B, 2>>,
     pub bias: Option<Param<Tensor<B, 1>>>,
+    /// The weight again, in `[in, out]` layout, for products of many rows at inference on
+    /// burn-flex (see [`Transformer::with_decode_weights`]); `None` elsewhere.
+    pub weight_in_out: Option<crate::small_matmul::InOutWeight>,
 }
 
 impl<B: Backend> Linear<B> {
@@ -40,7 +43,12 @@ impl<B: Backend> Linear<B> {
         let rows = dims[..D - 1].iter().product::<usize>();
         let weight = self.weight.val();
         let d_out = weight.dims()[0];
-        let mut y = matmul_wt(x.reshape([rows, d_in]), weight);
+        let x = x.reshape([rows, d_in]);
+        let in_out = self
+            .weight_in_out
+            .as_ref()
+            .and_then(|w| crate::small_matmul::matmul_in_out(&x, w));
+        let mut y = in_out.unwrap_or_else(|| matmul_wt(x, weight));
         if let Some(bias) = &self.bias {
             y = y + bias.val().unsqueeze_dim(0);
         }
@@ -290,7 +298,11 @@ impl<B: Backend> Transformer<B> {
             } else {
                 None
             };
-            Ok(Linear { weight, bias })
+            Ok(Linear {
+                weight,
+                bias,
+                weight_in_out: None,
+            })
         };
         let norm = |w: &mut WeightMap, name: &str| -> Result<RmsNorm<B>> {
             Ok(RmsNorm {
@@ -363,6 +375,32 @@ impl<B: Backend> Transformer<B> {
             config: c.clone(),
             inv_freq: inv_freq(c),
         })
+    }
+
+    /// The model with a second copy of every layer's linear weights in `[in, out]` layout, for an
+    /// actor's policy on burn-flex: products of more than
+    /// [`crate::small_matmul::IN_OUT_MIN_ROWS`] rows (decode steps at larger batches, prefill) then
+    /// run gemm on that copy, which packs it faster than the `[out, in]` one (BENCHMARKS.md,
+    /// session 12). Costs the layers' weight memory once more; the LM head keeps its one copy
+    /// (its product is faster in `[out, in]`). A no-op on other backends. Call it once per policy
+    /// version; training code never does.
+    pub fn with_decode_weights(mut self) -> Self {
+        for layer in &mut self.layers {
+            let a = &mut layer.self_attn;
+            let m = &mut layer.mlp;
+            for lin in [
+                &mut a.q_proj,
+                &mut a.k_proj,
+                &mut a.v_proj,
+                &mut a.o_proj,
+                &mut m.gate_proj,
+                &mut m.up_proj,
+                &mut m.down_proj,
+            ] {
+                lin.weight_in_out = crate::small_matmul::InOutWeight::of(&lin.weight.val());
+            }
+        }
+        self
     }
 
     /// The weights in HF naming and layout, ready for `weights::safetensors::save`.
