@@ -569,7 +569,7 @@ impl Backward<Cpu, 1> for LogSoftmaxGatherBackward {
 
 /// The row kernels, on AVX2 + FMA (every public op checks `simd_available` before it gets here).
 /// Each safe wrapper asserts that, so a call on another CPU panics instead of faulting.
-mod kernels {
+pub(crate) mod kernels {
     use crate::small_matmul::simd_available;
 
     pub fn swiglu_backward(
