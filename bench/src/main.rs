@@ -496,7 +496,8 @@ fn profile_decode(args: &[String]) -> Result<()> {
     let batch: usize = args.get(1).map_or(Ok(8), |b| b.parse())?;
     let device = CpuDevice::default();
     let p = pretrained::load::<Cpu>(&PathBuf::from(path), &device)?;
-    let model = p.model;
+    // As an actor runs it (the layers' linears take their `[in, out]` copies above 4 rows).
+    let model = p.model.with_decode_weights();
     let c = model.config.clone();
     let time = |f: &mut dyn FnMut()| {
         let mut xs: Vec<f64> = (0..5)
