@@ -152,7 +152,7 @@ impl<'a> StridedView<'a> {
     }
 
     /// Row `[b, h, t, ..]`, `len` elements.
-    fn row(&self, b: usize, h: usize, t: usize, len: usize) -> &[f32] {
+    pub(crate) fn row(&self, b: usize, h: usize, t: usize, len: usize) -> &[f32] {
         let at = self.offset + b * self.strides[0] + h * self.strides[1] + t * self.strides[2];
         &self.data[at..at + len]
     }

@@ -145,7 +145,10 @@ fn sample_plain(logits: &[f32], rng: &mut StdRng) -> (u32, f32) {
         let start = block * SAMPLE_BLOCK;
         let within = &probs[start..(start + SAMPLE_BLOCK).min(probs.len())];
         // Rounding can leave `u` just past the block's last token: take its last likely one.
-        let mut token = within.iter().rposition(|&p| p > 0.0).unwrap_or(within.len() - 1);
+        let mut token = within
+            .iter()
+            .rposition(|&p| p > 0.0)
+            .unwrap_or(within.len() - 1);
         for (i, &p) in within.iter().enumerate() {
             let p = f64::from(p);
             if u < p {
@@ -290,7 +293,10 @@ mod tests {
                 let tok = sample_filtered(&logits, &general, &mut b);
                 assert_eq!(fast, tok as u32, "vocab {vocab}, draw {i}");
                 let want = logits[tok] - lse;
-                assert!((fast_lp - want).abs() < 2e-6, "vocab {vocab}: {fast_lp} vs {want}");
+                assert!(
+                    (fast_lp - want).abs() < 2e-6,
+                    "vocab {vocab}: {fast_lp} vs {want}"
+                );
             }
         }
     }

@@ -173,6 +173,11 @@ impl<B: Backend> Attention<B> {
         if let Some(out) = crate::fused::decode_attention(&q, &k, &v, &mask, scale as f32) {
             return self.o_proj.forward(out);
         }
+        // Several queries per row (the learner, prefill) on burn-flex with AVX-512: one causal op
+        // with its own backward, heads merged on the way out.
+        if let Some(out) = crate::fused_grad::causal_attention(&q, &k, &v, &mask, scale as f32) {
+            return self.o_proj.forward(out);
+        }
 
         // Grouped-query attention without materialising repeated K/V: query head h uses kv head
         // h / groups (HF's repeat_kv order), so fold the group into the query-row dimension.

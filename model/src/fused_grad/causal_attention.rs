@@ -1,0 +1,481 @@
+//! Causal attention as one op with its own backward pass, for the learner (and prefill) on
+//! burn-flex with AVX-512F.
+//!
+//! burn's ops run attention's core as batched matmuls of one small matrix per (row, head): at the
+//! tiny default model's shapes (128 x 32 x 128 per head) each gemm call is mostly overhead, the
+//! full square of scores is computed before the causal mask discards half of it, and the backward
+//! pass is four more batched matmuls. It was a third of a learner micro-batch at about 47 GFLOP/s
+//! (`laser-bench profile-train`, BENCHMARKS.md). Here, per (row, key/value head), the query heads
+//! of the group run through one register-blocked kernel that stops at each query's last visible
+//! key: scores, softmax (`kernels::masked_softmax_row` over the visible keys only), the value
+//! product, and in the backward pass the four gradient products with the same bounds.
+//!
+//! Layouts: `q` is `[batch, seq, heads, head_dim]` (RoPE's output), `k` and `v` are
+//! `[batch, kv_heads, keys, head_dim]` in any layout with a unit inner stride (a head-major view
+//! or a KV cache prefix), `mask` is the model's additive `[batch, heads, seq, keys]` mask; query
+//! `i` sees keys `j <= keys - seq + i` (the causal bound the mask also encodes). The output is
+//! `[batch, seq, heads * head_dim]`, heads already merged for `o_proj`. Rows whose visible keys are
+//! all masked (left padding) give a uniform softmax over those keys, as burn's path gives over all
+//! of its keys: finite, and never read.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops};
+use burn::backend::flex::FlexTensor;
+use burn::tensor::Tensor;
+use burn::tensor::backend::Backend;
+use rayon::prelude::*;
+
+use super::{Operand, flex, into_tensor, kernels, record, values};
+use crate::backend::Cpu;
+use crate::fused::StridedView;
+
+/// Rows per register block of the product kernel (8 rows x 32 columns = 16 accumulators).
+const ROWS: usize = 8;
+
+#[derive(Clone, Copy, Debug)]
+struct Shape {
+    batch: usize,
+    seq: usize,
+    heads: usize,
+    kv_heads: usize,
+    keys: usize,
+    head_dim: usize,
+}
+
+impl Shape {
+    fn groups(&self) -> usize {
+        self.heads / self.kv_heads
+    }
+    fn past(&self) -> usize {
+        self.keys - self.seq
+    }
+    /// Keys query `i` sees.
+    fn visible(&self, i: usize) -> usize {
+        self.past() + i + 1
+    }
+}
+
+/// `softmax(q kᵀ · scale + mask) v` with heads merged, or `None` where the op does not apply
+/// (no AVX-512F, not burn-flex or `Autodiff<burn-flex>`, shapes that are not causal attention).
+pub fn causal_attention<B: Backend>(
+    q: &Tensor<B, 4>,
+    k: &Tensor<B, 4>,
+    v: &Tensor<B, 4>,
+    mask: &Tensor<B, 4>,
+    scale: f32,
+) -> Option<Tensor<B, 3>> {
+    let [batch, seq, heads, head_dim] = q.dims();
+    let [kb, kv_heads, keys, khd] = k.dims();
+    if !crate::small_matmul::avx512_available()
+        || kb != batch
+        || khd != head_dim
+        || v.dims() != k.dims()
+        || mask.dims() != [batch, heads, seq, keys]
+        || kv_heads == 0
+        || heads % kv_heads != 0
+        || keys < seq
+        || seq == 0
+        || head_dim == 0
+    {
+        return None;
+    }
+    let shape = Shape {
+        batch,
+        seq,
+        heads,
+        kv_heads,
+        keys,
+        head_dim,
+    };
+    let (q, k, v, mask) = (
+        Operand::of(q)?,
+        Operand::of(k)?,
+        Operand::of(v)?,
+        Operand::of(mask)?,
+    );
+    let (out, probs) = {
+        let (kv, vv) = (StridedView::of(k.value())?, StridedView::of(v.value())?);
+        let (qv, mv) = (values(q.value()), values(mask.value()));
+        forward(shape, &qv, &kv, &vv, &mv, scale)
+    };
+    let out = flex(out, vec![batch, seq, heads * head_dim]);
+    Some(match (q, k, v) {
+        (Operand::Autodiff(q), Operand::Autodiff(k), Operand::Autodiff(v)) => {
+            let state = || State {
+                shape,
+                scale,
+                q: q.primitive.clone(),
+                k: k.primitive.clone(),
+                v: v.primitive.clone(),
+                probs: flex(probs, vec![batch, heads, seq, keys]),
+            };
+            into_tensor(record(CausalAttentionBackward, [&q, &k, &v], state, out))
+        }
+        (Operand::Flex(_), Operand::Flex(_), Operand::Flex(_)) => into_tensor(out),
+        _ => return None,
+    })
+}
+
+/// One (row, kv head)'s keys and values, contiguous, plus their transposes as needed.
+struct Head {
+    /// `[keys, head_dim]`.
+    rows: Vec<f32>,
+    /// `[head_dim, keys]`.
+    transposed: Vec<f32>,
+}
+
+impl Head {
+    fn of(view: &StridedView, b: usize, kvh: usize, s: Shape) -> Self {
+        let (n, d) = (s.keys, s.head_dim);
+        let mut rows = Vec::with_capacity(n * d);
+        for t in 0..n {
+            rows.extend_from_slice(view.row(b, kvh, t, d));
+        }
+        Self {
+            transposed: transpose(&rows, n, d),
+            rows,
+        }
+    }
+}
+
+/// `[rows, cols]` row-major -> `[cols, rows]`, written in order (the reads stride by `cols`, which
+/// is a head dim here: short).
+fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(rows * cols);
+    for c in 0..cols {
+        out.extend((0..rows).map(|r| x[r * cols + c]));
+    }
+    out
+}
+
+/// Query head `h` of batch row `b` from a `[batch, seq, heads, head_dim]` buffer, `[seq, head_dim]`.
+fn gather_head(x: &[f32], b: usize, h: usize, s: Shape) -> Vec<f32> {
+    let d = s.head_dim;
+    let mut out = Vec::with_capacity(s.seq * d);
+    for i in 0..s.seq {
+        let at = ((b * s.seq + i) * s.heads + h) * d;
+        out.extend_from_slice(&x[at..at + d]);
+    }
+    out
+}
+
+/// Writes `[seq, head_dim]` into head `h` of batch row `b`'s slice `[seq, heads, head_dim]`.
+fn scatter_head(dst: &mut [f32], src: &[f32], h: usize, s: Shape) {
+    let d = s.head_dim;
+    for (i, row) in src.chunks_exact(d).enumerate() {
+        let at = (i * s.heads + h) * d;
+        dst[at..at + d].copy_from_slice(row);
+    }
+}
+
+/// Output `[batch, seq, heads * head_dim]` and probabilities `[batch, heads, seq, keys]` (zero past
+/// each query's last visible key).
+fn forward(
+    s: Shape,
+    q: &[f32],
+    k: &StridedView,
+    v: &StridedView,
+    mask: &[f32],
+    scale: f32,
+) -> (Vec<f32>, Vec<f32>) {
+    let (n, d) = (s.keys, s.head_dim);
+    let mut out = vec![0.0f32; s.batch * s.seq * s.heads * d];
+    let mut probs = vec![0.0f32; s.batch * s.heads * s.seq * n];
+    out.par_chunks_mut(s.seq * s.heads * d)
+        .zip(probs.par_chunks_mut(s.heads * s.seq * n))
+        .enumerate()
+        .for_each(|(b, (out_b, probs_b))| {
+            let mut scores = vec![0.0f32; s.seq * n];
+            for kvh in 0..s.kv_heads {
+                let (kh, vh) = (Head::of(k, b, kvh, s), Head::of(v, b, kvh, s));
+                for h in kvh * s.groups()..(kvh + 1) * s.groups() {
+                    let qh = gather_head(q, b, h, s);
+                    scores.fill(0.0);
+                    // Scores up to each query's last visible key.
+                    let qh = Strided::rows(&qh, d);
+                    product(qh, &kh.transposed, n, &mut scores, n, s.seq, n, |i| {
+                        (0, d, s.visible(i))
+                    });
+                    let p = &mut probs_b[h * s.seq * n..(h + 1) * s.seq * n];
+                    let mask_h = &mask[(b * s.heads + h) * s.seq * n..][..s.seq * n];
+                    for i in 0..s.seq {
+                        let vis = s.visible(i);
+                        let row = i * n..i * n + vis;
+                        kernels::masked_softmax_row(
+                            &scores[row.clone()],
+                            &mask_h[row.clone()],
+                            scale,
+                            &mut p[row],
+                        );
+                    }
+                    let mut oh = vec![0.0f32; s.seq * d];
+                    product(
+                        Strided::rows(p, n),
+                        &vh.rows,
+                        d,
+                        &mut oh,
+                        d,
+                        s.seq,
+                        d,
+                        |i| (0, s.visible(i), d),
+                    );
+                    scatter_head(out_b, &oh, h, s);
+                }
+            }
+        });
+    (out, probs)
+}
+
+#[derive(Debug)]
+struct CausalAttentionBackward;
+
+#[derive(Debug, Clone)]
+struct State {
+    shape: Shape,
+    scale: f32,
+    q: FlexTensor,
+    k: FlexTensor,
+    v: FlexTensor,
+    probs: FlexTensor,
+}
+
+impl Backward<Cpu, 3> for CausalAttentionBackward {
+    type State = State;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<Cpu>(&ops.node);
+        let State {
+            shape: s,
+            scale,
+            q,
+            k,
+            v,
+            probs,
+        } = ops.state;
+        let (dy, qv, pv) = (values(&grad), values(&q), values(&probs));
+        let (kview, vview) = (
+            StridedView::of(&k).expect("checked in the forward pass"),
+            StridedView::of(&v).expect("checked in the forward pass"),
+        );
+        let (n, d) = (s.keys, s.head_dim);
+        let mut dq = vec![0.0f32; s.batch * s.seq * s.heads * d];
+        let mut dk = vec![0.0f32; s.batch * s.kv_heads * n * d];
+        let mut dv = vec![0.0f32; s.batch * s.kv_heads * n * d];
+        dq.par_chunks_mut(s.seq * s.heads * d)
+            .zip(dk.par_chunks_mut(s.kv_heads * n * d))
+            .zip(dv.par_chunks_mut(s.kv_heads * n * d))
+            .enumerate()
+            .for_each(|(b, ((dq_b, dk_b), dv_b))| {
+                let mut dp = vec![0.0f32; s.seq * n];
+                let mut ds = vec![0.0f32; s.seq * n];
+                // Key j is seen by queries i >= j - past.
+                let first_query = |j: usize| j.saturating_sub(s.past());
+                for kvh in 0..s.kv_heads {
+                    let (kh, vh) = (Head::of(&kview, b, kvh, s), Head::of(&vview, b, kvh, s));
+                    let dk_h = &mut dk_b[kvh * n * d..(kvh + 1) * n * d];
+                    let dv_h = &mut dv_b[kvh * n * d..(kvh + 1) * n * d];
+                    for h in kvh * s.groups()..(kvh + 1) * s.groups() {
+                        let (qh, doh) = (gather_head(&qv, b, h, s), gather_head(&dy, b, h, s));
+                        let p = &pv[(b * s.heads + h) * s.seq * n..][..s.seq * n];
+                        // dP = dO vᵀ, then dS = P (dP - rowsum(P dP)) scale, on the visible keys.
+                        dp.fill(0.0);
+                        product(
+                            Strided::rows(&doh, d),
+                            &vh.transposed,
+                            n,
+                            &mut dp,
+                            n,
+                            s.seq,
+                            n,
+                            |i| (0, d, s.visible(i)),
+                        );
+                        ds.fill(0.0);
+                        for i in 0..s.seq {
+                            let row = i * n..i * n + s.visible(i);
+                            kernels::softmax_backward_row(
+                                &p[row.clone()],
+                                &dp[row.clone()],
+                                scale,
+                                &mut ds[row],
+                            );
+                        }
+                        // dQ = dS k.
+                        let mut dqh = vec![0.0f32; s.seq * d];
+                        product(
+                            Strided::rows(&ds, n),
+                            &kh.rows,
+                            d,
+                            &mut dqh,
+                            d,
+                            s.seq,
+                            d,
+                            |i| (0, s.visible(i), d),
+                        );
+                        scatter_head(dq_b, &dqh, h, s);
+                        // dK += dSᵀ q and dV += Pᵀ dO, over the queries that see each key.
+                        product(Strided::transposed(&ds, n), &qh, d, dk_h, d, n, d, |j| {
+                            (first_query(j), s.seq, d)
+                        });
+                        product(Strided::transposed(p, n), &doh, d, dv_h, d, n, d, |j| {
+                            (first_query(j), s.seq, d)
+                        });
+                    }
+                }
+            });
+        let [q_node, k_node, v_node] = ops.parents;
+        if let Some(node) = q_node {
+            grads.register::<Cpu>(node.id, flex(dq, vec![s.batch, s.seq, s.heads, d]));
+        }
+        if let Some(node) = k_node {
+            grads.register::<Cpu>(node.id, flex(dk, vec![s.batch, s.kv_heads, n, d]));
+        }
+        if let Some(node) = v_node {
+            grads.register::<Cpu>(node.id, flex(dv, vec![s.batch, s.kv_heads, n, d]));
+        }
+    }
+}
+
+/// `c[i, ..n_end] += a[i, t_lo..t_hi] · b[t_lo..t_hi, ..n_end]` for every row `i < m`, where
+/// `bounds(i) = (t_lo, t_hi, n_end)`. Rows are taken in blocks of [`ROWS`]; a block runs the union
+/// of its rows' bounds, which is exact wherever `a` is zero outside a row's `t` range (every caller
+/// here), and writes columns up to the largest `n_end` of the block (callers read only their own).
+/// `a[i, t]` is `a.data[i * a.row + t * a.col]` (so a transpose is a swap of strides), `b` is
+/// `[.., ldb]` and `c` `[m, ldc]`, row-major. Panics without AVX-512F.
+#[allow(clippy::too_many_arguments)]
+fn product(
+    a: Strided,
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+    m: usize,
+    n: usize,
+    bounds: impl Fn(usize) -> (usize, usize, usize),
+) {
+    assert!(crate::small_matmul::avx512_available());
+    let mut r0 = 0;
+    while r0 < m {
+        let rows = (m - r0).min(ROWS);
+        let (mut t_lo, mut t_hi, mut n_end) = bounds(r0);
+        for i in r0 + 1..r0 + rows {
+            let (lo, hi, ne) = bounds(i);
+            t_lo = t_lo.min(lo);
+            t_hi = t_hi.max(hi);
+            n_end = n_end.max(ne);
+        }
+        let n_end = n_end.min(n);
+        let last = r0 + rows - 1;
+        assert!(n_end <= ldb && n_end <= ldc);
+        assert!(last * ldc + n_end <= c.len());
+        assert!(
+            t_hi <= t_lo
+                || (last * a.row + (t_hi - 1) * a.col < a.data.len()
+                    && (t_hi - 1) * ldb + n_end <= b.len())
+        );
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX-512F is present (asserted above); every index read or written is inside the
+        // bounds asserted above (rows r0..r0 + rows, columns < n_end, depth t_lo..t_hi).
+        unsafe {
+            if rows == ROWS {
+                avx512::block::<ROWS>(a, b, ldb, c, ldc, r0, t_lo, t_hi, n_end);
+            } else {
+                for r in r0..r0 + rows {
+                    avx512::block::<1>(a, b, ldb, c, ldc, r, t_lo, t_hi, n_end);
+                }
+            }
+        }
+        r0 += rows;
+    }
+}
+
+/// A matrix operand read one element at a time: `data[i * row + t * col]`.
+#[derive(Clone, Copy)]
+struct Strided<'a> {
+    data: &'a [f32],
+    row: usize,
+    col: usize,
+}
+
+impl<'a> Strided<'a> {
+    /// Row-major `[.., cols]`.
+    fn rows(data: &'a [f32], cols: usize) -> Self {
+        Self {
+            data,
+            row: cols,
+            col: 1,
+        }
+    }
+    /// The transpose of row-major `[.., cols]`.
+    fn transposed(data: &'a [f32], cols: usize) -> Self {
+        Self {
+            data,
+            row: 1,
+            col: cols,
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::Strided;
+
+    /// `R` rows from `r0`, all columns below `n_end` in chunks of 32 (two vectors; masked tails).
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn block<const R: usize>(
+        a: Strided,
+        b: &[f32],
+        ldb: usize,
+        c: &mut [f32],
+        ldc: usize,
+        r0: usize,
+        t_lo: usize,
+        t_hi: usize,
+        n_end: usize,
+    ) {
+        let (a_rs, a_cs) = (a.row, a.col);
+        let (a, b, c) = (a.data.as_ptr(), b.as_ptr(), c.as_mut_ptr());
+        let lane_mask = |from: usize| -> __mmask16 {
+            let left = n_end.saturating_sub(from).min(16);
+            if left == 16 {
+                0xFFFF
+            } else {
+                ((1u32 << left) - 1) as __mmask16
+            }
+        };
+        let mut n0 = 0;
+        while n0 < n_end {
+            let (m0, m1) = (lane_mask(n0), lane_mask(n0 + 16));
+            let mut acc = [[_mm512_setzero_ps(); 2]; R];
+            // SAFETY (all pointer arithmetic below): rows r0..r0 + R of `a` and `c`, columns below
+            // n_end of `b` and `c`, depth t_lo..t_hi, all inside the slices (the caller asserts);
+            // masked-out lanes are neither read nor written.
+            unsafe {
+                for (r, acc_r) in acc.iter_mut().enumerate() {
+                    let row = c.add((r0 + r) * ldc + n0);
+                    acc_r[0] = _mm512_maskz_loadu_ps(m0, row);
+                    acc_r[1] = _mm512_maskz_loadu_ps(m1, row.wrapping_add(16));
+                }
+                for t in t_lo..t_hi {
+                    let b_row = b.add(t * ldb + n0);
+                    let b0 = _mm512_maskz_loadu_ps(m0, b_row);
+                    let b1 = _mm512_maskz_loadu_ps(m1, b_row.wrapping_add(16));
+                    for (r, acc_r) in acc.iter_mut().enumerate() {
+                        let x = _mm512_set1_ps(*a.add((r0 + r) * a_rs + t * a_cs));
+                        acc_r[0] = _mm512_fmadd_ps(x, b0, acc_r[0]);
+                        acc_r[1] = _mm512_fmadd_ps(x, b1, acc_r[1]);
+                    }
+                }
+                for (r, acc_r) in acc.iter().enumerate() {
+                    let row = c.add((r0 + r) * ldc + n0);
+                    _mm512_mask_storeu_ps(row, m0, acc_r[0]);
+                    _mm512_mask_storeu_ps(row.wrapping_add(16), m1, acc_r[1]);
+                }
+            }
+            n0 += 32;
+        }
+    }
+}
