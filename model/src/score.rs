@@ -2,10 +2,15 @@
 //! token and the self-reward log-prob log p(z_c | x, y, EOS), in one forward pass. This is the
 //! function the learner trains through, so it returns tensors that stay in the autodiff graph.
 //!
-//! Layout: prompts left-padded to `pmax`, responses right-padded to `rmax`, so response token t of
-//! every row sits at column `pmax + t`. The hidden state at column `pmax - 1 + t` predicts response
-//! token t; the one at `pmax - 1 + len` (whose input is the last response token, EOS) predicts the
-//! token after EOS, where z_c is read. Causal attention keeps right padding from touching anything.
+//! Layout: two passes through the model. The prefix pass runs each distinct prompt once, all but
+//! its last token, left-padded to `pmax - 1`, into a KV cache; the cache rows are then repeated for
+//! the items that share a prompt (GRPO scores n samples per prompt), as the actors fork one
+//! prefill. The suffix pass runs, per item, the prompt's last token and the response, right-padded
+//! to `rmax`, over that cache: its column t (the input is response token t - 1, or the prompt's
+//! last token at t = 0) predicts response token t, and column `len` (input: the last response
+//! token, EOS) predicts the token after EOS, where z_c is read. Gradients reach the shared prompt
+//! through the cache (its rows' gradients add up over the items). Causal attention keeps right
+//! padding from touching anything; the prompts' left padding is masked as keys.
 
 use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::Backend;
@@ -78,7 +83,45 @@ pub fn score<B: Backend>(
     let b = items.len();
     let pmax = items.iter().map(|i| i.prompt.len()).max().unwrap_or(0);
     let rmax = items.iter().map(|i| i.response.len()).max().unwrap_or(0);
-    let seq = pmax + rmax;
+    // Distinct prompts in order of first appearance, and each item's.
+    let mut prompts: Vec<&[u32]> = Vec::new();
+    let mut prompt_of = Vec::with_capacity(b);
+    for it in items {
+        let at = prompts
+            .iter()
+            .position(|p| *p == it.prompt)
+            .unwrap_or_else(|| {
+                prompts.push(it.prompt);
+                prompts.len() - 1
+            });
+        prompt_of.push(at);
+    }
+    // The prefix pass: every prompt but its last token, left-padded to `prefix` columns.
+    let prefix = pmax - 1;
+    let mut cache = model.new_cache(prompts.len(), prefix + rmax + 1);
+    if prefix > 0 {
+        let mut batch = ForwardBatch {
+            batch: prompts.len(),
+            seq: prefix,
+            tokens: Vec::with_capacity(prompts.len() * prefix),
+            positions: Vec::with_capacity(prompts.len() * prefix),
+            left_pad: Vec::with_capacity(prompts.len()),
+        };
+        for p in &prompts {
+            let pad = pmax - p.len();
+            batch.left_pad.push(pad);
+            batch.tokens.extend(std::iter::repeat_n(0, pad));
+            batch.tokens.extend_from_slice(&p[..p.len() - 1]);
+            batch.positions.extend(std::iter::repeat_n(0, pad));
+            batch.positions.extend(0..p.len() - 1);
+        }
+        // Only the cached keys and values are needed; the prompts' own outputs are not.
+        let _ = model.hidden_states(&batch, Some(&mut cache));
+    }
+    cache.select_rows(&prompt_of);
+
+    // The suffix pass: the prompt's last token, then the response.
+    let seq = rmax + 1;
     let mut batch = ForwardBatch {
         batch: b,
         seq,
@@ -87,19 +130,16 @@ pub fn score<B: Backend>(
         left_pad: Vec::with_capacity(b),
     };
     // targets[row, t] for t in 0..=rmax: response tokens, then z_c at t == len, then 0.
-    let mut targets = Vec::with_capacity(b * (rmax + 1));
+    let mut targets = Vec::with_capacity(b * seq);
     let mut mask = Vec::with_capacity(b * rmax);
     let mut readout_col = Vec::with_capacity(b);
     for it in items {
         let (p, r) = (it.prompt.len(), it.response.len());
-        let pad = pmax - p;
-        batch.left_pad.push(pad);
-        batch.tokens.extend(std::iter::repeat_n(0, pad));
-        batch.tokens.extend_from_slice(it.prompt);
+        batch.left_pad.push(pmax - p);
+        batch.tokens.push(it.prompt[p - 1]);
         batch.tokens.extend_from_slice(it.response);
         batch.tokens.extend(std::iter::repeat_n(0, rmax - r));
-        batch.positions.extend(std::iter::repeat_n(0, pad));
-        batch.positions.extend(0..p + rmax);
+        batch.positions.extend(p - 1..p + rmax);
         for t in 0..=rmax {
             let target = match t.cmp(&r) {
                 std::cmp::Ordering::Less => it.response[t],
@@ -114,8 +154,7 @@ pub fn score<B: Backend>(
 
     let device = model.device();
     let h = cfg.hidden_size;
-    let hidden = model.hidden_states(&batch, None);
-    let hidden = hidden.slice([0..b, pmax - 1..seq, 0..h]); // [b, rmax + 1, h]
+    let hidden = model.hidden_states(&batch, Some(&mut cache)); // [b, rmax + 1, h]
     let logits = model.logits(hidden.reshape([b * (rmax + 1), h]));
     let picked = token_logprobs(logits, &targets).reshape([b, rmax + 1]);
     let readout_col = Tensor::<B, 2, Int>::from_data(TensorData::new(readout_col, [b, 1]), &device);
