@@ -162,9 +162,13 @@ impl<B: Backend> KvCache<B> {
         };
         let idx: Vec<i32> = rows.iter().map(|&r| r as i32).collect();
         let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [rows.len()]), &device);
+        // burn-flex (and the learner's autodiff over it) copies whole rows; elsewhere `select`.
+        let select = |t: Tensor<B, 4>| {
+            crate::fused_grad::repeat_rows(&t, rows).unwrap_or_else(|| t.select(0, idx.clone()))
+        };
         for l in &mut self.layers {
-            l.keys = l.keys.take().map(|t| t.select(0, idx.clone()));
-            l.values = l.values.take().map(|t| t.select(0, idx.clone()));
+            l.keys = l.keys.take().map(select);
+            l.values = l.values.take().map(select);
         }
     }
 }
