@@ -94,6 +94,7 @@ enum Command {
 }
 
 fn main() -> Result<()> {
+    laser_model::backend::keep_freed_memory();
     let cli = Cli::parse();
     // A server logs its life at info; the one-shot tools only warnings (RUST_LOG overrides).
     let serving = matches!(cli.command, Command::Serve { .. });

@@ -784,6 +784,7 @@ fn profile_train(args: &[String]) -> Result<()> {
 }
 
 fn main() -> Result<()> {
+    laser_model::backend::keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("serve") => serve(&args[1..]),

@@ -209,6 +209,7 @@ enum Command {
 }
 
 fn main() -> Result<()> {
+    laser_model::backend::keep_freed_memory();
     laser_proto::rt::init_tracing("info");
     let cli = Cli::parse();
     match cli.command {

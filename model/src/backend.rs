@@ -12,6 +12,24 @@ pub type Cuda = burn_cuda::Cuda;
 #[cfg(feature = "cuda")]
 pub type CudaDevice = burn_cuda::CudaDevice;
 
+/// Makes glibc's allocator keep freed memory for reuse. By default it maps every buffer above its
+/// mmap threshold (at most 32 MiB) fresh from the kernel and unmaps it on free, so each step's
+/// activations, logits and gradients come back as new pages the kernel zeroes one by one: about 8%
+/// of a learner step in `perf` (`clear_page_erms`, page faults; tiny RL step's learner part 0.46
+/// -> 0.42 s, BENCHMARKS.md, session 12). Here all threads share the main heap (one arena), nothing
+/// is mapped separately, and up to 2 GiB of free memory stays with the process. A role binary calls
+/// it first thing in `main`, before any other thread starts; elsewhere (other C libraries) it does
+/// nothing.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; it is called before other threads exist.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+        libc::mallopt(libc::M_MMAP_MAX, 0);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+    }
+}
+
 /// Generic code a binary runs on the backend it was asked for at run time.
 pub trait BackendTask {
     type Output;
