@@ -1,6 +1,7 @@
 //! The teacher-forced scoring pass: for (prompt, response) pairs, the log-prob of every response
-//! token and the self-reward log-prob log p(z_c | x, y, EOS), in one forward pass. This is the
-//! function the learner trains through, so it returns tensors that stay in the autodiff graph.
+//! token and the self-reward log-prob log p(z_c | x, y, EOS), from one pass over the batch (in two
+//! forward calls, see below). This is the function the learner trains through, so it returns
+//! tensors that stay in the autodiff graph.
 //!
 //! Layout: two passes through the model. The prefix pass runs each distinct prompt once, all but
 //! its last token, left-padded to `pmax - 1`, into a KV cache; the cache rows are then repeated for

@@ -6,7 +6,10 @@
 //! Linear weights stay in Hugging Face's `[out, in]` layout and are multiplied by their transpose:
 //! that is both the layout checkpoints use and the faster one for burn-flex's LM head. Products of
 //! a few rows (decode steps) on burn-flex take `small_matmul`'s kernel, which reads that layout
-//! directly, and a decode step's SwiGLU and attention take `fused`'s one-pass kernels. RMSNorm,
+//! directly; an actor's model also keeps `[in, out]` copies of the layer weights for products of
+//! more rows ([`Transformer::with_decode_weights`]). A decode step's SwiGLU and attention take
+//! `fused`'s one-pass kernels; several queries per row (the learner, prefill) take
+//! `fused_grad::causal_attention` where the CPU has AVX-512. RMSNorm,
 //! RoPE, the attention softmax and the learner's SwiGLU take `fused_grad`'s ops, which carry their
 //! own backward pass on `Autodiff<burn-flex>`.
 //! Every batch is laid out with prompts left-padded, so all rows share one column index per step;
