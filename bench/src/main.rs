@@ -497,7 +497,9 @@ fn profile_decode(args: &[String]) -> Result<()> {
     let device = CpuDevice::default();
     let p = pretrained::load::<Cpu>(&PathBuf::from(path), &device)?;
     // As an actor runs it (the layers' linears take their `[in, out]` copies above 4 rows).
+    let t = Instant::now();
     let model = p.model.with_decode_weights();
+    let decode_weights_ms = t.elapsed().as_secs_f64() * 1e3;
     let c = model.config.clone();
     let time = |f: &mut dyn FnMut()| {
         let mut xs: Vec<f64> = (0..5)
@@ -513,7 +515,10 @@ fn profile_decode(args: &[String]) -> Result<()> {
     let x = Tensor::<Cpu, 2>::random([batch, c.hidden_size], Distribution::Default, &device);
     let layer = &model.layers[0];
     let a = &layer.self_attn;
-    let mut report = vec![];
+    let mut report = vec![(
+        "decode weights ([in, out] copies, once per policy version)".to_string(),
+        decode_weights_ms,
+    )];
     for (name, lin) in [
         ("q_proj", &a.q_proj),
         ("k_proj", &a.k_proj),
