@@ -178,6 +178,23 @@ pub async fn collect(
 
         {
             let reg = shared.registry();
+            // Actors outside the version window fetch this step's weights from the learner; with
+            // no learner alive that cannot finish (each failed fetch would mark a healthy actor
+            // lost, it re-registers, and the loop goes round forever): hand the step back to the
+            // runner, which restarts the learner and redoes the step from the last checkpoint.
+            let needs_weights = reg.alive(Role::Actor).any(|w| {
+                w.policy_version < plan.min_version || w.policy_version > plan.max_version
+            });
+            if needs_weights
+                && reg.count_alive(Role::Learner) == 0
+                && (!pending.is_empty() || !in_gen.is_empty())
+            {
+                return Err(crate::runner::LearnerLost(format!(
+                    "step {}: no learner alive to serve policy version {} to the actors",
+                    plan.step, plan.max_version
+                ))
+                .into());
+            }
             if reg.count_alive(Role::Actor) > 0 {
                 last_actor_seen = Instant::now();
             }
@@ -619,6 +636,44 @@ mod tests {
                 .map(|w| w.id.clone()),
             Some(id),
             "the actor takes work again after its task was aborted"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lost_learner_hands_the_step_back_instead_of_churning_the_actors() {
+        // An actor behind on its weights and no learner to fetch them from (it died after its
+        // last step): collect must return LearnerLost, not mark the actor lost forever.
+        let shared = shared();
+        shared
+            .registry()
+            .register(Role::Actor, "actor-0", "127.0.0.1:1", 1, 2);
+        let plan = CollectPlan {
+            step: 3,
+            groups: vec![PromptGroup {
+                group_id: 7,
+                ..PromptGroup::default()
+            }],
+            sampling: SamplingConfig::default(),
+            min_version: 3,
+            max_version: 3,
+            learner_endpoint: "127.0.0.1:1".into(),
+            groups_per_request: 1,
+            generate_timeout: Duration::from_secs(5),
+            grade_timeout: Duration::from_secs(5),
+            weights_timeout: Duration::from_secs(5),
+            no_worker_timeout: Duration::from_secs(30),
+        };
+        let client = ClientOptions::new(laser_proto::rt::ClusterToken::generate());
+        let result = tokio::time::timeout(
+            Duration::from_secs(20),
+            collect(shared.clone(), client, plan),
+        )
+        .await
+        .expect("collect returns instead of looping");
+        let err = result.expect_err("no learner: the step cannot be collected");
+        assert!(
+            err.downcast_ref::<crate::runner::LearnerLost>().is_some(),
+            "{err:#}"
         );
     }
 }

@@ -70,7 +70,7 @@ impl RunState {
 
 /// The learner failed mid-step: recover and redo from the last checkpoint.
 #[derive(Debug)]
-struct LearnerLost(String);
+pub(crate) struct LearnerLost(pub(crate) String);
 
 impl std::fmt::Display for LearnerLost {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

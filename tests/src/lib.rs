@@ -14,9 +14,12 @@ pub use laser_proto::rt::TOKEN_ENV;
 /// A token good for tests (the cluster requires at least 16 characters).
 pub const TEST_TOKEN: &str = "test-cluster-token-0123456789";
 
-/// The workspace root.
+/// The workspace root: from the run-time CARGO_MANIFEST_DIR (cargo sets it for tests), so a test
+/// executable reused from a build in another checkout (a shared target directory) still uses this
+/// one.
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into());
+    Path::new(&dir)
         .parent()
         .expect("tests/ has a parent")
         .to_path_buf()
