@@ -53,19 +53,15 @@ pub fn decode_attention<B: Backend>(
     mask: &Tensor<B, 4>,
     scale: f32,
 ) -> Option<Tensor<B, 3>> {
-    let [batch, seq, nh, hd] = q.dims();
-    let [kb, nkv, keys, khd] = k.dims();
-    if seq != 1
-        || kb != batch
-        || khd != hd
-        || v.dims() != k.dims()
-        || mask.dims() != [batch, nh, 1, keys]
-        || nkv == 0
-        || nh % nkv != 0
-        || !hd.is_multiple_of(8)
-        || hd > MAX_HEAD_DIM
-        || !simd_available()
-    {
+    let shape = AttentionShape::of(q, k, v, mask)?;
+    let AttentionShape {
+        batch,
+        seq,
+        heads: nh,
+        head_dim: hd,
+        ..
+    } = shape;
+    if seq != 1 || !hd.is_multiple_of(8) || hd > MAX_HEAD_DIM || !simd_available() {
         return None;
     }
     let device = q.device();
@@ -73,13 +69,6 @@ pub fn decode_attention<B: Backend>(
     let (q_data, m_data) = (f32_contiguous(&q)?, f32_contiguous(&mask)?);
     let (k, v) = (as_flex(k)?, as_flex(v)?);
     let (k_view, v_view) = (StridedView::of(&k)?, StridedView::of(&v)?);
-    let shape = AttentionShape {
-        batch,
-        heads: nh,
-        kv_heads: nkv,
-        keys,
-        head_dim: hd,
-    };
     let mut out = vec![0.0f32; batch * nh * hd];
     let wide = wide_registers_available();
     decode_attention_slices(
@@ -91,13 +80,49 @@ pub fn decode_attention<B: Backend>(
     ))
 }
 
+/// The dimensions of one attention call: `q` `[batch, seq, heads, head_dim]`, `k` and `v`
+/// `[batch, kv_heads, keys, head_dim]`, `mask` `[batch, heads, seq, keys]`; query head `h` reads kv
+/// head `h / (heads / kv_heads)` (HF's `repeat_kv` order).
 #[derive(Clone, Copy, Debug)]
-struct AttentionShape {
-    batch: usize,
-    heads: usize,
-    kv_heads: usize,
-    keys: usize,
-    head_dim: usize,
+pub(crate) struct AttentionShape {
+    pub(crate) batch: usize,
+    pub(crate) seq: usize,
+    pub(crate) heads: usize,
+    pub(crate) kv_heads: usize,
+    pub(crate) keys: usize,
+    pub(crate) head_dim: usize,
+}
+
+impl AttentionShape {
+    /// The shape, or `None` where the operands do not fit together as above.
+    pub(crate) fn of<B: Backend>(
+        q: &Tensor<B, 4>,
+        k: &Tensor<B, 4>,
+        v: &Tensor<B, 4>,
+        mask: &Tensor<B, 4>,
+    ) -> Option<Self> {
+        let [batch, seq, heads, head_dim] = q.dims();
+        let [kb, kv_heads, keys, khd] = k.dims();
+        let fits = kb == batch
+            && khd == head_dim
+            && v.dims() == k.dims()
+            && mask.dims() == [batch, heads, seq, keys]
+            && kv_heads > 0
+            && heads % kv_heads == 0;
+        fits.then_some(Self {
+            batch,
+            seq,
+            heads,
+            kv_heads,
+            keys,
+            head_dim,
+        })
+    }
+
+    /// Query heads per kv head.
+    pub(crate) fn groups(&self) -> usize {
+        self.heads / self.kv_heads
+    }
 }
 
 /// A 4-d f32 tensor's storage and element strides, for reading rows `[b, h, t, ..]` in place.
@@ -195,7 +220,7 @@ fn decode_attention_slices(
         !wide || wide_registers_available(),
         "this CPU lacks AVX-512VL"
     );
-    let groups = s.heads / s.kv_heads;
+    let groups = s.groups();
     let mut probs = vec![0.0f32; s.keys.next_multiple_of(8)];
     for b in 0..s.batch {
         for h in 0..s.heads {
@@ -666,6 +691,7 @@ mod tests {
             let batch = 2;
             let shape = AttentionShape {
                 batch,
+                seq: 1,
                 heads: nh,
                 kv_heads: nkv,
                 keys,

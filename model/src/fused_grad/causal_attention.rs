@@ -28,25 +28,13 @@ use rayon::prelude::*;
 
 use super::{Operand, flex, into_tensor, kernels, record, values};
 use crate::backend::Cpu;
-use crate::fused::StridedView;
+use crate::fused::{AttentionShape, StridedView};
 
 /// Rows per register block of the product kernel (8 rows x 32 columns = 16 accumulators).
 const ROWS: usize = 8;
 
-#[derive(Clone, Copy, Debug)]
-struct Shape {
-    batch: usize,
-    seq: usize,
-    heads: usize,
-    kv_heads: usize,
-    keys: usize,
-    head_dim: usize,
-}
-
-impl Shape {
-    fn groups(&self) -> usize {
-        self.heads / self.kv_heads
-    }
+/// The causal bounds: query `i` is the `keys - seq + i`-th key's query.
+impl AttentionShape {
     fn past(&self) -> usize {
         self.keys - self.seq
     }
@@ -65,29 +53,18 @@ pub fn causal_attention<B: Backend>(
     mask: &Tensor<B, 4>,
     scale: f32,
 ) -> Option<Tensor<B, 3>> {
-    let [batch, seq, heads, head_dim] = q.dims();
-    let [kb, kv_heads, keys, khd] = k.dims();
-    if !crate::small_matmul::avx512_available()
-        || kb != batch
-        || khd != head_dim
-        || v.dims() != k.dims()
-        || mask.dims() != [batch, heads, seq, keys]
-        || kv_heads == 0
-        || heads % kv_heads != 0
-        || keys < seq
-        || seq == 0
-        || head_dim == 0
-    {
-        return None;
-    }
-    let shape = Shape {
+    let shape = AttentionShape::of(q, k, v, mask)?;
+    let AttentionShape {
         batch,
         seq,
         heads,
-        kv_heads,
         keys,
         head_dim,
-    };
+        ..
+    } = shape;
+    if !crate::small_matmul::avx512_available() || keys < seq || seq == 0 || head_dim == 0 {
+        return None;
+    }
     let (q, k, v, mask) = (
         Operand::of(q)?,
         Operand::of(k)?,
@@ -126,7 +103,7 @@ struct Head {
 }
 
 impl Head {
-    fn of(view: &StridedView, b: usize, kvh: usize, s: Shape) -> Self {
+    fn of(view: &StridedView, b: usize, kvh: usize, s: AttentionShape) -> Self {
         let (n, d) = (s.keys, s.head_dim);
         let mut rows = Vec::with_capacity(n * d);
         for t in 0..n {
@@ -150,7 +127,7 @@ fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 }
 
 /// Query head `h` of batch row `b` from a `[batch, seq, heads, head_dim]` buffer, `[seq, head_dim]`.
-fn gather_head(x: &[f32], b: usize, h: usize, s: Shape) -> Vec<f32> {
+fn gather_head(x: &[f32], b: usize, h: usize, s: AttentionShape) -> Vec<f32> {
     let d = s.head_dim;
     let mut out = Vec::with_capacity(s.seq * d);
     for i in 0..s.seq {
@@ -161,7 +138,7 @@ fn gather_head(x: &[f32], b: usize, h: usize, s: Shape) -> Vec<f32> {
 }
 
 /// Writes `[seq, head_dim]` into head `h` of batch row `b`'s slice `[seq, heads, head_dim]`.
-fn scatter_head(dst: &mut [f32], src: &[f32], h: usize, s: Shape) {
+fn scatter_head(dst: &mut [f32], src: &[f32], h: usize, s: AttentionShape) {
     let d = s.head_dim;
     for (i, row) in src.chunks_exact(d).enumerate() {
         let at = (i * s.heads + h) * d;
@@ -172,7 +149,7 @@ fn scatter_head(dst: &mut [f32], src: &[f32], h: usize, s: Shape) {
 /// Output `[batch, seq, heads * head_dim]` and probabilities `[batch, heads, seq, keys]` (zero past
 /// each query's last visible key).
 fn forward(
-    s: Shape,
+    s: AttentionShape,
     q: &[f32],
     k: &StridedView,
     v: &StridedView,
@@ -232,7 +209,7 @@ struct CausalAttentionBackward;
 
 #[derive(Debug, Clone)]
 struct State {
-    shape: Shape,
+    shape: AttentionShape,
     scale: f32,
     q: FlexTensor,
     k: FlexTensor,
