@@ -94,26 +94,14 @@ pub fn causal_attention<B: Backend>(
     })
 }
 
-/// One (row, kv head)'s keys and values, contiguous, plus their transposes as needed.
-struct Head {
-    /// `[keys, head_dim]`.
-    rows: Vec<f32>,
-    /// `[head_dim, keys]`.
-    transposed: Vec<f32>,
-}
-
-impl Head {
-    fn of(view: &StridedView, b: usize, kvh: usize, s: AttentionShape) -> Self {
-        let (n, d) = (s.keys, s.head_dim);
-        let mut rows = Vec::with_capacity(n * d);
-        for t in 0..n {
-            rows.extend_from_slice(view.row(b, kvh, t, d));
-        }
-        Self {
-            transposed: transpose(&rows, n, d),
-            rows,
-        }
+/// One (row, kv head)'s keys or values, contiguous: `[keys, head_dim]`.
+fn head_rows(view: &StridedView, b: usize, kvh: usize, s: AttentionShape) -> Vec<f32> {
+    let (n, d) = (s.keys, s.head_dim);
+    let mut rows = Vec::with_capacity(n * d);
+    for t in 0..n {
+        rows.extend_from_slice(view.row(b, kvh, t, d));
     }
+    rows
 }
 
 /// `[rows, cols]` row-major -> `[cols, rows]`, written in order (the reads stride by `cols`, which
@@ -126,24 +114,10 @@ fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     out
 }
 
-/// Query head `h` of batch row `b` from a `[batch, seq, heads, head_dim]` buffer, `[seq, head_dim]`.
-fn gather_head(x: &[f32], b: usize, h: usize, s: AttentionShape) -> Vec<f32> {
-    let d = s.head_dim;
-    let mut out = Vec::with_capacity(s.seq * d);
-    for i in 0..s.seq {
-        let at = ((b * s.seq + i) * s.heads + h) * d;
-        out.extend_from_slice(&x[at..at + d]);
-    }
-    out
-}
-
-/// Writes `[seq, head_dim]` into head `h` of batch row `b`'s slice `[seq, heads, head_dim]`.
-fn scatter_head(dst: &mut [f32], src: &[f32], h: usize, s: AttentionShape) {
-    let d = s.head_dim;
-    for (i, row) in src.chunks_exact(d).enumerate() {
-        let at = (i * s.heads + h) * d;
-        dst[at..at + d].copy_from_slice(row);
-    }
+/// Where query head `h` of batch row `b` starts in a `[batch, seq, heads, head_dim]` buffer; its
+/// rows are `heads * head_dim` apart, which the product kernel takes as a row stride (no copy).
+fn head_start(b: usize, h: usize, s: AttentionShape) -> usize {
+    (b * s.seq * s.heads + h) * s.head_dim
 }
 
 /// Output `[batch, seq, heads * head_dim]` and probabilities `[batch, heads, seq, keys]` (zero past
@@ -157,21 +131,24 @@ fn forward(
     scale: f32,
 ) -> (Vec<f32>, Vec<f32>) {
     let (n, d) = (s.keys, s.head_dim);
-    let mut out = vec![0.0f32; s.batch * s.seq * s.heads * d];
+    let ld = s.heads * d;
+    let mut out = vec![0.0f32; s.batch * s.seq * ld];
     let mut probs = vec![0.0f32; s.batch * s.heads * s.seq * n];
-    out.par_chunks_mut(s.seq * s.heads * d)
+    out.par_chunks_mut(s.seq * ld)
         .zip(probs.par_chunks_mut(s.heads * s.seq * n))
         .enumerate()
         .for_each(|(b, (out_b, probs_b))| {
             let mut scores = vec![0.0f32; s.seq * n];
             for kvh in 0..s.kv_heads {
-                let (kh, vh) = (Head::of(k, b, kvh, s), Head::of(v, b, kvh, s));
+                let (k_t, v_rows) = (
+                    transpose(&head_rows(k, b, kvh, s), n, d),
+                    head_rows(v, b, kvh, s),
+                );
                 for h in kvh * s.groups()..(kvh + 1) * s.groups() {
-                    let qh = gather_head(q, b, h, s);
                     scores.fill(0.0);
                     // Scores up to each query's last visible key.
-                    let qh = Strided::rows(&qh, d);
-                    product(qh, &kh.transposed, n, &mut scores, n, s.seq, n, |i| {
+                    let qh = Strided::rows(&q[head_start(b, h, s)..], ld);
+                    product(qh, &k_t, n, &mut scores, n, s.seq, n, |i| {
                         (0, d, s.visible(i))
                     });
                     let p = &mut probs_b[h * s.seq * n..(h + 1) * s.seq * n];
@@ -186,18 +163,17 @@ fn forward(
                             &mut p[row],
                         );
                     }
-                    let mut oh = vec![0.0f32; s.seq * d];
+                    // Straight into head h of the merged output (still zero there).
                     product(
                         Strided::rows(p, n),
-                        &vh.rows,
+                        &v_rows,
                         d,
-                        &mut oh,
-                        d,
+                        &mut out_b[h * d..],
+                        ld,
                         s.seq,
                         d,
                         |i| (0, s.visible(i), d),
                     );
-                    scatter_head(out_b, &oh, h, s);
                 }
             }
         });
@@ -236,10 +212,11 @@ impl Backward<Cpu, 3> for CausalAttentionBackward {
             StridedView::of(&v).expect("checked in the forward pass"),
         );
         let (n, d) = (s.keys, s.head_dim);
-        let mut dq = vec![0.0f32; s.batch * s.seq * s.heads * d];
+        let ld = s.heads * d;
+        let mut dq = vec![0.0f32; s.batch * s.seq * ld];
         let mut dk = vec![0.0f32; s.batch * s.kv_heads * n * d];
         let mut dv = vec![0.0f32; s.batch * s.kv_heads * n * d];
-        dq.par_chunks_mut(s.seq * s.heads * d)
+        dq.par_chunks_mut(s.seq * ld)
             .zip(dk.par_chunks_mut(s.kv_heads * n * d))
             .zip(dv.par_chunks_mut(s.kv_heads * n * d))
             .enumerate()
@@ -249,24 +226,20 @@ impl Backward<Cpu, 3> for CausalAttentionBackward {
                 // Key j is seen by queries i >= j - past.
                 let first_query = |j: usize| j.saturating_sub(s.past());
                 for kvh in 0..s.kv_heads {
-                    let (kh, vh) = (Head::of(&kview, b, kvh, s), Head::of(&vview, b, kvh, s));
+                    let (k_rows, v_t) = (
+                        head_rows(&kview, b, kvh, s),
+                        transpose(&head_rows(&vview, b, kvh, s), n, d),
+                    );
                     let dk_h = &mut dk_b[kvh * n * d..(kvh + 1) * n * d];
                     let dv_h = &mut dv_b[kvh * n * d..(kvh + 1) * n * d];
                     for h in kvh * s.groups()..(kvh + 1) * s.groups() {
-                        let (qh, doh) = (gather_head(&qv, b, h, s), gather_head(&dy, b, h, s));
+                        let (qh, doh) = (&qv[head_start(b, h, s)..], &dy[head_start(b, h, s)..]);
                         let p = &pv[(b * s.heads + h) * s.seq * n..][..s.seq * n];
                         // dP = dO vᵀ, then dS = P (dP - rowsum(P dP)) scale, on the visible keys.
                         dp.fill(0.0);
-                        product(
-                            Strided::rows(&doh, d),
-                            &vh.transposed,
-                            n,
-                            &mut dp,
-                            n,
-                            s.seq,
-                            n,
-                            |i| (0, d, s.visible(i)),
-                        );
+                        product(Strided::rows(doh, ld), &v_t, n, &mut dp, n, s.seq, n, |i| {
+                            (0, d, s.visible(i))
+                        });
                         ds.fill(0.0);
                         for i in 0..s.seq {
                             let row = i * n..i * n + s.visible(i);
@@ -277,24 +250,22 @@ impl Backward<Cpu, 3> for CausalAttentionBackward {
                                 &mut ds[row],
                             );
                         }
-                        // dQ = dS k.
-                        let mut dqh = vec![0.0f32; s.seq * d];
+                        // dQ = dS k, straight into head h of dq (still zero there).
                         product(
                             Strided::rows(&ds, n),
-                            &kh.rows,
+                            &k_rows,
                             d,
-                            &mut dqh,
-                            d,
+                            &mut dq_b[h * d..],
+                            ld,
                             s.seq,
                             d,
                             |i| (0, s.visible(i), d),
                         );
-                        scatter_head(dq_b, &dqh, h, s);
                         // dK += dSᵀ q and dV += Pᵀ dO, over the queries that see each key.
-                        product(Strided::transposed(&ds, n), &qh, d, dk_h, d, n, d, |j| {
+                        product(Strided::transposed(&ds, n), qh, ld, dk_h, d, n, d, |j| {
                             (first_query(j), s.seq, d)
                         });
-                        product(Strided::transposed(p, n), &doh, d, dv_h, d, n, d, |j| {
+                        product(Strided::transposed(p, n), doh, ld, dv_h, d, n, d, |j| {
                             (first_query(j), s.seq, d)
                         });
                     }
@@ -375,11 +346,12 @@ struct Strided<'a> {
 }
 
 impl<'a> Strided<'a> {
-    /// Row-major `[.., cols]`.
-    fn rows(data: &'a [f32], cols: usize) -> Self {
+    /// Rows `stride` apart, each contiguous (row-major `[.., stride]`, or one head of a
+    /// heads-interleaved buffer).
+    fn rows(data: &'a [f32], stride: usize) -> Self {
         Self {
             data,
-            row: cols,
+            row: stride,
             col: 1,
         }
     }
