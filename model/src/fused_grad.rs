@@ -174,6 +174,68 @@ fn shape(t: &FlexTensor) -> Vec<usize> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Linear
+
+/// `x · wᵀ` for `x` `[m, k]` and `w` `[n, k]` (HF's `[out, in]` layout) on `Autodiff<burn-flex>`,
+/// whose backward pass writes `w`'s gradient as `dyᵀ · x`: contiguous, in `w`'s own layout. Through
+/// burn's `x.matmul(w.transpose())` the gradient arrives as the transposed view of `xᵀ · dy`, and
+/// every later add walks that view across rows: SmolLM2's tied embedding adds its lookup's gradient
+/// to the LM head's, 28M elements strided, twice per micro-batch (5% of a SmolLM2 RL step), and
+/// the learner's micro-batch accumulation and optimiser read every weight's gradient the same way.
+/// Same products, same FLOPs. `None` outside the learner's backend.
+pub fn linear<B: Backend>(x: &Tensor<B, 2>, w: &Tensor<B, 2>) -> Option<Tensor<B, 2>> {
+    if x.dims()[1] != w.dims()[1] {
+        return None;
+    }
+    let (Operand::Autodiff(xa), Operand::Autodiff(wa)) = (Operand::of(x)?, Operand::of(w)?) else {
+        return None;
+    };
+    let out = flex_matmul(xa.primitive.clone(), flex_transpose(wa.primitive.clone()));
+    let state = || (xa.primitive.clone(), wa.primitive.clone());
+    Some(into_tensor(record(LinearBackward, [&xa, &wa], state, out)))
+}
+
+#[derive(Debug)]
+struct LinearBackward;
+
+impl Backward<Cpu, 2> for LinearBackward {
+    /// The inputs, x and w.
+    type State = (FlexTensor, FlexTensor);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let dy = grads.consume::<Cpu>(&ops.node);
+        let (x, w) = ops.state;
+        let [x_node, w_node] = ops.parents;
+        if let Some(node) = w_node {
+            grads.register::<Cpu>(node.id, flex_matmul(flex_transpose(dy.clone()), x));
+        }
+        if let Some(node) = x_node {
+            grads.register::<Cpu>(node.id, flex_matmul(dy, w));
+        }
+    }
+}
+
+/// burn-flex's matmul of two matrices (strided operands go to gemm as they are, without a copy).
+fn flex_matmul(a: FlexTensor, b: FlexTensor) -> FlexTensor {
+    let t = |f| Tensor::<Cpu, 2>::from_primitive(TensorPrimitive::Float(f));
+    let TensorPrimitive::Float(y) = t(a).matmul(t(b)).into_primitive() else {
+        unreachable!("a float tensor's primitive is TensorPrimitive::Float")
+    };
+    y
+}
+
+/// A matrix's transposed view (no copy).
+fn flex_transpose(a: FlexTensor) -> FlexTensor {
+    let TensorPrimitive::Float(y) = Tensor::<Cpu, 2>::from_primitive(TensorPrimitive::Float(a))
+        .transpose()
+        .into_primitive()
+    else {
+        unreachable!("a float tensor's primitive is TensorPrimitive::Float")
+    };
+    y
+}
+
+// ---------------------------------------------------------------------------------------------
 // Relayout
 
 /// `x` with a contiguous layout, copied a row at a time ([`copy_by_rows`]) where `x` is a view whose
@@ -1214,6 +1276,45 @@ mod tests {
             repeat_rows(&x, &[3]).is_none(),
             "row 3 of 3 is out of range"
         );
+    }
+
+    #[test]
+    fn linear_value_and_gradients_match_burns_matmul_with_a_tied_weight() {
+        if !simd_available() {
+            return;
+        }
+        // A tied table as SmolLM2's: rows looked up for the input and multiplied as the head, so
+        // its gradient is the sum of both paths' (the add this op's layout is for).
+        let (x, table) = (param([7, 12], 31, 2.0), param([9, 12], 32, 1.5));
+        let rows = [4, 0, 8, 4];
+        let run = |fused: bool| {
+            let looked_up = repeat_rows(&table, &rows).expect("applies");
+            let h = Tensor::cat(vec![x.clone(), looked_up], 0); // [11, 12]
+            let y = if fused {
+                linear(&h, &table).expect("applies on Autodiff<burn-flex>")
+            } else {
+                h.matmul(table.clone().transpose())
+            };
+            let grads = loss(y.clone(), 33).backward();
+            (y, x.grad(&grads).unwrap(), table.grad(&grads).unwrap())
+        };
+        let (got, dx, dw) = run(true);
+        let (want, want_dx, want_dw) = run(false);
+        assert_eq!(got.dims(), [11, 9]);
+        close(got.inner(), want.inner(), 1e-5, "value");
+        close(dx, want_dx, 1e-5, "dx");
+        close(dw, want_dw, 1e-5, "d weight");
+        // An untied weight's gradient comes out contiguous (burn's path: a transposed view).
+        let w = param([5, 12], 35, 1.0);
+        let grads = loss(linear(&x, &w).unwrap(), 36).backward();
+        let dw = as_flex(&w.grad(&grads).unwrap()).unwrap();
+        assert!(
+            dw.as_slice::<f32>().is_some(),
+            "the weight's gradient is contiguous"
+        );
+        // Shapes that do not multiply, and inference tensors, take burn's matmul.
+        assert!(linear(&x, &param([9, 5], 34, 1.0)).is_none());
+        assert!(linear(&x.clone().inner(), &table.clone().inner()).is_none());
     }
 
     #[test]

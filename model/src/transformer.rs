@@ -61,9 +61,12 @@ impl<B: Backend> Linear<B> {
     }
 }
 
-/// `x · Wᵀ` for W in `[out, in]`: the decode kernel for a few rows on burn-flex, else burn's matmul.
+/// `x · Wᵀ` for W in `[out, in]`: the decode kernel for a few rows on burn-flex, the op with a
+/// contiguous weight gradient in the learner, else burn's matmul.
 fn matmul_wt<B: Backend>(x: Tensor<B, 2>, weight: Tensor<B, 2>) -> Tensor<B, 2> {
-    crate::small_matmul::matmul_wt(&x, &weight).unwrap_or_else(|| x.matmul(weight.transpose()))
+    crate::small_matmul::matmul_wt(&x, &weight)
+        .or_else(|| crate::fused_grad::linear(&x, &weight))
+        .unwrap_or_else(|| x.matmul(weight.transpose()))
 }
 
 /// RMSNorm exactly as HF computes it: x * rsqrt(mean(x^2) + eps) * weight.
@@ -534,6 +537,22 @@ impl<B: Backend> Transformer<B> {
         )
     }
 
+    /// The embedding rows of `tokens`, `[tokens, hidden]`. `fused_grad::repeat_rows` where it
+    /// applies: its backward adds each token's gradient into its row, where burn-flex's `select`
+    /// backward scatters element by element.
+    fn embed(&self, tokens: &[u32]) -> Tensor<B, 2> {
+        let table = self.embed_tokens.val();
+        let rows: Vec<usize> = tokens.iter().map(|&t| t as usize).collect();
+        crate::fused_grad::repeat_rows(&table, &rows).unwrap_or_else(|| {
+            let ids: Vec<i32> = tokens.iter().map(|&t| t as i32).collect();
+            let ids = Tensor::<B, 1, Int>::from_data(
+                TensorData::new(ids, [tokens.len()]),
+                &table.device(),
+            );
+            table.select(0, ids)
+        })
+    }
+
     /// Final hidden states `[batch, seq, hidden]` (after the last norm). With a cache, the new keys
     /// and values are appended to it and attention covers the cached prefix too.
     pub fn hidden_states(
@@ -543,15 +562,10 @@ impl<B: Backend> Transformer<B> {
     ) -> Tensor<B, 3> {
         let device = self.device();
         let past = cache.as_ref().map_or(0, |c| c.len());
-        let ids: Vec<i32> = batch.tokens.iter().map(|&t| t as i32).collect();
-        let ids =
-            Tensor::<B, 1, Int>::from_data(TensorData::new(ids, [batch.tokens.len()]), &device);
         let hidden = self.config.hidden_size;
-        let mut x =
-            self.embed_tokens
-                .val()
-                .select(0, ids)
-                .reshape([batch.batch, batch.seq, hidden]);
+        let mut x = self
+            .embed(&batch.tokens)
+            .reshape([batch.batch, batch.seq, hidden]);
         let rope = self.rope(batch, &device);
         let mask = self.mask(batch, past, &device);
         for (i, layer) in self.layers.iter().enumerate() {
