@@ -321,9 +321,7 @@ fn tool<B: AutodiffBackend>(command: Command, device: &B::Device) -> Result<()> 
             temperature,
             seed,
         } => {
-            let (mut pretrained, tokenizer, z_c) = load::<B::InnerBackend>(&model, device)?;
-            // It samples as an actor does (see `Transformer::with_decode_weights`).
-            pretrained.model = pretrained.model.with_decode_weights();
+            let (pretrained, tokenizer, z_c) = load::<B::InnerBackend>(&model, device)?;
             let prompts = prompts_from_jsonl(&data, &tokenizer, model.template, usize::MAX)?;
             let request = CalibrationRequest {
                 prompts: prompts.into_iter().map(|(p, _)| p).collect(),
@@ -481,9 +479,7 @@ fn tool<B: AutodiffBackend>(command: Command, device: &B::Device) -> Result<()> 
             beta_v,
             seed,
         } => {
-            let (mut pretrained, tokenizer, z_c) = load::<B::InnerBackend>(&model, device)?;
-            // It samples as an actor does (see `Transformer::with_decode_weights`).
-            pretrained.model = pretrained.model.with_decode_weights();
+            let (pretrained, tokenizer, z_c) = load::<B::InnerBackend>(&model, device)?;
             let calibration = read_calibration(&run_dir)?;
             let tasks = prompts_from_jsonl(&data, &tokenizer, model.template, prompts)?;
             let request = GenerationRequest {

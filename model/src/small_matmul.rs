@@ -14,14 +14,17 @@
 //! weight load, and a prefetch of the next block's weight rows while the current one computes, so
 //! the stream from memory overlaps the arithmetic (BENCHMARKS.md, session 11).
 //!
-//! More rows than [`IN_OUT_MIN_ROWS`] take gemm instead, on a copy of the weight transposed to
-//! `[in, out]` where the model has one ([`InOutWeight`], an actor's decode weights): gemm packs that
-//! layout faster than the transposed view of `[out, in]` (SmolLM2's gate_proj at 32 rows, weights
-//! in cache: 0.25 against 0.37 ms for this kernel).
+//! From [`LANES_MIN_ROWS`] rows on CPUs with AVX-512F the kernel turns around: the input rows go in
+//! the lanes of the registers and each weight element is broadcast into all of them, so the weight
+//! still streams once, in its `[out, in]` layout, with no horizontal sums (`avx512::rows_in_lanes`).
+//! gemm, which packs the whole weight on every call, reached 160-180 GFLOP/s at 64 rows even on an
+//! `[in, out]` copy (session 12's actors kept one); this kernel 230-246 (BENCHMARKS.md, session 13).
 //!
-//! Each output element is accumulated in the same order whatever the row count, the row's position
-//! and the thread count, so between 2 and [`MAX_ROWS`] rows a row's result does not depend on what
-//! it is batched with (on a given CPU: the two kernels sum in different orders).
+//! Each kernel accumulates an output element in the same order whatever the row count, the row's
+//! position and the thread count, so within one kernel's range of row counts (AVX2: 2 to
+//! [`MAX_ROWS`]; AVX-512: 2 to 4, and [`LANES_MIN_ROWS`] to [`MAX_ROWS`]) a row's result does not
+//! depend on what it is batched with. The kernels sum in different orders, so across those ranges
+//! a row's last bits can change (as they did with gemm on session 12's `[in, out]` copies).
 
 use std::any::Any;
 
@@ -35,8 +38,8 @@ use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
 /// Without AVX-512 a single row takes burn's matmul (gemm's AVX2 gemv), which streams about 1.5x
 /// faster than the AVX2 kernel here (LM head at one row: 5.5 against 8.5 ms).
 pub const MIN_ROWS: usize = 1;
-/// Row counts above this take burn's matmul: by 64 rows gemm's packing is amortised (SmolLM2's
-/// layers took the same time either way at 64 rows, one thread).
+/// Row counts above this take burn's matmul (gemm): prefill, mostly. At 64 rows the lanes kernel
+/// still beat gemm by a third (session 13); larger decode batches have not been measured.
 pub const MAX_ROWS: usize = 64;
 /// Smaller weights take burn's matmul: the tiny default model's layers are per-op overhead bound,
 /// and its rollouts do not depend on this module.
@@ -61,51 +64,9 @@ pub fn matmul_wt<B: Backend>(x: &Tensor<B, 2>, w: &Tensor<B, 2>) -> Option<Tenso
     Some(Tensor::from_data(TensorData::new(out, [m, n]), &x.device()))
 }
 
-/// Row counts above this take [`matmul_in_out`] where the weight has an `[in, out]` copy.
-pub const IN_OUT_MIN_ROWS: usize = 4;
-
-/// A linear weight transposed to `[in, out]` (contiguous, burn-flex): see
-/// [`crate::transformer::Transformer::with_decode_weights`].
-#[derive(Clone, Debug)]
-pub struct InOutWeight(FlexTensor);
-
-impl InOutWeight {
-    /// `w` (`[out, in]`) transposed into a new buffer; `None` unless `w` is an f32 burn-flex tensor.
-    pub fn of<B: Backend>(w: &Tensor<B, 2>) -> Option<Self> {
-        let w = as_flex(w)?;
-        if w.dtype() != DType::F32 {
-            return None;
-        }
-        let t = Tensor::<crate::backend::Cpu, 2>::from_primitive(TensorPrimitive::Float(w));
-        let [out, inp] = t.dims();
-        let data: Vec<f32> = t.transpose().into_data().into_vec().ok()?;
-        Some(Self(FlexTensor::from_data(TensorData::new(
-            data,
-            [inp, out],
-        ))))
-    }
-}
-
-/// `x [m, k] · w_in_out [k, n]` by burn-flex's matmul, for more than [`IN_OUT_MIN_ROWS`] rows of
-/// a burn-flex f32 `x`; `None` otherwise (the caller takes the `[out, in]` path).
-pub fn matmul_in_out<B: Backend>(x: &Tensor<B, 2>, w: &InOutWeight) -> Option<Tensor<B, 2>> {
-    let [m, k] = x.dims();
-    if m <= IN_OUT_MIN_ROWS || w.0.layout().shape()[0] != k {
-        return None;
-    }
-    let x = as_flex(x)?;
-    if x.dtype() != DType::F32 {
-        return None;
-    }
-    let x = Tensor::<crate::backend::Cpu, 2>::from_primitive(TensorPrimitive::Float(x));
-    let w = Tensor::<crate::backend::Cpu, 2>::from_primitive(TensorPrimitive::Float(w.0.clone()));
-    let TensorPrimitive::Float(y) = x.matmul(w).into_primitive() else {
-        unreachable!("a float tensor's primitive is TensorPrimitive::Float")
-    };
-    let y: Box<dyn Any> = Box::new(y);
-    let y = y.downcast::<B::FloatTensorPrimitive>().ok()?;
-    Some(Tensor::from_primitive(TensorPrimitive::Float(*y)))
-}
+/// From this many rows the AVX-512 kernel puts the rows in its lanes (`avx512::rows_in_lanes`);
+/// fewer take the kernel that reads each weight row as vectors.
+pub const LANES_MIN_ROWS: usize = 5;
 
 /// The tensor as a burn-flex tensor (sharing its buffer), if it is one: `None` on other backends,
 /// for autodiff tensors and for quantized values.
@@ -232,6 +193,10 @@ fn columns(
         // SAFETY: `matmul_wt_slices_with` checked that the CPU runs `kernel`.
         Kernel::Avx512 if m == 1 => unsafe { avx512::gemv(x, w, out, k, start, end) },
         // SAFETY: as above.
+        Kernel::Avx512 if m >= LANES_MIN_ROWS => unsafe {
+            avx512::rows_in_lanes(x, w, out, m, k, start, end)
+        },
+        // SAFETY: as above.
         Kernel::Avx512 => unsafe { avx512::columns(x, w, out, m, k, start, end) },
         // SAFETY: as above.
         Kernel::Avx2 => unsafe { avx2::columns(x, w, out, m, k, start, end) },
@@ -336,6 +301,137 @@ mod avx512 {
                 }
             }
             j += cols;
+        }
+    }
+
+    /// Rows per lane group of [`rows_in_lanes`]: one 16-lane register holds one depth index of 16
+    /// input rows.
+    const LANE_ROWS: usize = 16;
+    /// Output columns gathered per block before they are written out row by row: writing each
+    /// tile's few columns straight into the `[m, n]` output touches `m` lines `n` floats apart, which
+    /// at SmolLM2's widths fall into a handful of L1 sets (the LM head, 64 rows: 55 against 246
+    /// GFLOP/s with the gather).
+    const OUT_BLOCK: usize = 96;
+
+    /// `m` input rows (at least `super::LANES_MIN_ROWS`, at most `MAX_ROWS`) with the rows in the
+    /// lanes: the input is transposed once into `[k, lanes]`, and each weight element, read from
+    /// its `[out, in]` row, is broadcast and multiplied into every row at once, so the weight streams
+    /// from memory once per call, in its own layout, with no packing (gemm packs every weight on
+    /// every call; on an `[in, out]` copy it reached 160-180 GFLOP/s at 64 rows, this kernel
+    /// 230-246, measured in BENCHMARKS.md). Each output is one FMA chain over the depth in order,
+    /// so a row's result does not depend on the other rows, their number or its position.
+    /// Safety: the CPU has AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn rows_in_lanes(
+        x: &[f32],
+        w: &[f32],
+        out: &mut [f32],
+        m: usize,
+        k: usize,
+        start: usize,
+        end: usize,
+    ) {
+        debug_assert!((1..=MAX_ROWS).contains(&m));
+        // Accumulators: groups x columns, 24 of the 32 registers, the rest for the input vectors
+        // and the broadcast weight.
+        // SAFETY: the caller's contract, passed on.
+        unsafe {
+            match m.div_ceil(LANE_ROWS) {
+                1 => lanes::<1, 12>(x, w, out, m, k, start, end),
+                2 => lanes::<2, 12>(x, w, out, m, k, start, end),
+                3 => lanes::<3, 8>(x, w, out, m, k, start, end),
+                _ => lanes::<4, 6>(x, w, out, m, k, start, end),
+            }
+        }
+    }
+
+    /// [`rows_in_lanes`] with `G` lane groups and `C` columns per tile.
+    /// Safety: the CPU has AVX-512F; `m <= 16 * G`.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn lanes<const G: usize, const C: usize>(
+        x: &[f32],
+        w: &[f32],
+        out: &mut [f32],
+        m: usize,
+        k: usize,
+        start: usize,
+        end: usize,
+    ) {
+        let width = G * LANE_ROWS;
+        let mut xt = vec![0.0f32; k * width];
+        for (r, row) in x.chunks_exact(k).take(m).enumerate() {
+            for (t, &v) in row.iter().enumerate() {
+                xt[t * width + r] = v;
+            }
+        }
+        let mut yt = vec![0.0f32; OUT_BLOCK * width];
+        let mut j0 = start;
+        while j0 < end {
+            let j1 = (j0 + OUT_BLOCK).min(end);
+            let mut j = j0;
+            while j < j1 {
+                let at = (j - j0) * width;
+                // SAFETY: columns j.. are rows of `w` below `end`; `yt` holds OUT_BLOCK columns.
+                if j + C <= j1 {
+                    unsafe { lanes_tile::<G, C>(&xt, w, k, j, end, &mut yt[at..]) };
+                    j += C;
+                } else {
+                    unsafe { lanes_tile::<G, 1>(&xt, w, k, j, end, &mut yt[at..]) };
+                    j += 1;
+                }
+            }
+            for r in 0..m {
+                let row = &mut out[r * (end - start) + (j0 - start)..][..j1 - j0];
+                for (c, o) in row.iter_mut().enumerate() {
+                    *o = yt[c * width + r];
+                }
+            }
+            j0 = j1;
+        }
+    }
+
+    /// Columns `col..col + C` for all lanes: `yt[c * 16G + lane]`. The next tile's weight rows are
+    /// prefetched a line at a time as this one walks the depth.
+    /// Safety: the CPU has AVX-512F; `col + C <= end <= w.len() / k`; `xt` is `[k, 16G]`;
+    /// `yt` holds `C * 16G` floats.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn lanes_tile<const G: usize, const C: usize>(
+        xt: &[f32],
+        w: &[f32],
+        k: usize,
+        col: usize,
+        end: usize,
+        yt: &mut [f32],
+    ) {
+        debug_assert!(xt.len() >= k * G * LANE_ROWS && yt.len() >= C * G * LANE_ROWS);
+        let mut acc = [[_mm512_setzero_ps(); G]; C];
+        // SAFETY (this block): rows col + c < end and (col + C + c).min(end - 1) < end are rows of
+        // `w`, each k floats; t < k; xt holds k * 16G floats; yt holds C * 16G.
+        unsafe {
+            let rows: [*const f32; C] = std::array::from_fn(|c| w.as_ptr().add((col + c) * k));
+            let ahead: [*const f32; C] =
+                std::array::from_fn(|c| w.as_ptr().add((col + C + c).min(end - 1) * k));
+            let xp = xt.as_ptr();
+            for t in 0..k {
+                if t % 16 == 0 {
+                    for row in ahead {
+                        _mm_prefetch::<_MM_HINT_T0>(row.add(t).cast());
+                    }
+                }
+                let xv: [__m512; G] =
+                    std::array::from_fn(|g| _mm512_loadu_ps(xp.add((t * G + g) * LANE_ROWS)));
+                for c in 0..C {
+                    let b = _mm512_set1_ps(*rows[c].add(t));
+                    for g in 0..G {
+                        acc[c][g] = _mm512_fmadd_ps(xv[g], b, acc[c][g]);
+                    }
+                }
+            }
+            for (c, a) in acc.iter().enumerate() {
+                for (g, v) in a.iter().enumerate() {
+                    _mm512_storeu_ps(yt.as_mut_ptr().add((c * G + g) * LANE_ROWS), *v);
+                }
+            }
         }
     }
 
@@ -694,6 +790,12 @@ pub(crate) mod tests {
                 (1, 9, 600),
                 (32, 67, 576),
                 (MAX_ROWS, 70, 40),
+                // The lanes kernel's groups (16, 17, 40 rows), tails of its 12- and 8-column tiles,
+                // and more columns than one output block (96).
+                (16, 25, 16),
+                (17, 200, 50),
+                (40, 97, 19),
+                (MAX_ROWS, 301, 3),
             ] {
                 let x = values(m * k, 1);
                 let w = values(n * k, 2);
@@ -711,23 +813,38 @@ pub(crate) mod tests {
 
     #[test]
     fn a_row_does_not_depend_on_its_batch() {
-        // 9 rows: two groups of four and a tail for the AVX-512 kernel, pairs and a tail for AVX2.
-        // Each row again in a batch of two (a single row takes another path: `gemv`).
+        // Within one kernel's range of row counts a row's result is bit-identical whatever its
+        // batch peers and position: 9 rows against 5 (AVX-512's lanes kernel from LANES_MIN_ROWS,
+        // AVX2's one kernel throughout), and 2 against 3 (below LANES_MIN_ROWS). A single row takes
+        // another path (`gemv`).
         let (n, k) = (300, 300);
         let w = values(n * k, 3);
         let x = values(9 * k, 4);
+        let run = |kernel, rows: &[usize]| {
+            let xs: Vec<f32> = rows
+                .iter()
+                .flat_map(|&i| x[i * k..(i + 1) * k].iter().copied())
+                .collect();
+            let mut y = vec![0.0; rows.len() * n];
+            matmul_wt_slices_with(kernel, &xs, &w, &mut y, rows.len(), n, k);
+            y
+        };
         for kernel in kernels() {
-            let mut all = vec![0.0; 9 * n];
-            matmul_wt_slices_with(kernel, &x, &w, &mut all, 9, n, k);
+            let all = run(kernel, &(0..9).collect::<Vec<_>>());
             for r in 0..9 {
+                let five = run(
+                    kernel,
+                    &[(r + 1) % 9, (r + 4) % 9, (r + 7) % 9, r, (r + 2) % 9],
+                );
+                assert_eq!(
+                    five[3 * n..4 * n],
+                    all[r * n..(r + 1) * n],
+                    "{kernel:?} row {r}"
+                );
                 let other = (r + 4) % 9;
-                let pair: Vec<f32> = [r, other]
-                    .iter()
-                    .flat_map(|&i| x[i * k..(i + 1) * k].iter().copied())
-                    .collect();
-                let mut two = vec![0.0; 2 * n];
-                matmul_wt_slices_with(kernel, &pair, &w, &mut two, 2, n, k);
-                assert_eq!(two[..n], all[r * n..(r + 1) * n], "{kernel:?} row {r}");
+                let two = run(kernel, &[r, other]);
+                let three = run(kernel, &[other, (r + 2) % 9, r]);
+                assert_eq!(two[..n], three[2 * n..], "{kernel:?} row {r}, 2 vs 3 rows");
             }
         }
     }
@@ -754,40 +871,5 @@ pub(crate) mod tests {
         assert!(matmul_wt(&many, &w).is_none());
         let small = Tensor::<Cpu, 2>::zeros([8, k], &device);
         assert!(matmul_wt(&x, &small).is_none());
-    }
-
-    #[test]
-    fn the_in_out_copy_gives_the_same_product_above_its_row_count() {
-        use crate::backend::{Cpu, CpuDevice};
-        let device = CpuDevice::default();
-        let (n, k) = (70, 33);
-        let w = Tensor::<Cpu, 2>::from_data(TensorData::new(values(n * k, 8), [n, k]), &device);
-        let w_in_out = InOutWeight::of(&w).expect("an f32 burn-flex weight");
-        for m in [IN_OUT_MIN_ROWS + 1, 64, 300] {
-            let x = Tensor::<Cpu, 2>::from_data(TensorData::new(values(m * k, 9), [m, k]), &device);
-            let want = reference(
-                &x.to_data().to_vec::<f32>().unwrap(),
-                &w.to_data().to_vec::<f32>().unwrap(),
-                m,
-                n,
-                k,
-            );
-            let got: Vec<f32> = matmul_in_out(&x, &w_in_out)
-                .expect("more rows than IN_OUT_MIN_ROWS")
-                .into_data()
-                .to_vec()
-                .unwrap();
-            for (g, w) in got.iter().zip(want) {
-                assert!(
-                    (f64::from(*g) - w).abs() < 1e-4 * (k as f64).sqrt(),
-                    "{m} rows: {g} vs {w}"
-                );
-            }
-        }
-        // Up to IN_OUT_MIN_ROWS rows, and a mismatched depth: the caller's `[out, in]` path.
-        let few = Tensor::<Cpu, 2>::zeros([IN_OUT_MIN_ROWS, k], &device);
-        assert!(matmul_in_out(&few, &w_in_out).is_none());
-        let deeper = Tensor::<Cpu, 2>::zeros([16, k + 1], &device);
-        assert!(matmul_in_out(&deeper, &w_in_out).is_none());
     }
 }
