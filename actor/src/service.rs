@@ -140,7 +140,10 @@ impl<B: Backend> ActorService<B> {
         status.policy_version.store(0, Ordering::Relaxed);
         let plane = status.probe_weight_plane(false);
         Self {
-            policy: Arc::new(RwLock::new(Arc::new(Policy { model, version: 0 }))),
+            policy: Arc::new(RwLock::new(Arc::new(Policy {
+                model: model.with_decode_weights(),
+                version: 0,
+            }))),
             device,
             tokenizer: Arc::new(tokenizer),
             model_config,
@@ -347,7 +350,9 @@ impl<B: Backend> ActorService<B> {
             for (name, shape, data) in payload.unpack().map_err(|e| e.to_string())? {
                 map.insert(name, HostTensor::new(shape, data));
             }
-            Transformer::from_weights(&config, map, &device).map_err(|e| e.to_string())
+            Transformer::from_weights(&config, map, &device)
+                .map(Transformer::with_decode_weights)
+                .map_err(|e| e.to_string())
         })
         .await
         .map_err(|e| Status::internal(format!("building the model: {e}")))?

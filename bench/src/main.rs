@@ -127,7 +127,8 @@ impl Worker {
             self.models.insert(
                 name.to_string(),
                 Loaded {
-                    model: p.model,
+                    // An actor's policy: with the decode weights (as `laser-actor` installs it).
+                    model: p.model.with_decode_weights(),
                     tokenizer,
                     eos,
                     z_c,
@@ -251,8 +252,9 @@ impl Worker {
             .iter()
             .map(|p| m.tokenizer.encode(p, true))
             .collect::<laser_model::Result<Vec<_>>>()?;
-        // The actor's copy of the policy: the learner's weights, without autodiff.
-        let policy = learner.model().valid();
+        // The actor's copy of the policy: the learner's weights, without autodiff, plus the decode
+        // weights an actor builds when it installs a policy version (timed: part of the step).
+        let policy = learner.model().valid().with_decode_weights();
         let req = GenerationRequest {
             prompts: prompt_ids.clone(),
             n,
@@ -494,7 +496,10 @@ fn profile_decode(args: &[String]) -> Result<()> {
     let batch: usize = args.get(1).map_or(Ok(8), |b| b.parse())?;
     let device = CpuDevice::default();
     let p = pretrained::load::<Cpu>(&PathBuf::from(path), &device)?;
-    let model = p.model;
+    // As an actor runs it (small layer weights take their `[in, out]` copies above 4 rows).
+    let t = Instant::now();
+    let model = p.model.with_decode_weights();
+    let decode_weights_ms = t.elapsed().as_secs_f64() * 1e3;
     let c = model.config.clone();
     let time = |f: &mut dyn FnMut()| {
         let mut xs: Vec<f64> = (0..5)
@@ -510,7 +515,10 @@ fn profile_decode(args: &[String]) -> Result<()> {
     let x = Tensor::<Cpu, 2>::random([batch, c.hidden_size], Distribution::Default, &device);
     let layer = &model.layers[0];
     let a = &layer.self_attn;
-    let mut report = vec![];
+    let mut report = vec![(
+        "decode weights ([in, out] copies of small weights, once per policy version)".to_string(),
+        decode_weights_ms,
+    )];
     for (name, lin) in [
         ("q_proj", &a.q_proj),
         ("k_proj", &a.k_proj),

@@ -321,7 +321,9 @@ fn tool<B: AutodiffBackend>(command: Command, device: &B::Device) -> Result<()> 
             temperature,
             seed,
         } => {
-            let (pretrained, tokenizer, z_c) = load::<B::InnerBackend>(&model, device)?;
+            let (mut pretrained, tokenizer, z_c) = load::<B::InnerBackend>(&model, device)?;
+            // It samples as an actor does (see `Transformer::with_decode_weights`).
+            pretrained.model = pretrained.model.with_decode_weights();
             let prompts = prompts_from_jsonl(&data, &tokenizer, model.template, usize::MAX)?;
             let request = CalibrationRequest {
                 prompts: prompts.into_iter().map(|(p, _)| p).collect(),
@@ -479,7 +481,9 @@ fn tool<B: AutodiffBackend>(command: Command, device: &B::Device) -> Result<()> 
             beta_v,
             seed,
         } => {
-            let (pretrained, tokenizer, z_c) = load::<B::InnerBackend>(&model, device)?;
+            let (mut pretrained, tokenizer, z_c) = load::<B::InnerBackend>(&model, device)?;
+            // It samples as an actor does (see `Transformer::with_decode_weights`).
+            pretrained.model = pretrained.model.with_decode_weights();
             let calibration = read_calibration(&run_dir)?;
             let tasks = prompts_from_jsonl(&data, &tokenizer, model.template, prompts)?;
             let request = GenerationRequest {

@@ -184,7 +184,8 @@ fn shape(t: &FlexTensor) -> Vec<usize> {
 /// the learner's micro-batch accumulation and optimiser read every weight's gradient the same way.
 /// Same products, same FLOPs. `None` outside the learner's backend.
 pub fn linear<B: Backend>(x: &Tensor<B, 2>, w: &Tensor<B, 2>) -> Option<Tensor<B, 2>> {
-    if x.dims()[1] != w.dims()[1] {
+    // Inference tensors leave at once: this sits on every product's path.
+    if TypeId::of::<B>() != TypeId::of::<Ad>() || x.dims()[1] != w.dims()[1] {
         return None;
     }
     let (Operand::Autodiff(xa), Operand::Autodiff(wa)) = (Operand::of(x)?, Operand::of(w)?) else {

@@ -18,7 +18,9 @@
 //! the lanes of the registers and each weight element is broadcast into all of them, so the weight
 //! still streams once, in its `[out, in]` layout, with no horizontal sums (`avx512::rows_in_lanes`).
 //! gemm, which packs the whole weight on every call, reached 160-180 GFLOP/s at 64 rows even on an
-//! `[in, out]` copy (session 12's actors kept one); this kernel 230-246 (BENCHMARKS.md, session 13).
+//! `[in, out]` copy (which session 12's actors kept of every layer weight); this kernel 230-246
+//! (BENCHMARKS.md, session 13). Weights too small for this module (the tiny default model's) keep
+//! that copy in an actor ([`InOutWeight`]): in cache, gemm packs it cheaply.
 //!
 //! Each kernel accumulates an output element in the same order whatever the row count, the row's
 //! position and the thread count, so within one kernel's range of row counts (AVX2: 2 to
@@ -67,6 +69,54 @@ pub fn matmul_wt<B: Backend>(x: &Tensor<B, 2>, w: &Tensor<B, 2>) -> Option<Tenso
 /// From this many rows the AVX-512 kernel puts the rows in its lanes (`avx512::rows_in_lanes`);
 /// fewer take the kernel that reads each weight row as vectors.
 pub const LANES_MIN_ROWS: usize = 5;
+
+/// Row counts above this take [`matmul_in_out`] where the weight has an `[in, out]` copy: an
+/// actor's weights smaller than [`MIN_WEIGHT_ELEMENTS`], which this module's kernels do not take
+/// (see [`crate::transformer::Transformer::with_decode_weights`]).
+pub const IN_OUT_MIN_ROWS: usize = 4;
+
+/// A small linear weight transposed to `[in, out]` (contiguous, burn-flex): see
+/// [`crate::transformer::Transformer::with_decode_weights`].
+#[derive(Clone, Debug)]
+pub struct InOutWeight(FlexTensor);
+
+impl InOutWeight {
+    /// `w` (`[out, in]`) transposed into a new buffer; `None` unless `w` is an f32 burn-flex tensor.
+    pub fn of<B: Backend>(w: &Tensor<B, 2>) -> Option<Self> {
+        let w = as_flex(w)?;
+        if w.dtype() != DType::F32 {
+            return None;
+        }
+        let t = Tensor::<crate::backend::Cpu, 2>::from_primitive(TensorPrimitive::Float(w));
+        let [out, inp] = t.dims();
+        let data: Vec<f32> = t.transpose().into_data().into_vec().ok()?;
+        Some(Self(FlexTensor::from_data(TensorData::new(
+            data,
+            [inp, out],
+        ))))
+    }
+}
+
+/// `x [m, k] · w_in_out [k, n]` by burn-flex's matmul, for more than [`IN_OUT_MIN_ROWS`] rows of
+/// a burn-flex f32 `x`; `None` otherwise (the caller takes the `[out, in]` path).
+pub fn matmul_in_out<B: Backend>(x: &Tensor<B, 2>, w: &InOutWeight) -> Option<Tensor<B, 2>> {
+    let [m, k] = x.dims();
+    if m <= IN_OUT_MIN_ROWS || w.0.layout().shape()[0] != k {
+        return None;
+    }
+    let x = as_flex(x)?;
+    if x.dtype() != DType::F32 {
+        return None;
+    }
+    let x = Tensor::<crate::backend::Cpu, 2>::from_primitive(TensorPrimitive::Float(x));
+    let w = Tensor::<crate::backend::Cpu, 2>::from_primitive(TensorPrimitive::Float(w.0.clone()));
+    let TensorPrimitive::Float(y) = x.matmul(w).into_primitive() else {
+        unreachable!("a float tensor's primitive is TensorPrimitive::Float")
+    };
+    let y: Box<dyn Any> = Box::new(y);
+    let y = y.downcast::<B::FloatTensorPrimitive>().ok()?;
+    Some(Tensor::from_primitive(TensorPrimitive::Float(*y)))
+}
 
 /// The tensor as a burn-flex tensor (sharing its buffer), if it is one: `None` on other backends,
 /// for autodiff tensors and for quantized values.
@@ -871,5 +921,40 @@ pub(crate) mod tests {
         assert!(matmul_wt(&many, &w).is_none());
         let small = Tensor::<Cpu, 2>::zeros([8, k], &device);
         assert!(matmul_wt(&x, &small).is_none());
+    }
+
+    #[test]
+    fn the_in_out_copy_gives_the_same_product_above_its_row_count() {
+        use crate::backend::{Cpu, CpuDevice};
+        let device = CpuDevice::default();
+        let (n, k) = (70, 33);
+        let w = Tensor::<Cpu, 2>::from_data(TensorData::new(values(n * k, 8), [n, k]), &device);
+        let w_in_out = InOutWeight::of(&w).expect("an f32 burn-flex weight");
+        for m in [IN_OUT_MIN_ROWS + 1, 64, 300] {
+            let x = Tensor::<Cpu, 2>::from_data(TensorData::new(values(m * k, 9), [m, k]), &device);
+            let want = reference(
+                &x.to_data().to_vec::<f32>().unwrap(),
+                &w.to_data().to_vec::<f32>().unwrap(),
+                m,
+                n,
+                k,
+            );
+            let got: Vec<f32> = matmul_in_out(&x, &w_in_out)
+                .expect("more rows than IN_OUT_MIN_ROWS")
+                .into_data()
+                .to_vec()
+                .unwrap();
+            for (g, w) in got.iter().zip(want) {
+                assert!(
+                    (f64::from(*g) - w).abs() < 1e-4 * (k as f64).sqrt(),
+                    "{m} rows: {g} vs {w}"
+                );
+            }
+        }
+        // Up to IN_OUT_MIN_ROWS rows, and a mismatched depth: the caller's `[out, in]` path.
+        let few = Tensor::<Cpu, 2>::zeros([IN_OUT_MIN_ROWS, k], &device);
+        assert!(matmul_in_out(&few, &w_in_out).is_none());
+        let deeper = Tensor::<Cpu, 2>::zeros([16, k + 1], &device);
+        assert!(matmul_in_out(&deeper, &w_in_out).is_none());
     }
 }

@@ -12,9 +12,12 @@ use proptest::prelude::*;
 
 const TOL: f32 = 1e-4;
 
-/// Checks every sampled token's log-prob against a full recomputation over prompt + tokens.
+/// Checks every sampled token's log-prob against a full recomputation over prompt + tokens. With
+/// `decode_weights` the sampling model carries an actor's `[in, out]` copies
+/// (`Transformer::with_decode_weights`); the recomputation never does.
 fn assert_matches_full_recompute(
     name: &str,
+    decode_weights: bool,
     prompts: &[Vec<u32>],
     n: usize,
     temperature: f32,
@@ -22,7 +25,11 @@ fn assert_matches_full_recompute(
     seed: u64,
 ) {
     let p = load(name);
-    let sampler = p.model.clone();
+    let sampler = if decode_weights {
+        p.model.clone().with_decode_weights()
+    } else {
+        p.model.clone()
+    };
     let req = GenerationRequest {
         prompts: prompts.to_vec(),
         n,
@@ -68,8 +75,9 @@ proptest! {
         max_new in 1usize..14,
         seed in any::<u64>(),
         which in 0usize..2,
+        decode_weights in any::<bool>(),
     ) {
-        assert_matches_full_recompute(FIXTURES[which], &prompts, n, 1.0, max_new, seed);
+        assert_matches_full_recompute(FIXTURES[which], decode_weights, &prompts, n, 1.0, max_new, seed);
     }
 }
 
@@ -219,7 +227,10 @@ fn readout_feeds_only_the_eos_and_finished_rows_stop_costing_compute() {
 
 #[test]
 fn sampling_is_reproducible_and_independent_of_batch_peers() {
-    let p = load("tiny-llama");
+    let mut p = load("tiny-llama");
+    // As an actor samples: with the decode weights (one prompt's 3 rows take the `[out, in]` path,
+    // two prompts' 6 rows the `[in, out]` one).
+    p.model = p.model.with_decode_weights();
     let mk = |prompts: Vec<Vec<u32>>, seed| GenerationRequest {
         prompts,
         n: 3,
