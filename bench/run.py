@@ -176,7 +176,8 @@ def main():
     model_args = [x for m in models for x in (f"--{m}", paths[m])]
     quick = a.quick
 
-    # Work per model. Same work on both sides; SmolLM2 gets fewer repetitions (each is long).
+    # Work per model. Same work on both sides; SmolLM2 gets fewer repetitions (each is long; its RL
+    # step, TRL's side 3 min a repetition, gets three: one was too few to call a ratio near 3x).
     # (c): responses capped at readout_new tokens, EOS set picked for a mean length near rl_new on the
     # tiny model; SmolLM2 keeps the 128 cap (each of its rollouts at batch 64 is long here).
     plan = {
@@ -186,7 +187,7 @@ def main():
             "reps": 1 if quick else 2,
             "gen_new": 32 if quick else 128,
             "rl_new": 32 if quick else 128,
-            "rl_reps": 1,
+            "rl_reps": 1 if quick else 3,
             "readout_reps": 1 if quick else 2,
             "readout_new": 32 if quick else 128,
             "readout_target": 64 if quick else 256,
