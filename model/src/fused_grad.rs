@@ -217,7 +217,7 @@ impl Backward<Cpu, 2> for LinearBackward {
 }
 
 /// burn-flex's matmul of two matrices (strided operands go to gemm as they are, without a copy).
-fn flex_matmul(a: FlexTensor, b: FlexTensor) -> FlexTensor {
+pub(crate) fn flex_matmul(a: FlexTensor, b: FlexTensor) -> FlexTensor {
     let t = |f| Tensor::<Cpu, 2>::from_primitive(TensorPrimitive::Float(f));
     let TensorPrimitive::Float(y) = t(a).matmul(t(b)).into_primitive() else {
         unreachable!("a float tensor's primitive is TensorPrimitive::Float")

@@ -108,12 +108,7 @@ pub fn matmul_in_out<B: Backend>(x: &Tensor<B, 2>, w: &InOutWeight) -> Option<Te
     if x.dtype() != DType::F32 {
         return None;
     }
-    let x = Tensor::<crate::backend::Cpu, 2>::from_primitive(TensorPrimitive::Float(x));
-    let w = Tensor::<crate::backend::Cpu, 2>::from_primitive(TensorPrimitive::Float(w.0.clone()));
-    let TensorPrimitive::Float(y) = x.matmul(w).into_primitive() else {
-        unreachable!("a float tensor's primitive is TensorPrimitive::Float")
-    };
-    let y: Box<dyn Any> = Box::new(y);
+    let y: Box<dyn Any> = Box::new(crate::fused_grad::flex_matmul(x, w.0.clone()));
     let y = y.downcast::<B::FloatTensorPrimitive>().ok()?;
     Some(Tensor::from_primitive(TensorPrimitive::Float(*y)))
 }
