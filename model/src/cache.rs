@@ -7,7 +7,7 @@ use std::any::Any;
 
 use burn::backend::flex::FlexTensor;
 use burn::tensor::backend::Backend;
-use burn::tensor::{DType, Int, Tensor, TensorData, TensorPrimitive};
+use burn::tensor::{DType, Tensor, TensorPrimitive};
 
 #[derive(Debug, Clone)]
 pub struct LayerCache<B: Backend> {
@@ -152,20 +152,8 @@ impl<B: Backend> KvCache<B> {
 
     /// Keeps (or repeats) rows: row i of the result is row `rows[i]` of `self`.
     pub fn select_rows(&mut self, rows: &[usize]) {
-        let Some(device) = self
-            .layers
-            .first()
-            .and_then(|l| l.keys.as_ref())
-            .map(|k| k.device())
-        else {
-            return;
-        };
-        let idx: Vec<i32> = rows.iter().map(|&r| r as i32).collect();
-        let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [rows.len()]), &device);
         // burn-flex (and the learner's autodiff over it) copies whole rows; elsewhere `select`.
-        let select = |t: Tensor<B, 4>| {
-            crate::fused_grad::repeat_rows(&t, rows).unwrap_or_else(|| t.select(0, idx.clone()))
-        };
+        let select = |t: Tensor<B, 4>| crate::fused_grad::select_rows(&t, rows);
         for l in &mut self.layers {
             l.keys = l.keys.take().map(select);
             l.values = l.values.take().map(select);
@@ -177,6 +165,7 @@ impl<B: Backend> KvCache<B> {
 mod tests {
     use super::*;
     use crate::backend::{Cpu, CpuDevice};
+    use burn::tensor::TensorData;
 
     fn host(t: Tensor<Cpu, 4>) -> Vec<f32> {
         t.into_data().convert::<f32>().into_vec().unwrap()

@@ -308,6 +308,19 @@ pub fn repeat_rows<B: Backend, const D: usize>(
     })
 }
 
+/// Rows of `x` along its first dimension, `rows[i]` for output row `i`: [`repeat_rows`] where it
+/// applies, burn's `select` elsewhere (the index tensor is built only then).
+pub fn select_rows<B: Backend, const D: usize>(x: &Tensor<B, D>, rows: &[usize]) -> Tensor<B, D> {
+    repeat_rows(x, rows).unwrap_or_else(|| {
+        let ids: Vec<i32> = rows.iter().map(|&r| r as i32).collect();
+        let ids = Tensor::<B, 1, burn::tensor::Int>::from_data(
+            TensorData::new(ids, [rows.len()]),
+            &x.device(),
+        );
+        x.clone().select(0, ids)
+    })
+}
+
 #[derive(Debug)]
 struct RepeatRowsBackward;
 

@@ -19,7 +19,7 @@
 use burn::module::{Module, Param};
 use burn::tensor::activation::{silu, softmax};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 
 use crate::cache::{KvCache, LayerCache};
 use crate::config::ModelConfig;
@@ -542,20 +542,12 @@ impl<B: Backend> Transformer<B> {
         )
     }
 
-    /// The embedding rows of `tokens`, `[tokens, hidden]`. `fused_grad::repeat_rows` where it
-    /// applies: its backward adds each token's gradient into its row, where burn-flex's `select`
+    /// The embedding rows of `tokens`, `[tokens, hidden]`, through `fused_grad::select_rows`: on
+    /// burn-flex its backward adds each token's gradient into its row, where burn-flex's `select`
     /// backward scatters element by element.
     fn embed(&self, tokens: &[u32]) -> Tensor<B, 2> {
-        let table = self.embed_tokens.val();
         let rows: Vec<usize> = tokens.iter().map(|&t| t as usize).collect();
-        crate::fused_grad::repeat_rows(&table, &rows).unwrap_or_else(|| {
-            let ids: Vec<i32> = tokens.iter().map(|&t| t as i32).collect();
-            let ids = Tensor::<B, 1, Int>::from_data(
-                TensorData::new(ids, [tokens.len()]),
-                &table.device(),
-            );
-            table.select(0, ids)
-        })
+        crate::fused_grad::select_rows(&self.embed_tokens.val(), &rows)
     }
 
     /// Final hidden states `[batch, seq, hidden]` (after the last norm). With a cache, the new keys
