@@ -10,8 +10,8 @@
 //! - a gold inequality like `1 < x < 2` equals the interval `(1, 2)`.
 
 use crate::budget::Deadline;
-use crate::eval::{eval_f64, eval_num, free_vars, has_decimal};
-use crate::expr::{Expr, RelOp, display};
+use crate::eval::{eval_f64, eval_num, free_vars, has_decimal, has_sum};
+use crate::expr::{Expr, Func, RelOp, display};
 use crate::number::{Num, NumLimits, ratio_to_f64};
 use crate::rng::SplitMix64;
 use num_bigint::BigInt;
@@ -82,6 +82,21 @@ impl Comparer<'_> {
         if matches!(gold, Expr::Rel(..))
             && is_set_like(&pred)
             && let Some(s) = relation_as_set(&gold)
+        {
+            gold = s;
+        }
+        // The other way round too (math-verify only converts the gold): an inequality answer
+        // against an interval or union gold, `x < 2 or x > 3` against (-oo, 2) U (3, oo).
+        if is_set_like(&gold) && !matches!(gold, Expr::Set(_) | Expr::Tuple(_)) {
+            if let Some(s) = relations_as_set(&pred) {
+                pred = s;
+            }
+            if let Some(s) = relations_as_set(&gold) {
+                gold = s;
+            }
+        } else if is_set_like(&pred)
+            && !matches!(pred, Expr::Set(_) | Expr::Tuple(_))
+            && let Some(s) = relations_as_set(&gold)
         {
             gold = s;
         }
@@ -280,6 +295,9 @@ impl Comparer<'_> {
                 return x == y;
             }
         }
+        if let Some(equal) = based_numbers_equal(a, b) {
+            return equal;
+        }
         let names = vars_of(&[a, b]);
         let decimals = has_decimal(a) || has_decimal(b);
         if names.is_empty() {
@@ -320,7 +338,12 @@ impl Comparer<'_> {
             TIGHT_TOL * 1000.0
         };
         let mut valid = 0;
-        for point in sample_points(names.len()) {
+        let points = if has_sum(a) || has_sum(b) {
+            integer_points(names.len())
+        } else {
+            sample_points(names.len())
+        };
+        for point in points {
             if self.deadline.expired() {
                 return false;
             }
@@ -401,6 +424,73 @@ fn sample_points(n_vars: usize) -> Vec<Vec<f64>> {
         .collect()
 }
 
+/// Integer sample points in 1..=12, for expressions whose sums run to a variable bound.
+fn integer_points(n_vars: usize) -> Vec<Vec<f64>> {
+    let mut rng = SplitMix64::new(0x5eed_1a5e_2026);
+    (0..12)
+        .map(|_| {
+            (0..n_vars)
+                .map(|_| (1.0 + (12.0 * rng.next_f64()).floor()).min(12.0))
+                .collect()
+        })
+        .collect()
+}
+
+/// `204_5` (digits in base 5): equal to the same digits in the same base, or to the bare digits
+/// `204` (the base then read from the question, as math-verify does), never to its value 54.
+/// None when neither side is such a number.
+fn based_numbers_equal(a: &Expr, b: &Expr) -> Option<bool> {
+    let based = |e: &Expr| match e {
+        Expr::Sym(s) => {
+            let (digits, base) = s.split_once('_')?;
+            let all_digits = |t: &str| !t.is_empty() && t.bytes().all(|c| c.is_ascii_digit());
+            (all_digits(digits) && all_digits(base)).then(|| digits.to_string())
+        }
+        _ => None,
+    };
+    let plain = |e: &Expr| match e {
+        Expr::Num {
+            value,
+            decimal: false,
+        } if value.is_integer() => Some(value.numer().to_string()),
+        _ => None,
+    };
+    match (based(a), based(b)) {
+        (Some(_), Some(_)) => Some(display(a) == display(b)),
+        (Some(d), None) => Some(plain(b).is_some_and(|p| p == d)),
+        (None, Some(d)) => Some(plain(a).is_some_and(|p| p == d)),
+        (None, None) => None,
+    }
+}
+
+/// A relation, or a list of relations joined by "or", as the set of values it allows.
+/// Equations are left alone: `x = 1, y = 2` is a solution tuple, not a set of values.
+fn relations_as_set(e: &Expr) -> Option<Expr> {
+    let inequality = |x: &Expr| matches!(x, Expr::Rel(_, ops) if !ops.contains(&RelOp::Eq));
+    let one_variable = |items: &[Expr]| {
+        let mut vars = BTreeSet::new();
+        items.iter().for_each(|x| free_vars(x, &mut vars));
+        vars.len() == 1
+    };
+    match e {
+        Expr::Rel(..) if inequality(e) => relation_as_set(e),
+        Expr::Set(items)
+            if items.len() > 1 && items.iter().all(inequality) && one_variable(items) =>
+        {
+            let parts: Option<Vec<Expr>> = items.iter().map(relation_as_set).collect();
+            let mut flat = Vec::new();
+            for p in parts? {
+                match p {
+                    Expr::Union(v) => flat.extend(v),
+                    other => flat.push(other),
+                }
+            }
+            Some(Expr::Union(flat))
+        }
+        _ => None,
+    }
+}
+
 fn is_set_like(e: &Expr) -> bool {
     matches!(
         e,
@@ -440,7 +530,37 @@ fn letters(e: &Expr) -> Option<String> {
 /// `x > 2` → (2, ∞); `1 < x \le 3` → (1, 3]; `x = 4` → {4}. Only for one bare variable.
 fn relation_as_set(e: &Expr) -> Option<Expr> {
     let Expr::Rel(v, ops) = e else { return None };
-    let is_var = |x: &Expr| matches!(x, Expr::Sym(_));
+    // `1 \le |z| \le 3/2`: the values of z, a union of two intervals mirrored about 0.
+    if let ([a, Expr::Func(Func::Abs, inner), b], [o1, o2]) = (v.as_slice(), ops.as_slice())
+        && matches!(**inner, Expr::Sym(_))
+    {
+        let plain = Expr::Rel(vec![a.clone(), (**inner).clone(), b.clone()], vec![*o1, *o2]);
+        let Some(Expr::Interval {
+            lo,
+            hi,
+            lo_closed,
+            hi_closed,
+        }) = relation_as_set(&plain)
+        else {
+            return None;
+        };
+        let neg = |x: &Expr| Expr::Neg(Box::new(x.clone()));
+        let mirrored = Expr::Interval {
+            lo: Box::new(neg(&hi)),
+            hi: Box::new(neg(&lo)),
+            lo_closed: hi_closed,
+            hi_closed: lo_closed,
+        };
+        let positive = Expr::Interval {
+            lo,
+            hi,
+            lo_closed,
+            hi_closed,
+        };
+        return Some(Expr::Union(vec![mirrored, positive]));
+    }
+    // A bare variable, or a function value f(x) read as the range it lies in: `0 < f(x) < 1`.
+    let is_var = |x: &Expr| only_symbols(x);
     let closed = |x: &Expr| {
         let mut s = BTreeSet::new();
         free_vars(x, &mut s);
@@ -456,7 +576,7 @@ fn relation_as_set(e: &Expr) -> Option<Expr> {
     match (v.as_slice(), ops.as_slice()) {
         ([x, c], [op]) | ([c, x], [op]) if is_var(x) && closed(c) => {
             // Normalise to "x op c".
-            let op = if matches!(&v[0], Expr::Sym(_)) {
+            let op = if is_var(&v[0]) {
                 *op
             } else {
                 op.flipped()

@@ -39,7 +39,80 @@ pub fn free_vars(e: &Expr, out: &mut BTreeSet<String>) {
             free_vars(hi, out);
         }
         Expr::Matrix(rows) => rows.iter().flatten().for_each(|x| free_vars(x, out)),
+        Expr::Sum {
+            var, lo, hi, body, ..
+        } => {
+            free_vars(lo, out);
+            free_vars(hi, out);
+            let mut inner = BTreeSet::new();
+            free_vars(body, &mut inner);
+            inner.remove(var);
+            out.extend(inner);
+        }
         _ => {}
+    }
+}
+
+/// Most terms a `\sum` or `\prod` is expanded to.
+const MAX_SUM_TERMS: i64 = 10_000;
+
+/// The integer bounds of a sum, if it has at most [`MAX_SUM_TERMS`] terms (an empty range is 0).
+fn sum_range(lo: f64, hi: f64) -> Option<(i64, i64)> {
+    let near_int = |x: f64| x.is_finite() && (x - x.round()).abs() < 1e-9;
+    if !near_int(lo) || !near_int(hi) {
+        return None;
+    }
+    let (lo, hi) = (lo.round() as i64, hi.round() as i64);
+    (hi - lo < MAX_SUM_TERMS).then_some((lo, hi))
+}
+
+/// `e` with every `var` replaced by `value`.
+fn substitute(e: &Expr, var: &str, value: &Expr) -> Expr {
+    let sub = |x: &Expr| substitute(x, var, value);
+    let boxed = |x: &Expr| Box::new(substitute(x, var, value));
+    match e {
+        Expr::Sym(s) if s == var => value.clone(),
+        Expr::Add(v) => Expr::Add(v.iter().map(sub).collect()),
+        Expr::Mul(v) => Expr::Mul(v.iter().map(sub).collect()),
+        Expr::Neg(a) => Expr::Neg(boxed(a)),
+        Expr::Inv(a) => Expr::Inv(boxed(a)),
+        Expr::Pow(a, b) => Expr::Pow(boxed(a), boxed(b)),
+        Expr::Func(f, a) => Expr::Func(*f, boxed(a)),
+        Expr::Log { base, arg } => Expr::Log {
+            base: base.as_deref().map(boxed),
+            arg: boxed(arg),
+        },
+        Expr::Factorial(a) => Expr::Factorial(boxed(a)),
+        Expr::Binom(a, b) => Expr::Binom(boxed(a), boxed(b)),
+        Expr::Percent(a) => Expr::Percent(boxed(a)),
+        Expr::Sum {
+            var: inner,
+            lo,
+            hi,
+            body,
+            product,
+        } => Expr::Sum {
+            var: inner.clone(),
+            lo: boxed(lo),
+            hi: boxed(hi),
+            // An inner sum over the same letter binds it afresh.
+            body: if inner == var { body.clone() } else { boxed(body) },
+            product: *product,
+        },
+        other => other.clone(),
+    }
+}
+
+/// Whether a sum or product appears (its bounds need integer sample points).
+pub fn has_sum(e: &Expr) -> bool {
+    match e {
+        Expr::Sum { .. } => true,
+        Expr::Add(v) | Expr::Mul(v) => v.iter().any(has_sum),
+        Expr::Neg(a) | Expr::Inv(a) | Expr::Func(_, a) | Expr::Factorial(a) | Expr::Percent(a) => {
+            has_sum(a)
+        }
+        Expr::Pow(a, b) | Expr::Binom(a, b) => has_sum(a) || has_sum(b),
+        _ => false,
     }
 }
 
@@ -53,6 +126,7 @@ pub fn has_decimal(e: &Expr) -> bool {
         }
         Expr::Pow(a, b) | Expr::Binom(a, b) => has_decimal(a) || has_decimal(b),
         Expr::Log { base, arg } => base.as_deref().is_some_and(has_decimal) || has_decimal(arg),
+        Expr::Sum { lo, hi, body, .. } => has_decimal(lo) || has_decimal(hi) || has_decimal(body),
         _ => false,
     }
 }
@@ -130,6 +204,24 @@ pub fn eval_num(e: &Expr, l: &NumLimits) -> Option<Num> {
             &Num::Exact(BigRational::new(BigInt::from(1), BigInt::from(100))),
             l,
         ),
+        Expr::Sum {
+            var,
+            lo,
+            hi,
+            body,
+            product,
+        } => {
+            let (lo, hi) = sum_range(eval_num(lo, l)?.to_f64(), eval_num(hi, l)?.to_f64())?;
+            let mut acc = Num::int(i64::from(*product));
+            for k in lo..=hi {
+                let term = eval_num(&substitute(body, var, &Expr::Num {
+                    value: BigRational::from_integer(BigInt::from(k)),
+                    decimal: false,
+                }), l)?;
+                acc = if *product { acc.mul(&term, l) } else { acc.add(&term, l) };
+            }
+            acc
+        }
         _ => return None,
     })
 }
@@ -214,6 +306,30 @@ pub fn eval_f64(e: &Expr, names: &[String], vars: &[f64]) -> f64 {
             gamma_int(n) / (gamma_int(k) * gamma_int(n - k))
         }
         Expr::Percent(a) => eval_f64(a, names, vars) / 100.0,
+        Expr::Sum {
+            var,
+            lo,
+            hi,
+            body,
+            product,
+        } => {
+            let range = sum_range(eval_f64(lo, names, vars), eval_f64(hi, names, vars));
+            let Some((lo, hi)) = range else {
+                return f64::NAN;
+            };
+            // The summation letter shadows a free variable of the same name.
+            let inner_names: Vec<String> = std::iter::once(var.clone())
+                .chain(names.iter().cloned())
+                .collect();
+            let mut inner_vars: Vec<f64> = std::iter::once(0.0).chain(vars.iter().copied()).collect();
+            let mut acc = if *product { 1.0 } else { 0.0 };
+            for k in lo..=hi {
+                inner_vars[0] = k as f64;
+                let term = eval_f64(body, &inner_names, &inner_vars);
+                acc = if *product { acc * term } else { acc + term };
+            }
+            acc
+        }
         _ => f64::NAN,
     }
 }

@@ -93,6 +93,14 @@ pub enum Expr {
     },
     Union(Vec<Expr>),
     Matrix(Vec<Vec<Expr>>),
+    /// `\sum_{var=lo}^{hi} body`, or `\prod` when `product`.
+    Sum {
+        var: String,
+        lo: Box<Expr>,
+        hi: Box<Expr>,
+        body: Box<Expr>,
+        product: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -345,6 +353,25 @@ fn lex(s: &str, limits: &ParseLimits) -> Result<Vec<Tok>, ParseError> {
         }
         i += 1;
         match c {
+            '!' if chars.get(i) == Some(&'=') => {
+                i += 1;
+                toks.push(Tok::Rel(RelOp::Ne));
+            }
+            ':' => {
+                if let Some(time) = time_of_day(&toks, &chars, i) {
+                    // 12:00 is a time, compared as written (12:00 is not 1:00), not 12/0.
+                    toks.pop();
+                    toks.push(Tok::Sym(time));
+                    i += 2;
+                } else if matches!(toks.last(), Some(Tok::Num(_) | Tok::Sym(_) | Tok::Close(_)))
+                    && chars[i..].iter().find(|c| !c.is_whitespace()).is_some_and(|c| {
+                        c.is_ascii_alphanumeric() || *c == '(' || *c == '\\'
+                    })
+                {
+                    // A ratio 3:2 is the quotient 3/2 (as math-verify reads it).
+                    toks.push(Tok::Op('/'));
+                }
+            }
             '+' | '-' | '*' | '/' | '^' | '_' | '!' | '%' | '\'' => toks.push(Tok::Op(c)),
             '×' | '·' => toks.push(Tok::Op('*')),
             '÷' => toks.push(Tok::Op('/')),
@@ -380,7 +407,7 @@ fn lex(s: &str, limits: &ParseLimits) -> Result<Vec<Tok>, ParseError> {
                     toks.push(Tok::Rel(RelOp::Gt));
                 }
             }
-            '°' | '~' | '.' | ':' | '$' => {}
+            '°' | '~' | '.' | '$' => {}
             other => return Err(ParseError::Unexpected(other.to_string())),
         }
     }
@@ -388,6 +415,22 @@ fn lex(s: &str, limits: &ParseLimits) -> Result<Vec<Tok>, ParseError> {
         return Err(ParseError::TooLong(limits.max_tokens));
     }
     Ok(toks)
+}
+
+/// `h:mm` right after an hour token (`toks` ends with it, `chars[at..]` follows the colon): the
+/// time as one token, e.g. "9:30". Hours up to 24, minutes two digits below 60.
+fn time_of_day(toks: &[Tok], chars: &[char], at: usize) -> Option<String> {
+    let Some(Tok::Num(hour)) = toks.last() else {
+        return None;
+    };
+    let minutes: String = chars.get(at..at + 2)?.iter().collect();
+    let is_two_digits = minutes.chars().all(|c| c.is_ascii_digit());
+    if !is_two_digits || chars.get(at + 2).is_some_and(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let h: u32 = hour.parse().ok()?;
+    let m: u32 = minutes.parse().ok()?;
+    (hour.len() <= 2 && h <= 24 && m < 60).then(|| format!("{h}:{minutes}"))
 }
 
 /// Reads `{...}` (balanced) after a command and returns the inner text; empty if there is none.
@@ -615,6 +658,10 @@ impl Parser<'_> {
                             let sub = self.parse_group(depth + 1)?;
                             match lhs {
                                 Expr::Sym(s) => Expr::Sym(format!("{s}_{}", display(&sub))),
+                                // 204_5: digits in a base, kept as written (see `based_number`).
+                                ref n if is_integer_literal(n) && is_integer_literal(&sub) => {
+                                    Expr::Sym(format!("{}_{}", display(n), display(&sub)))
+                                }
                                 _ => return Err(ParseError::Unexpected("_".into())),
                             }
                         }
@@ -802,6 +849,7 @@ impl Parser<'_> {
                     Some(n) => Expr::Pow(Box::new(arg), Box::new(Expr::Inv(Box::new(n)))),
                 });
             }
+            "sum" | "prod" => return self.parse_sum(c == "prod", depth + 1),
             "pi" => return Ok(Expr::Pi),
             "emptyset" | "varnothing" => return Ok(Expr::Set(Vec::new())),
             // \pm 2 is the pair of answers 2 and -2.
@@ -876,6 +924,31 @@ impl Parser<'_> {
         Ok(match power {
             Some(p) => Expr::Pow(Box::new(applied), Box::new(p)),
             None => applied,
+        })
+    }
+
+    /// `\sum_{k=lo}^{hi} body`: the body runs over a product (up to the next `+` or `-`).
+    fn parse_sum(&mut self, product: bool, depth: usize) -> Result<Expr, ParseError> {
+        self.expect(&Tok::Op('_'))?;
+        let (var, lo) = match self.parse_group(depth + 1)? {
+            Expr::Rel(mut v, ops) if ops == [RelOp::Eq] && matches!(v[0], Expr::Sym(_)) => {
+                let lo = v.pop().ok_or(ParseError::Eof)?;
+                let Some(Expr::Sym(var)) = v.pop() else {
+                    return Err(ParseError::Eof);
+                };
+                (var, lo)
+            }
+            _ => return Err(ParseError::Unsupported("sum without k = start".into())),
+        };
+        self.expect(&Tok::Op('^'))?;
+        let hi = self.parse_group(depth + 1)?;
+        let body = self.parse_expr(11, depth + 1)?;
+        Ok(Expr::Sum {
+            var,
+            lo: Box::new(lo),
+            hi: Box::new(hi),
+            body: Box::new(body),
+            product,
         })
     }
 
@@ -1040,6 +1113,23 @@ fn write_expr(e: &Expr, out: &mut String) {
                 }
                 write_expr(t, out);
             }
+        }
+        Expr::Sum {
+            var,
+            lo,
+            hi,
+            body,
+            product,
+        } => {
+            out.push_str(if *product { "prod(" } else { "sum(" });
+            out.push_str(var);
+            out.push('=');
+            write_expr(lo, out);
+            out.push_str("..");
+            write_expr(hi, out);
+            out.push(':');
+            write_expr(body, out);
+            out.push(')');
         }
         Expr::Matrix(rows) => {
             out.push('[');

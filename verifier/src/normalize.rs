@@ -15,7 +15,11 @@ fn re(pattern: &str) -> Regex {
 static SIZING: LazyLock<Regex> =
     LazyLock::new(|| re(r"\\(?:left|right|middle|[bB]igg?[lr]?)(?:[^a-zA-Z]|$)"));
 static DIGIT_SPACE_DIGITS: LazyLock<Regex> =
-    LazyLock::new(|| re(r"(\d)(?:\\[,!;: ]|\{,\}|~)(\d{3})"));
+    LazyLock::new(|| re(r"(\d)(?:\\[,!;: ]|,\\!|\\!,|\{,\}|~)(\d{3})"));
+/// `3{,}5`: LaTeX's decimal comma (`{,}` before three digits is a thousands separator instead).
+static BRACED_COMMA: LazyLock<Regex> = LazyLock::new(|| re(r"(\d)\{,\}(\d+)"));
+/// Digits grouped by plain spaces: `1 000 000`.
+static SPACE_GROUPED: LazyLock<Regex> = LazyLock::new(|| re(r"\d+(?: \d{3})+"));
 static SPACING: LazyLock<Regex> = LazyLock::new(|| re(r"\\[,!;: ]|\\q?quad\b|~"));
 static FRAC_VARIANTS: LazyLock<Regex> = LazyLock::new(|| re(r"\\[dtc]frac"));
 static DEGREES: LazyLock<Regex> = LazyLock::new(|| {
@@ -24,8 +28,9 @@ static DEGREES: LazyLock<Regex> = LazyLock::new(|| {
 static PERCENT_WORD: LazyLock<Regex> = LazyLock::new(|| {
     re(r"\s*\\text\s*\{\s*(?:percent|percentage|pct|\\%)\s*\}|\s*\b(?:percentage|percent|pct)\b")
 });
-static UNIT_TEXT_AT_END: LazyLock<Regex> =
-    LazyLock::new(|| re(r"\s*\\(?:text|mbox|mathrm)\s*\{[^{}]*\}(?:\s*\^\s*\{?\d\}?)?\s*$"));
+static UNIT_TEXT_AT_END: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"\s*\\(?:text|textnormal|textrm|textbf|textit|textsf|mbox|mathrm)\s*\{[^{}]*\}(?:\s*\^\s*\{?\d\}?)?\s*$")
+});
 static UNIT_WORD_AT_END: LazyLock<Regex> = LazyLock::new(|| {
     re(concat!(
         r"([\d}\s)])\s*(?:square\s+|sq\.?\s*|cubic\s+)?(?:",
@@ -46,8 +51,9 @@ static SQRT_SHORT: LazyLock<Regex> = LazyLock::new(|| re(r"\\sqrt\s*(\d|[a-zA-Z]
 /// "x \in [1, 2]": membership in the answer set; keep the set.
 static LEADING_MEMBERSHIP: LazyLock<Regex> =
     LazyLock::new(|| re(r"^[a-zA-Z](?:_\{?[a-zA-Z0-9]+\}?)?\s*\\in\b\s*"));
-static TEXT_WRAPPER: LazyLock<Regex> =
-    LazyLock::new(|| re(r"^\\(?:text|textbf|mathrm|mathbf|textit|mbox|boxed)\s*\{(.*)\}$"));
+static TEXT_WRAPPER: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"^\\(?:text|textbf|textnormal|textrm|mathrm|mathbf|textit|mbox|boxed)\s*\{(.*)\}$")
+});
 
 /// Stand-in for `\\` while the spacing rules run (a control character never in answers).
 const ROW_SEP: &str = "\u{1}";
@@ -55,8 +61,8 @@ const ROW_SEP: &str = "\u{1}";
 /// Normalises an extracted answer.
 pub fn normalize(answer: &str) -> String {
     let mut s = answer.trim().to_string();
-    // Doubled backslashes from JSON-escaped LaTeX (\\frac) outside matrices.
-    if !s.contains("matrix") && s.contains("\\\\") {
+    // Doubled backslashes from JSON-escaped LaTeX (\\frac) outside matrices and arrays.
+    if !s.contains("matrix") && !s.contains("{array}") && s.contains("\\\\") {
         s = s.replace("\\\\", "\\");
     }
     s = s.replace("\\$", "").replace('$', "");
@@ -70,12 +76,20 @@ pub fn normalize(answer: &str) -> String {
     for _ in 0..2 {
         s = DIGIT_SPACE_DIGITS.replace_all(&s, "$1$2").into_owned();
     }
+    s = BRACED_COMMA
+        .replace_all(&s, |c: &regex::Captures| {
+            let sep = if c[2].len() == 3 { "" } else { "." };
+            format!("{}{sep}{}", &c[1], &c[2])
+        })
+        .into_owned();
     s = s.replace("{,}", ",");
+    s = join_space_grouped_digits(&s);
     s = SPACING.replace_all(&s, " ").into_owned();
     s = FRAC_VARIANTS.replace_all(&s, "\\frac").into_owned();
     s = DEGREES.replace_all(&s, "").into_owned();
     s = PERCENT_WORD.replace_all(&s, "\\%").into_owned();
     s = s.replace("\\text{%}", "\\%");
+    s = unwrap_text(s);
     // Units only come off the end, and never leave an empty answer.
     for _ in 0..2 {
         let stripped = UNIT_TEXT_AT_END.replace(&s, "").trim().to_string();
@@ -100,14 +114,7 @@ pub fn normalize(answer: &str) -> String {
         .trim_end_matches(['.', ',', ';'])
         .trim()
         .to_string();
-    // A whole answer wrapped in \text{...}: keep the content.
-    while let Some(c) = TEXT_WRAPPER.captures(&s) {
-        let inner = c[1].to_string();
-        if !balanced(&inner) {
-            break;
-        }
-        s = inner.trim().to_string();
-    }
+    s = unwrap_text(s);
     s = s.replace(ROW_SEP, "\\\\");
     // "(A)" as a choice letter.
     let b = s.as_bytes();
@@ -115,6 +122,35 @@ pub fn normalize(answer: &str) -> String {
         s = (b[1] as char).to_string();
     }
     s
+}
+
+/// A whole answer wrapped in `\text{...}` (or `\textbf`, ...): the content.
+fn unwrap_text(mut s: String) -> String {
+    while let Some(c) = TEXT_WRAPPER.captures(&s) {
+        let inner = c[1].to_string();
+        if !balanced(&inner) {
+            break;
+        }
+        s = inner.trim().to_string();
+    }
+    s
+}
+
+/// `1 000 000` → `1000000`: a first group of 1-3 digits, then groups of exactly three.
+fn join_space_grouped_digits(s: &str) -> String {
+    SPACE_GROUPED
+        .replace_all(s, |c: &regex::Captures| {
+            let m = c.get(0).map_or("", |m| m.as_str());
+            let first = m.split(' ').next().unwrap_or("");
+            let end = c.get(0).map_or(0, |m| m.end());
+            let digit_follows = s[end..].starts_with(|ch: char| ch.is_ascii_digit() || ch == '.');
+            if first.len() <= 3 && !digit_follows {
+                m.replace(' ', "")
+            } else {
+                m.to_string()
+            }
+        })
+        .into_owned()
 }
 
 fn tail_char(m: &str) -> String {
