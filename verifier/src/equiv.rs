@@ -10,7 +10,7 @@
 //! - a gold inequality like `1 < x < 2` equals the interval `(1, 2)`.
 
 use crate::budget::Deadline;
-use crate::eval::{eval_f64, eval_num, free_vars, has_decimal, has_sum};
+use crate::eval::{eval_f64, eval_num, free_vars, has_decimal, needs_integer_points};
 use crate::expr::{Expr, Func, RelOp, display};
 use crate::number::{Num, NumLimits, ratio_to_f64};
 use crate::rng::SplitMix64;
@@ -132,6 +132,8 @@ impl Comparer<'_> {
             }
         };
         let (g, p) = (wrap(g), wrap(p));
+        // One answer written twice ("\frac{1}{2} or equivalently 0.5") is one element.
+        let (g, p) = (self.dedup_set(g), self.dedup_set(p));
         match (&g, &p) {
             (
                 Expr::Interval {
@@ -174,6 +176,18 @@ impl Comparer<'_> {
             ) if a.len() == 2 => self.equivalent(&a[0], lo) && self.equivalent(&a[1], hi),
             _ => false,
         }
+    }
+
+    /// A set with equivalent elements merged (the first spelling kept).
+    fn dedup_set(&self, e: Expr) -> Expr {
+        let Expr::Set(items) = e else { return e };
+        let mut kept: Vec<Expr> = Vec::with_capacity(items.len());
+        for x in items {
+            if self.deadline.expired() || !kept.iter().any(|k| self.equivalent(k, &x)) {
+                kept.push(x);
+            }
+        }
+        Expr::Set(kept)
     }
 
     fn ordered(&self, a: &[Expr], b: &[Expr]) -> bool {
@@ -338,7 +352,7 @@ impl Comparer<'_> {
             TIGHT_TOL * 1000.0
         };
         let mut valid = 0;
-        let points = if has_sum(a) || has_sum(b) {
+        let points = if needs_integer_points(a) || needs_integer_points(b) {
             integer_points(names.len())
         } else {
             sample_points(names.len())

@@ -103,15 +103,16 @@ fn substitute(e: &Expr, var: &str, value: &Expr) -> Expr {
     }
 }
 
-/// Whether a sum or product appears (its bounds need integer sample points).
-pub fn has_sum(e: &Expr) -> bool {
+/// Whether a sum, product, factorial or binomial appears: defined at integers only, so such
+/// an expression with free variables is compared at integer sample points.
+pub fn needs_integer_points(e: &Expr) -> bool {
     match e {
-        Expr::Sum { .. } => true,
-        Expr::Add(v) | Expr::Mul(v) => v.iter().any(has_sum),
-        Expr::Neg(a) | Expr::Inv(a) | Expr::Func(_, a) | Expr::Factorial(a) | Expr::Percent(a) => {
-            has_sum(a)
+        Expr::Sum { .. } | Expr::Factorial(_) | Expr::Binom(..) => true,
+        Expr::Add(v) | Expr::Mul(v) => v.iter().any(needs_integer_points),
+        Expr::Neg(a) | Expr::Inv(a) | Expr::Func(_, a) | Expr::Percent(a) => {
+            needs_integer_points(a)
         }
-        Expr::Pow(a, b) | Expr::Binom(a, b) => has_sum(a) || has_sum(b),
+        Expr::Pow(a, b) => needs_integer_points(a) || needs_integer_points(b),
         _ => false,
     }
 }

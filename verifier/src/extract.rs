@@ -39,7 +39,7 @@ pub struct ExtractOptions {
 static NUMBER: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(concat!(
         r"(?:^|[\s=*])(?:\\?[$€£¥₹])?",
-        r"(-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\^\{?-?\d+\}?|\s*/\s*\d+)?|-?\.\d+)",
+        r"(-?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+,\d+|\d+(?:\.\d+)?)(?:\^\{?-?\d+\}?|\s*/\s*\d+)?|-?\.\d+)",
         r"(\s*(?:\\?%|[Pp]ercent(?:age)?\b|[Pp]ct\b))?"
     ))
     .unwrap_or_else(|e| panic!("bad built-in regex: {e}"))
@@ -196,7 +196,7 @@ fn number_hits(text: &str) -> Vec<Hit> {
                 Some(p) => (p.end(), true),
                 None => (num.end(), false),
             };
-            let mut t = num.as_str().to_string();
+            let mut t = decimal_comma(num.as_str());
             if pct {
                 t.push_str("\\%");
             }
@@ -207,6 +207,21 @@ fn number_hits(text: &str) -> Vec<Hit> {
             })
         })
         .collect()
+}
+
+/// A plain-text number: `3,5` (a comma not followed by exactly three digits) is the decimal
+/// 3.5, as math-verify reads numbers outside LaTeX; `1,234` keeps its thousands separator.
+fn decimal_comma(number: &str) -> String {
+    match number.split_once(',') {
+        Some((int, frac))
+            if !frac.contains(',')
+                && frac.len() != 3
+                && frac.bytes().all(|c| c.is_ascii_digit()) =>
+        {
+            format!("{int}.{frac}")
+        }
+        _ => number.to_string(),
+    }
 }
 
 /// `$...$`, `$$...$$`, `\[...\]`, `\(...\)` and bare `\frac{a}{b}`, with chains like

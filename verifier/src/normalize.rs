@@ -28,9 +28,15 @@ static DEGREES: LazyLock<Regex> = LazyLock::new(|| {
 static PERCENT_WORD: LazyLock<Regex> = LazyLock::new(|| {
     re(r"\s*\\text\s*\{\s*(?:percent|percentage|pct|\\%)\s*\}|\s*\b(?:percentage|percent|pct)\b")
 });
+/// Unit words at the end: `\text{ cm}^2`, `\mathrm{~km} / \mathrm{h}`, `\,\text{m/s}`.
 static UNIT_TEXT_AT_END: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"\s*\\(?:text|textnormal|textrm|textbf|textit|textsf|mbox|mathrm)\s*\{[^{}]*\}(?:\s*\^\s*\{?\d\}?)?\s*$")
+    re(concat!(
+        r"(?:\s*(?:/|\\cdot)?\s*\\(?:text|textnormal|textrm|textbf|textit|textsf|mbox|mathrm)",
+        r"\s*\{[^{}]*\}(?:\s*\^\s*\{?-?\d\}?)?)+\s*$"
+    ))
 });
+/// Currency signs before or after a number (`€18`, `18€`, `£5`); `\$` is dropped with `$`.
+static CURRENCY: LazyLock<Regex> = LazyLock::new(|| re(r"[€£¥₹]"));
 static UNIT_WORD_AT_END: LazyLock<Regex> = LazyLock::new(|| {
     re(concat!(
         r"([\d}\s)])\s*(?:square\s+|sq\.?\s*|cubic\s+)?(?:",
@@ -66,6 +72,7 @@ pub fn normalize(answer: &str) -> String {
         s = s.replace("\\\\", "\\");
     }
     s = s.replace("\\$", "").replace('$', "");
+    s = CURRENCY.replace_all(&s, "").into_owned();
     // Protect matrix row separators (\\) from the single-backslash rules below.
     s = s.replace("\\\\", ROW_SEP);
     s = s.replace("\\displaystyle", "").replace("\\textstyle", "");
@@ -90,6 +97,7 @@ pub fn normalize(answer: &str) -> String {
     s = PERCENT_WORD.replace_all(&s, "\\%").into_owned();
     s = s.replace("\\text{%}", "\\%");
     s = unwrap_text(s);
+    s = drop_approximation(&s);
     // Units only come off the end, and never leave an empty answer.
     for _ in 0..2 {
         let stripped = UNIT_TEXT_AT_END.replace(&s, "").trim().to_string();
@@ -122,6 +130,25 @@ pub fn normalize(answer: &str) -> String {
         s = (b[1] as char).to_string();
     }
     s
+}
+
+/// `\frac{\pi}{4} \approx 0.785`: the exact value before the approximation; `x \approx 0.785`
+/// (a bare variable first) is read as `x = 0.785`.
+fn drop_approximation(s: &str) -> String {
+    let Some((exact, approx)) = s.split_once("\\approx") else {
+        return s.to_string();
+    };
+    let exact = exact.trim();
+    let is_variable = !exact.is_empty()
+        && exact.len() <= 3
+        && exact.chars().all(|c| c.is_ascii_alphabetic() || c == '_' || c.is_ascii_digit());
+    if exact.is_empty() {
+        approx.trim().to_string()
+    } else if is_variable {
+        format!("{exact} = {}", approx.trim())
+    } else {
+        exact.to_string()
+    }
 }
 
 /// A whole answer wrapped in `\text{...}` (or `\textbf`, ...): the content.
