@@ -53,17 +53,34 @@ pub fn free_vars(e: &Expr, out: &mut BTreeSet<String>) {
     }
 }
 
-/// Most terms a `\sum` or `\prod` is expanded to.
-const MAX_SUM_TERMS: i64 = 10_000;
+/// Most terms a `\sum` or `\prod` is expanded to, all nesting levels together: each of `d`
+/// nested sums may have at most the `d`-th root of this many terms.
+const MAX_SUM_TERMS: f64 = 10_000.0;
 
-/// The integer bounds of a sum, if it has at most [`MAX_SUM_TERMS`] terms (an empty range is 0).
-fn sum_range(lo: f64, hi: f64) -> Option<(i64, i64)> {
+/// Sums nested in `e`, counting `e` itself when it is one.
+fn sum_depth(e: &Expr) -> i32 {
+    match e {
+        Expr::Sum { lo, hi, body, .. } => 1 + sum_depth(body).max(sum_depth(lo)).max(sum_depth(hi)),
+        Expr::Add(v) | Expr::Mul(v) => v.iter().map(sum_depth).max().unwrap_or(0),
+        Expr::Neg(a) | Expr::Inv(a) | Expr::Func(_, a) | Expr::Factorial(a) | Expr::Percent(a) => {
+            sum_depth(a)
+        }
+        Expr::Pow(a, b) | Expr::Binom(a, b) => sum_depth(a).max(sum_depth(b)),
+        Expr::Log { base, arg } => base.as_deref().map_or(0, sum_depth).max(sum_depth(arg)),
+        _ => 0,
+    }
+}
+
+/// The integer bounds of a sum whose body holds `body_depth` nested sums, if its term count
+/// fits the budget (an empty range sums to 0).
+fn sum_range(lo: f64, hi: f64, body_depth: i32) -> Option<(i64, i64)> {
     let near_int = |x: f64| x.is_finite() && (x - x.round()).abs() < 1e-9;
     if !near_int(lo) || !near_int(hi) {
         return None;
     }
     let (lo, hi) = (lo.round() as i64, hi.round() as i64);
-    (hi - lo < MAX_SUM_TERMS).then_some((lo, hi))
+    let max_terms = MAX_SUM_TERMS.powf(1.0 / f64::from(body_depth + 1)).floor() as i64;
+    (hi - lo < max_terms).then_some((lo, hi))
 }
 
 /// `e` with every `var` replaced by `value`.
@@ -212,7 +229,11 @@ pub fn eval_num(e: &Expr, l: &NumLimits) -> Option<Num> {
             body,
             product,
         } => {
-            let (lo, hi) = sum_range(eval_num(lo, l)?.to_f64(), eval_num(hi, l)?.to_f64())?;
+            let (lo, hi) = sum_range(
+                eval_num(lo, l)?.to_f64(),
+                eval_num(hi, l)?.to_f64(),
+                sum_depth(body),
+            )?;
             let mut acc = Num::int(i64::from(*product));
             for k in lo..=hi {
                 let term = eval_num(&substitute(body, var, &Expr::Num {
@@ -314,7 +335,11 @@ pub fn eval_f64(e: &Expr, names: &[String], vars: &[f64]) -> f64 {
             body,
             product,
         } => {
-            let range = sum_range(eval_f64(lo, names, vars), eval_f64(hi, names, vars));
+            let range = sum_range(
+                eval_f64(lo, names, vars),
+                eval_f64(hi, names, vars),
+                sum_depth(body),
+            );
             let Some((lo, hi)) = range else {
                 return f64::NAN;
             };

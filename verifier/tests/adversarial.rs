@@ -152,3 +152,28 @@ fn a_slow_answer_costs_only_its_own_budget() {
     let grades = grader.grade_batch(&[("42", big.as_str()), ("7", "\\boxed{7}")]);
     assert_eq!(grades[1].status, Status::Correct);
 }
+
+#[test]
+fn sums_with_huge_or_nested_ranges_are_refused_not_run() {
+    // Expanding these would take minutes: each is refused (not equal), within the budget.
+    assert_eq!(grade("1", "\\boxed{\\sum_{k=1}^{10^{12}} k}").reward, 0);
+    let nested = "\\boxed{\\sum_{i=1}^{9999}\\sum_{j=1}^{9999}\\sum_{k=1}^{9999} ijk}";
+    assert_eq!(grade("1", nested).reward, 0);
+    let symbolic = "\\boxed{\\sum_{i=1}^{n}\\sum_{j=1}^{10^{9}} j}";
+    assert_eq!(grade("n", symbolic).reward, 0);
+    // A small one is still evaluated exactly.
+    assert_eq!(grade("5050", "\\boxed{\\sum_{k=1}^{100} k}").status, Status::Correct);
+    let deep = format!("\\boxed{{{}1{}}}", "\\sum_{k=1}^{3}".repeat(500), "");
+    // Too deep to parse: graded (through a later candidate, as for deep fractions) in budget.
+    grade("1", &deep);
+}
+
+#[test]
+fn long_runs_of_new_separators_and_colons() {
+    let colons = format!("\\boxed{{{}}}", "12:00:".repeat(50_000));
+    assert_eq!(grade("12:00", &colons).reward, 0);
+    let grouped = format!("\\boxed{{1{}}}", " 000".repeat(100_000));
+    assert_eq!(grade("1", &grouped).reward, 0);
+    let braced = format!("\\boxed{{1{}}}", "{,}5".repeat(100_000));
+    assert_eq!(grade("1", &braced).reward, 0);
+}
