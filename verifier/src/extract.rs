@@ -6,10 +6,11 @@
 //! first candidate that parses, so an unparseable box does not hide a good answer elsewhere.
 
 use regex::Regex;
+use std::collections::HashSet;
 use std::sync::LazyLock;
 
 /// Where an answer was found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Source {
     Boxed,
     FinalAnswer,
@@ -125,12 +126,20 @@ pub fn candidates(text: &str, opts: &ExtractOptions) -> Vec<Candidate> {
 fn push_group(out: &mut Vec<Candidate>, mut hits: Vec<(Hit, Source)>) {
     // Rightmost end first; for equal ends the longer (earlier-starting) match first.
     hits.sort_by(|a, b| b.0.end.cmp(&a.0.end).then(a.0.start.cmp(&b.0.start)));
+    // A response that repeats its answer many times gives one candidate per spelling (a set, so
+    // that a megabyte of repeated notes stays linear).
+    let mut seen: HashSet<(String, Source)> = out.iter().map(|c| (c.text.clone(), c.source)).collect();
     for (h, source) in hits {
         let text = h.text.trim().to_string();
-        if !text.is_empty() && !out.iter().any(|c| c.text == text && c.source == source) {
+        if !text.is_empty() && seen.insert((text.clone(), source)) {
             out.push(Candidate { text, source });
         }
     }
+}
+
+/// The first hit (by start) starting at or after `from`; `hits` is sorted by start.
+fn first_from(hits: &[Hit], from: usize) -> Option<&Hit> {
+    hits.get(hits.partition_point(|h| h.start < from))
 }
 
 fn floor_boundary(s: &str, mut i: usize) -> usize {
@@ -148,12 +157,11 @@ fn answer_at(text: &str, at: usize, envs: &[Hit], numbers: &[Hit]) -> Option<Hit
     if text[at..].starts_with("\\boxed") || text[at..].starts_with("\\fbox") {
         return boxed_at(text, at);
     }
-    if let Some(h) = envs.iter().find(|h| h.start == at) {
+    if let Some(h) = first_from(envs, at).filter(|h| h.start == at) {
         return Some(h.clone());
     }
-    numbers
-        .iter()
-        .find(|h| h.start >= at && h.start <= at + 1)
+    first_from(numbers, at)
+        .filter(|h| h.start <= at + 1)
         .cloned()
 }
 
@@ -161,23 +169,20 @@ fn answer_at(text: &str, at: usize, envs: &[Hit], numbers: &[Hit]) -> Option<Hit
 /// number — the one after the last `=` within 100 characters when there is one.
 fn anchored_answer(text: &str, anchor_end: usize, envs: &[Hit], numbers: &[Hit]) -> Option<Hit> {
     let near = floor_boundary(text, (anchor_end + 50).min(text.len()));
-    let env = envs
-        .iter()
-        .find(|h| h.start >= anchor_end && h.start <= near)
+    let env = first_from(envs, anchor_end)
+        .filter(|h| h.start <= near)
         .cloned();
     let far = floor_boundary(text, (anchor_end + 100).min(text.len()));
     let after_eq = text[anchor_end..far].rfind('=').map(|p| anchor_end + p + 1);
     let number = match after_eq {
-        Some(eq) => numbers
-            .iter()
-            .find(|h| h.start >= eq && text[eq..h.start].trim().is_empty())
+        Some(eq) => first_from(numbers, eq)
+            .filter(|h| text[eq..h.start].trim().is_empty())
             .cloned(),
         None => None,
     }
     .or_else(|| {
-        numbers
-            .iter()
-            .find(|h| h.start >= anchor_end && h.start <= near)
+        first_from(numbers, anchor_end)
+            .filter(|h| h.start <= near)
             .cloned()
     })
     .filter(|h| !text[h.end..].trim_start().starts_with('='));
@@ -291,21 +296,27 @@ fn latex_envs(text: &str) -> Vec<Hit> {
     }
     // Bare \frac{n}{m} outside any environment.
     let mut pos = 0;
+    let mut fracs = Vec::new();
     while let Some(off) = text[pos..].find("\\frac{") {
         let start = pos + off;
         pos = start + 6;
-        if joined.iter().any(|h| h.start <= start && start < h.end) {
+        // `joined` is sorted by start: the environment that could hold this \frac is the last
+        // one starting at or before it.
+        let inside = joined[..joined.partition_point(|h| h.start <= start)]
+            .last()
+            .is_some_and(|h| start < h.end);
+        if inside {
             continue;
         }
-        if let Some((num_end, den_end)) = simple_frac_at(text, start) {
-            let _ = num_end;
-            joined.push(Hit {
+        if let Some((_, den_end)) = simple_frac_at(text, start) {
+            fracs.push(Hit {
                 start,
                 end: den_end,
                 text: text[start..den_end].to_string(),
             });
         }
     }
+    joined.extend(fracs);
     joined.sort_by_key(|h| h.start);
     joined
 }

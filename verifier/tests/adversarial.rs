@@ -177,3 +177,20 @@ fn long_runs_of_new_separators_and_colons() {
     let braced = format!("\\boxed{{1{}}}", "{,}5".repeat(100_000));
     assert_eq!(grade("1", &braced).reward, 0);
 }
+
+#[test]
+fn responses_that_keep_repeating_their_answer() {
+    // A model that goes on after its answer: tens of thousands of anchors, environments and
+    // numbers. Extraction is linear in them, so these grade (correctly) within the budget.
+    let notes = format!(
+        "Solve. {}",
+        "Note: the answer is $10$, since $3+7=10$. ".repeat(20_000)
+    );
+    assert_eq!(grade("10", &notes).status, Status::Correct);
+    let finals = "The final answer is 10. ".repeat(40_000);
+    assert_eq!(grade("10", &finals).status, Status::Correct);
+    let fracs = format!("{} so $\\frac{{1}}{{2}}$", "\\frac{1}{2} and ".repeat(50_000));
+    assert_eq!(grade("\\frac{1}{2}", &fracs).status, Status::Correct);
+    let anchors = format!("{}{}", "answer answer ".repeat(50_000), "$1$ ".repeat(50_000));
+    assert_eq!(grade("1", &anchors).status, Status::Correct);
+}
