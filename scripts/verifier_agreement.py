@@ -8,7 +8,12 @@ Run (the verifier binary must be built, e.g. `cargo build -p laser-verifier`):
     python3 scripts/verifier_probe_pairs.py > /tmp/probe.jsonl
     ~/.cache/laser-mv/bin/python scripts/verifier_agreement.py --cases /tmp/probe.jsonl --verifier ...
 
---cases takes JSONL rows {"gold", "pred"} with optional "expected" (our label) and "category".
+--cases takes JSONL rows {"gold", "pred"} with optional "expected" or "human" (the label), "category",
+"id" and "mv" (a stored math-verify verdict, used unless --recompute-mv). On the evaluation corpus:
+    ~/.cache/laser-mv/bin/python scripts/verifier_agreement.py --cases verifier/tests/corpus.jsonl \
+        --verifier $CARGO_TARGET_DIR/release/verifier
+prints agreement with math-verify and with the human label, false positives and false negatives
+counted apart, a markdown table per category, and the rows where math-verify disagrees with the label.
 Gold answers without a \\boxed, an unescaped $ or #### are wrapped in $...$ before math-verify
 parses them (the usual way math-verify users pass a bare reference answer).
 """
@@ -37,16 +42,63 @@ def mv_grade(gold: str, pred: str) -> bool:
         return False
 
 
+def split(ours, ref):
+    """(agreement, ours correct where ref says not, ours not where ref says correct)."""
+    agree = sum(a == b for a, b in zip(ours, ref))
+    fp = sum(a and not b for a, b in zip(ours, ref))
+    fn = sum(b and not a for a, b in zip(ours, ref))
+    return agree, fp, fn
+
+
+def category_table(cases, ours, mv, human):
+    """Markdown table of agreement per category (ours vs math-verify, and vs the human label)."""
+    cats = collections.defaultdict(list)
+    for i, c in enumerate(cases):
+        cats[c.get("category", "-")].append(i)
+    head = "| category | rows | negatives | vs math-verify | FP | FN |"
+    rule = "|---|---:|---:|---:|---:|---:|"
+    if human is not None:
+        head += " vs human | FP | FN | math-verify vs human |"
+        rule += "---:|---:|---:|---:|"
+    lines = [head, rule]
+    for cat in sorted(cats) + ["**all**"]:
+        idx = list(range(len(cases))) if cat == "**all**" else cats[cat]
+        o = [ours[i] for i in idx]
+        m = [mv[i] for i in idx]
+        a, fp, fn = split(o, m)
+        neg = sum(not (human or mv)[i] for i in idx)
+        row = f"| {cat} | {len(idx)} | {neg} | {a / len(idx):.1%} | {fp} | {fn} |"
+        if human is not None:
+            h = [human[i] for i in idx]
+            ah, fph, fnh = split(o, h)
+            am = sum(x == y for x, y in zip(m, h))
+            row += f" {ah / len(idx):.1%} | {fph} | {fnh} | {am / len(idx):.1%} |"
+        lines.append(row)
+    return "\n".join(lines)
+
+
+def short(text: str, n: int = 100) -> str:
+    """The end of a response (where its answer is), on one line."""
+    t = text if len(text) <= n else "..." + text[-n:]
+    return repr(t)
+
+
 def main() -> None:
     root = pathlib.Path(__file__).resolve().parent.parent
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", default=str(root / "verifier" / "tests" / "cases.jsonl"))
     ap.add_argument("--verifier", help="path to the built `verifier` binary")
     ap.add_argument("--show", type=int, default=50, help="disagreements to print")
+    ap.add_argument("--recompute-mv", action="store_true",
+                    help="grade with math-verify even where a row carries its `mv` verdict")
     args = ap.parse_args()
 
     cases = [json.loads(l) for l in open(args.cases) if l.strip()]
-    mv = [mv_grade(c["gold"], c["pred"]) for c in cases]
+    # A row's label: `human` (corpus.jsonl) or `expected` (cases.jsonl).
+    for c in cases:
+        if "human" in c and "expected" not in c:
+            c["expected"] = c["human"]
+    mv = [c["mv"] if "mv" in c and not args.recompute_mv else mv_grade(c["gold"], c["pred"]) for c in cases]
     ours = None
     if args.verifier:
         batch = "".join(json.dumps({"gold": c["gold"], "answer": c["pred"]}) + "\n" for c in cases)
@@ -56,27 +108,39 @@ def main() -> None:
 
     n = len(cases)
     labelled = all("expected" in c for c in cases)
-    print(f"cases: {n}")
+    exp = [c["expected"] for c in cases] if labelled else None
+    print(f"cases: {n}" + (f" ({sum(not e for e in exp)} negatives by label)" if labelled else ""))
     if labelled:
-        exp = [c["expected"] for c in cases]
-        print(f"math-verify vs expected:       {sum(a == b for a, b in zip(mv, exp)) / n:.1%}")
+        a, fp, fn = split(mv, exp)
+        print(f"math-verify vs label:          {a}/{n} = {a / n:.1%} (math-verify correct / label not: {fp}; the reverse: {fn})")
     if ours is not None:
+        a, fp, fn = split(ours, mv)
+        print(f"laser-verifier vs math-verify: {a}/{n} = {a / n:.1%}")
+        print(f"  false positives (ours correct, math-verify not): {fp}; false negatives (the reverse): {fn}")
         if labelled:
-            print(f"laser-verifier vs expected:    {sum(a == b for a, b in zip(ours, exp)) / n:.1%}")
-        agree = sum(a == b for a, b in zip(ours, mv))
-        print(f"laser-verifier vs math-verify: {agree}/{n} = {agree / n:.1%}")
-        split = collections.Counter((o, m) for o, m in zip(ours, mv) if o != m)
-        print(f"  ours correct / math-verify not: {split[(True, False)]}; the reverse: {split[(False, True)]}")
-    shown = 0
-    for i, c in enumerate(cases):
-        o = ours[i] if ours is not None else None
-        off_label = labelled and mv[i] != c["expected"]
-        if off_label or (o is not None and o != mv[i]):
-            if shown < args.show:
-                print(f"  [{c.get('category', '-')}] gold={c['gold']!r} pred={c['pred']!r} "
-                      f"expected={c.get('expected')} mv={mv[i]} ours={o}")
-            shown += 1
-    print(f"rows with any disagreement: {shown}")
+            a, fp, fn = split(ours, exp)
+            print(f"laser-verifier vs label:       {a}/{n} = {a / n:.1%}")
+            print(f"  false positives (ours correct, label not): {fp}; false negatives (the reverse): {fn}")
+        if any("category" in c for c in cases):
+            print()
+            print(category_table(cases, ours, mv, exp))
+    if labelled:
+        off = [i for i in range(n) if mv[i] != exp[i]]
+        print(f"\nrows where math-verify disagrees with the label: {len(off)}")
+        for i in off:
+            c = cases[i]
+            o = "" if ours is None else f" ours={ours[i]}"
+            print(f"  {c.get('id', i)} [{c.get('category', '-')}] label={exp[i]} mv={mv[i]}{o} "
+                  f"gold={c['gold']!r} pred={short(c['pred'])}")
+    if ours is not None:
+        off = [i for i in range(n) if ours[i] != mv[i]]
+        print(f"\nrows where laser-verifier disagrees with math-verify: {len(off)}" +
+              (f" (first {args.show})" if len(off) > args.show else ""))
+        for i in off[: args.show]:
+            c = cases[i]
+            lab = f" label={exp[i]}" if labelled else ""
+            print(f"  {c.get('id', i)} [{c.get('category', '-')}] ours={ours[i]} mv={mv[i]}{lab} "
+                  f"gold={c['gold']!r} pred={short(c['pred'])}")
 
 
 if __name__ == "__main__":
