@@ -21,6 +21,7 @@ SmolLM2 rows are read from verifier/tests/corpus_smollm2.jsonl when that file ex
 """
 import argparse
 import json
+import math
 import pathlib
 import random
 import re
@@ -32,6 +33,8 @@ RG_CACHE = TESTS / "corpus_rg_problems.json"
 SMOL = TESTS / "corpus_smollm2.jsonl"
 OUT = TESTS / "corpus.jsonl"
 SEED = 22
+sys.path.insert(0, str(ROOT / "scripts"))
+from gen_reasoning_gym import exact_value  # noqa: E402  (stdlib only)
 T, F = True, False
 
 # ---------------------------------------------------------------------------------------------------
@@ -478,6 +481,7 @@ RG_DRAW = [  # (dataset, how many, config)
 
 def refresh_rg():
     import reasoning_gym
+    from reasoning_gym.arithmetic.leg_counting import ANIMALS
 
     problems = []
     for i, (name, n, config) in enumerate(RG_DRAW):
@@ -485,7 +489,10 @@ def refresh_rg():
         for j in range(n):
             item = ds[j]
             meta = item.get("metadata", {})
-            keep = {k: meta[k] for k in ("variable", "expression") if isinstance(meta.get(k), str)}
+            keep = {k: meta[k] for k in ("variable", "expression", "equation", "numbers", "numerator", "denominator",
+                                         "animals", "num1", "num2", "operation") if k in meta}
+            if "animals" in keep:  # legs per animal, for the worked solution
+                keep["legs"] = {a: ANIMALS[a] for a in keep["animals"]}
             problems.append(dict(id=f"rg-{name}-{j:02d}", dataset=name, question=item["question"],
                                  answer=str(item["answer"]).strip(), metadata=keep))
     RG_CACHE.write_text(json.dumps(problems, indent=1, ensure_ascii=False) + "\n")
@@ -496,70 +503,142 @@ def with_commas(n):
     return f"{n:,}".replace(",", "{,}")
 
 
-def fraction_parts(g):
-    """Numerator and denominator of a gold such as 33/496, $341/367$ or $\\dfrac{66}{865}$."""
-    a, b = re.findall(r"\d+", g)
-    return int(a), int(b)
+def slip(rng, v):
+    """A plausible arithmetic slip: v off by a little, a sign or a digit."""
+    return rng.choice([v + 1, v - 1, v + rng.randint(2, 12), -v if v else 1, v * 10 if v else 10])
 
 
-def rg_wrong(rng, p):
-    """A plausible wrong answer of the same shape as the gold."""
-    g = p["answer"]
-    if p["dataset"] == "fraction_simplification":
-        a, b = fraction_parts(g)
-        return rng.choice([f"{b}/{a}", f"{int(a) + 1}/{b}", f"{int(a) * 2}/{int(b) * 2 + 1}"])
-    if p["dataset"] == "complex_arithmetic":
-        return g.replace("+", "#").replace("-", "+").replace("#", "-") if ("+" in g[1:] or "-" in g[1:]) else g + " + 1.0i"
-    v = int(g)
-    return str(rng.choice([v + 1, v - 1, -v if v else 1, v * 10 if v else 2, v + rng.randint(2, 9)]))
+def eval_steps(rng, expression, wrong):
+    """Evaluate an integer + - * expression one operation at a time (usual precedence), writing each step;
+    with `wrong`, one step is miscomputed and the error carries on. Returns (lines, final value)."""
+    toks = expression.replace("- -", "+ ").split()
+    vals = [int(toks[0])] + [int(t) for t in toks[2::2]]
+    ops = toks[1::2]
+    bad = rng.randrange(len(ops)) if wrong and ops else -1
+    lines, k = [], 0
+    while ops:
+        i = next((j for j, o in enumerate(ops) if o in "*/"), 0)
+        a, o, b = vals[i], ops[i], vals[i + 1]
+        r = a * b if o == "*" else a + b if o == "+" else a - b
+        if k == bad:
+            r = slip(rng, r)
+        lines.append(f"${a} {o.replace('*', chr(92) + 'times')} {b} = {r}$" if b >= 0 else
+                     f"${a} {o.replace('*', chr(92) + 'times')} ({b}) = {r}$")
+        vals[i:i + 2] = [r]
+        del ops[i]
+        k += 1
+    return lines, vals[0]
+
+
+def worked(rng, p, wrong):
+    """A worked solution for one reasoning-gym problem: (steps text, final answer as an int or string).
+    With `wrong`, the solution makes a slip and ends at a different answer."""
+    ds, m, g = p["dataset"], p["metadata"], p["answer"]
+    if ds in ("basic_arithmetic", "chain_sum") and re.fullmatch(r"[-\d *+/ ]+", m.get("expression", "")) \
+            and "/" not in m["expression"]:
+        lines, v = eval_steps(rng, m["expression"], wrong)
+        if wrong and v == int(g):
+            v = slip(rng, v)
+        return "We evaluate step by step, multiplications first, then from left to right.\n\n" + \
+            "\n".join(f"- {l}" for l in lines), v
+    if ds == "gcd":
+        a, b = sorted(m["numbers"], reverse=True)
+        lines = []
+        while b:
+            lines.append(f"${a} = {a // b} \\times {b} + {a % b}$")
+            a, b = b, a % b
+        v = slip(rng, a) if wrong else a
+        v = v if v > 0 else a + 1
+        return "Use the Euclidean algorithm.\n\n" + "\n".join(lines) + \
+            f"\n\nThe last nonzero remainder is {v}.", v
+    if ds == "lcm":
+        a, b = m["numbers"]
+        gg = math.gcd(a, b)
+        v = a * b // gg
+        if wrong:
+            v = a * b if gg > 1 and rng.random() < 0.5 else slip(rng, v)
+        return (f"First, $\\gcd({a}, {b}) = {gg}$. Then\n\\[\n\\operatorname{{lcm}}({a}, {b}) = "
+                f"\\frac{{{a} \\cdot {b}}}{{{gg}}}\n\\]"), v
+    if ds == "simple_equations":
+        x, eq = m["variable"], m["equation"]
+        v = int(g)
+        lhs = eq.split("=")[0]
+        check = exact_value(lhs.replace(x, f"({v})"))
+        if wrong:
+            v = slip(rng, v)
+        return (f"We isolate ${x}$ in ${eq.replace('*', ' ')}$: move the constant term to the right-hand side, "
+                f"then divide by the coefficient of ${x}$. So ${x} = {v}$.\n\nCheck: the left-hand side at "
+                f"${x} = {int(g)}$ is ${check.numerator if check is not None and check.denominator == 1 else lhs}$."), v
+    if ds == "fraction_simplification":
+        a, b = m["numerator"], m["denominator"]
+        gg = math.gcd(a, b)
+        sa, sb = a // gg, b // gg
+        if wrong:
+            sa, sb = rng.choice([(sb, sa), (sa + 1, sb), (sa, sb + 1)])
+        return (f"$\\gcd({a}, {b}) = {gg}$, so we divide both by {gg}: ${a} \\div {gg} = {a // gg}$ and "
+                f"${b} \\div {gg} = {b // gg}$."), (sa, sb)
+    if ds == "leg_counting":
+        legs = m["legs"]
+        terms = [f"{n} \\times {legs[a]}" for a, n in m["animals"].items()]
+        v = sum(n * legs[a] for a, n in m["animals"].items())
+        if wrong:
+            v = slip(rng, v)
+        return ("Each animal's legs: " + ", ".join(f"a {a} has {legs[a]}" for a in m["animals"]) +
+                f".\n\nTotal: ${' + '.join(terms)}$."), v
+    if ds in ("basic_arithmetic", "chain_sum"):  # parentheses or division: one line, after a chain of thought
+        v = int(g)
+        if wrong:
+            v = slip(rng, v)
+        expr = m.get("expression", "").replace("*", "\\times").replace("/", "\\div")
+        return f"{cot(rng, 3)}\n\nWorking through ${expr}$ in order of operations.", v
+    return cot(rng), None  # complex_arithmetic: the answer is written by the caller
 
 
 def rg_responses(rng, p):
     """(category, pred, human) rows for one problem: one right in a drawn format, often one wrong."""
     g, ds = p["answer"], p["dataset"]
-    out = []
-    lead = f"We are asked: {p['question'].strip().splitlines()[-1][:160]}\n\n"
-    if ds == "fraction_simplification":
-        a, b = fraction_parts(g)
-        right = [("plain", f"\\frac{{{a}}}{{{b}}}"), ("plain", f"\\dfrac{{{a}}}{{{b}}}"), ("plain", f"{a}/{b}")]
-        cat, ans = rng.choice(right)
-        out.append((cat, rng.choice(styled(rng, ans, 1)), T))
-        w = rg_wrong(rng, p)  # a different value (flipped, or numerator or denominator off)
-        out.append(("no_false_positives", STYLES[rng.choice(BOXED_STYLES)](rng, f"\\frac{{{w.split('/')[0]}}}{{{w.split('/')[1]}}}"), F))
-        return [(c, lead + r, h) for c, r, h in out]
+    lead = rng.choice(["", "", "Let's solve this carefully.\n\n", "We are asked: " + p["question"].strip().splitlines()[-1][:160] + "\n\n"])
+    rows = []
     if ds == "complex_arithmetic":
-        out.append(("plain", rng.choice(styled(rng, re.sub(r"\.0(?!\d)", "", g), 1)), T))
-        out.append(("plain", rng.choice(styled(rng, rg_wrong(rng, p), 1)), F))
-        return [(c, lead + r, h) for c, r, h in out]
-    v = int(g)
-    forms = [("plain", f"{v}", "box"), ("plain", f"{v}", "minerva"), ("where", f"{v}", "answer_is"),
-             ("where", f"{v}", "final_colon"), ("where", f"{v}", "display")]
-    if abs(v) >= 1000:
-        forms.append(("numbers", with_commas(v), "box"))
-        forms.append(("numbers", f"{v:,}", "answer_is"))
-    if ds == "simple_equations":
-        forms.append(("several_answers", f"{p['metadata'].get('variable', 'x')} = {v}", "box"))
-    if ds == "leg_counting":
-        forms.append(("numbers", f"{v} \\text{{ legs}}", "box"))
+        right = re.sub(r"\.0(?!\d)", "", g)
+        for ans, human in ((right, T), (g.replace("+", "#").replace("-", "+").replace("#", "-")
+                                        if ("+" in g[1:] or "-" in g[1:]) else g + " + 1.0i", F)):
+            rows.append(("plain", lead + rng.choice(styled(rng, ans, 1)), human))
+        return rows
+    if ds == "fraction_simplification":
+        for wrong in (False, True):
+            steps, (a, b) = worked(rng, p, wrong)
+            ans = rng.choice([f"\\frac{{{a}}}{{{b}}}", f"\\dfrac{{{a}}}{{{b}}}", f"{a}/{b}"])
+            rows.append(("plain", lead + steps + "\n\n" + rng.choice(styled(rng, ans, 1)).split("\n\n")[-1], not wrong))
+        return rows
 
     def render(ans, how):
         if how == "box":
-            return rng.choice(styled(rng, ans, 1, boxed_only=True))
+            return rng.choice(styled(rng, ans, 1, boxed_only=True)).split("\n\n")[-1]
         if how == "minerva":
-            return STYLES["minerva"](rng, ans)
+            return f"Final Answer: The final answer is ${ans}$. I hope it is correct."
         if how == "answer_is":
-            return f"{cot(rng)}\n\nSo the answer is {ans}."
+            return f"So the answer is {ans}."
         if how == "final_colon":
-            return f"{cot(rng)}\n\nFinal Answer: {ans}"
-        return f"{cot(rng)}\n\nHence\n\\[\n{ans}\n\\]"
+            return f"Final Answer: {ans}"
+        return f"Hence\n\\[\n{ans}\n\\]"
 
-    cat, ans, how = rng.choice(forms)
-    out.append((cat, render(ans, how), T))
-    if rng.random() < 0.55:
-        w = rg_wrong(rng, p)
-        cat2, _, how2 = rng.choice(forms[:5])
-        out.append((cat2, render(w, how2), F))
-    return [(c, lead + r, h) for c, r, h in out]
+    for wrong in (False, True):
+        if wrong and rng.random() < 0.45:
+            continue
+        steps, v = worked(rng, p, wrong)
+        forms = [("plain", f"{v}", "box"), ("plain", f"{v}", "minerva"), ("where", f"{v}", "answer_is"),
+                 ("where", f"{v}", "final_colon"), ("where", f"{v}", "display")]
+        if abs(v) >= 1000:
+            forms += [("numbers", with_commas(v), "box"), ("numbers", f"{v:,}", "answer_is")]
+        if ds == "simple_equations":
+            forms.append(("several_answers", f"{p['metadata']['variable']} = {v}", "box"))
+        if ds == "leg_counting":
+            forms.append(("numbers", f"{v} \\text{{ legs}}", "box"))
+        cat, ans, how = rng.choice(forms)
+        think_part = think(rng, 3) if rng.random() < 0.25 else ""
+        rows.append((cat, think_part + lead + steps + "\n\n" + render(ans, how), not wrong))
+    return rows
 
 
 def rg_rows(rng):
@@ -581,7 +660,6 @@ def main():
     if args.refresh_rg:
         refresh_rg()
         return
-    sys.path.insert(0, str(ROOT / "scripts"))
     from verifier_agreement import mv_grade  # needs math-verify: run under ~/.cache/laser-mv
 
     rng = random.Random(SEED)
