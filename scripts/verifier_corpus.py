@@ -652,20 +652,62 @@ def rg_rows(rng):
     return rows
 
 
+SMOL_PROMPT = "{question} Put your final answer in \\boxed{{}}."
+
+
+def sample_smollm2(actor, gguf):
+    """Sample SmolLM2 responses for easy cached reasoning-gym problems (and the easiest of the committed
+    data/reasoning_gym_arithmetic_eval.jsonl) with `actor generate`, and write them
+    to corpus_smollm2.jsonl with "human": null; each label is then set by reading the response."""
+    import subprocess
+
+    problems = [p for p in json.loads(RG_CACHE.read_text())
+                if p["dataset"] in ("basic_arithmetic", "chain_sum", "gcd", "lcm")]
+    picked = [p for p in problems if p["dataset"] == "basic_arithmetic"][:10] + \
+        [p for p in problems if p["dataset"] == "chain_sum"][:6] + [p for p in problems if p["dataset"] in ("gcd", "lcm")][:4]
+    # The easiest problems too (one or two operations on digits), where a 135M model is sometimes right.
+    tiny = [json.loads(l) for l in (ROOT / "data" / "reasoning_gym_arithmetic_eval.jsonl").read_text().splitlines()]
+    picked += [dict(t, id=t["id"].replace("rg-", "rgtiny-")) for t in tiny
+               if t["metadata"]["expression"].count(" ") == 2][:14]
+    rows = []
+    for i, p in enumerate(picked):
+        prompt = SMOL_PROMPT.format(question=p["question"].strip())
+        cmd = ["nice", "-n", "15", actor, "generate", "--model", gguf, "--chat", "--prompt", prompt,
+               "--temperature", "0.7", "--max-new-tokens", "256", "--n", "2", "--seed", str(SEED + i), "--json"]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=True).stdout
+        for line in out.splitlines():
+            if line.startswith("{"):
+                s = json.loads(line)
+                rows.append(dict(id=f"smol-{p['id']}-{s['index']}", source="smollm2", category="where",
+                                 gold=p["answer"], pred=s["text"], human=None, prompt=prompt))
+        print(f"{i + 1}/{len(picked)} sampled", file=sys.stderr)
+    SMOL.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    print(f"wrote {len(rows)} responses to {SMOL}; label each (human) by reading it")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--refresh-rg", action="store_true", help="redraw the cached reasoning-gym problems")
+    ap.add_argument("--sample-smollm2", nargs=2, metavar=("ACTOR", "GGUF"),
+                    help="resample the SmolLM2 rows with this `actor` binary and GGUF (labels are then set by hand)")
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args()
     if args.refresh_rg:
         refresh_rg()
+        return
+    if args.sample_smollm2:
+        sample_smollm2(*args.sample_smollm2)
         return
     from verifier_agreement import mv_grade  # needs math-verify: run under ~/.cache/laser-mv
 
     rng = random.Random(SEED)
     rows = handwritten_rows(rng) + rg_rows(rng)
     if SMOL.exists():
-        rows += [json.loads(l) for l in SMOL.read_text().splitlines() if l.strip()]
+        smol = [json.loads(l) for l in SMOL.read_text().splitlines() if l.strip()]
+        unlabelled = [r["id"] for r in smol if r["human"] is None]
+        if unlabelled:
+            sys.exit(f"{SMOL}: rows without a human label: {unlabelled[:5]}")
+        rows += smol
     ids = [r["id"] for r in rows]
     assert len(ids) == len(set(ids)), "duplicate ids"
     keys = ("id", "source", "category", "gold", "pred", "human", "mv")
