@@ -16,8 +16,12 @@ Run with the math-verify environment (deterministic: a fixed seed, no clock, no 
 Refresh the cached reasoning-gym problems (verifier/tests/corpus_rg_problems.json), only when the draw
 changes, with the reasoning-gym environment (see scripts/gen_reasoning_gym.py):
     ~/.cache/laser-rg/bin/python scripts/verifier_corpus.py --refresh-rg
-SmolLM2 rows are read from verifier/tests/corpus_smollm2.jsonl when that file exists (sampled with the
-`actor generate` binary and labelled by reading each response; see that file's rows).
+SmolLM2 rows are read from verifier/tests/corpus_smollm2.jsonl when that file exists: SmolLM2-135M-Instruct
+(scripts/fetch_smollm2.sh) sampled with `actor generate --chat --temperature 0.7 --max-new-tokens 256`, and
+each response labelled by reading it. Resample (then set every "human" label again by reading) with
+    ~/.cache/laser-mv/bin/python scripts/verifier_corpus.py --sample-smollm2 \
+        $CARGO_TARGET_DIR/release/actor "$(scripts/fetch_smollm2.sh)"
+Agreement of laser-verifier with the corpus: scripts/verifier_agreement.py --cases verifier/tests/corpus.jsonl.
 """
 import argparse
 import json
