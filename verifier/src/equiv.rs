@@ -516,10 +516,18 @@ fn is_equation(e: &Expr) -> bool {
     matches!(e, Expr::Rel(_, ops) if ops.iter().all(|o| *o == RelOp::Eq))
 }
 
-/// An equation whose left side is only symbols: `x = 5`, `f(x) = ...`, `ab = 3`.
+/// An equation whose left side is only symbols: `x = 5`, `f(x) = ...`, `ab = 3`,
+/// `(a, b, c) = (1, 2, 3)`.
 fn is_assignment(e: &Expr) -> bool {
+    let symbols_tuple = |x: &Expr| match x {
+        Expr::Tuple(v) => v.iter().all(only_symbols),
+        Expr::Interval { lo, hi, .. } => only_symbols(lo) && only_symbols(hi),
+        _ => false,
+    };
     match e {
-        Expr::Rel(v, ops) if ops.iter().all(|o| *o == RelOp::Eq) => only_symbols(&v[0]),
+        Expr::Rel(v, ops) if ops.iter().all(|o| *o == RelOp::Eq) => {
+            only_symbols(&v[0]) || symbols_tuple(&v[0])
+        }
         _ => false,
     }
 }
@@ -572,6 +580,45 @@ fn relation_as_set(e: &Expr) -> Option<Expr> {
             hi_closed,
         };
         return Some(Expr::Union(vec![mirrored, positive]));
+    }
+    // `|x| > 3`: outside (-3, 3); `|x| \le 2`: [-2, 2].
+    if let ([Expr::Func(Func::Abs, inner), c], [op]) | ([c, Expr::Func(Func::Abs, inner)], [op]) =
+        (v.as_slice(), ops.as_slice())
+        && matches!(**inner, Expr::Sym(_))
+    {
+        let mut fv = BTreeSet::new();
+        free_vars(c, &mut fv);
+        if !fv.is_empty() {
+            return None;
+        }
+        let op = if matches!(v[0], Expr::Func(Func::Abs, _)) {
+            *op
+        } else {
+            op.flipped()
+        };
+        let neg_c = Expr::Neg(Box::new(c.clone()));
+        let interval = |lo: Expr, hi: Expr, lo_closed: bool, hi_closed: bool| Expr::Interval {
+            lo: Box::new(lo),
+            hi: Box::new(hi),
+            lo_closed,
+            hi_closed,
+        };
+        let neg_inf = || Expr::Neg(Box::new(Expr::Inf));
+        return match op {
+            RelOp::Lt | RelOp::Le => {
+                let closed = op == RelOp::Le;
+                Some(interval(neg_c, c.clone(), closed, closed))
+            }
+            RelOp::Gt | RelOp::Ge => {
+                let closed = op == RelOp::Ge;
+                Some(Expr::Union(vec![
+                    interval(neg_inf(), neg_c, false, closed),
+                    interval(c.clone(), Expr::Inf, closed, false),
+                ]))
+            }
+            RelOp::Eq => Some(Expr::Set(vec![neg_c, c.clone()])),
+            RelOp::Ne => None,
+        };
     }
     // A bare variable, or a function value f(x) read as the range it lies in: `0 < f(x) < 1`.
     let is_var = |x: &Expr| only_symbols(x);

@@ -955,10 +955,34 @@ impl Parser<'_> {
     fn parse_func_arg(&mut self, depth: usize) -> Result<Expr, ParseError> {
         match self.peek() {
             Some(Tok::Open(Br::Brace)) => self.parse_group(depth),
-            // \sin x, \ln 2x: the argument runs over a product, not a sum.
-            _ => self.parse_expr(21, depth),
+            // \sin(x) y: a parenthesised argument is the whole argument.
+            Some(Tok::Open(Br::Paren)) => self.parse_expr(25, depth),
+            // \sin 2x, \ln 2x: the argument runs over an implicit product (not a sum), up to
+            // the next function: 2\sin x\cos x is 2 sin(x) cos(x).
+            _ => {
+                let mut arg = self.parse_expr(25, depth)?;
+                while let Some(t) = self.peek() {
+                    let next_function = matches!(t, Tok::Cmd(c) if is_function_name(c));
+                    if !self.starts_primary(t) || next_function {
+                        break;
+                    }
+                    let factor = self.parse_expr(25, depth + 1)?;
+                    arg = push_mul(arg, factor);
+                }
+                Ok(arg)
+            }
         }
     }
+}
+
+/// Commands that apply to an argument (`\sin`, `\log`, ...), which end a function's argument.
+fn is_function_name(c: &str) -> bool {
+    matches!(
+        c,
+        "sin" | "cos" | "tan" | "cot" | "sec" | "csc" | "arcsin" | "arccos" | "arctan" | "sinh"
+            | "cosh" | "tanh" | "ln" | "log" | "lg" | "exp" | "sqrt" | "frac" | "dfrac" | "tfrac"
+            | "sum" | "prod"
+    )
 }
 
 fn is_integer_literal(e: &Expr) -> bool {

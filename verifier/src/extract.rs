@@ -52,6 +52,10 @@ static FINAL_ANSWER: LazyLock<Regex> = LazyLock::new(|| {
 static ANSWER: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)answer").unwrap_or_else(|e| panic!("bad built-in regex: {e}"))
 });
+static IS_THE_ANSWER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^\s*(?:is|was)\s+(?:the|our|my)\s+(?:final\s+|correct\s+)?answer\b")
+        .unwrap_or_else(|e| panic!("bad built-in regex: {e}"))
+});
 static IS_WORD: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"\sis\b:?\s*").unwrap_or_else(|e| panic!("bad built-in regex: {e}"))
 });
@@ -66,6 +70,18 @@ struct Hit {
 
 /// All candidates, best first.
 pub fn candidates(text: &str, opts: &ExtractOptions) -> Vec<Candidate> {
+    // A reasoning model's answer follows its `<think>` block: a box tried inside the thinking
+    // ("it might be \boxed{6}... no wait") is not the answer when the reply gives one.
+    if let Some(end) = text.rfind("</think>") {
+        let reply = candidates_in(&text[end + "</think>".len()..], opts);
+        if !reply.is_empty() {
+            return reply;
+        }
+    }
+    candidates_in(text, opts)
+}
+
+fn candidates_in(text: &str, opts: &ExtractOptions) -> Vec<Candidate> {
     let mut out: Vec<Candidate> = Vec::new();
     let envs = latex_envs(text);
     let numbers = number_hits(text);
@@ -86,7 +102,15 @@ pub fn candidates(text: &str, opts: &ExtractOptions) -> Vec<Candidate> {
     }
     push_group(&mut out, top);
 
-    // Priority 2: the word "answer" followed (within 50 characters) by LaTeX or a number.
+    // Priority 2: "$x = 4$ is the answer": the formula just before the words.
+    let named: Vec<(Hit, Source)> = envs
+        .iter()
+        .filter(|h| IS_THE_ANSWER.is_match(&text[h.end..]))
+        .map(|h| (h.clone(), Source::AnswerAnchor))
+        .collect();
+    push_group(&mut out, named);
+
+    // Priority 3: the word "answer" followed (within 50 characters) by LaTeX or a number.
     let mut anchored = Vec::new();
     for m in ANSWER.find_iter(text) {
         if let Some(h) = anchored_answer(text, m.end(), &envs, &numbers) {
@@ -95,7 +119,7 @@ pub fn candidates(text: &str, opts: &ExtractOptions) -> Vec<Candidate> {
     }
     push_group(&mut out, anchored);
 
-    // Priority 3: GSM8K's "#### 42".
+    // Priority 4: GSM8K's "#### 42".
     if let Some(pos) = text.rfind("####") {
         let rest = text[pos + 4..].trim_start_matches('#');
         let line = rest.lines().next().unwrap_or("").trim();
@@ -107,7 +131,7 @@ pub fn candidates(text: &str, opts: &ExtractOptions) -> Vec<Candidate> {
         }
     }
 
-    // Priority 4: any LaTeX environment or plain number; rightmost first.
+    // Priority 5: any LaTeX environment or plain number; rightmost first.
     let mut plain: Vec<(Hit, Source)> = envs.iter().map(|h| (h.clone(), Source::Latex)).collect();
     if opts.last_number_fallback {
         plain.extend(numbers.iter().map(|h| (h.clone(), Source::Number)));
@@ -172,7 +196,14 @@ fn anchored_answer(text: &str, anchor_end: usize, envs: &[Hit], numbers: &[Hit])
     let env = first_from(envs, anchor_end)
         .filter(|h| h.start <= near)
         .cloned();
-    let far = floor_boundary(text, (anchor_end + 100).min(text.len()));
+    // A plain number must be on the anchor's line (math-verify's `.` does not cross lines
+    // there); a LaTeX environment may start on the next.
+    let window = floor_boundary(text, (anchor_end + 100).min(text.len()));
+    let line_end = text[anchor_end..window]
+        .find('\n')
+        .map_or(window, |p| anchor_end + p);
+    let near_line = near.min(line_end);
+    let far = floor_boundary(text, (anchor_end + 100).min(line_end));
     let after_eq = text[anchor_end..far].rfind('=').map(|p| anchor_end + p + 1);
     let number = match after_eq {
         Some(eq) => first_from(numbers, eq)
@@ -182,7 +213,7 @@ fn anchored_answer(text: &str, anchor_end: usize, envs: &[Hit], numbers: &[Hit])
     }
     .or_else(|| {
         first_from(numbers, anchor_end)
-            .filter(|h| h.start <= near)
+            .filter(|h| h.start <= near_line)
             .cloned()
     })
     .filter(|h| !text[h.end..].trim_start().starts_with('='));
@@ -197,6 +228,9 @@ fn number_hits(text: &str) -> Vec<Hit> {
         .captures_iter(text)
         .filter_map(|c| {
             let num = c.get(1)?;
+            if opens_broken_formula(text, num.start(), num.end()) {
+                return None;
+            }
             let (end, pct) = match c.get(2) {
                 Some(p) => (p.end(), true),
                 None => (num.end(), false),
@@ -212,6 +246,66 @@ fn number_hits(text: &str) -> Vec<Hit> {
             })
         })
         .collect()
+}
+
+/// `$5` ending its line, the next line going on with an operator and closing the `$`: the first
+/// piece of a formula split over lines (`$5\n+ 1 = 6$`), not a price. math-verify is strict
+/// about such formulas, and so are we: the piece is no answer.
+fn opens_broken_formula(text: &str, start: usize, end: usize) -> bool {
+    let before = &text[..start];
+    let opened = before.ends_with('$') && !before.ends_with("\\$");
+    if !opened {
+        return false;
+    }
+    let rest = &text[end..];
+    // Only spaces may follow on the line (checked without scanning a long line to its end).
+    let spaces = rest.len() - rest.trim_start_matches([' ', '\t', '\r']).len();
+    if !rest[spaces..].starts_with('\n') {
+        return false;
+    }
+    let next_line = rest[spaces + 1..].lines().next().unwrap_or("");
+    let continues = next_line
+        .trim_start()
+        .starts_with(['+', '-', '*', '/', '=', '^', '\\', '{']);
+    continues && next_line.contains('$')
+}
+
+/// `3,5` as a whole answer in a response written in another language than English, where the
+/// comma is the decimal mark (`\boxed{3,5}` in German text is 3.5, not the list 3, 5).
+pub fn localized_decimal(answer: &str) -> Option<String> {
+    let t = answer.trim();
+    let (int, frac) = t.split_once(',')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
+    let int_digits = int.strip_prefix('-').unwrap_or(int);
+    (digits(int_digits) && digits(frac) && frac.len() != 3).then(|| format!("{int}.{frac}"))
+}
+
+/// Whether prose is clearly in a language that writes decimal commas (German, French, Spanish,
+/// Italian, Portuguese, Dutch, Russian): its function words outnumber English ones.
+pub fn writes_decimal_commas(text: &str) -> bool {
+    const ENGLISH: &[&str] = &[
+        "the", "is", "and", "of", "to", "we", "so", "answer", "this", "that", "with", "then",
+    ];
+    const OTHERS: &[&str] = &[
+        "die", "der", "das", "und", "ist", "wir", "antwort", "lautet", "ergebnis", "le", "la",
+        "les", "est", "et", "donc", "nous", "réponse", "el", "es", "y", "por", "lo", "tanto",
+        "respuesta", "il", "è", "risposta", "quindi", "não", "é", "resposta", "portanto", "het",
+        "een", "antwoord", "dus", "ответ", "и", "это",
+    ];
+    let (mut english, mut others) = (0usize, 0usize);
+    for word in text
+        .split(|c: char| !c.is_alphabetic())
+        .filter(|w| !w.is_empty())
+        .take(20_000)
+    {
+        let w = word.to_lowercase();
+        if ENGLISH.contains(&w.as_str()) {
+            english += 1;
+        } else if OTHERS.contains(&w.as_str()) {
+            others += 1;
+        }
+    }
+    others >= 2 && others > 2 * english
 }
 
 /// A plain-text number: `3,5` (a comma not followed by exactly three digits) is the decimal
@@ -440,7 +534,16 @@ fn last_boxed(text: &str) -> Option<Hit> {
                 || between.contains(';')
                 || between.split_whitespace().any(|w| w == "and" || w == "or");
             let same = h.text.trim() == next.text.trim();
-            if !(gap < 10 || (gap < 70 && separated && !same)) {
+            // Boxes in different math environments are one answer only when nothing but a
+            // separator stands between the environments ("$\boxed{2}$ and $\boxed{3}$"), as
+            // math-verify chains environments; "$\boxed{9}$, and then we get $\boxed{12}$"
+            // is an intermediate result and the answer.
+            let joinable = if crosses_environment(between) {
+                bare_separator(between)
+            } else {
+                gap < 10 || (gap < 70 && separated && !same)
+            };
+            if !joinable {
                 break;
             }
             if same {
@@ -467,6 +570,50 @@ fn last_boxed(text: &str) -> Option<Hit> {
         end,
         text: texts.join(","),
     })
+}
+
+const MATH_DELIMITERS: [&str; 5] = ["$", "\\]", "\\)", "\\[", "\\("];
+
+/// Whether text between two boxes closes or opens a math environment.
+fn crosses_environment(between: &str) -> bool {
+    MATH_DELIMITERS.iter().any(|d| between.contains(d))
+}
+
+/// Between two boxes in neighbouring environments: the rest of the first environment, its
+/// closing delimiter, only ",", "and", "or" (or spaces), the next opening delimiter, the start of
+/// the next environment: "$k=\boxed{45}$ and $n=\boxed{2}$".
+fn bare_separator(between: &str) -> bool {
+    let delimiter_at = |i: usize| {
+        MATH_DELIMITERS
+            .iter()
+            .find(|d| between[i..].starts_with(**d))
+            .map(|d| d.len())
+    };
+    let mut delimiters = Vec::new();
+    let mut i = 0;
+    while i < between.len() {
+        match delimiter_at(i) {
+            Some(len) => {
+                // `$$` is one delimiter.
+                let len = if between[i + len..].starts_with('$') && len == 1 { 2 } else { len };
+                delimiters.push((i, i + len));
+                i += len;
+            }
+            None => i += between[i..].chars().next().map_or(1, char::len_utf8),
+        }
+    }
+    let (Some(close), Some(open)) = (delimiters.first(), delimiters.last()) else {
+        return false;
+    };
+    if delimiters.len() != 2 {
+        return false;
+    }
+    let middle = between[close.1..open.0].replace("\\quad", " ");
+    let words: Vec<&str> = middle
+        .split(|c: char| c.is_whitespace() || c == ',' || c == ';')
+        .filter(|w| !w.is_empty())
+        .collect();
+    words.len() <= 1 && words.iter().all(|w| *w == "and" || *w == "or")
 }
 
 /// Short text that reads as a formula rather than prose ("x+1", "\sqrt{2}", "(1, 2)").

@@ -3,7 +3,9 @@
 use crate::budget::{Deadline, JobFailure, Worker};
 use crate::equiv::{Comparer, EquivConfig};
 use crate::expr::{Expr, ParseLimits, parse_answer};
-use crate::extract::{Candidate, ExtractOptions, candidates, gold_candidates};
+use crate::extract::{
+    Candidate, ExtractOptions, candidates, gold_candidates, localized_decimal, writes_decimal_commas,
+};
 use crate::normalize::{compact, nesting_depth, normalize};
 use crate::number::NumLimits;
 use serde::{Deserialize, Serialize};
@@ -311,9 +313,20 @@ pub fn grade_inline(
         whole_fallback: config.bare_answer_fallback,
     };
     let response = tail(response, config.max_response_bytes);
-    let pred_cands = candidates(response, &opts);
+    let mut pred_cands = candidates(response, &opts);
     if pred_cands.is_empty() {
         return Grade::new(Status::NoAnswer, None);
+    }
+    if pred_cands
+        .iter()
+        .any(|c| localized_decimal(&c.text).is_some())
+        && writes_decimal_commas(response)
+    {
+        for c in &mut pred_cands {
+            if let Some(decimal) = localized_decimal(&c.text) {
+                c.text = decimal;
+            }
+        }
     }
     let Some(pred) = choose(pred_cands, config, &deadline) else {
         return Grade::new(Status::Timeout, None);

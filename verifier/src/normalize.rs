@@ -54,9 +54,13 @@ static FRAC_SHORT: LazyLock<Regex> = LazyLock::new(|| re(r"\\frac\s*(\d)\s*(\d)"
 static FRAC_SHORT_NUM: LazyLock<Regex> = LazyLock::new(|| re(r"\\frac\s*(\d)\s*\{"));
 static FRAC_SHORT_DEN: LazyLock<Regex> = LazyLock::new(|| re(r"\\frac\s*\{([^{}]*)\}\s*(\d)"));
 static SQRT_SHORT: LazyLock<Regex> = LazyLock::new(|| re(r"\\sqrt\s*(\d|[a-zA-Z])"));
-/// "x \in [1, 2]": membership in the answer set; keep the set.
-static LEADING_MEMBERSHIP: LazyLock<Regex> =
-    LazyLock::new(|| re(r"^[a-zA-Z](?:_\{?[a-zA-Z0-9]+\}?)?\s*\\in\b\s*"));
+/// "x \in [1, 2]", "(x,y) \in \{...\}": membership in the answer set; keep the set.
+static LEADING_MEMBERSHIP: LazyLock<Regex> = LazyLock::new(|| {
+    re(concat!(
+        r"^(?:[a-zA-Z](?:_\{?[a-zA-Z0-9]+\}?)?",
+        r"|\(\s*[a-zA-Z](?:\s*,\s*[a-zA-Z])*\s*\))\s*\\in\b\s*"
+    ))
+});
 static TEXT_WRAPPER: LazyLock<Regex> = LazyLock::new(|| {
     re(r"^\\(?:text|textbf|textnormal|textrm|mathrm|mathbf|textit|mbox|boxed)\s*\{(.*)\}$")
 });
