@@ -121,6 +121,18 @@ def main() -> None:
             a, fp, fn = split(ours, exp)
             print(f"laser-verifier vs label:       {a}/{n} = {a / n:.1%}")
             print(f"  false positives (ours correct, label not): {fp}; false negatives (the reverse): {fn}")
+            right = [i for i in range(n) if mv[i] == exp[i]]
+            a = sum(ours[i] == mv[i] for i in right)
+            print(f"laser-verifier vs math-verify where math-verify matches the label: "
+                  f"{a}/{len(right)} = {a / max(1, len(right)):.1%}")
+            sources = sorted({c.get("source", "-") for c in cases})
+            if len(sources) > 1:
+                for src in sources:
+                    idx = [i for i in range(n) if cases[i].get("source", "-") == src]
+                    am = sum(ours[i] == mv[i] for i in idx)
+                    al = sum(ours[i] == exp[i] for i in idx)
+                    print(f"  source {src}: {len(idx)} rows, vs math-verify {am / len(idx):.1%}, "
+                          f"vs label {al / len(idx):.1%}")
         if any("category" in c for c in cases):
             print()
             print(category_table(cases, ours, mv, exp))

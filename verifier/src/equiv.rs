@@ -556,7 +556,10 @@ fn relation_as_set(e: &Expr) -> Option<Expr> {
     if let ([a, Expr::Func(Func::Abs, inner), b], [o1, o2]) = (v.as_slice(), ops.as_slice())
         && matches!(**inner, Expr::Sym(_))
     {
-        let plain = Expr::Rel(vec![a.clone(), (**inner).clone(), b.clone()], vec![*o1, *o2]);
+        let plain = Expr::Rel(
+            vec![a.clone(), (**inner).clone(), b.clone()],
+            vec![*o1, *o2],
+        );
         let Some(Expr::Interval {
             lo,
             hi,
@@ -637,11 +640,7 @@ fn relation_as_set(e: &Expr) -> Option<Expr> {
     match (v.as_slice(), ops.as_slice()) {
         ([x, c], [op]) | ([c, x], [op]) if is_var(x) && closed(c) => {
             // Normalise to "x op c".
-            let op = if is_var(&v[0]) {
-                *op
-            } else {
-                op.flipped()
-            };
+            let op = if is_var(&v[0]) { *op } else { op.flipped() };
             Some(match op {
                 RelOp::Eq => Expr::Set(vec![c.clone()]),
                 RelOp::Gt => interval(c.clone(), Expr::Inf, false, false),

@@ -113,7 +113,11 @@ fn substitute(e: &Expr, var: &str, value: &Expr) -> Expr {
             lo: boxed(lo),
             hi: boxed(hi),
             // An inner sum over the same letter binds it afresh.
-            body: if inner == var { body.clone() } else { boxed(body) },
+            body: if inner == var {
+                body.clone()
+            } else {
+                boxed(body)
+            },
             product: *product,
         },
         other => other.clone(),
@@ -236,11 +240,22 @@ pub fn eval_num(e: &Expr, l: &NumLimits) -> Option<Num> {
             )?;
             let mut acc = Num::int(i64::from(*product));
             for k in lo..=hi {
-                let term = eval_num(&substitute(body, var, &Expr::Num {
-                    value: BigRational::from_integer(BigInt::from(k)),
-                    decimal: false,
-                }), l)?;
-                acc = if *product { acc.mul(&term, l) } else { acc.add(&term, l) };
+                let term = eval_num(
+                    &substitute(
+                        body,
+                        var,
+                        &Expr::Num {
+                            value: BigRational::from_integer(BigInt::from(k)),
+                            decimal: false,
+                        },
+                    ),
+                    l,
+                )?;
+                acc = if *product {
+                    acc.mul(&term, l)
+                } else {
+                    acc.add(&term, l)
+                };
             }
             acc
         }
@@ -347,7 +362,8 @@ pub fn eval_f64(e: &Expr, names: &[String], vars: &[f64]) -> f64 {
             let inner_names: Vec<String> = std::iter::once(var.clone())
                 .chain(names.iter().cloned())
                 .collect();
-            let mut inner_vars: Vec<f64> = std::iter::once(0.0).chain(vars.iter().copied()).collect();
+            let mut inner_vars: Vec<f64> =
+                std::iter::once(0.0).chain(vars.iter().copied()).collect();
             let mut acc = if *product { 1.0 } else { 0.0 };
             for k in lo..=hi {
                 inner_vars[0] = k as f64;

@@ -364,9 +364,10 @@ fn lex(s: &str, limits: &ParseLimits) -> Result<Vec<Tok>, ParseError> {
                     toks.push(Tok::Sym(time));
                     i += 2;
                 } else if matches!(toks.last(), Some(Tok::Num(_) | Tok::Sym(_) | Tok::Close(_)))
-                    && chars[i..].iter().find(|c| !c.is_whitespace()).is_some_and(|c| {
-                        c.is_ascii_alphanumeric() || *c == '(' || *c == '\\'
-                    })
+                    && chars[i..]
+                        .iter()
+                        .find(|c| !c.is_whitespace())
+                        .is_some_and(|c| c.is_ascii_alphanumeric() || *c == '(' || *c == '\\')
                 {
                     // A ratio 3:2 is the quotient 3/2 (as math-verify reads it).
                     toks.push(Tok::Op('/'));
@@ -979,9 +980,28 @@ impl Parser<'_> {
 fn is_function_name(c: &str) -> bool {
     matches!(
         c,
-        "sin" | "cos" | "tan" | "cot" | "sec" | "csc" | "arcsin" | "arccos" | "arctan" | "sinh"
-            | "cosh" | "tanh" | "ln" | "log" | "lg" | "exp" | "sqrt" | "frac" | "dfrac" | "tfrac"
-            | "sum" | "prod"
+        "sin"
+            | "cos"
+            | "tan"
+            | "cot"
+            | "sec"
+            | "csc"
+            | "arcsin"
+            | "arccos"
+            | "arctan"
+            | "sinh"
+            | "cosh"
+            | "tanh"
+            | "ln"
+            | "log"
+            | "lg"
+            | "exp"
+            | "sqrt"
+            | "frac"
+            | "dfrac"
+            | "tfrac"
+            | "sum"
+            | "prod"
     )
 }
 

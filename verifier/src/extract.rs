@@ -152,7 +152,8 @@ fn push_group(out: &mut Vec<Candidate>, mut hits: Vec<(Hit, Source)>) {
     hits.sort_by(|a, b| b.0.end.cmp(&a.0.end).then(a.0.start.cmp(&b.0.start)));
     // A response that repeats its answer many times gives one candidate per spelling (a set, so
     // that a megabyte of repeated notes stays linear).
-    let mut seen: HashSet<(String, Source)> = out.iter().map(|c| (c.text.clone(), c.source)).collect();
+    let mut seen: HashSet<(String, Source)> =
+        out.iter().map(|c| (c.text.clone(), c.source)).collect();
     for (h, source) in hits {
         let text = h.text.trim().to_string();
         if !text.is_empty() && seen.insert((text.clone(), source)) {
@@ -287,10 +288,45 @@ pub fn writes_decimal_commas(text: &str) -> bool {
         "the", "is", "and", "of", "to", "we", "so", "answer", "this", "that", "with", "then",
     ];
     const OTHERS: &[&str] = &[
-        "die", "der", "das", "und", "ist", "wir", "antwort", "lautet", "ergebnis", "le", "la",
-        "les", "est", "et", "donc", "nous", "réponse", "el", "es", "y", "por", "lo", "tanto",
-        "respuesta", "il", "è", "risposta", "quindi", "não", "é", "resposta", "portanto", "het",
-        "een", "antwoord", "dus", "ответ", "и", "это",
+        "die",
+        "der",
+        "das",
+        "und",
+        "ist",
+        "wir",
+        "antwort",
+        "lautet",
+        "ergebnis",
+        "le",
+        "la",
+        "les",
+        "est",
+        "et",
+        "donc",
+        "nous",
+        "réponse",
+        "el",
+        "es",
+        "y",
+        "por",
+        "lo",
+        "tanto",
+        "respuesta",
+        "il",
+        "è",
+        "risposta",
+        "quindi",
+        "não",
+        "é",
+        "resposta",
+        "portanto",
+        "het",
+        "een",
+        "antwoord",
+        "dus",
+        "ответ",
+        "и",
+        "это",
     ];
     let (mut english, mut others) = (0usize, 0usize);
     for word in text
@@ -595,7 +631,11 @@ fn bare_separator(between: &str) -> bool {
         match delimiter_at(i) {
             Some(len) => {
                 // `$$` is one delimiter.
-                let len = if between[i + len..].starts_with('$') && len == 1 { 2 } else { len };
+                let len = if between[i + len..].starts_with('$') && len == 1 {
+                    2
+                } else {
+                    len
+                };
                 delimiters.push((i, i + len));
                 i += len;
             }

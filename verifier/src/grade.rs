@@ -4,7 +4,8 @@ use crate::budget::{Deadline, JobFailure, Worker};
 use crate::equiv::{Comparer, EquivConfig};
 use crate::expr::{Expr, ParseLimits, parse_answer};
 use crate::extract::{
-    Candidate, ExtractOptions, candidates, gold_candidates, localized_decimal, writes_decimal_commas,
+    Candidate, ExtractOptions, candidates, gold_candidates, localized_decimal,
+    writes_decimal_commas,
 };
 use crate::normalize::{compact, nesting_depth, normalize};
 use crate::number::NumLimits;

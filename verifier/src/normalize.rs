@@ -145,7 +145,9 @@ fn drop_approximation(s: &str) -> String {
     let exact = exact.trim();
     let is_variable = !exact.is_empty()
         && exact.len() <= 3
-        && exact.chars().all(|c| c.is_ascii_alphabetic() || c == '_' || c.is_ascii_digit());
+        && exact
+            .chars()
+            .all(|c| c.is_ascii_alphabetic() || c == '_' || c.is_ascii_digit());
     if exact.is_empty() {
         approx.trim().to_string()
     } else if is_variable {
