@@ -162,7 +162,10 @@ fn sums_with_huge_or_nested_ranges_are_refused_not_run() {
     let symbolic = "\\boxed{\\sum_{i=1}^{n}\\sum_{j=1}^{10^{9}} j}";
     assert_eq!(grade("n", symbolic).reward, 0);
     // A small one is still evaluated exactly.
-    assert_eq!(grade("5050", "\\boxed{\\sum_{k=1}^{100} k}").status, Status::Correct);
+    assert_eq!(
+        grade("5050", "\\boxed{\\sum_{k=1}^{100} k}").status,
+        Status::Correct
+    );
     let deep = format!("\\boxed{{{}1{}}}", "\\sum_{k=1}^{3}".repeat(500), "");
     // Too deep to parse: graded (through a later candidate, as for deep fractions) in budget.
     grade("1", &deep);
@@ -189,8 +192,15 @@ fn responses_that_keep_repeating_their_answer() {
     assert_eq!(grade("10", &notes).status, Status::Correct);
     let finals = "The final answer is 10. ".repeat(40_000);
     assert_eq!(grade("10", &finals).status, Status::Correct);
-    let fracs = format!("{} so $\\frac{{1}}{{2}}$", "\\frac{1}{2} and ".repeat(50_000));
+    let fracs = format!(
+        "{} so $\\frac{{1}}{{2}}$",
+        "\\frac{1}{2} and ".repeat(50_000)
+    );
     assert_eq!(grade("\\frac{1}{2}", &fracs).status, Status::Correct);
-    let anchors = format!("{}{}", "answer answer ".repeat(50_000), "$1$ ".repeat(50_000));
+    let anchors = format!(
+        "{}{}",
+        "answer answer ".repeat(50_000),
+        "$1$ ".repeat(50_000)
+    );
     assert_eq!(grade("1", &anchors).status, Status::Correct);
 }

@@ -25,17 +25,37 @@ fn several_answers_in_any_order_and_joined_boxes() {
         &[
             (r"(3,2)", r"So $\boxed{(p,q)=(3,2)}$.", true),
             (r"5", r"Therefore $\boxed{x = 5}$.", true),
-            (r"k=45, n=2", r"We get $\boxed{k=45}$ and $\boxed{n=2}$.", true),
+            (
+                r"k=45, n=2",
+                r"We get $\boxed{k=45}$ and $\boxed{n=2}$.",
+                true,
+            ),
             (r"45, 2", r"We get $\boxed{k=45}$ and $\boxed{n=2}$.", true),
-            (r"(1,2),(3,4)", r"The pairs are $\boxed{(3,4),(1,2)}$.", true),
-            (r"\{(1,2),(3,4)\}", r"$\boxed{(3,4)}$ and $\boxed{(1,2)}$", true),
+            (
+                r"(1,2),(3,4)",
+                r"The pairs are $\boxed{(3,4),(1,2)}$.",
+                true,
+            ),
+            (
+                r"\{(1,2),(3,4)\}",
+                r"$\boxed{(3,4)}$ and $\boxed{(1,2)}$",
+                true,
+            ),
             (r"2, 3", r"The roots are $\boxed{2} \quad \boxed{3}$.", true),
             (r"2, 3", r"The roots are $\boxed{3}$ or $\boxed{2}$.", true),
-            (r"\frac{1}{2}", r"$\boxed{\frac{1}{2}}$ or equivalently $\boxed{0.5}$", true),
+            (
+                r"\frac{1}{2}",
+                r"$\boxed{\frac{1}{2}}$ or equivalently $\boxed{0.5}$",
+                true,
+            ),
             (r"1,2", r"The solutions are $x = 1$ and $x = 2$.", true),
             (r"(1,3)", r"$\boxed{(3,1)}$", false),
             (r"a=2,b=3", r"$\boxed{a=3,b=2}$", false),
-            (r"2, 3", r"The roots are $\boxed{2} \quad \boxed{4}$.", false),
+            (
+                r"2, 3",
+                r"The roots are $\boxed{2} \quad \boxed{4}$.",
+                false,
+            ),
             (r"2", r"$\boxed{2 \text{ and } 3}$", false),
         ],
     );
@@ -74,8 +94,16 @@ fn matrices_intervals_inequalities_and_equations() {
             (r"(0,1)", r"$\boxed{0<f(x)<1}$", true),
             (r"(0,1)", r"$\boxed{0 \le f(x)<1}$", false),
             (r"[1,2)", r"$\boxed{1\le x<2}$", true),
-            (r"(-\infty,2)\cup(3,\infty)", r"$\boxed{x<2 \text{ or } x>3}$", true),
-            (r"(-\infty,2)\cup(3,\infty)", r"$\boxed{x<2 \text{ or } x\ge 3}$", false),
+            (
+                r"(-\infty,2)\cup(3,\infty)",
+                r"$\boxed{x<2 \text{ or } x>3}$",
+                true,
+            ),
+            (
+                r"(-\infty,2)\cup(3,\infty)",
+                r"$\boxed{x<2 \text{ or } x\ge 3}$",
+                false,
+            ),
             (r"x \neq 2", r"$\boxed{x != 2}$", true),
             (r"x \neq 2", r"$\boxed{x \ne 3}$", false),
             (r"y = 2x + 1", r"$\boxed{2x + 1 = y}$", true),
@@ -123,7 +151,9 @@ fn numbers_as_people_write_them() {
 #[test]
 fn where_the_answer_is() {
     let long_thought = "Let me think about this step by step. ".repeat(400);
-    let after_think = format!("<think>\n{long_thought} 6 times 7 is 42.\n</think>\n\n**Final Answer**\n\\[\n\\boxed{{42}}\n\\]");
+    let after_think = format!(
+        "<think>\n{long_thought} 6 times 7 is 42.\n</think>\n\n**Final Answer**\n\\[\n\\boxed{{42}}\n\\]"
+    );
     let kept_going = format!(
         "The final answer is $\\boxed{{10}}$.{}",
         "\n\nNote: the answer is 10, since 3 + 7 = 10 and 12 - 2 = 10.".repeat(2000)
@@ -135,10 +165,22 @@ fn where_the_answer_is() {
             (r"41", &after_think, false),
             (r"10", &kept_going, true),
             (r"42", r"Final Answer: $42$", true),
-            (r"42", "So we get\n\\[\n6 \\times 7 = 42\n\\]\nThat's it.", true),
+            (
+                r"42",
+                "So we get\n\\[\n6 \\times 7 = 42\n\\]\nThat's it.",
+                true,
+            ),
             (r"\frac{7}{2}", r"Therefore, the answer is 7/2.", true),
-            (r"7", r"<think>3+4=7 so \boxed{7}</think> Final: \boxed{8}", false),
-            (r"\frac{\pi}{4}", r"$\boxed{\frac{\pi}{4} \approx 0.785}$", true),
+            (
+                r"7",
+                r"<think>3+4=7 so \boxed{7}</think> Final: \boxed{8}",
+                false,
+            ),
+            (
+                r"\frac{\pi}{4}",
+                r"$\boxed{\frac{\pi}{4} \approx 0.785}$",
+                true,
+            ),
             (r"\frac{1}{2}", "Thus $\\frac{1}\n{2}$", false),
         ],
     );
@@ -151,7 +193,11 @@ fn different_expressions_never_grade_equal() {
         &[
             (r"1+\frac{1}{e}", r"$\boxed{1-\frac{1}{e}}$", false),
             (r"\frac{e-1}{e}", r"$\boxed{1-\frac{1}{e}}$", true),
-            (r"\sum_{k=2}^{n} k^2", r"$\boxed{\sum_{k=1}^{n} k^2}$", false),
+            (
+                r"\sum_{k=2}^{n} k^2",
+                r"$\boxed{\sum_{k=1}^{n} k^2}$",
+                false,
+            ),
             (r"\sum_{k=1}^{n} k", r"$\boxed{\sum_{k=0}^{n} k}$", true),
             (r"\frac{n(n+1)}{2}", r"$\boxed{\sum_{k=1}^{n} k}$", true),
             (r"\frac{n(n-1)}{2}", r"$\boxed{\sum_{k=1}^{n} k}$", false),
@@ -159,10 +205,22 @@ fn different_expressions_never_grade_equal() {
             (r"3628800", r"$\boxed{\prod_{k=1}^{10} k}$", true),
             (r"\frac{n(n+1)}{2}", r"$\boxed{\binom{n+1}{2}}$", true),
             (r"\frac{n(n+1)}{2}", r"$\boxed{\binom{n}{2}}$", false),
-            (r"x^2-1", r"The expression simplifies to $(x-1)(x+1)$.", true),
-            (r"x^2+1", r"The expression simplifies to $(x-1)(x+1)$.", false),
+            (
+                r"x^2-1",
+                r"The expression simplifies to $(x-1)(x+1)$.",
+                true,
+            ),
+            (
+                r"x^2+1",
+                r"The expression simplifies to $(x-1)(x+1)$.",
+                false,
+            ),
             (r"\frac{\sqrt{2}}{2}", r"$\boxed{\frac{1}{\sqrt{2}}}$", true),
-            (r"\frac{\sqrt{3}}{2}", r"$\boxed{\frac{1}{\sqrt{2}}}$", false),
+            (
+                r"\frac{\sqrt{3}}{2}",
+                r"$\boxed{\frac{1}{\sqrt{2}}}$",
+                false,
+            ),
             (r"2\sqrt{2}", r"$\boxed{\sqrt{8}}$", true),
             (r"\frac{1}{3}", r"$\boxed{0.33}$", false),
         ],
