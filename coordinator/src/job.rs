@@ -23,7 +23,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use laser_proto::cluster::{ClusterConfig, ClusterMode, ModelInit, PromptTemplateKind};
+use laser_config::{ClusterConfig, ClusterMode, ModelInit, PromptTemplateKind};
 use laser_verifier::tasks::sft::{SftDataConfig, sft_pair};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

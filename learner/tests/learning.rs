@@ -5,11 +5,9 @@ use std::path::{Path, PathBuf};
 
 use burn::module::{AutodiffModule, Param};
 use burn::tensor::{Tensor, TensorData};
+use laser_config::{LaserConfig, LearnerConfig, LrSchedule, OptimConfig};
 use laser_learner::checkpoint::RunDir;
-use laser_learner::{
-    Group, LaserConfig, Learner, LearnerConfig, LrSchedule, OptimConfig, Sample, TrainBackend,
-    TrainingBatch,
-};
+use laser_learner::{Group, Learner, Sample, TrainBackend, TrainingBatch};
 use laser_model::weights::WeightMap;
 use laser_model::{ScoreItem, Transformer, score};
 

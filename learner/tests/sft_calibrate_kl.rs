@@ -3,11 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use burn::module::AutodiffModule;
+use laser_config::{KlEstimator, KlPenalty, LaserConfig, LearnerConfig, LrSchedule, OptimConfig};
 use laser_learner::calibrate::{CalibrationRequest, read_calibration, write_calibration};
-use laser_learner::{
-    Group, KlEstimator, KlPenalty, LaserConfig, Learner, LearnerConfig, LrSchedule, OptimConfig,
-    Sample, SftExample, TrainBackend, TrainingBatch, calibrate,
-};
+use laser_learner::{Group, Learner, Sample, SftExample, TrainBackend, TrainingBatch, calibrate};
 use laser_model::{SamplingParams, ScoreItem, Transformer};
 
 type Inner = laser_model::backend::Cpu;

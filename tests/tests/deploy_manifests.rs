@@ -13,9 +13,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use laser_integration_tests::{run_bounded, temp_dir, tiny_model_dir, workspace};
-use laser_proto::cluster::{ClusterConfig, ClusterMode, ComputeBackend};
-use laser_proto::plane::TransportPref;
-use laser_proto::rt::TokenSource;
+use laser_config::{ClusterConfig, ClusterMode, ComputeBackend};
+use laser_config::TransportPref;
+use laser_config::TokenSource;
 use serde_yaml::Value;
 
 /// Environment variables `WorkerArgs` (and the role binaries) read.

@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use laser_coordinator::heldout;
 use laser_coordinator::job::{self, EvalOptions, JobOptions};
-use laser_proto::cluster::ClusterConfig;
+use laser_config::ClusterConfig;
 
 #[derive(Parser)]
 #[command(
