@@ -242,7 +242,7 @@ fn serve<B: Backend>(
     )?;
     let a = &cfg.algorithm;
     // The learner reads the same value: configured, else the run's calibration; never a default.
-    let c_ref = laser_model::self_reward::resolve_c_ref(a.c_ref, &cfg.run.dir)?;
+    let c_ref = laser_config::CRef::resolve(a.c_ref, &cfg.run.dir)?;
     tracing::info!(token_id, c_ref, "self-reward read-out");
     let actor_cfg = ActorConfig {
         chat: cfg.model.chat,

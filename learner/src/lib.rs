@@ -33,7 +33,7 @@ pub mod sft;
 
 pub use advantages::{GroupAdvantages, batch_advantages, group_advantages};
 pub use batch::{BatchError, Group, Sample, TrainingBatch};
-pub use calibrate::{Calibration, CalibrationRequest, calibrate};
+pub use calibrate::{CalibrationRequest, calibrate};
 pub use backend::TrainBackend;
 pub use learner::{
     Learner, LearnerError, SftExample, SftMetrics, StepMetrics, config_changes, epoch_order,

@@ -162,7 +162,7 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> LearnerOptimizer<B, M> {
         &mut self,
         record: <OptimizerAdaptor<AdamW, M, B> as Optimizer<M, B>>::Record,
     ) {
-        let adamw = std::mem::replace(&mut self.adamw, self.adamw(&config).init());
+        let adamw = std::mem::replace(&mut self.adamw, adamw(&self.config).init());
         self.adamw = adamw.load_record(record);
     }
 

@@ -537,8 +537,8 @@ fn bad_configs_are_named() {
     .to_string();
     assert!(err.contains("micro_batch_size"), "{err}");
     let laser = LaserConfig {
-        kl_penalty: Some(laser_learner::KlPenalty {
-            estimator: laser_learner::KlEstimator::K3,
+        kl_penalty: Some(laser_config::KlPenalty {
+            estimator: laser_config::KlEstimator::K3,
             coef: 0.1,
         }),
         ..Default::default()

@@ -51,7 +51,7 @@ where
                 template: TemplateArg::Raw,
             };
             let (pretrained, tokenizer, z_c) = load::<B>(&args, &device)?;
-            let c_ref = laser_model::self_reward::resolve_c_ref(cfg.algorithm.c_ref, &cfg.run.dir)?;
+            let c_ref = laser_config::CRef::resolve(cfg.algorithm.c_ref, &cfg.run.dir)?;
             tracing::info!(z_c, c_ref, "fresh learner");
             Learner::new(
                 pretrained.model,

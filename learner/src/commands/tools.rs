@@ -8,8 +8,8 @@ use laser_verifier::{Grader, GraderConfig};
 
 use super::inputs::{load, prompts_from_jsonl, run_path, sft_examples};
 use super::Command;
-use laser_config::{LaserConfig, LearnerConfig, LrSchedule, OptimConfig};
-use crate::calibrate::{CalibrationRequest, read_calibration, write_calibration};
+use laser_config::{CRef, LaserConfig, LearnerConfig, LrSchedule, OptimConfig};
+use crate::calibrate::CalibrationRequest;
 use crate::checkpoint::RunDir;
 use crate::sft::{SftPlan, run_sft};
 use crate::{Group, Learner, Sample, TrainingBatch, calibrate};
@@ -102,7 +102,7 @@ pub(super) fn tool<B: AutodiffBackend>(command: Command, device: &B::Device) -> 
                     );
                 },
             )?;
-            let path = write_calibration(&run_dir, &calibration)?;
+            let path = calibration.write(&run_dir)?;
             println!(
                 "c_ref = {:.4} (std {:.4}, {} samples, {} truncated) -> {}",
                 calibration.c_ref,
@@ -202,7 +202,7 @@ pub(super) fn tool<B: AutodiffBackend>(command: Command, device: &B::Device) -> 
             let (mut pretrained, tokenizer, z_c) = load::<B::InnerBackend>(&model, device)?;
             // It samples as an actor does (see `Transformer::with_decode_weights`).
             pretrained.model = pretrained.model.with_decode_weights();
-            let calibration = read_calibration(&run_dir)?;
+            let calibration = CRef::load(&run_dir)?;
             let tasks = prompts_from_jsonl(&data, &tokenizer, model.template, prompts)?;
             let request = GenerationRequest {
                 prompts: tasks.iter().map(|(p, _)| p.clone()).collect(),
@@ -281,7 +281,7 @@ pub(super) fn tool<B: AutodiffBackend>(command: Command, device: &B::Device) -> 
                 }
                 None => {
                     let (pretrained, tokenizer, z_c) = load::<B>(&model, device)?;
-                    let c_ref = read_calibration(&run_dir).map(|c| c.c_ref).context(
+                    let c_ref = CRef::load(&run_dir).map(|c| c.c_ref).context(
                         "no c_ref.json in the run directory: run `learner calibrate` first",
                     )?;
                     let laser: LaserConfig = match laser {
