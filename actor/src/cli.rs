@@ -5,13 +5,13 @@
 
 use std::path::PathBuf;
 
+use crate::{DEFAULT_BETA_V, DEFAULT_C_REF, GenerateArgs};
 use anyhow::Result;
 use burn::tensor::backend::Backend;
 use clap::{Parser, Subcommand};
-use crate::{DEFAULT_BETA_V, DEFAULT_C_REF, GenerateArgs};
+use laser_config::ComputeBackend;
 use laser_model::SamplingParams;
 use laser_model::backend::BackendTask;
-use laser_config::ComputeBackend;
 
 #[derive(Parser)]
 #[command(name = "actor", version, about = "LaSeR rollout actor")]

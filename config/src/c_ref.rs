@@ -157,7 +157,10 @@ mod tests {
         let e = CRef::load(&dir).unwrap_err().to_string();
         assert!(e.contains("c_ref.json"), "{e}");
         let e = CRef::resolve(None, &dir).unwrap_err().to_string();
-        assert!(e.contains("algorithm.c_ref") && e.contains("c_ref.json"), "{e}");
+        assert!(
+            e.contains("algorithm.c_ref") && e.contains("c_ref.json"),
+            "{e}"
+        );
         assert_eq!(CRef::resolve(Some(-3.0), &dir).unwrap(), -3.0);
         let c = CRef {
             c_ref: -12.25,
@@ -169,7 +172,11 @@ mod tests {
         };
         let path = c.write(&dir).unwrap();
         assert!(path.ends_with(C_REF_FILE));
-        assert_eq!(fs::read_dir(&dir).unwrap().count(), 1, "no temporary file left");
+        assert_eq!(
+            fs::read_dir(&dir).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
         assert_eq!(CRef::load(&dir).unwrap(), c);
         assert_eq!(CRef::resolve(None, &dir).unwrap(), -12.25);
         assert_eq!(CRef::resolve(Some(-3.0), &dir).unwrap(), -3.0);

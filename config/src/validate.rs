@@ -1,10 +1,10 @@
 //! [`ClusterConfig::validate`]: range checks across sections; the first violation names its key.
 
+use crate::ClusterConfig;
 use crate::cluster::ClusterMode;
 use crate::data::DataSource;
 use crate::error::ClusterConfigError;
 use crate::model::ModelInit;
-use crate::ClusterConfig;
 
 impl ClusterConfig {
     /// Range checks; the first violation names its key.

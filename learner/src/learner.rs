@@ -35,11 +35,11 @@ use crate::batch::{BatchError, Sample, TrainingBatch};
 use crate::checkpoint::{
     CheckpointError, CompleteCheckpoint, DataCursor, RngState, RunDir, TrainerState,
 };
-use laser_config::{ConfigError, LearnerConfig, Phase};
 use crate::loss::{
     LossContext, LossError, LossOutput, LossTargets, PolicyOutputs, StepNormalizers, laser_loss,
 };
 use laser_config::OptimError;
+use laser_config::{ConfigError, LearnerConfig, Phase};
 
 use crate::optim::{LearnerOptimizer, StepOutcome};
 

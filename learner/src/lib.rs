@@ -32,9 +32,9 @@ pub mod service;
 pub mod sft;
 
 pub use advantages::{GroupAdvantages, batch_advantages, group_advantages};
+pub use backend::TrainBackend;
 pub use batch::{BatchError, Group, Sample, TrainingBatch};
 pub use calibrate::{CalibrationRequest, calibrate};
-pub use backend::TrainBackend;
 pub use learner::{
     Learner, LearnerError, SftExample, SftMetrics, StepMetrics, config_changes, epoch_order,
     stored_config,

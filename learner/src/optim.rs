@@ -298,6 +298,4 @@ mod tests {
         let a: Vec<f32> = m.a.val().into_data().convert::<f32>().into_vec().unwrap();
         assert!(a[0] < 1.0, "a finite step after a skip is applied: {a:?}");
     }
-
-
 }

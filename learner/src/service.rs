@@ -28,8 +28,8 @@ use laser_proto::weights::{DEFAULT_CHUNK_BYTES, WeightPayload};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use crate::checkpoint::{DataCursor, RunDir};
 use crate::backend::TrainBackend;
+use crate::checkpoint::{DataCursor, RunDir};
 use crate::{Group, Learner, LearnerError, Sample, StepMetrics, TrainingBatch};
 
 /// Recorded TrainStep results kept for replays; a retry only ever asks for the latest few.

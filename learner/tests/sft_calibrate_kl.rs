@@ -3,7 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use burn::module::AutodiffModule;
-use laser_config::{CRef, KlEstimator, KlPenalty, LaserConfig, LearnerConfig, LrSchedule, OptimConfig};
+use laser_config::{
+    CRef, KlEstimator, KlPenalty, LaserConfig, LearnerConfig, LrSchedule, OptimConfig,
+};
 use laser_learner::calibrate::CalibrationRequest;
 use laser_learner::{Group, Learner, Sample, SftExample, TrainBackend, TrainingBatch, calibrate};
 use laser_model::{SamplingParams, ScoreItem, Transformer};

@@ -77,4 +77,3 @@ pub fn resolve_token(tokenizer: &crate::Tokenizer, explicit: Option<&str>) -> cr
             }),
     }
 }
-

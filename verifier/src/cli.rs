@@ -10,12 +10,12 @@
 //!
 //! The gRPC `verifier serve` arrives with the distributed runtime.
 
-use anyhow::{Context, Result, bail};
-use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::tasks::jsonl::{JsonlFields, load_jsonl};
 use crate::tasks::synthetic::{ArithOp, SyntheticConfig, SyntheticTasks};
 use crate::tasks::template::PromptTemplate;
 use crate::{Grade, Grader, GraderConfig};
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use laser_config::TokenSource;
 use laser_coordinator::ctl;
 use laser_coordinator::runner::{ADDR_FILE, TOKEN_FILE};
-use laser_config::TokenSource;
 use laser_proto::rt::{
     ClientOptions, ClusterToken, TOKEN_ENV, next_within, request, with_deadline,
 };

@@ -92,7 +92,6 @@ pub fn prompts_from_jsonl(
         .collect()
 }
 
-
 /// SFT pairs: prompt from the question field, response = the full response/answer/solution text + EOS.
 pub fn sft_examples(
     data: &Path,

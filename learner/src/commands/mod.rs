@@ -18,8 +18,8 @@ use anyhow::Result;
 use burn::backend::Autodiff;
 use burn::tensor::backend::Backend;
 use clap::{Parser, Subcommand};
-use laser_model::backend::{BackendTask, Cpu};
 use laser_config::{ClusterConfig, ComputeBackend};
+use laser_model::backend::{BackendTask, Cpu};
 
 pub use inputs::{load, prompts_from_jsonl, render, tokenizer_and_token};
 
@@ -209,7 +209,9 @@ pub fn run(cli: Cli) -> Result<()> {
             on_backend(cfg.model.backend, ServeTask { cfg, worker })?;
         }
         // Init only writes files: no backend to choose.
-        command @ Command::Init { .. } => tools::tool::<Autodiff<Cpu>>(command, &Default::default())?,
+        command @ Command::Init { .. } => {
+            tools::tool::<Autodiff<Cpu>>(command, &Default::default())?
+        }
         command => on_backend(cli.backend, ToolTask(command))?,
     }
     // This process's peak RSS (VmHWM, Linux), a JSON line for the coordinator's run summary.

@@ -6,13 +6,13 @@ use laser_model::backend::Cpu;
 use laser_model::{GenerationRequest, SamplingParams, SelfRewardConfig};
 use laser_verifier::{Grader, GraderConfig};
 
-use super::inputs::{load, prompts_from_jsonl, run_path, sft_examples};
 use super::Command;
-use laser_config::{CRef, LaserConfig, LearnerConfig, LrSchedule, OptimConfig};
+use super::inputs::{load, prompts_from_jsonl, run_path, sft_examples};
 use crate::calibrate::CalibrationRequest;
 use crate::checkpoint::RunDir;
 use crate::sft::{SftPlan, run_sft};
 use crate::{Group, Learner, Sample, TrainingBatch, calibrate};
+use laser_config::{CRef, LaserConfig, LearnerConfig, LrSchedule, OptimConfig};
 
 pub(super) fn tool<B: AutodiffBackend>(command: Command, device: &B::Device) -> Result<()> {
     match command {
