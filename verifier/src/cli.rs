@@ -8,7 +8,7 @@
 //!   line on stdout, in order. A bad line yields `{"line": N, "error": ...}` in its place.
 //! - `verifier tasks synthetic|jsonl ...`: print tasks (and rendered prompts) as JSONL.
 //!
-//! The gRPC `verifier serve` arrives with the distributed runtime.
+//! - `verifier serve`: the gRPC Verifier service of the distributed runtime.
 
 use crate::tasks::jsonl::{JsonlFields, load_jsonl};
 use crate::tasks::synthetic::{ArithOp, SyntheticConfig, SyntheticTasks};
