@@ -3,6 +3,7 @@
 //! self-reward right after its EOS. Here live the plain functions behind the `actor` binary's
 //! tools; the gRPC service wraps the same functions.
 
+pub mod cli;
 pub mod service;
 
 use std::path::Path;

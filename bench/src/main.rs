@@ -19,10 +19,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
 use burn::module::AutodiffModule;
-use laser_learner::{
-    Group, LaserConfig, Learner, LearnerConfig, LrSchedule, OptimConfig, Sample, TrainBackend,
-    TrainingBatch,
-};
+use laser_config::{LaserConfig, LearnerConfig, LrSchedule, OptimConfig};
+use laser_learner::{Group, Learner, Sample, TrainBackend, TrainingBatch};
 use laser_model::backend::{Cpu, CpuDevice};
 use laser_model::tiny::{self, TinyDims};
 use laser_model::{

@@ -1,7 +1,7 @@
 //! The prompt source of a run: task `i` of the run depends only on (seed, i), so step `s` always
 //! sees tasks `s * batch_prompts ..` and a resumed or rolled-back run replays the same data order.
 
-use laser_proto::cluster::{ClusterConfig, DataSource, PromptTemplateKind, TaskLevel};
+use laser_config::{ClusterConfig, DataSource, PromptTemplateKind, TaskLevel};
 use laser_proto::v1::PromptGroup;
 use laser_verifier::Task;
 use laser_verifier::rng::SplitMix64;

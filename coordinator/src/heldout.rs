@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use laser_proto::cluster::{ClusterConfig, DataSource};
+use laser_config::{ClusterConfig, DataSource};
 use laser_proto::v1::{FinishReason, PromptGroup, RolloutGroup, SamplingConfig};
 use laser_verifier::Task;
 use laser_verifier::tasks::jsonl::{JsonlFields, load_jsonl};

@@ -23,7 +23,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use laser_proto::cluster::{ClusterConfig, ClusterMode, ModelInit, PromptTemplateKind};
+use laser_config::{CRef, ClusterConfig, ClusterMode, ModelInit, PromptTemplateKind};
 use laser_verifier::tasks::sft::{SftDataConfig, sft_pair};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -669,8 +669,7 @@ pub async fn run_job(cfg: ClusterConfig, opts: JobOptions) -> Result<JobOutcome>
 }
 
 fn read_c_ref(run_dir: &Path) -> Option<f64> {
-    let text = std::fs::read_to_string(run_dir.join("c_ref.json")).ok()?;
-    serde_json::from_str::<Value>(&text).ok()?["c_ref"].as_f64()
+    CRef::read(run_dir).ok().flatten().map(|c| c.c_ref)
 }
 
 fn mb(kb: u64) -> String {
@@ -853,15 +852,7 @@ pub struct EvalOptions {
 /// c_ref for a checkpoint: `c_ref.json` in it or in one of its three nearest ancestors (a run
 /// directory holds it beside `checkpoints/step-N/`).
 pub fn find_c_ref(checkpoint: &Path) -> Option<(f64, PathBuf)> {
-    let mut dir = Some(checkpoint);
-    for _ in 0..4 {
-        let d = dir?;
-        if let Some(c) = read_c_ref(d) {
-            return Some((c, d.join("c_ref.json")));
-        }
-        dir = d.parent();
-    }
-    None
+    CRef::find_near(checkpoint).map(|(c, path)| (c.c_ref, path))
 }
 
 /// Standalone evaluation of a model directory on a mini local cluster (actors + 1 verifier, no

@@ -1,6 +1,6 @@
 //! laser-coordinator: the conductor of a LaSeR run.
 //!
-//! `coordinator --cluster cluster.toml` reads the run's configuration ([`laser_proto::cluster`]),
+//! `coordinator --cluster cluster.toml` reads the run's configuration ([`laser_config`]),
 //! starts the workers (local mode: child processes on loopback; external mode: workers register
 //! themselves), and runs the RL loop in [`runner`]: prompt groups to actors by load, rollouts to
 //! verifiers ([`collect`]), scored batches to the learner, new weights back to the actors. It keeps

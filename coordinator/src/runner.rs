@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use laser_proto::cluster::{ClusterConfig, ClusterMode, RESOLVED_FILE};
+use laser_config::{ClusterConfig, ClusterMode, RESOLVED_FILE};
 use laser_proto::rt::{
     ClientOptions, ClusterToken, RoleServer, ServerOptions, request, with_deadline,
 };

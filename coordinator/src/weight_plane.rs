@@ -11,7 +11,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use laser_proto::plane::{self, Transport, TransportPref};
+use laser_config::TransportPref;
+use laser_proto::plane::{self, Transport};
 use laser_proto::rt::{ClientOptions, request, with_deadline};
 use laser_proto::v1::{
     BroadcastWeightsRequest, Role, UpdateWeightsByNcclRequest, UpdateWeightsRequest,

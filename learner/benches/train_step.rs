@@ -12,10 +12,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use laser_learner::{
-    Group, LaserConfig, Learner, LearnerConfig, LrSchedule, OptimConfig, Sample, TrainBackend,
-    TrainingBatch,
-};
+use laser_config::{LaserConfig, LearnerConfig, LrSchedule, OptimConfig};
+use laser_learner::{Group, Learner, Sample, TrainBackend, TrainingBatch};
 use laser_model::Transformer;
 
 const SEQS: usize = 8;

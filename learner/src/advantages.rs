@@ -4,7 +4,7 @@
 //!   exactly verl's `compute_grpo_outcome_advantage` (a group of equal rewards gets zeros).
 //! - A_s: the same z-score of the self-reward scores clamp(r_s, 0, 1), truncated samples scoring 0. A group
 //!   whose score std is <= T carries no usable self-reward signal and falls back to A_s = A_v.
-//! - A = (1 - tau) A_v + tau A_s once mixing is on (see [`crate::config::Phase`]), A = A_v before.
+//! - A = (1 - tau) A_v + tau A_s once mixing is on (see [`laser_config::Phase`]), A = A_v before.
 //!
 //! The r_s used here is the ROLLOUT's self-reward (`Sample::self_reward`), which the actor read at the
 //! slot right after EOS with the old policy. The released LaSeR code recomputes the old log-probs over a
@@ -12,7 +12,7 @@
 //! old log-prob tensors, so that bug cannot arise here.
 
 use crate::batch::{Group, TrainingBatch};
-use crate::config::{LaserConfig, Phase};
+use laser_config::{LaserConfig, Phase};
 
 /// Unbiased (n - 1) standard deviation; 0 for fewer than two values.
 pub fn unbiased_std(values: &[f64]) -> f64 {

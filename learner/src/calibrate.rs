@@ -1,16 +1,13 @@
 //! Calibration of c_ref (LASER.md): sample (x, y) pairs from the reference (initial) model and average
 //! log pi_ref(z_c | x, y, EOS) over them. The result is stored in the run directory (`c_ref.json`),
-//! where the actors and the learner read it; it is computed once, before training.
+//! where the actors and the learner read it ([`laser_config::CRef`]: the file, its reading and
+//! writing); it is computed once, before training.
 
-use std::path::{Path, PathBuf};
-
-use crate::checkpoint::{CheckpointError, atomic_write};
 use burn::tensor::backend::Backend;
+use laser_config::CRef;
 use laser_model::{
     GenerationRequest, SamplingParams, SelfRewardConfig, Tokenizer, Transformer, generate,
 };
-
-pub use laser_model::self_reward::{C_REF_FILE, Calibration};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CalibrationError {
@@ -24,10 +21,6 @@ pub enum CalibrationError {
         got: usize,
         truncated: usize,
     },
-    #[error(transparent)]
-    Write(#[from] CheckpointError),
-    #[error("{path}: {message}")]
-    Read { path: PathBuf, message: String },
 }
 
 /// What to sample for calibration.
@@ -52,7 +45,7 @@ pub fn calibrate<B: Backend>(
     request: &CalibrationRequest,
     model_name: &str,
     mut on_progress: impl FnMut(usize, usize),
-) -> Result<Calibration, CalibrationError> {
+) -> Result<CRef, CalibrationError> {
     if request.prompts.is_empty() || request.samples == 0 || request.per_prompt == 0 {
         return Err(CalibrationError::TooFewSamples {
             needed: 2,
@@ -111,7 +104,7 @@ pub fn calibrate<B: Backend>(
     let n = logprobs.len() as f64;
     let mean = logprobs.iter().sum::<f64>() / n;
     let std = (logprobs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
-    Ok(Calibration {
+    Ok(CRef {
         c_ref: mean,
         std,
         samples: logprobs.len(),
@@ -119,32 +112,4 @@ pub fn calibrate<B: Backend>(
         self_reward_token: request.self_reward_token,
         model: model_name.to_string(),
     })
-}
-
-/// Writes `RUN/c_ref.json` atomically.
-pub fn write_calibration(
-    run_dir: &Path,
-    calibration: &Calibration,
-) -> Result<PathBuf, CalibrationError> {
-    std::fs::create_dir_all(run_dir).map_err(|source| CheckpointError::Io {
-        path: run_dir.to_path_buf(),
-        source,
-    })?;
-    let path = run_dir.join(C_REF_FILE);
-    let json = serde_json::to_vec_pretty(calibration).expect("calibration serialises");
-    atomic_write(&path, &json)?;
-    Ok(path)
-}
-
-/// Reads `RUN/c_ref.json` (a missing file is an error here; see
-/// [`laser_model::self_reward::resolve_c_ref`] for "configured, else calibrated").
-pub fn read_calibration(run_dir: &Path) -> Result<Calibration, CalibrationError> {
-    let path = run_dir.join(C_REF_FILE);
-    let read = |message: String| CalibrationError::Read {
-        path: path.clone(),
-        message,
-    };
-    laser_model::self_reward::read_calibration(run_dir)
-        .map_err(|e| read(e.to_string()))?
-        .ok_or_else(|| read("no such file: run `learner calibrate` first".into()))
 }

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::optim::LrSchedule;
+use laser_config::LrSchedule;
 
 pub const CHECKPOINTS_DIR: &str = "checkpoints";
 pub const COMPLETE_MARKER: &str = "COMPLETE";

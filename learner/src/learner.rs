@@ -35,51 +35,18 @@ use crate::batch::{BatchError, Sample, TrainingBatch};
 use crate::checkpoint::{
     CheckpointError, CompleteCheckpoint, DataCursor, RngState, RunDir, TrainerState,
 };
-use crate::config::{ConfigError, LaserConfig, Phase};
 use crate::loss::{
     LossContext, LossError, LossOutput, LossTargets, PolicyOutputs, StepNormalizers, laser_loss,
 };
-use crate::optim::{LearnerOptimizer, OptimConfig, OptimError, StepOutcome};
+use laser_config::OptimError;
+use laser_config::{ConfigError, LearnerConfig, Phase};
 
-/// The autodiff backend the learner trains on by default (burn-flex on CPU).
-pub type TrainBackend = burn::backend::Autodiff<laser_model::backend::Cpu>;
+use crate::optim::{LearnerOptimizer, StepOutcome};
 
 /// File names inside a checkpoint directory, next to the HF model files written by
 /// [`laser_model::pretrained::save`].
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 pub const LEARNER_CONFIG_FILE: &str = "learner_config.json";
-
-/// Everything that configures a learner besides the model.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LearnerConfig {
-    pub laser: LaserConfig,
-    pub optim: OptimConfig,
-    /// Sequences per forward/backward pass. The update does not depend on it (up to float rounding).
-    pub micro_batch_size: usize,
-    /// z_c, the token whose log-prob after EOS is the self-reward.
-    pub self_reward_token: u32,
-    /// c_ref from calibration.
-    pub c_ref: f64,
-    /// Complete checkpoints kept by [`Learner::save_checkpoint`] (at least 1 is always kept).
-    pub keep_last_checkpoints: usize,
-    /// Seed of the learner's RNG (data order in the CLI loops).
-    pub seed: u64,
-}
-
-impl Default for LearnerConfig {
-    fn default() -> Self {
-        Self {
-            laser: LaserConfig::default(),
-            optim: OptimConfig::default(),
-            micro_batch_size: 8,
-            self_reward_token: 0,
-            c_ref: -23.0,
-            keep_last_checkpoints: 3,
-            seed: 0,
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum LearnerError {

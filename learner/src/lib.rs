@@ -7,34 +7,38 @@
 //! r_s = beta_v * (log pi(z_c | x, y, EOS) - c_ref) towards r_v. New weights then go back to the actors.
 //! This crate's algorithm core is model-independent: losses are functions of the log-prob tensors the
 //! model produces, so they are tested against verl's own functions with leaf tensors. Modules:
-//! [`config`] (hyper-parameters and warm-up phases), [`batch`] (validated training batches),
+//! [`batch`] (validated training batches),
 //! [`advantages`] (GRPO and self-reward advantages, plain Rust), [`loss`] (policy loss, MSE, aggregation
 //! with global normalisers for exact gradient accumulation), [`optim`] (AdamW, global-norm clipping,
-//! non-finite step skipping, learning-rate schedules), [`checkpoint`] (atomic run-directory layout),
+//! non-finite step skipping), [`checkpoint`] (atomic run-directory layout),
 //! [`learner`] (the [`Learner`]: micro-batched train and SFT steps, checkpoint save/resume) and
-//! [`calibrate`] (c_ref from the reference model). The `learner` binary is a thin CLI over these;
+//! [`calibrate`] (c_ref from the reference model), [`sft`] (the supervised warm-start loop) and
+//! [`commands`] (the `learner` command line as a library; the binary only parses and dispatches);
 //! [`service`] is the gRPC `Learner` service of the distributed runtime (`learner serve`), which wraps
-//! the same [`Learner`].
+//! the same [`Learner`]. Its settings ([`laser_config::LearnerConfig`] with the LaSeR hyper-parameters,
+//! warm-up phases, optimiser and learning-rate schedule) are defined in laser-config, which builds
+//! them from cluster.toml; the learner takes them as is.
 
 pub mod advantages;
+pub mod backend;
 pub mod batch;
 pub mod calibrate;
 pub mod checkpoint;
-pub mod config;
+pub mod commands;
 pub mod learner;
 pub mod loss;
 pub mod optim;
 pub mod service;
+pub mod sft;
 
 pub use advantages::{GroupAdvantages, batch_advantages, group_advantages};
+pub use backend::TrainBackend;
 pub use batch::{BatchError, Group, Sample, TrainingBatch};
-pub use calibrate::{Calibration, CalibrationRequest, calibrate};
-pub use config::{ConfigError, KlEstimator, KlPenalty, LaserConfig, LossAggMode, Phase};
+pub use calibrate::{CalibrationRequest, calibrate};
 pub use learner::{
-    Learner, LearnerConfig, LearnerError, SftExample, SftMetrics, StepMetrics, TrainBackend,
-    config_changes, epoch_order, stored_config,
+    Learner, LearnerError, SftExample, SftMetrics, StepMetrics, config_changes, epoch_order,
+    stored_config,
 };
 pub use loss::{
     LossContext, LossError, LossOutput, LossTargets, PolicyOutputs, StepNormalizers, laser_loss,
 };
-pub use optim::{LrSchedule, OptimConfig};

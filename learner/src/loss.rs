@@ -26,7 +26,7 @@
 use burn::tensor::{Bool, Tensor, TensorData, backend::Backend};
 
 use crate::batch::{Sample, TrainingBatch};
-use crate::config::{KlEstimator, LaserConfig, LossAggMode, Phase};
+use laser_config::{KlEstimator, LaserConfig, LossAggMode, Phase};
 
 /// verl clamps the log-ratio (and k3's log-ratio) to this range before exponentiating.
 const LOG_RATIO_CLAMP: f64 = 20.0;

@@ -17,7 +17,6 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use burn::tensor::backend::AutodiffBackend;
-use laser_proto::cluster::ClusterConfig;
 use laser_proto::rt::{InFlight, WorkerStatus};
 use laser_proto::v1::learner_server::Learner as LearnerRpc;
 use laser_proto::v1::{
@@ -29,63 +28,12 @@ use laser_proto::weights::{DEFAULT_CHUNK_BYTES, WeightPayload};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
+use crate::backend::TrainBackend;
 use crate::checkpoint::{DataCursor, RunDir};
-use crate::{
-    Group, LaserConfig, Learner, LearnerConfig, LearnerError, LrSchedule, OptimConfig, Sample,
-    StepMetrics, TrainBackend, TrainingBatch,
-};
+use crate::{Group, Learner, LearnerError, Sample, StepMetrics, TrainingBatch};
 
 /// Recorded TrainStep results kept for replays; a retry only ever asks for the latest few.
 const RECORDED_STEPS: usize = 16;
-
-/// The learner's hyper-parameters for a run, from cluster.toml's `[algorithm]` and `[run]`. z_c and
-/// c_ref are resolved by the caller (the same resolvers the actors use).
-pub fn learner_config(cfg: &ClusterConfig, self_reward_token: u32, c_ref: f64) -> LearnerConfig {
-    let a = &cfg.algorithm;
-    let laser = LaserConfig {
-        beta_v: a.beta_v,
-        alpha: a.alpha,
-        tau: a.tau,
-        group_std_threshold: a.std_threshold,
-        clip_ratio_low: a.clip_ratio_low,
-        clip_ratio_high: a.clip_ratio_high,
-        clip_ratio_c: a.clip_ratio_c,
-        // `laser = false` is plain GRPO: the self-reward phases never start.
-        reasoning_warmup_steps: if a.laser {
-            a.reasoning_warmup_steps
-        } else {
-            u64::MAX
-        },
-        self_rewarding_warmup_steps: a.self_rewarding_warmup_steps,
-        ..LaserConfig::default()
-    };
-    LearnerConfig {
-        laser,
-        optim: OptimConfig {
-            lr_schedule: if a.cosine {
-                LrSchedule::Cosine {
-                    lr: a.lr,
-                    warmup_steps: 0,
-                    total_steps: cfg.run.max_steps,
-                    min_lr_ratio: a.min_lr_ratio,
-                }
-            } else {
-                LrSchedule::Constant {
-                    lr: a.lr,
-                    warmup_steps: 0,
-                }
-            },
-            weight_decay: a.weight_decay as f32,
-            max_grad_norm: (a.grad_clip > 0.0).then_some(a.grad_clip),
-            ..OptimConfig::default()
-        },
-        micro_batch_size: a.micro_batch_size as usize,
-        self_reward_token,
-        c_ref,
-        keep_last_checkpoints: cfg.run.keep_checkpoints.max(1),
-        seed: cfg.run.seed,
-    }
-}
 
 /// A step's groups as the learner's batch. A sample that did not end with EOS is truncated (no z_c
 /// slot, so no self-reward); an ungraded sample is an error naming its group.
@@ -481,40 +429,5 @@ where
             seconds,
             next_unique_id,
         }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cluster(toml: &str) -> ClusterConfig {
-        ClusterConfig::from_toml_with_env(toml, "test.toml", std::iter::empty()).unwrap()
-    }
-
-    #[test]
-    fn rl_learning_rate_follows_algorithm_cosine_over_max_steps() {
-        let constant = learner_config(&cluster("[algorithm]\nlr = 2e-4\n"), 0, -10.0);
-        let s = &constant.optim.lr_schedule;
-        assert_eq!((s.lr_at(0), s.lr_at(99)), (2e-4, 2e-4));
-
-        let cosine = learner_config(
-            &cluster(
-                "[algorithm]\nlr = 2e-4\ncosine = true\nmin_lr_ratio = 0.1\n[run]\nmax_steps = 100\n",
-            ),
-            0,
-            -10.0,
-        );
-        let s = &cosine.optim.lr_schedule;
-        assert!((s.lr_at(0) - 2e-4).abs() < 1e-12);
-        // Halfway: the mean of the peak and the floor.
-        assert!((s.lr_at(50) - 1.1e-4).abs() < 1e-6, "{}", s.lr_at(50));
-        assert!((s.lr_at(100) - 2e-5).abs() < 1e-9, "{}", s.lr_at(100));
-    }
-
-    #[test]
-    fn micro_batch_size_comes_from_algorithm() {
-        let c = learner_config(&cluster("[algorithm]\nmicro_batch_size = 3\n"), 0, -10.0);
-        assert_eq!(c.micro_batch_size, 3);
     }
 }

@@ -6,11 +6,9 @@
 use std::path::{Path, PathBuf};
 
 use burn::module::AutodiffModule;
+use laser_config::{LaserConfig, LearnerConfig, LrSchedule, OptimConfig};
 use laser_learner::checkpoint::RunDir;
-use laser_learner::{
-    Group, LaserConfig, Learner, LearnerConfig, LrSchedule, OptimConfig, Sample, TrainBackend,
-    TrainingBatch,
-};
+use laser_learner::{Group, Learner, Sample, TrainBackend, TrainingBatch};
 use laser_model::transformer::ForwardBatch;
 
 type Inner = laser_model::backend::Cpu;

@@ -5,11 +5,9 @@ use std::path::{Path, PathBuf};
 
 use burn::module::{AutodiffModule, Param};
 use burn::tensor::{Tensor, TensorData};
+use laser_config::{LaserConfig, LearnerConfig, LrSchedule, OptimConfig};
 use laser_learner::checkpoint::RunDir;
-use laser_learner::{
-    Group, LaserConfig, Learner, LearnerConfig, LrSchedule, OptimConfig, Sample, TrainBackend,
-    TrainingBatch,
-};
+use laser_learner::{Group, Learner, Sample, TrainBackend, TrainingBatch};
 use laser_model::weights::WeightMap;
 use laser_model::{ScoreItem, Transformer, score};
 
@@ -539,8 +537,8 @@ fn bad_configs_are_named() {
     .to_string();
     assert!(err.contains("micro_batch_size"), "{err}");
     let laser = LaserConfig {
-        kl_penalty: Some(laser_learner::KlPenalty {
-            estimator: laser_learner::KlEstimator::K3,
+        kl_penalty: Some(laser_config::KlPenalty {
+            estimator: laser_config::KlEstimator::K3,
             coef: 0.1,
         }),
         ..Default::default()

@@ -9,11 +9,9 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Tensor, TensorData};
+use laser_config::{LaserConfig, LearnerConfig, Phase};
 use laser_learner::loss::{LossContext, LossTargets, PolicyOutputs, StepNormalizers, laser_loss};
-use laser_learner::{
-    Group, LaserConfig, Learner, LearnerConfig, Phase, Sample, TrainBackend, TrainingBatch,
-    batch_advantages,
-};
+use laser_learner::{Group, Learner, Sample, TrainBackend, TrainingBatch, batch_advantages};
 use serde_json::Value;
 
 const TOL: f64 = 1e-5;

@@ -5,9 +5,10 @@
 
 use std::path::{Path, PathBuf};
 
+use laser_config::{LearnerConfig, LrSchedule, OptimConfig};
 use laser_learner::checkpoint::RunDir;
 use laser_learner::service::{LearnerState, training_batch};
-use laser_learner::{Learner, LearnerConfig, LrSchedule, OptimConfig, TrainBackend};
+use laser_learner::{Learner, TrainBackend};
 use laser_proto::v1::{CheckpointRequest, DataCursor, FinishReason, RolloutGroup, RolloutSample};
 use tonic::Code;
 

@@ -3,11 +3,11 @@
 use std::path::{Path, PathBuf};
 
 use burn::module::AutodiffModule;
-use laser_learner::calibrate::{CalibrationRequest, read_calibration, write_calibration};
-use laser_learner::{
-    Group, KlEstimator, KlPenalty, LaserConfig, Learner, LearnerConfig, LrSchedule, OptimConfig,
-    Sample, SftExample, TrainBackend, TrainingBatch, calibrate,
+use laser_config::{
+    CRef, KlEstimator, KlPenalty, LaserConfig, LearnerConfig, LrSchedule, OptimConfig,
 };
+use laser_learner::calibrate::CalibrationRequest;
+use laser_learner::{Group, Learner, Sample, SftExample, TrainBackend, TrainingBatch, calibrate};
 use laser_model::{SamplingParams, ScoreItem, Transformer};
 
 type Inner = laser_model::backend::Cpu;
@@ -142,9 +142,9 @@ fn calibration_matches_teacher_forced_readout_and_round_trips() {
     );
 
     let dir = std::env::temp_dir().join(format!("laser-calib-{}", std::process::id()));
-    let path = write_calibration(&dir, &c).unwrap();
+    let path = c.write(&dir).unwrap();
     assert!(path.ends_with("c_ref.json"));
-    let back = read_calibration(&dir).unwrap();
+    let back = CRef::load(&dir).unwrap();
     // serde_json's default float parsing may differ in the last ulp.
     assert!((back.c_ref - c.c_ref).abs() < 1e-12 && (back.std - c.std).abs() < 1e-12);
     assert_eq!(
@@ -152,7 +152,7 @@ fn calibration_matches_teacher_forced_readout_and_round_trips() {
         (c.samples, c.truncated, 500)
     );
     std::fs::remove_dir_all(&dir).unwrap();
-    let err = read_calibration(&dir).unwrap_err().to_string();
+    let err = CRef::load(&dir).unwrap_err().to_string();
     assert!(err.contains("c_ref.json"), "{err}");
 }
 

@@ -9,10 +9,10 @@
 //!
 //! [`rt`] is the one place for what every server and client needs: the cluster token and its
 //! constant-time check, message size limits, per-RPC deadlines, connection setup, tonic-health and
-//! tonic-reflection on every server, and tracing setup. [`weights`] packs and checks the chunked
+//! tonic-reflection on every server, and tracing setup; its settings types (`TokenSource`, `TlsFiles`,
+//! `TransportPref`) come from laser-config, which also holds the run configuration (cluster.toml). [`weights`] packs and checks the chunked
 //! weight payload; [`plane`] chooses between that gRPC stream and an NCCL broadcast at run time.
 
-pub mod cluster;
 pub mod plane;
 pub mod rt;
 pub mod weights;

@@ -12,21 +12,9 @@
 //! each worker reported ([`probe`]), and logged. A missing library, a missing GPU or a build without
 //! the feature falls back to the gRPC stream with the reason in the log; nothing here panics.
 
-use crate::v1::{NcclGroup, WeightPlaneCaps};
+use laser_config::TransportPref;
 
-/// `cluster.weight_transport`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TransportPref {
-    /// NCCL when every party can use it, else the gRPC stream.
-    #[default]
-    Auto,
-    /// Always the gRPC stream.
-    Grpc,
-    /// NCCL wanted; when some party cannot use it, the gRPC stream is used and the reason is
-    /// logged as a warning (never a failure).
-    Nccl,
-}
+use crate::v1::{NcclGroup, WeightPlaneCaps};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {

@@ -22,14 +22,14 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use laser_actor::service::{ActorConfig, Policy, rollout_group};
+use laser_config::ClusterConfig;
 use laser_coordinator::data::{PromptSource, step_groups};
 use laser_coordinator::metrics::rollout_stats;
 use laser_integration_tests::{LocalRun, cluster_toml, temp_dir, tiny_model_dir};
-use laser_learner::service::{learner_config, training_batch};
+use laser_learner::service::training_batch;
 use laser_learner::{Learner, TrainBackend};
 use laser_model::Transformer;
 use laser_model::backend::Cpu;
-use laser_proto::cluster::ClusterConfig;
 use laser_proto::v1::SamplingConfig;
 use laser_verifier::{Grader, GraderConfig};
 
@@ -147,13 +147,8 @@ fn in_process(cfg_path: &Path, env: &[(String, String)], steps: u64) -> Measured
     // Learner side (`learner serve` without a checkpoint).
     let lp = laser_model::pretrained::load::<TrainBackend>(&model_path, &Default::default())
         .expect("learner model");
-    let mut learner = Learner::new(
-        lp.model,
-        lp.tokenizer,
-        None,
-        learner_config(&cfg, z_c, c_ref),
-    )
-    .expect("learner");
+    let mut learner = Learner::new(lp.model, lp.tokenizer, None, cfg.learner_config(z_c, c_ref))
+        .expect("learner");
 
     let source = PromptSource::from_config(&cfg).expect("prompt source");
     let sampling = SamplingConfig {

@@ -22,6 +22,7 @@
 //! ```
 
 pub mod budget;
+pub mod cli;
 pub mod equiv;
 pub mod eval;
 pub mod expr;

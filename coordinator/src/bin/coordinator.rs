@@ -9,9 +9,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use laser_config::ClusterConfig;
 use laser_coordinator::heldout;
 use laser_coordinator::job::{self, EvalOptions, JobOptions};
-use laser_proto::cluster::ClusterConfig;
 
 #[derive(Parser)]
 #[command(

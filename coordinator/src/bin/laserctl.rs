@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use laser_config::TokenSource;
 use laser_coordinator::ctl;
 use laser_coordinator::runner::{ADDR_FILE, TOKEN_FILE};
 use laser_proto::rt::{
-    ClientOptions, ClusterToken, TOKEN_ENV, TokenSource, next_within, request, with_deadline,
+    ClientOptions, ClusterToken, TOKEN_ENV, next_within, request, with_deadline,
 };
 use laser_proto::v1::{GetStatusRequest, ListWorkersRequest, WatchMetricsRequest};
 

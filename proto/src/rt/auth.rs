@@ -2,31 +2,16 @@
 //! never printed (its `Debug` is redacted and no error message contains it).
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
 use super::RtError;
 
-/// Where the token comes from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum TokenSource {
-    /// Name of an environment variable holding the token.
-    Env(String),
-    /// A file whose contents (trimmed) are the token, e.g. a mounted Kubernetes secret.
-    File(PathBuf),
-}
-
-impl Default for TokenSource {
-    fn default() -> Self {
-        TokenSource::Env(super::TOKEN_ENV.to_string())
-    }
-}
+use laser_config::TokenSource;
 
 /// The shared secret of one cluster.
 #[derive(Clone, PartialEq, Eq)]

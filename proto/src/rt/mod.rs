@@ -13,10 +13,10 @@ pub mod deadline;
 pub mod server;
 pub mod worker;
 
-pub use auth::{AttachToken, ClusterToken, RequireToken, TokenSource, constant_time_eq};
+pub use auth::{AttachToken, ClusterToken, RequireToken, constant_time_eq};
 pub use client::{AuthedChannel, ClientOptions};
 pub use deadline::{next_within, request, with_deadline};
-pub use server::{RoleServer, ServerOptions, TlsFiles};
+pub use server::{RoleServer, ServerOptions};
 pub use worker::{InFlight, WorkerArgs, WorkerStatus, run_worker};
 
 /// Default cap on one gRPC message, both directions. Weight chunks are far smaller (4 MiB); the
@@ -25,7 +25,7 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 << 20;
 
 /// Environment variable that carries the cluster token to workers by default. Local mode passes
 /// the token to its children this way, never on the command line (which `ps` shows).
-pub const TOKEN_ENV: &str = "LASER_CLUSTER_TOKEN";
+pub const TOKEN_ENV: &str = laser_config::TOKEN_ENV;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RtError {

@@ -4,7 +4,6 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -16,19 +15,11 @@ use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 
+use laser_config::TlsFiles;
+
 use super::auth::{ClusterToken, RequireToken};
 use super::{DEFAULT_MAX_MESSAGE_BYTES, RtError};
 use crate::v1;
-
-/// PEM files for TLS (external mode). `client_ca` turns on mutual TLS.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    #[serde(default)]
-    pub ca: Option<PathBuf>,
-}
 
 /// What every role server is configured with.
 #[derive(Debug, Clone)]

@@ -21,7 +21,9 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use super::auth::{ClusterToken, TokenSource};
+use laser_config::TokenSource;
+
+use super::auth::ClusterToken;
 use super::client::ClientOptions;
 use super::deadline::{request, with_deadline};
 use super::server::{RoleServer, ServerOptions};

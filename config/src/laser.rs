@@ -1,5 +1,6 @@
 //! Algorithm hyper-parameters of the GRPO + LaSeR update, with the paper's defaults (LASER.md), and the
-//! warm-up schedule that decides which parts of the loss are active at a given step.
+//! warm-up schedule that decides which parts of the loss are active at a given step. The learner
+//! takes [`LaserConfig`] as is (inside [`crate::LearnerConfig`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -66,6 +67,15 @@ pub struct LaserConfig {
     pub reasoning_warmup_steps: u64,
     /// Further steps, after the MSE starts, before self-reward advantages are mixed in.
     pub self_rewarding_warmup_steps: u64,
+    /// LaSeR on: the warm-ups above lead to the self-reward MSE and advantage mixing. Off
+    /// (`algorithm.laser = false`): plain GRPO at every step. Written only when off, so a LaSeR
+    /// run's stored learner configuration reads as before.
+    #[serde(skip_serializing_if = "is_true")]
+    pub self_reward: bool,
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 impl Default for LaserConfig {
@@ -84,6 +94,7 @@ impl Default for LaserConfig {
             entropy_coef: 0.0,
             reasoning_warmup_steps: 200,
             self_rewarding_warmup_steps: 200,
+            self_reward: true,
         }
     }
 }
@@ -169,6 +180,9 @@ impl LaserConfig {
 
     /// Which LaSeR parts are active at optimizer step `step` (0-based count of completed steps).
     pub fn phase(&self, step: u64) -> Phase {
+        if !self.self_reward {
+            return Phase::GRPO;
+        }
         let mse_from = self.reasoning_warmup_steps;
         let mixing_from = mse_from.saturating_add(self.self_rewarding_warmup_steps);
         Phase {
@@ -242,6 +256,12 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(none.phase(0), Phase::FULL);
+        let off = LaserConfig {
+            self_reward: false,
+            ..none
+        };
+        assert_eq!(off.phase(0), Phase::GRPO);
+        assert_eq!(off.phase(u64::MAX), Phase::GRPO);
     }
 
     #[test]
@@ -281,5 +301,8 @@ mod tests {
         );
         assert_eq!(c.alpha, 0.1);
         assert!(serde_json::from_str::<LaserConfig>(r#"{"alhpa": 0.1}"#).is_err());
+        assert!(c.self_reward);
+        let on = serde_json::to_value(LaserConfig::default()).unwrap();
+        assert!(on.get("self_reward").is_none(), "{on}");
     }
 }

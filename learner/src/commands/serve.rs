@@ -1,0 +1,83 @@
+//! `learner serve`: the gRPC Learner service of the distributed runtime.
+
+use anyhow::{Context, Result};
+use burn::tensor::backend::AutodiffBackend;
+use laser_config::ClusterConfig;
+
+use super::inputs::load;
+use super::{ModelArgs, TemplateArg};
+use crate::Learner;
+use crate::checkpoint::RunDir;
+
+/// `learner serve`: the newest complete checkpoint of run.dir, else a fresh learner from
+/// model.path; then the gRPC service until SIGTERM.
+pub(super) fn serve<B: AutodiffBackend>(
+    cfg: &ClusterConfig,
+    worker: &laser_proto::rt::WorkerArgs,
+    device: B::Device,
+) -> Result<()>
+where
+    Learner<B>: Send + 'static,
+{
+    use crate::service::{LearnerService, LearnerState};
+    use laser_proto::rt::{RoleServer, WorkerStatus, run_worker};
+    let run = RunDir::open(&cfg.run.dir)?;
+    let learner = match run.latest_complete()? {
+        Some(checkpoint) => {
+            // cluster.toml wins over the configuration stored with the checkpoint (e.g. a new
+            // alpha, or `--max-steps` stretching the cosine schedule), and every change is logged.
+            let stored = crate::stored_config(&checkpoint)
+                .with_context(|| format!("resuming from {}", checkpoint.path.display()))?;
+            let wanted = cfg.learner_config(stored.self_reward_token, stored.c_ref);
+            for change in crate::config_changes(&stored, &wanted) {
+                tracing::warn!(%change, "resume: cluster.toml changes the checkpoint's learner configuration");
+            }
+            let l = Learner::<B>::load_checkpoint(&checkpoint, &device, None, Some(wanted))
+                .with_context(|| format!("resuming from {}", checkpoint.path.display()))?;
+            tracing::info!(
+                path = %checkpoint.path.display(),
+                step = l.step(),
+                version = l.policy_version(),
+                "resumed"
+            );
+            l
+        }
+        None => {
+            let model_path = cfg.model.path.clone().context("model.path is required")?;
+            let args = ModelArgs {
+                model: model_path,
+                tokenizer: None,
+                self_reward_token: cfg.model.self_reward_token.clone(),
+                template: TemplateArg::Raw,
+            };
+            let (pretrained, tokenizer, z_c) = load::<B>(&args, &device)?;
+            let c_ref = laser_config::CRef::resolve(cfg.algorithm.c_ref, &cfg.run.dir)?;
+            tracing::info!(z_c, c_ref, "fresh learner");
+            Learner::new(
+                pretrained.model,
+                Some(tokenizer),
+                None,
+                cfg.learner_config(z_c, c_ref),
+            )?
+        }
+    };
+    let token = worker.token()?;
+    let opts = worker.server_options(&token);
+    let status = std::sync::Arc::new(WorkerStatus::default());
+    let service = LearnerService::new(
+        LearnerState::new(learner, run),
+        status.clone(),
+        opts.max_message_bytes,
+    )?;
+    let server = RoleServer::new(opts.clone()).service(opts.learner(service));
+    let rt = tokio::runtime::Runtime::new().context("tokio runtime")?;
+    rt.block_on(run_worker(
+        laser_proto::v1::Role::Learner,
+        worker,
+        &token,
+        server,
+        1,
+        status,
+    ))?;
+    Ok(())
+}
