@@ -573,7 +573,8 @@ fn profile_decode(args: &[String]) -> Result<()> {
         let scale = 1.0 / (hd as f32).sqrt();
         if laser_model::kernels::bench_api::decode_attention(&q1, &k, &k, &mask, scale).is_some() {
             let ms = time(&mut || {
-                let o = laser_model::kernels::bench_api::decode_attention(&q1, &k, &k, &mask, scale);
+                let o =
+                    laser_model::kernels::bench_api::decode_attention(&q1, &k, &k, &mask, scale);
                 std::hint::black_box(o.map(|o| o.into_data()));
             });
             report.push(("attention core, fused decode kernel".into(), ms));
@@ -665,7 +666,6 @@ fn profile_decode(args: &[String]) -> Result<()> {
 /// shapes, one layer's attention core and MLP (times the layer count) and the head. One thread gives
 /// the figures of BENCHMARKS.md; each is the median of 5.
 fn profile_train(args: &[String]) -> Result<()> {
-    use burn::tensor::activation::softmax;
     use burn::tensor::{Distribution, Tensor, TensorData};
     type T = TrainBackend;
     let path = args

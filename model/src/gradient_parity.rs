@@ -2,16 +2,15 @@
 //! autodiff (`Autodiff<Flex, BalancedCheckpointing>`, which the kernels leave alone): values and
 //! every parameter's gradient.
 
-
 use burn::backend::Autodiff;
 use burn::tensor::Tensor;
 
 use crate::backend::{Cpu, CpuDevice};
 use crate::kernels::test_support::{Ad, close, simd_available};
 
-
-
-
+/// The whole model through `score` on a left-padded batch: values and every parameter's
+/// gradient with the fused ops (`Autodiff<Flex>`) against burn's own ops and autodiff
+/// (`Autodiff<Flex, BalancedCheckpointing>`, which these ops leave alone).
 #[test]
 fn a_model_scored_with_the_fused_ops_has_burns_gradients() {
     let dims = crate::tiny::TinyDims {

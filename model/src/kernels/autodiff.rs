@@ -91,7 +91,11 @@ where
 
 /// `out` in blocks of whole rows of `row_len` elements, in parallel: `f(offset, block)` with the
 /// block's first element's offset into `out`.
-pub(crate) fn par_row_blocks(out: &mut [f32], row_len: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+pub(crate) fn par_row_blocks(
+    out: &mut [f32],
+    row_len: usize,
+    f: impl Fn(usize, &mut [f32]) + Sync + Send,
+) {
     let rows_per_block = (BLOCK / row_len).max(1);
     out.par_chunks_mut(rows_per_block * row_len)
         .enumerate()

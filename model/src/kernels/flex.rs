@@ -150,7 +150,6 @@ pub(crate) fn shape(t: &FlexTensor) -> Vec<usize> {
     t.layout().shape().to_vec()
 }
 
-
 /// burn-flex's matmul of two matrices (strided operands go to gemm as they are, without a copy).
 pub(crate) fn flex_matmul(a: FlexTensor, b: FlexTensor) -> FlexTensor {
     let t = |f| Tensor::<Cpu, 2>::from_primitive(TensorPrimitive::Float(f));

@@ -1,4 +1,3 @@
-
 //! `x · Wᵀ` for the few rows of a decode step, on burn-flex, without re-packing the weight.
 //!
 //! A decode step multiplies a handful of rows by every weight of the model. burn-flex hands that to
@@ -28,7 +27,7 @@
 //! [`MAX_ROWS`]; AVX-512: 2 to 4, and [`LANES_MIN_ROWS`] to [`MAX_ROWS`]) a row's result does not
 //! depend on what it is batched with. The kernels sum in different orders, so across those ranges
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::grads::Gradients;
@@ -38,11 +37,12 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
 
 use super::autodiff::{Ad, Operand, into_tensor, record};
-use super::flex::{as_flex, avx512_available, f32_contiguous, flex_matmul, flex_transpose, simd_available};
+use super::flex::{
+    as_flex, avx512_available, f32_contiguous, flex_matmul, flex_transpose, simd_available,
+};
 pub(crate) use super::x86::MAX_ROWS;
 use super::x86::{self, COLS};
 use crate::backend::Cpu;
-
 
 /// The fewest rows this module takes. A single row takes its `gemv` only where the CPU has
 /// AVX-512F: burn-flex then runs gemm's AVX-512 gemv, which streams slower (SmolLM2 decode at batch
@@ -55,7 +55,10 @@ pub(crate) const MIN_ROWS: usize = 1;
 pub(crate) const MIN_WEIGHT_ELEMENTS: usize = 1 << 18;
 
 /// `x [m, k] · w[n, k]ᵀ -> [m, n]`, or `None` where this kernel does not apply (see the module docs).
-pub(crate) fn matmul_wt_decode<B: Backend>(x: &Tensor<B, 2>, w: &Tensor<B, 2>) -> Option<Tensor<B, 2>> {
+pub(crate) fn matmul_wt_decode<B: Backend>(
+    x: &Tensor<B, 2>,
+    w: &Tensor<B, 2>,
+) -> Option<Tensor<B, 2>> {
     let [m, k] = x.dims();
     let [n, k_w] = w.dims();
     if !(MIN_ROWS..=MAX_ROWS).contains(&m)
@@ -106,7 +109,10 @@ impl DecodeLayout {
 
 /// `x [m, k] · w_in_out [k, n]` by burn-flex's matmul, for more than [`IN_OUT_MIN_ROWS`] rows of
 /// a burn-flex f32 `x`; `None` otherwise (the caller takes the `[out, in]` path).
-pub(crate) fn matmul_in_out<B: Backend>(x: &Tensor<B, 2>, w: &DecodeLayout) -> Option<Tensor<B, 2>> {
+pub(crate) fn matmul_in_out<B: Backend>(
+    x: &Tensor<B, 2>,
+    w: &DecodeLayout,
+) -> Option<Tensor<B, 2>> {
     let [m, k] = x.dims();
     if m <= IN_OUT_MIN_ROWS || w.0.layout().shape()[0] != k {
         return None;
@@ -235,7 +241,10 @@ fn columns(
 /// to the LM head's, 28M elements strided, twice per micro-batch (5% of a SmolLM2 RL step), and
 /// the learner's micro-batch accumulation and optimiser read every weight's gradient the same way.
 /// Same products, same FLOPs. `None` outside the learner's backend.
-pub(crate) fn linear_autodiff<B: Backend>(x: &Tensor<B, 2>, w: &Tensor<B, 2>) -> Option<Tensor<B, 2>> {
+pub(crate) fn linear_autodiff<B: Backend>(
+    x: &Tensor<B, 2>,
+    w: &Tensor<B, 2>,
+) -> Option<Tensor<B, 2>> {
     // Inference tensors leave at once: this sits on every product's path.
     if TypeId::of::<B>() != TypeId::of::<Ad>() || x.dims()[1] != w.dims()[1] {
         return None;
@@ -272,6 +281,7 @@ impl Backward<Cpu, 2> for LinearBackward {
 mod tests {
     use super::*;
     use super::{linear_autodiff as linear, matmul_wt_decode as matmul_wt};
+    use crate::kernels::rows::repeat_rows;
     use crate::kernels::test_support::{close, loss, param, values};
 
     fn reference(x: &[f32], w: &[f32], m: usize, n: usize, k: usize) -> Vec<f64> {
@@ -285,8 +295,6 @@ mod tests {
         }
         y
     }
-
-
 
     /// Every kernel this CPU runs (on a CPU with AVX-512 both are tested).
     fn kernels() -> Vec<Kernel> {

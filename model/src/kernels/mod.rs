@@ -127,7 +127,10 @@ pub(crate) fn rope<B: Backend>(
 }
 
 /// `silu(gate) * up` for two tensors of one shape.
-pub(crate) fn swiglu<B: Backend, const D: usize>(gate: Tensor<B, D>, up: Tensor<B, D>) -> Tensor<B, D> {
+pub(crate) fn swiglu<B: Backend, const D: usize>(
+    gate: Tensor<B, D>,
+    up: Tensor<B, D>,
+) -> Tensor<B, D> {
     swiglu::swiglu_flex(&gate, &up)
         .or_else(|| swiglu::swiglu_autodiff(&gate, &up))
         .unwrap_or_else(|| silu(gate) * up)
@@ -147,7 +150,10 @@ pub fn masked_softmax<B: Backend, const D: usize>(
 /// prompt's KV cache forked into its samples); in the backward pass each source row receives the
 /// sum of its copies' gradients. burn's `select` where the row copy does not apply (the index
 /// tensor is built only then).
-pub(crate) fn select_rows<B: Backend, const D: usize>(x: &Tensor<B, D>, rows: &[usize]) -> Tensor<B, D> {
+pub(crate) fn select_rows<B: Backend, const D: usize>(
+    x: &Tensor<B, D>,
+    rows: &[usize],
+) -> Tensor<B, D> {
     rows::repeat_rows(x, rows).unwrap_or_else(|| {
         let ids: Vec<i32> = rows.iter().map(|&r| r as i32).collect();
         let ids = Tensor::<B, 1, Int>::from_data(TensorData::new(ids, [rows.len()]), &x.device());
@@ -157,7 +163,10 @@ pub(crate) fn select_rows<B: Backend, const D: usize>(x: &Tensor<B, D>, rows: &[
 
 /// `log_softmax(logits, 1)[row, targets[row]]` for `logits` `[rows, vocab]`: each row's target
 /// log-probability, `[rows]`.
-pub(crate) fn log_softmax_gather<B: Backend>(logits: Tensor<B, 2>, targets: &[u32]) -> Tensor<B, 1> {
+pub(crate) fn log_softmax_gather<B: Backend>(
+    logits: Tensor<B, 2>,
+    targets: &[u32],
+) -> Tensor<B, 1> {
     if let Some(picked) = softmax::log_softmax_gather(&logits, targets) {
         return picked;
     }

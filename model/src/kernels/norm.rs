@@ -115,10 +115,9 @@ impl Backward<Cpu, 2> for RmsNormBackward {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::CpuDevice;
-    use crate::kernels::autodiff::Ad;
-    use crate::kernels::test_support::{close, fill, loss, param};
-    use burn::tensor::TensorData;
+
+    use crate::kernels::test_support::{close, loss, param};
+
     use crate::kernels::flex::simd_available;
 
     #[test]

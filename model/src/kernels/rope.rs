@@ -88,9 +88,9 @@ mod tests {
     use super::*;
     use crate::backend::CpuDevice;
     use crate::kernels::autodiff::Ad;
+    use crate::kernels::flex::simd_available;
     use crate::kernels::test_support::{close, fill, loss, param};
     use burn::tensor::TensorData;
-    use crate::kernels::flex::simd_available;
 
     #[test]
     fn rope_value_and_gradient_match_the_rotation_matrix() {

@@ -5,7 +5,6 @@
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops};
-use burn::backend::flex::FlexTensor;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
@@ -85,7 +84,6 @@ pub(crate) fn repeat_rows<B: Backend, const D: usize>(
     })
 }
 
-
 #[derive(Debug)]
 struct RepeatRowsBackward;
 
@@ -116,9 +114,9 @@ mod tests {
     use super::*;
     use crate::backend::CpuDevice;
     use crate::kernels::autodiff::Ad;
-    use crate::kernels::test_support::{close, fill, loss, param};
-    use burn::tensor::TensorData;
     use crate::kernels::flex::simd_available;
+    use crate::kernels::test_support::{close, loss, param};
+    use burn::tensor::TensorData;
 
     #[test]
     fn repeat_rows_value_and_gradient_match_burns_select() {

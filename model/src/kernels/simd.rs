@@ -17,13 +17,7 @@ pub(crate) fn swiglu_slices(gate: &[f32], up: &[f32], out: &mut [f32]) {
     }
 }
 
-pub fn swiglu_backward(
-    dy: &[f32],
-    gate: &[f32],
-    up: &[f32],
-    d_gate: &mut [f32],
-    d_up: &mut [f32],
-) {
+pub fn swiglu_backward(dy: &[f32], gate: &[f32], up: &[f32], d_gate: &mut [f32], d_up: &mut [f32]) {
     assert!(simd_available() && dy.len() == gate.len() && gate.len() == up.len());
     assert!(d_gate.len() == gate.len() && d_up.len() == gate.len());
     #[cfg(target_arch = "x86_64")]

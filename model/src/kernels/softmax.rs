@@ -154,10 +154,10 @@ mod tests {
     use super::*;
     use crate::backend::CpuDevice;
     use crate::kernels::autodiff::Ad;
-    use crate::kernels::test_support::{close, fill, loss, param};
-    use burn::tensor::TensorData;
     use crate::kernels::flex::simd_available;
+    use crate::kernels::test_support::{close, loss, param};
     use burn::tensor::Int;
+    use burn::tensor::TensorData;
     use burn::tensor::activation::{log_softmax, softmax};
 
     #[test]
@@ -172,7 +172,7 @@ mod tests {
         for (i, v) in m.iter_mut().enumerate() {
             let (row, qi, ki) = (i / (h * q * k), (i / k) % q, i % k);
             if ki > k - q + qi || (row == 1 && ki < 4) {
-                *v = crate::simd::MASKED;
+                *v = crate::kernels::MASKED;
             }
         }
         let mask =
@@ -196,6 +196,7 @@ mod tests {
             1e-6,
             "flex value",
         );
+    }
 
     #[test]
     fn log_softmax_gather_value_and_gradient_match_burns_autodiff() {
@@ -226,7 +227,4 @@ mod tests {
         bad[0] = vocab as u32;
         assert!(log_softmax_gather(&logits, &bad).is_none());
     }
-
-    /// The whole model through `score` on a left-padded batch: values and every parameter's
-    /// gradient with the fused ops (`Autodiff<Flex>`) against burn's own ops and autodiff
 }

@@ -6,12 +6,12 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::flex::FlexTensor;
-use burn::tensor::{Tensor, TensorData};
 use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::autodiff::{Operand, into_tensor, record};
 use super::autodiff::{BLOCK, par_row_blocks};
+use super::autodiff::{Operand, into_tensor, record};
 use super::flex::{as_flex, f32_contiguous, flex, shape, simd_available, values};
 use super::simd;
 use crate::backend::Cpu;
@@ -28,7 +28,7 @@ pub(crate) fn swiglu_flex<B: Backend, const D: usize>(
     let (g, u) = (as_flex(gate)?, as_flex(up)?);
     let (g, u) = (f32_contiguous(&g)?, f32_contiguous(&u)?);
     let mut out = vec![0.0f32; g.len()];
-    swiglu_slices(g, u, &mut out);
+    simd::swiglu_slices(g, u, &mut out);
     Some(Tensor::from_data(
         TensorData::new(out, gate.dims()),
         &gate.device(),
@@ -101,10 +101,10 @@ mod tests {
     use super::*;
     use crate::backend::CpuDevice;
     use crate::kernels::autodiff::Ad;
+    use crate::kernels::flex::simd_available;
     use crate::kernels::test_support::{close, fill, loss, param};
     use burn::tensor::TensorData;
     use burn::tensor::activation::silu;
-    use crate::kernels::flex::simd_available;
 
     #[test]
     fn swiglu_value_and_gradients_match_burns_autodiff() {
@@ -136,50 +136,52 @@ mod tests {
         assert_eq!(untracked.into_data(), tracked.into_data());
     }
 
-#[cfg(test)]
-mod flex_tests {
-    use super::swiglu_flex as swiglu;
-    use crate::backend::{Cpu, CpuDevice};
-    use crate::kernels::flex::simd_available;
-    use crate::kernels::simd::swiglu_slices;
-    use crate::kernels::test_support::fill as values;
-    use burn::tensor::activation::silu;
-    use burn::tensor::{Tensor, TensorData};
+    #[cfg(test)]
+    mod flex_tests {
+        use super::swiglu_flex as swiglu;
+        use crate::backend::{Cpu, CpuDevice};
+        use crate::kernels::flex::simd_available;
+        use crate::kernels::simd::swiglu_slices;
+        use crate::kernels::test_support::fill as values;
+        use burn::tensor::activation::silu;
+        use burn::tensor::{Tensor, TensorData};
 
-    #[test]
-    fn swiglu_matches_burns_ops() {
-        let device = CpuDevice::default();
-        // 3 x 43 elements: not a multiple of 8, so the tail path runs.
-        let g =
-            Tensor::<Cpu, 2>::from_data(TensorData::new(values(129, 1, 12.0), [3, 43]), &device);
-        let u = Tensor::<Cpu, 2>::from_data(TensorData::new(values(129, 2, 3.0), [3, 43]), &device);
-        let want = (silu(g.clone()) * u.clone()).into_data();
-        match swiglu(&g, &u) {
-            Some(got) => got
-                .into_data()
-                .assert_approx_eq::<f32>(&want, burn::tensor::Tolerance::relative(1e-6)),
-            None => assert!(!simd_available()),
+        #[test]
+        fn swiglu_matches_burns_ops() {
+            let device = CpuDevice::default();
+            // 3 x 43 elements: not a multiple of 8, so the tail path runs.
+            let g = Tensor::<Cpu, 2>::from_data(
+                TensorData::new(values(129, 1, 12.0), [3, 43]),
+                &device,
+            );
+            let u =
+                Tensor::<Cpu, 2>::from_data(TensorData::new(values(129, 2, 3.0), [3, 43]), &device);
+            let want = (silu(g.clone()) * u.clone()).into_data();
+            match swiglu(&g, &u) {
+                Some(got) => got
+                    .into_data()
+                    .assert_approx_eq::<f32>(&want, burn::tensor::Tolerance::relative(1e-6)),
+                None => assert!(!simd_available()),
+            }
+            // A transposed (non-contiguous) operand or mismatched shapes: burn's ops.
+            assert!(swiglu(&g.clone().transpose(), &u.clone().transpose()).is_none());
+            assert!(swiglu(&g, &u.slice([0..2, 0..43])).is_none());
         }
-        // A transposed (non-contiguous) operand or mismatched shapes: burn's ops.
-        assert!(swiglu(&g.clone().transpose(), &u.clone().transpose()).is_none());
-        assert!(swiglu(&g, &u.slice([0..2, 0..43])).is_none());
+
+        #[test]
+        fn a_value_does_not_depend_on_its_position() {
+            if !simd_available() {
+                return;
+            }
+            let g = values(37, 3, 8.0);
+            let u = values(37, 4, 2.0);
+            let mut all = vec![0.0; 37];
+            swiglu_slices(&g, &u, &mut all);
+            for i in 0..37 {
+                let mut one = [0.0f32];
+                swiglu_slices(&g[i..=i], &u[i..=i], &mut one);
+                assert_eq!(one[0].to_bits(), all[i].to_bits(), "element {i}");
+            }
+        }
     }
-
-    #[test]
-    fn a_value_does_not_depend_on_its_position() {
-        if !simd_available() {
-            return;
-        }
-        let g = values(37, 3, 8.0);
-        let u = values(37, 4, 2.0);
-        let mut all = vec![0.0; 37];
-        swiglu_slices(&g, &u, &mut all);
-        for i in 0..37 {
-            let mut one = [0.0f32];
-            swiglu_slices(&g[i..=i], &u[i..=i], &mut one);
-            assert_eq!(one[0].to_bits(), all[i].to_bits(), "element {i}");
-        }
-    }
-
-}
 }

@@ -36,7 +36,12 @@ pub(crate) fn param<const D: usize>(dims: [usize; D], seed: u32, range: f32) -> 
     .require_grad()
 }
 
-pub(crate) fn close<const D: usize>(got: Tensor<Cpu, D>, want: Tensor<Cpu, D>, tol: f32, what: &str) {
+pub(crate) fn close<const D: usize>(
+    got: Tensor<Cpu, D>,
+    want: Tensor<Cpu, D>,
+    tol: f32,
+    what: &str,
+) {
     let (got, want) = (got.into_data(), want.into_data());
     let (g, w) = (
         got.as_slice::<f32>().unwrap(),

@@ -1,4 +1,3 @@
-
 //! Causal attention as one op with its own backward pass, for the learner (and prefill) on
 //! burn-flex with AVX-512F.
 //!
@@ -29,9 +28,9 @@ use rayon::prelude::*;
 
 use super::AttentionShape;
 use crate::backend::Cpu;
-use crate::simd::autodiff::{Operand, into_tensor, record};
-use crate::simd::flex::{StridedView, avx512_available, flex, values};
-use crate::simd::simd;
+use crate::kernels::autodiff::{Operand, into_tensor, record};
+use crate::kernels::flex::{StridedView, avx512_available, flex, values};
+use crate::kernels::simd;
 
 /// Rows per register block of the product kernel (8 rows x 32 columns = 16 accumulators).
 const ROWS: usize = 8;
@@ -437,7 +436,7 @@ mod tests {
     use super::*;
     use crate::backend::CpuDevice;
     use crate::kernels::autodiff::Ad;
-    use crate::kernels::test_support::{close, fill, loss, param};
+    use crate::kernels::test_support::{close, fill, param};
     use burn::tensor::TensorData;
     use burn::tensor::activation::softmax;
 
@@ -502,7 +501,7 @@ mod tests {
             for (i, x) in m.iter_mut().enumerate() {
                 let (row, qi, ki) = (i / (nh * s * keys), (i / keys) % s, i % keys);
                 if ki > past + qi || (row == 1 && ki < pad) {
-                    *x = crate::simd::MASKED;
+                    *x = crate::kernels::MASKED;
                 }
             }
             let mask = Tensor::<Ad, 4>::from_data(

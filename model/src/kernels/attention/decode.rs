@@ -13,7 +13,9 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 
 use super::AttentionShape;
-use crate::kernels::flex::{StridedView, as_flex, f32_contiguous, simd_available, wide_registers_available};
+use crate::kernels::flex::{
+    StridedView, as_flex, f32_contiguous, simd_available, wide_registers_available,
+};
 
 /// Largest head dimension the attention kernel keeps in registers (16 AVX2 accumulators).
 const MAX_HEAD_DIM: usize = 128;
@@ -115,7 +117,7 @@ mod avx2 {
     use std::arch::x86_64::*;
 
     use super::MAX_HEAD_DIM;
-    use crate::simd::x86::math::{exp, hsum, sum8};
+    use crate::kernels::x86::math::{exp, hsum, sum8};
 
     /// One (row, head): scores over `mask.len()` keys, softmax, and the weighted sum of values into
     /// `out` (`head_dim` = `q.len()` floats). `probs` is scratch of at least the keys rounded up to 8.
@@ -319,7 +321,7 @@ mod tests {
         let mut m = vec![0.0f32; batch * nh * keys];
         for (b, pad) in [(1usize, 4usize), (2, 12)] {
             for h in 0..nh {
-                m[(b * nh + h) * keys..][..pad].fill(crate::simd::MASKED);
+                m[(b * nh + h) * keys..][..pad].fill(crate::kernels::MASKED);
             }
         }
         let mask = Tensor::<Cpu, 4>::from_data(TensorData::new(m, [batch, nh, 1, keys]), &device);

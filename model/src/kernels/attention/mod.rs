@@ -79,7 +79,8 @@ pub(crate) fn forward<B: Backend>(
     let scores = q.matmul(k.swap_dims(2, 3)).reshape([batch, nh, seq, keys]);
     // The mask comes expanded to every head (see `Transformer::mask`), so scale, mask and
     // softmax are elementwise over contiguous operands: one fused pass on burn-flex.
-    let probs = super::masked_softmax(scores, mask, scale).reshape([batch, nkv, groups * seq, keys]);
+    let probs =
+        super::masked_softmax(scores, mask, scale).reshape([batch, nkv, groups * seq, keys]);
     let out = probs
         .matmul(v)
         .reshape([batch, nh, seq, hd])

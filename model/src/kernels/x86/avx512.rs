@@ -32,7 +32,6 @@ columns_kernel! {
     prefetch_blocks: Some(PREFETCH_BLOCKS),
 }
 
-
 /// Rows per lane group of [`rows_in_lanes`]: one 16-lane register holds one depth index of 16
 /// input rows.
 const LANE_ROWS: usize = 16;
@@ -51,7 +50,7 @@ const OUT_BLOCK: usize = 96;
 /// so a row's result does not depend on the other rows, their number or its position.
 /// Safety: the CPU has AVX-512F.
 #[target_feature(enable = "avx512f")]
-pub(super) unsafe fn rows_in_lanes(
+pub(crate) unsafe fn rows_in_lanes(
     x: &[f32],
     w: &[f32],
     out: &mut [f32],
@@ -171,7 +170,7 @@ const GEMV_PREFETCH_ROWS: usize = 4;
 /// independent accumulators (the memory stream, not the arithmetic, bounds a single row).
 /// Safety: the CPU has AVX-512F.
 #[target_feature(enable = "avx512f")]
-pub(super) unsafe fn gemv(
+pub(crate) unsafe fn gemv(
     x: &[f32],
     w: &[f32],
     out: &mut [f32],

@@ -15,9 +15,10 @@ pub(crate) fn exp(x: __m256) -> __m256 {
     let underflow = _mm256_cmp_ps::<_CMP_LT_OQ>(x, _mm256_set1_ps(-87.3));
     let x = _mm256_min_ps(x, _mm256_set1_ps(88.37));
     let x = _mm256_max_ps(x, _mm256_set1_ps(-87.3));
-    let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-        _mm256_mul_ps(x, _mm256_set1_ps(LOG2E)),
-    );
+    let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(
+        x,
+        _mm256_set1_ps(LOG2E),
+    ));
     let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), x);
     let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
     let mut p = _mm256_set1_ps(1.987_569_1e-4);
@@ -35,7 +36,6 @@ pub(crate) fn exp(x: __m256) -> __m256 {
     )));
     _mm256_andnot_ps(underflow, _mm256_mul_ps(y, pow2n))
 }
-
 
 /// Sum of the 8 lanes, in a fixed order.
 #[target_feature(enable = "avx2,fma")]

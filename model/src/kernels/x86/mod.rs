@@ -70,8 +70,9 @@ macro_rules! columns_kernel {
                     let mut r = 0;
                     while r + $group <= m {
                         let rows: [&[f32]; $group] = std::array::from_fn(|g| &x[(r + g) * k..]);
-                        let group: &mut [[$v; COLS]; $group] =
-                            (&mut acc[r..r + $group]).try_into().expect("a group of rows");
+                        let group: &mut [[$v; COLS]; $group] = (&mut acc[r..r + $group])
+                            .try_into()
+                            .expect("a group of rows");
                         let prefetch = if r == 0 { ahead } else { None };
                         // SAFETY: i1 <= lanes <= k, the length of every row slice.
                         unsafe { tile::<$group>(rows, w_rows, prefetch, i0, i1, group) };

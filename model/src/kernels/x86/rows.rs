@@ -108,12 +108,7 @@ pub(crate) unsafe fn swiglu_backward(
 }
 
 #[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn masked_softmax_row(
-    scores: &[f32],
-    mask: &[f32],
-    scale: f32,
-    out: &mut [f32],
-) {
+pub(crate) unsafe fn masked_softmax_row(scores: &[f32], mask: &[f32], scale: f32, out: &mut [f32]) {
     let n = scores.len();
     let scale_v = _mm256_set1_ps(scale);
     let mut max_v = _mm256_set1_ps(f32::NEG_INFINITY);
@@ -142,12 +137,7 @@ pub(crate) unsafe fn masked_softmax_row(
 
 /// ds = scale · p ⊙ (dp − ⟨p, dp⟩).
 #[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn softmax_backward_row(
-    p: &[f32],
-    dp: &[f32],
-    scale: f32,
-    ds: &mut [f32],
-) {
+pub(crate) unsafe fn softmax_backward_row(p: &[f32], dp: &[f32], scale: f32, ds: &mut [f32]) {
     let mut dot_v = _mm256_setzero_ps();
     for at in (0..p.len()).step_by(8) {
         dot_v = _mm256_fmadd_ps(load(p, at, 0.0), load(dp, at, 0.0), dot_v);
