@@ -1,4 +1,7 @@
-//! `x · Wᵀ` for the few rows of a decode step, on burn-flex, without re-packing the weight.
+//! `x · Wᵀ` with W in HF's `[out, in]` layout: the decode-step kernels for the few rows of a decode
+//! step on burn-flex (without re-packing the weight; the SIMD bodies are in `x86::{avx2, avx512}`),
+//! gemm on an actor's [`DecodeLayout`] copy of a small weight, and the learner's op on
+//! `Autodiff<burn-flex>` whose weight gradient keeps the `[out, in]` layout ([`linear_autodiff`]).
 //!
 //! A decode step multiplies a handful of rows by every weight of the model. burn-flex hands that to
 //! `gemm`, which packs (copies and transposes) the whole `[out, in]` weight on every call: at batch 8
@@ -9,7 +12,7 @@
 //! It runs only where it was measured to win: burn-flex, f32, contiguous operands, at most
 //! [`MAX_ROWS`] rows, a weight of at least [`MIN_WEIGHT_ELEMENTS`] elements, and an x86-64 CPU with
 //! AVX2 and FMA. Anything else (autodiff tensors in the learner, CUDA, other CPUs) returns `None`
-//! and the caller takes burn's matmul. Where the CPU has AVX-512F, a 16-lane kernel runs instead of
+//! and `kernels::linear` takes the next path. Where the CPU has AVX-512F, a 16-lane kernel runs instead of
 //! the 8-lane one: twice the arithmetic per instruction, registers enough for four input rows per
 //! weight load, and a prefetch of the next block's weight rows while the current one computes, so
 //! the stream from memory overlaps the arithmetic (BENCHMARKS.md, session 11).

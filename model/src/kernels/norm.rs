@@ -19,7 +19,7 @@ use crate::backend::Cpu;
 // RMSNorm
 
 /// HF's RMSNorm over the last dimension: `x * rsqrt(mean(x²) + eps) * weight`, `weight` of the
-/// last dimension's size. `None` where the op does not apply (see the module docs).
+/// last dimension's size. `None` where the op does not apply (see the `kernels` module docs).
 pub(crate) fn rms_norm<B: Backend, const D: usize>(
     x: &Tensor<B, D>,
     weight: &Tensor<B, 1>,

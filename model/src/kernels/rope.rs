@@ -7,7 +7,6 @@ use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::flex::FlexTensor;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
-use rayon::prelude::*;
 
 use super::autodiff::{Operand, into_tensor, par_row_blocks, record};
 use super::flex::{flex, shape, values};
@@ -19,7 +18,7 @@ use crate::backend::Cpu;
 
 /// Rotary embedding `x * cos + rotate_half(x) * sin` over the last dimension (HF's
 /// `rotate_half(x) = cat(-x2, x1)`), with `cos`/`sin` of `x`'s shape (constants). `None` where the op
-/// does not apply (see the module docs) or the last dimension is odd.
+/// does not apply (see the `kernels` module docs) or the last dimension is odd.
 pub(crate) fn rope<B: Backend, const D: usize>(
     x: &Tensor<B, D>,
     cos: &Tensor<B, D>,

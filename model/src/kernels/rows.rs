@@ -54,7 +54,7 @@ impl Backward<Cpu, 1> for ContiguousBackward {
 /// KV cache forked into its samples); in the backward pass each source row receives the sum of its
 /// copies' gradients. burn-flex's `select` backward (`select_add`) scatters one element at a time:
 /// 4% of the learner's step once the prompts' cache rows were shared. `None` where the op does not
-/// apply (see the module docs).
+/// apply (see the `kernels` module docs).
 pub(crate) fn repeat_rows<B: Backend, const D: usize>(
     x: &Tensor<B, D>,
     rows: &[usize],
@@ -115,7 +115,9 @@ mod tests {
     use crate::backend::CpuDevice;
     use crate::kernels::autodiff::Ad;
     use crate::kernels::flex::simd_available;
-    use crate::kernels::test_support::{close, loss, param};
+    use crate::backend::Cpu;
+    use crate::kernels::flex::{as_flex, copy_by_rows};
+    use crate::kernels::test_support::{close, fill, loss, param};
     use burn::tensor::TensorData;
 
     #[test]
@@ -141,6 +143,40 @@ mod tests {
         assert!(
             repeat_rows(&x, &[3]).is_none(),
             "row 3 of 3 is out of range"
+        );
+    }
+
+    #[test]
+    fn strided_views_copy_by_rows_in_logical_order() {
+        let device = CpuDevice::default();
+        let x = Tensor::<Cpu, 4>::from_data(
+            TensorData::new(fill(2 * 3 * 4 * 5, 1, 1.0), [2, 3, 4, 5]),
+            &device,
+        );
+        // A head split's layout (swapped middle dims), a view with an offset (narrowed), and a
+        // broadcast (stride 0) one.
+        let views = [
+            x.clone().swap_dims(1, 2),
+            x.clone().swap_dims(1, 2).narrow(2, 1, 2),
+            x.clone().narrow(0, 1, 1).expand([3, 3, 4, 5]),
+        ];
+        for (i, view) in views.into_iter().enumerate() {
+            let flex = as_flex(&view).expect("a burn-flex tensor");
+            assert!(flex.as_slice::<f32>().is_none(), "view {i} is strided");
+            let want = view.clone().into_data().to_vec::<f32>().unwrap();
+            assert_eq!(
+                copy_by_rows(&flex).expect("a unit inner stride"),
+                want,
+                "view {i}"
+            );
+            assert_eq!(values(&flex).into_owned(), want, "view {i}");
+        }
+        // An inner dimension that is not contiguous is left to burn-flex.
+        let transposed = as_flex(&x.clone().swap_dims(2, 3)).unwrap();
+        assert!(copy_by_rows(&transposed).is_none());
+        assert_eq!(
+            values(&transposed).into_owned(),
+            x.swap_dims(2, 3).into_data().to_vec::<f32>().unwrap()
         );
     }
 }

@@ -20,7 +20,7 @@ use crate::backend::Cpu;
 // Masked softmax
 
 /// `softmax(scores * scale + mask)` over the last dimension; `mask` (same shape) is a constant
-/// (no gradient flows to it). `None` where the op does not apply (see the module docs).
+/// (no gradient flows to it). `None` where the op does not apply (see the `kernels` module docs).
 pub(crate) fn masked_softmax<B: Backend, const D: usize>(
     scores: &Tensor<B, D>,
     mask: &Tensor<B, D>,
@@ -84,7 +84,7 @@ impl Backward<Cpu, 1> for SoftmaxBackward {
 // Log-softmax + gather
 
 /// `log_softmax(logits, 1)[row, targets[row]]` for `logits` `[rows, vocab]`: the log-probability of
-/// each row's target token, `[rows]`. `None` where the op does not apply (see the module docs) or a
+/// each row's target token, `[rows]`. `None` where the op does not apply (see the `kernels` module docs) or a
 /// target is out of range.
 pub(crate) fn log_softmax_gather<B: Backend>(
     logits: &Tensor<B, 2>,

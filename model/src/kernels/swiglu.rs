@@ -17,7 +17,7 @@ use super::simd;
 use crate::backend::Cpu;
 
 /// `silu(gate) * up`, elementwise, for two contiguous tensors of one shape; `None` where the kernel
-/// does not apply (see the module docs).
+/// does not apply (see the `kernels` module docs).
 pub(crate) fn swiglu_flex<B: Backend, const D: usize>(
     gate: &Tensor<B, D>,
     up: &Tensor<B, D>,
