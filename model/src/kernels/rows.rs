@@ -112,10 +112,10 @@ impl Backward<Cpu, 1> for RepeatRowsBackward {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::Cpu;
     use crate::backend::CpuDevice;
     use crate::kernels::autodiff::Ad;
     use crate::kernels::flex::simd_available;
-    use crate::backend::Cpu;
     use crate::kernels::flex::{as_flex, copy_by_rows};
     use crate::kernels::test_support::{close, fill, loss, param};
     use burn::tensor::TensorData;

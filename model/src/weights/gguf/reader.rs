@@ -211,7 +211,7 @@ impl GgufTensorInfo {
 
 /// An open GGUF file: its metadata and tensor index, with the data memory-mapped.
 pub struct GgufFile {
-    path: PathBuf,
+    pub(crate) path: PathBuf,
     data: memmap2::Mmap,
     pub version: u32,
     pub metadata: BTreeMap<String, GgufValue>,
@@ -383,7 +383,7 @@ impl GgufFile {
         self.metadata.get(key)
     }
 
-    fn format_error(&self, message: String) -> ModelError {
+    pub(crate) fn format_error(&self, message: String) -> ModelError {
         ModelError::Format {
             file: self.path.clone(),
             message,
@@ -469,7 +469,7 @@ impl GgufFile {
             .map(Some)
     }
 
-    fn require_u64(&self, key: &str) -> Result<u64> {
+    pub(crate) fn require_u64(&self, key: &str) -> Result<u64> {
         self.get_u64(key)?
             .ok_or_else(|| self.format_error(format!("missing metadata `{key}`")))
     }
