@@ -569,9 +569,10 @@ fn profile_decode(args: &[String]) -> Result<()> {
             &device,
         );
         let scale = 1.0 / (hd as f32).sqrt();
-        if laser_model::fused::decode_attention(&q1, &k, &k, &mask, scale).is_some() {
+        if laser_model::kernels::bench_api::decode_attention(&q1, &k, &k, &mask, scale).is_some() {
             let ms = time(&mut || {
-                let o = laser_model::fused::decode_attention(&q1, &k, &k, &mask, scale);
+                let o =
+                    laser_model::kernels::bench_api::decode_attention(&q1, &k, &k, &mask, scale);
                 std::hint::black_box(o.map(|o| o.into_data()));
             });
             report.push(("attention core, fused decode kernel".into(), ms));
@@ -663,7 +664,6 @@ fn profile_decode(args: &[String]) -> Result<()> {
 /// shapes, one layer's attention core and MLP (times the layer count) and the head. One thread gives
 /// the figures of BENCHMARKS.md; each is the median of 5.
 fn profile_train(args: &[String]) -> Result<()> {
-    use burn::tensor::activation::softmax;
     use burn::tensor::{Distribution, Tensor, TensorData};
     type T = TrainBackend;
     let path = args
@@ -720,7 +720,7 @@ fn profile_train(args: &[String]) -> Result<()> {
     for (i, m) in mask.iter_mut().enumerate() {
         let (q_pos, k_pos) = ((i / seq) % seq, i % seq);
         if k_pos > q_pos {
-            *m = laser_model::transformer::MASKED;
+            *m = laser_model::kernels::MASKED;
         }
     }
     let mask = Tensor::<T, 4>::from_data(TensorData::new(mask, [rows, nh, seq, seq]), &device);
@@ -733,8 +733,7 @@ fn profile_train(args: &[String]) -> Result<()> {
         let q = q.reshape([rows, nkv, nh / nkv * seq, hd]);
         let scale = 1.0 / (hd as f64).sqrt();
         let scores = q.matmul(k.swap_dims(2, 3)).reshape([rows, nh, seq, seq]);
-        let probs = laser_model::fused_grad::masked_softmax(&scores, &mask, scale as f32)
-            .unwrap_or_else(|| softmax(scores * scale + mask.clone(), 3));
+        let probs = laser_model::kernels::masked_softmax(scores, mask.clone(), scale);
         let out = probs
             .reshape([rows, nkv, nh / nkv * seq, seq])
             .matmul(v)

@@ -153,7 +153,7 @@ impl<B: Backend> KvCache<B> {
     /// Keeps (or repeats) rows: row i of the result is row `rows[i]` of `self`.
     pub fn select_rows(&mut self, rows: &[usize]) {
         // burn-flex (and the learner's autodiff over it) copies whole rows; elsewhere `select`.
-        let select = |t: Tensor<B, 4>| crate::fused_grad::select_rows(&t, rows);
+        let select = |t: Tensor<B, 4>| crate::kernels::select_rows(&t, rows);
         for l in &mut self.layers {
             l.keys = l.keys.take().map(select);
             l.values = l.values.take().map(select);

@@ -4,19 +4,25 @@
 //! weight I/O, the tokenizer with chat templates, the KV-cache generation engine with sampling, and the
 //! LaSeR self-reward read-out: one extra decode step after EOS that reads log p(z_c | x, y).
 //! The actor calls `generate`; the learner trains through the teacher-forced `score` pass.
+//!
+//! The model's hand-written kernels (decode-step matmul and attention on burn-flex, the learner's
+//! fused ops with their own backward on `Autodiff<burn-flex>`, the AVX2/AVX-512 code) sit behind one
+//! boundary, [`kernels`]: one function per op that takes and returns burn tensors, chooses its kernel
+//! by backend and CPU features and falls back to burn's ops itself. The rest of the crate calls only
+//! those functions; only `kernels::{MASKED, DecodeLayout, masked_softmax, bench_api}` are public.
 
 pub mod backend;
 pub mod cache;
 pub mod config;
 pub mod error;
-pub mod fused;
-pub mod fused_grad;
 pub mod generate;
+#[cfg(test)]
+mod gradient_parity;
+pub mod kernels;
 pub mod pretrained;
 pub mod sampling;
 pub mod score;
 pub mod self_reward;
-pub mod small_matmul;
 pub mod tiny;
 pub mod tokenizer;
 pub mod transformer;

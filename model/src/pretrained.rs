@@ -9,7 +9,8 @@ use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
 use crate::tokenizer::Tokenizer;
 use crate::transformer::Transformer;
-use crate::weights::{WeightMap, gguf, safetensors};
+use crate::weights::gguf::{GgufFile, config_from_gguf, weights_from_gguf};
+use crate::weights::{WeightMap, safetensors};
 
 pub struct Pretrained<B: Backend> {
     pub model: Transformer<B>,
@@ -49,7 +50,7 @@ pub fn load_parts(path: &Path) -> Result<(ModelConfig, WeightMap, Option<Tokeniz
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
     {
-        let g = gguf::load_gguf(path)?;
+        let g = load_gguf(path)?;
         Ok((g.config, g.weights, g.tokenizer))
     } else if path.exists() {
         Err(ModelError::Format {
@@ -110,4 +111,44 @@ fn save_tokenizer(tok: &Tokenizer, dir: &Path) -> Result<()> {
     let text = serde_json::to_string_pretty(&serde_json::Value::Object(cfg))
         .expect("a JSON value always serialises");
     std::fs::write(&cfg_path, text).map_err(|e| ModelError::io(&cfg_path, e))
+}
+
+/// A llama-architecture GGUF model in the crate's interchange form.
+#[derive(Debug)]
+pub struct GgufModel {
+    pub config: ModelConfig,
+    /// f32 tensors under Hugging Face names, HF layout, q/k un-permuted.
+    pub weights: WeightMap,
+    /// Built from `tokenizer.ggml.*`; None when the file carries no tokenizer.
+    pub tokenizer: Option<Tokenizer>,
+    /// `tokenizer.chat_template` (also set on `tokenizer`).
+    pub chat_template: Option<String>,
+}
+
+/// Loads a llama-architecture GGUF file: config, dequantised weights and tokenizer.
+pub fn load_gguf(path: &Path) -> Result<GgufModel> {
+    let file = GgufFile::open(path)?;
+    let architecture = file
+        .get_str("general.architecture")?
+        .ok_or_else(|| file.format_error("missing metadata `general.architecture`".into()))?;
+    if architecture != "llama" {
+        return Err(ModelError::UnsupportedGgufArchitecture {
+            file: path.to_path_buf(),
+            architecture: architecture.to_string(),
+        });
+    }
+    let config = config_from_gguf(&file)?;
+    let weights = weights_from_gguf(&file, &config)?;
+    let tokenizer = if file.get("tokenizer.ggml.model").is_some() {
+        Some(Tokenizer::from_gguf_file(&file)?)
+    } else {
+        None
+    };
+    let chat_template = file.get_str("tokenizer.chat_template")?.map(str::to_string);
+    Ok(GgufModel {
+        config,
+        weights,
+        tokenizer,
+        chat_template,
+    })
 }

@@ -122,13 +122,7 @@ fn sample_plain(logits: &[f32], rng: &mut StdRng) -> (u32, f32) {
     }
     SCRATCH.with_borrow_mut(|(probs, blocks)| {
         probs.resize(logits.len(), 0.0);
-        if crate::small_matmul::simd_available() {
-            crate::fused_grad::kernels::softmax_scaled_row(logits, max, 1.0, probs);
-        } else {
-            for (p, &x) in probs.iter_mut().zip(logits) {
-                *p = (x - max).exp();
-            }
-        }
+        crate::kernels::softmax_numerators(logits, max, probs);
         blocks.clear();
         blocks.extend(probs.chunks(SAMPLE_BLOCK).map(block_sum));
         let total: f64 = blocks.iter().sum();

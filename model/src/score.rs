@@ -13,7 +13,6 @@
 //! through the cache (its rows' gradients add up over the items). Causal attention keeps right
 //! padding from touching anything; the prompts' left padding is masked as keys.
 
-use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
@@ -173,11 +172,5 @@ pub fn score<B: Backend>(
 /// `log_softmax(logits)[row, targets[row]]` for `logits` `[rows, vocab]`: one fused op on burn-flex
 /// (and its autodiff), burn's log-softmax and gather elsewhere.
 pub fn token_logprobs<B: Backend>(logits: Tensor<B, 2>, targets: &[u32]) -> Tensor<B, 1> {
-    if let Some(picked) = crate::fused_grad::log_softmax_gather(&logits, targets) {
-        return picked;
-    }
-    let rows = targets.len();
-    let ids: Vec<i32> = targets.iter().map(|&t| t as i32).collect();
-    let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [rows, 1]), &logits.device());
-    log_softmax(logits, 1).gather(1, ids).reshape([rows])
+    crate::kernels::log_softmax_gather(logits, targets)
 }

@@ -4,40 +4,36 @@
 //! RMSNorm -> SwiGLU MLP -> residual] -> final RMSNorm -> LM head (tied or untied).
 //!
 //! Linear weights stay in Hugging Face's `[out, in]` layout and are multiplied by their transpose:
-//! that is both the layout checkpoints use and the faster one for burn-flex's LM head. Products of
-//! up to 64 rows (decode steps) on burn-flex take `small_matmul`'s kernels, which read that layout
-//! directly; an actor's model keeps `[in, out]` copies of the layer weights too small for them
-//! ([`Transformer::with_decode_weights`]). The learner's products take `fused_grad::linear`, whose
-//! weight gradient keeps the `[out, in]` layout. A decode step's SwiGLU and attention take
-//! `fused`'s one-pass kernels; several queries per row (the learner, prefill) take
-//! `fused_grad::causal_attention` where the CPU has AVX-512. RMSNorm,
-//! RoPE, the attention softmax and the learner's SwiGLU take `fused_grad`'s ops, which carry their
-//! own backward pass on `Autodiff<burn-flex>`.
+//! that is both the layout checkpoints use and the faster one for burn-flex's LM head.
+//!
+//! Every op with a hand-written kernel goes through the kernel boundary, [`crate::kernels`]:
+//! `kernels::linear`, `attention`, `rms_norm`, `rope`, `swiglu` and `select_rows` take burn tensors
+//! and return the result, choosing their kernel by backend and CPU features (decode-step kernels on
+//! burn-flex, ops with their own backward on the learner's `Autodiff<burn-flex>`) and falling back
+//! to burn's ops inside, so this file is the model's arithmetic only. An actor's model keeps a
+//! kernel-owned `[in, out]` copy ([`crate::kernels::DecodeLayout`]) of the layer weights too small
+//! for the decode kernels ([`Transformer::with_decode_weights`]).
 //! Every batch is laid out with prompts left-padded, so all rows share one column index per step;
 //! each row's RoPE positions and key-padding mask come from the host (`ForwardBatch`).
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::{silu, softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 
 use crate::cache::{KvCache, LayerCache};
 use crate::config::ModelConfig;
 use crate::error::Result;
+use crate::kernels::{self, DecodeLayout, MASKED};
 use crate::weights::{HostTensor, WeightMap};
-
-/// Additive mask value for positions a query must not see. Finite, so fully masked rows (left
-/// padding) give a uniform softmax rather than NaN, which would poison gradients.
-pub const MASKED: f32 = -1.0e9;
 
 /// A linear layer `y = x W^T + b`, W in HF's `[out, in]` layout.
 #[derive(Module, Debug)]
 pub struct Linear<B: Backend> {
     pub weight: Param<Tensor<B, 2>>,
     pub bias: Option<Param<Tensor<B, 1>>>,
-    /// The weight again, in `[in, out]` layout, for products of many rows at inference on
-    /// burn-flex (see [`Transformer::with_decode_weights`]); `None` elsewhere.
-    pub weight_in_out: Option<crate::small_matmul::InOutWeight>,
+    /// The weight again, in the kernels' `[in, out]` layout, for products of many rows at
+    /// inference on burn-flex (see [`Transformer::with_decode_weights`]); `None` elsewhere.
+    pub weight_in_out: Option<DecodeLayout>,
 }
 
 impl<B: Backend> Linear<B> {
@@ -48,11 +44,7 @@ impl<B: Backend> Linear<B> {
         let weight = self.weight.val();
         let d_out = weight.dims()[0];
         let x = x.reshape([rows, d_in]);
-        let in_out = self
-            .weight_in_out
-            .as_ref()
-            .and_then(|w| crate::small_matmul::matmul_in_out(&x, w));
-        let mut y = in_out.unwrap_or_else(|| matmul_wt(x, weight));
+        let mut y = kernels::linear(x, weight, self.weight_in_out.as_ref());
         if let Some(bias) = &self.bias {
             y = y + bias.val().unsqueeze_dim(0);
         }
@@ -60,14 +52,6 @@ impl<B: Backend> Linear<B> {
         out_dims[D - 1] = d_out;
         y.reshape(out_dims)
     }
-}
-
-/// `x · Wᵀ` for W in `[out, in]`: the decode kernel for a few rows on burn-flex, the op with a
-/// contiguous weight gradient in the learner, else burn's matmul.
-fn matmul_wt<B: Backend>(x: Tensor<B, 2>, weight: Tensor<B, 2>) -> Tensor<B, 2> {
-    crate::small_matmul::matmul_wt(&x, &weight)
-        .or_else(|| crate::fused_grad::linear(&x, &weight))
-        .unwrap_or_else(|| x.matmul(weight.transpose()))
 }
 
 /// RMSNorm exactly as HF computes it: x * rsqrt(mean(x^2) + eps) * weight.
@@ -79,12 +63,7 @@ pub struct RmsNorm<B: Backend> {
 
 impl<B: Backend> RmsNorm<B> {
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        if let Some(y) = crate::fused_grad::rms_norm(&x, &self.weight.val(), self.eps) {
-            return y;
-        }
-        let variance = x.clone().powi_scalar(2).mean_dim(D - 1);
-        let normed = x * (variance + self.eps).sqrt().recip();
-        normed * self.weight.val().unsqueeze()
+        kernels::rms_norm(x, self.weight.val(), self.eps)
     }
 }
 
@@ -106,7 +85,7 @@ pub struct Attention<B: Backend> {
 /// SIMD kernels; broadcasting over heads on a transposed `x` went through its per-element strided
 /// iterator instead. The result is bit-identical: `@ rotate` only copies and negates values (one
 /// non-zero term of +-1 per output), and the products and sum are the same f32 operations.
-/// On burn-flex (and the learner's autodiff over it) `fused_grad::rope` does the same arithmetic in
+/// On burn-flex (and the learner's autodiff over it) `kernels::rope` does the same arithmetic in
 /// one pass per row, with its own backward; the tables are then read as plain constants.
 pub struct Rope<B: Backend> {
     pub cos_q: Tensor<B, 4>,
@@ -114,26 +93,6 @@ pub struct Rope<B: Backend> {
     pub cos_k: Tensor<B, 4>,
     pub sin_k: Tensor<B, 4>,
     pub rotate: Tensor<B, 2>,
-}
-
-/// RoPE on `x` laid out `[batch, seq, heads, head_dim]` with tables of the same shape.
-fn apply_rope<B: Backend>(
-    x: Tensor<B, 4>,
-    cos: &Tensor<B, 4>,
-    sin: &Tensor<B, 4>,
-    rotate: &Tensor<B, 2>,
-) -> Tensor<B, 4> {
-    if let Some(y) = crate::fused_grad::rope(&x, cos, sin) {
-        return y;
-    }
-    let dims = x.dims();
-    let rows = dims[0] * dims[1] * dims[2];
-    let rotated = x
-        .clone()
-        .reshape([rows, dims[3]])
-        .matmul(rotate.clone())
-        .reshape(dims);
-    x * cos.clone() + rotated * sin.clone()
 }
 
 /// `[batch, seq, heads, head_dim] -> [batch, heads, seq, head_dim]`. With one token per row (a
@@ -160,7 +119,6 @@ impl<B: Backend> Attention<B> {
     ) -> Tensor<B, 3> {
         let [batch, seq, _] = x.dims();
         let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let groups = nh / nkv;
 
         let q = self.q_proj.forward(x.clone()).reshape([batch, seq, nh, hd]);
         let k = self
@@ -168,46 +126,16 @@ impl<B: Backend> Attention<B> {
             .forward(x.clone())
             .reshape([batch, seq, nkv, hd]);
         let v = heads_major(self.v_proj.forward(x).reshape([batch, seq, nkv, hd]));
-        let q = apply_rope(q, &rope.cos_q, &rope.sin_q, &rope.rotate);
-        let k = heads_major(apply_rope(k, &rope.cos_k, &rope.sin_k, &rope.rotate));
+        let q = kernels::rope(q, &rope.cos_q, &rope.sin_q, &rope.rotate);
+        let k = heads_major(kernels::rope(k, &rope.cos_k, &rope.sin_k, &rope.rotate));
         let (k, v) = match cache {
             Some(cache) => cache.append(k, v),
             None => (k, v),
         };
-        let keys = k.dims()[2];
         let scale = 1.0 / (hd as f64).sqrt();
-        // A decode step on burn-flex: one fused pass per (row, head) over the cache.
-        if let Some(out) = crate::fused::decode_attention(&q, &k, &v, &mask, scale as f32) {
-            return self.o_proj.forward(out);
-        }
-        // Several queries per row (the learner, prefill) on burn-flex with AVX-512: one causal op
-        // with its own backward, heads merged on the way out.
-        if let Some(out) = crate::fused_grad::causal_attention(&q, &k, &v, &mask, scale as f32) {
-            return self.o_proj.forward(out);
-        }
-
-        // Grouped-query attention without materialising repeated K/V: query head h uses kv head
-        // h / groups (HF's repeat_kv order), so fold the group into the query-row dimension.
-        let q = relayout(q.swap_dims(1, 2)).reshape([batch, nkv, groups * seq, hd]);
-        let scores = q.matmul(k.swap_dims(2, 3)).reshape([batch, nh, seq, keys]);
-        // The mask comes expanded to every head (see `Transformer::mask`), so scale, mask and
-        // softmax are elementwise over contiguous operands: one fused pass on burn-flex.
-        let probs = crate::fused_grad::masked_softmax(&scores, &mask, scale as f32)
-            .unwrap_or_else(|| softmax(scores * scale + mask, 3))
-            .reshape([batch, nkv, groups * seq, keys]);
-        let out = probs
-            .matmul(v)
-            .reshape([batch, nh, seq, hd])
-            .swap_dims(1, 2);
         self.o_proj
-            .forward(relayout(out).reshape([batch, seq, nh * hd]))
+            .forward(kernels::attention(q, k, v, mask, scale))
     }
-}
-
-/// A head split or merge made contiguous before its reshape: on burn-flex a row-at-a-time copy
-/// (`fused_grad::contiguous`), elsewhere the reshape's own copy.
-fn relayout<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
-    crate::fused_grad::contiguous(&x).unwrap_or(x)
 }
 
 #[derive(Module, Debug)]
@@ -221,10 +149,7 @@ impl<B: Backend> Mlp<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let gate = self.gate_proj.forward(x.clone());
         let up = self.up_proj.forward(x);
-        let hidden = crate::fused::swiglu(&gate, &up)
-            .or_else(|| crate::fused_grad::swiglu(&gate, &up))
-            .unwrap_or_else(|| silu(gate) * up);
-        self.down_proj.forward(hidden)
+        self.down_proj.forward(kernels::swiglu(gate, up))
     }
 }
 
@@ -389,11 +314,11 @@ impl<B: Backend> Transformer<B> {
         })
     }
 
-    /// The model with a second copy, in `[in, out]` layout, of each layer weight smaller than
-    /// [`crate::small_matmul::MIN_WEIGHT_ELEMENTS`], for an actor's policy on burn-flex: products
-    /// of more than [`crate::small_matmul::IN_OUT_MIN_ROWS`] rows then run gemm on that copy, which
+    /// The model with a second copy, in `[in, out]` layout, of each layer weight smaller than the
+    /// decode kernels take (2^18 elements), for an actor's policy on burn-flex: products
+    /// of more than four rows then run gemm on that copy, which
     /// packs it faster than the `[out, in]` one (the tiny default model's generation at batch 8:
-    /// 33-36k against 22-24k tok/s without; session 13). Larger weights take `small_matmul`'s
+    /// 33-36k against 22-24k tok/s without; session 13). Larger weights take the decode
     /// kernels on their one copy (session 12 copied every weight: SmolLM2 +425 MB, 0.29 s per
     /// policy version). A no-op on other backends. Call it once per policy version; training code
     /// never does.
@@ -410,9 +335,8 @@ impl<B: Backend> Transformer<B> {
                 &mut m.up_proj,
                 &mut m.down_proj,
             ] {
-                let [out, inp] = lin.weight.dims();
-                if out * inp < crate::small_matmul::MIN_WEIGHT_ELEMENTS {
-                    lin.weight_in_out = crate::small_matmul::InOutWeight::of(&lin.weight.val());
+                if let Some(layout) = DecodeLayout::for_weight(&lin.weight.val()) {
+                    lin.weight_in_out = Some(layout);
                 }
             }
         }
@@ -542,12 +466,12 @@ impl<B: Backend> Transformer<B> {
         )
     }
 
-    /// The embedding rows of `tokens`, `[tokens, hidden]`, through `fused_grad::select_rows`: on
+    /// The embedding rows of `tokens`, `[tokens, hidden]`, through `kernels::select_rows`: on
     /// burn-flex its backward adds each token's gradient into its row, where burn-flex's `select`
     /// backward scatters element by element.
     fn embed(&self, tokens: &[u32]) -> Tensor<B, 2> {
         let rows: Vec<usize> = tokens.iter().map(|&t| t as usize).collect();
-        crate::fused_grad::select_rows(&self.embed_tokens.val(), &rows)
+        kernels::select_rows(&self.embed_tokens.val(), &rows)
     }
 
     /// Final hidden states `[batch, seq, hidden]` (after the last norm). With a cache, the new keys
@@ -579,7 +503,7 @@ impl<B: Backend> Transformer<B> {
     pub fn logits(&self, hidden: Tensor<B, 2>) -> Tensor<B, 2> {
         match &self.lm_head {
             Some(head) => head.forward(hidden),
-            None => matmul_wt(hidden, self.embed_tokens.val()),
+            None => kernels::linear(hidden, self.embed_tokens.val(), None),
         }
     }
 

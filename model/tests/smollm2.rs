@@ -138,7 +138,7 @@ fn smollm2_answers_a_simple_question_in_sensible_english() {
 }
 
 /// Both greedy references decoded in one batch: every decode step has two rows, which on x86-64
-/// with AVX2 takes `small_matmul`'s kernel (the single-prompt test's decode steps take burn's gemv;
+/// with AVX2 takes the decode matmul kernel (`kernels::linear`) (the single-prompt test's decode steps take burn's gemv;
 /// its prefill and the teacher-forced test, 64 rows or fewer, take the kernel too). The same
 /// transformers references must hold.
 #[test]

@@ -7,7 +7,7 @@
 //! pass is four more batched matmuls. It was a third of a learner micro-batch at about 47 GFLOP/s
 //! (`laser-bench profile-train`, BENCHMARKS.md). Here, per (row, key/value head), the query heads
 //! of the group run through one register-blocked kernel that stops at each query's last visible
-//! key: scores, softmax (`kernels::masked_softmax_row` over the visible keys only), the value
+//! key: scores, softmax (`simd::masked_softmax_row` over the visible keys only), the value
 //! product, and in the backward pass the four gradient products with the same bounds.
 //!
 //! Layouts: `q` is `[batch, seq, heads, head_dim]` (RoPE's output), `k` and `v` are
@@ -26,9 +26,11 @@ use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 use rayon::prelude::*;
 
-use super::{Operand, flex, into_tensor, kernels, record, values};
+use super::AttentionShape;
 use crate::backend::Cpu;
-use crate::fused::{AttentionShape, StridedView};
+use crate::kernels::autodiff::{Operand, into_tensor, record};
+use crate::kernels::flex::{StridedView, avx512_available, flex, values};
+use crate::kernels::simd;
 
 /// Rows per register block of the product kernel (8 rows x 32 columns = 16 accumulators).
 const ROWS: usize = 8;
@@ -46,7 +48,7 @@ impl AttentionShape {
 
 /// `softmax(q kᵀ · scale + mask) v` with heads merged, or `None` where the op does not apply
 /// (no AVX-512F, not burn-flex or `Autodiff<burn-flex>`, shapes that are not causal attention).
-pub fn causal_attention<B: Backend>(
+pub(crate) fn causal_attention<B: Backend>(
     q: &Tensor<B, 4>,
     k: &Tensor<B, 4>,
     v: &Tensor<B, 4>,
@@ -62,7 +64,7 @@ pub fn causal_attention<B: Backend>(
         head_dim,
         ..
     } = shape;
-    if !crate::small_matmul::avx512_available() || keys < seq || seq == 0 || head_dim == 0 {
+    if !avx512_available() || keys < seq || seq == 0 || head_dim == 0 {
         return None;
     }
     let (q, k, v, mask) = (
@@ -156,7 +158,7 @@ fn forward(
                     for i in 0..s.seq {
                         let vis = s.visible(i);
                         let row = i * n..i * n + vis;
-                        kernels::masked_softmax_row(
+                        simd::masked_softmax_row(
                             &scores[row.clone()],
                             &mask_h[row.clone()],
                             scale,
@@ -243,7 +245,7 @@ impl Backward<Cpu, 3> for CausalAttentionBackward {
                         ds.fill(0.0);
                         for i in 0..s.seq {
                             let row = i * n..i * n + s.visible(i);
-                            kernels::softmax_backward_row(
+                            simd::softmax_backward_row(
                                 &p[row.clone()],
                                 &dp[row.clone()],
                                 scale,
@@ -301,7 +303,7 @@ fn product(
     n: usize,
     bounds: impl Fn(usize) -> (usize, usize, usize),
 ) {
-    assert!(crate::small_matmul::avx512_available());
+    assert!(avx512_available());
     let mut r0 = 0;
     while r0 < m {
         let rows = (m - r0).min(ROWS);
@@ -425,6 +427,151 @@ mod avx512 {
                 }
             }
             n0 += 32;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::CpuDevice;
+    use crate::kernels::autodiff::Ad;
+    use crate::kernels::test_support::{close, fill, param};
+    use burn::tensor::TensorData;
+    use burn::tensor::activation::softmax;
+
+    /// burn's composite attention: GQA by repeating kv heads, full scores, additive mask, softmax.
+    fn attention_reference<B: Backend>(
+        q: Tensor<B, 4>,
+        k: Tensor<B, 4>,
+        v: Tensor<B, 4>,
+        mask: Tensor<B, 4>,
+        scale: f32,
+    ) -> Tensor<B, 3> {
+        let [b, s, nh, hd] = q.dims();
+        let nkv = k.dims()[1];
+        let repeat = |x: Tensor<B, 4>| {
+            let heads = (0..nh)
+                .map(|h| x.clone().narrow(1, h / (nh / nkv), 1))
+                .collect();
+            Tensor::cat(heads, 1)
+        };
+        let scores = q.swap_dims(1, 2).matmul(repeat(k).swap_dims(2, 3));
+        softmax(scores * scale + mask, 3)
+            .matmul(repeat(v))
+            .swap_dims(1, 2)
+            .reshape([b, s, nh * hd])
+    }
+
+    #[test]
+    fn causal_attention_values_and_gradients_match_burns_autodiff() {
+        if !avx512_available() {
+            assert!(
+                causal_attention(
+                    &param([1, 2, 1, 8], 1, 1.0),
+                    &param([1, 1, 2, 8], 2, 1.0),
+                    &param([1, 1, 2, 8], 3, 1.0),
+                    &param([1, 1, 2, 2], 4, 1.0),
+                    1.0
+                )
+                .is_none()
+            );
+            return;
+        }
+        // (batch, seq, heads, kv heads, head dim, cached keys before the queries, left padding of
+        // row 1): GQA, head dims that are not a multiple of 16, more rows than a register block,
+        // a cache prefix, and padded rows whose visible keys are all masked.
+        for (b, s, nh, nkv, hd, past, pad) in [
+            (2, 13, 4, 2, 24, 3, 5),
+            (1, 20, 2, 2, 32, 0, 0),
+            (2, 9, 3, 1, 40, 0, 4),
+        ] {
+            let keys = past + s;
+            let what = format!("b {b} s {s} heads {nh}/{nkv} hd {hd} past {past} pad {pad}");
+            let q = param([b, s, nh, hd], 11, 2.0);
+            // K and V as the model has them: head-major views of [batch, keys, kv heads, hd]. Each
+            // graph gets its own views (a backward pass consumes the non-leaf nodes it walks).
+            let (k_src, v_src) = (
+                param([b, keys, nkv, hd], 12, 2.0),
+                param([b, keys, nkv, hd], 13, 2.0),
+            );
+            let heads_major = |x: &Tensor<Ad, 4>| x.clone().swap_dims(1, 2);
+            let (k, v) = (heads_major(&k_src), heads_major(&v_src));
+            let mut m = vec![0.0f32; b * nh * s * keys];
+            for (i, x) in m.iter_mut().enumerate() {
+                let (row, qi, ki) = (i / (nh * s * keys), (i / keys) % s, i % keys);
+                if ki > past + qi || (row == 1 && ki < pad) {
+                    *x = crate::kernels::MASKED;
+                }
+            }
+            let mask = Tensor::<Ad, 4>::from_data(
+                TensorData::new(m, [b, nh, s, keys]),
+                &CpuDevice::default(),
+            );
+            // Query rows of row 1 that see only padding differ by design: no weight on them.
+            let mut w = fill(b * s * nh * hd, 14, 1.0);
+            for (i, x) in w.iter_mut().enumerate() {
+                let (row, qi) = (i / (s * nh * hd), (i / (nh * hd)) % s);
+                if row == 1 && past + qi < pad {
+                    *x = 0.0;
+                }
+            }
+            let weights = Tensor::<Ad, 3>::from_data(
+                TensorData::new(w, [b, s, nh * hd]),
+                &CpuDevice::default(),
+            );
+            let scale = 0.29;
+            let got = causal_attention(&q, &k, &v, &mask, scale).expect("applies");
+            let want = attention_reference(
+                q.clone(),
+                heads_major(&k_src),
+                heads_major(&v_src),
+                mask.clone(),
+                scale,
+            );
+            close(
+                (got.clone() * weights.clone()).inner(),
+                (want.clone() * weights.clone()).inner(),
+                1e-5,
+                &format!("{what}: value"),
+            );
+            let gg = (got * weights.clone()).sum().backward();
+            let wg = (want * weights).sum().backward();
+            close(
+                q.grad(&gg).unwrap(),
+                q.grad(&wg).unwrap(),
+                1e-4,
+                &format!("{what}: dq"),
+            );
+            close(
+                k_src.grad(&gg).unwrap(),
+                k_src.grad(&wg).unwrap(),
+                1e-4,
+                &format!("{what}: dk"),
+            );
+            close(
+                v_src.grad(&gg).unwrap(),
+                v_src.grad(&wg).unwrap(),
+                1e-4,
+                &format!("{what}: dv"),
+            );
+            // Inference (burn-flex, no graph): the same values.
+            if pad == 0 {
+                let flex_out = causal_attention(
+                    &q.clone().inner(),
+                    &k.clone().inner(),
+                    &v.clone().inner(),
+                    &mask.clone().inner(),
+                    scale,
+                )
+                .unwrap();
+                close(
+                    flex_out,
+                    attention_reference(q.inner(), k.inner(), v.inner(), mask.inner(), scale),
+                    1e-5,
+                    &format!("{what}: flex value"),
+                );
+            }
         }
     }
 }

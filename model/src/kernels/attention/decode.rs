@@ -1,44 +1,24 @@
-//! Fused inference ops for decode steps on burn-flex: SwiGLU's gating and single-query attention.
+//! Attention of one new query per row over the KV cache (a decode step) on burn-flex: one pass per
+//! (row, head) with the 8-lane `exp`, scores, softmax and the value product in registers.
 //!
 //! A decode step of a small model is bound by the number of ops, not by arithmetic: burn-flex runs
-//! SiLU as a scalar `exp` pass plus two more elementwise passes, and attention over the KV cache as
-//! two batched matmuls, a mask add and a four-op softmax, each allocating its output (the tiny
-//! default model at batch 32: the MLP's elementwise part and the attention core were about 0.7 of
-//! its 2.0 ms per step, BENCHMARKS.md). Here each is one pass over its inputs, with a vectorised
-//! `exp`.
-//!
-//! Like `small_matmul`, these run only on burn-flex, f32, x86-64 with AVX2 and FMA; everything else
-//! (autodiff tensors in the learner, CUDA, other CPUs) returns `None` and the caller takes burn's ops.
-//! Every output element is computed by the same instructions in the same order whatever the batch
-//! size and the element's position, so a row's result does not depend on what it is batched with.
+//! attention over the KV cache as two batched matmuls, a mask add and a four-op softmax, each
+//! allocating its output (the tiny default model at batch 32: the MLP's elementwise part and the
+//! attention core were about 0.7 of its 2.0 ms per step, BENCHMARKS.md). It runs only on burn-flex,
+//! f32, x86-64 with AVX2 and FMA; everything else returns `None`. Every output element is computed
+//! by the same instructions in the same order whatever the batch size and the element's position,
+//! so a row's result does not depend on what it is batched with.
 
-use burn::backend::flex::FlexTensor;
 use burn::tensor::backend::Backend;
-use burn::tensor::{DType, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 
-use crate::small_matmul::{as_flex, f32_contiguous, simd_available};
+use super::AttentionShape;
+use crate::kernels::flex::{
+    StridedView, as_flex, f32_contiguous, simd_available, wide_registers_available,
+};
 
 /// Largest head dimension the attention kernel keeps in registers (16 AVX2 accumulators).
 const MAX_HEAD_DIM: usize = 128;
-
-/// `silu(gate) * up`, elementwise, for two contiguous tensors of one shape; `None` where the kernel
-/// does not apply (see the module docs).
-pub fn swiglu<B: Backend, const D: usize>(
-    gate: &Tensor<B, D>,
-    up: &Tensor<B, D>,
-) -> Option<Tensor<B, D>> {
-    if gate.dims() != up.dims() || !simd_available() {
-        return None;
-    }
-    let (g, u) = (as_flex(gate)?, as_flex(up)?);
-    let (g, u) = (f32_contiguous(&g)?, f32_contiguous(&u)?);
-    let mut out = vec![0.0f32; g.len()];
-    swiglu_slices(g, u, &mut out);
-    Some(Tensor::from_data(
-        TensorData::new(out, gate.dims()),
-        &gate.device(),
-    ))
-}
 
 /// Attention of one new query per row over the cached keys: `q` `[batch, 1, heads, head_dim]`
 /// (contiguous, RoPE applied), `k`/`v` `[batch, kv_heads, keys, head_dim]` (any layout with a unit
@@ -46,7 +26,7 @@ pub fn swiglu<B: Backend, const D: usize>(
 /// (contiguous). Query head `h` reads kv head `h / (heads / kv_heads)`, HF's `repeat_kv` order.
 /// Returns `softmax(q kᵀ · scale + mask) v` as `[batch, 1, heads * head_dim]`, or `None` where the
 /// kernel does not apply.
-pub fn decode_attention<B: Backend>(
+pub(crate) fn decode_attention<B: Backend>(
     q: &Tensor<B, 4>,
     k: &Tensor<B, 4>,
     v: &Tensor<B, 4>,
@@ -78,120 +58,6 @@ pub fn decode_attention<B: Backend>(
         TensorData::new(out, [batch, 1, nh * hd]),
         &device,
     ))
-}
-
-/// The dimensions of one attention call: `q` `[batch, seq, heads, head_dim]`, `k` and `v`
-/// `[batch, kv_heads, keys, head_dim]`, `mask` `[batch, heads, seq, keys]`; query head `h` reads kv
-/// head `h / (heads / kv_heads)` (HF's `repeat_kv` order).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct AttentionShape {
-    pub(crate) batch: usize,
-    pub(crate) seq: usize,
-    pub(crate) heads: usize,
-    pub(crate) kv_heads: usize,
-    pub(crate) keys: usize,
-    pub(crate) head_dim: usize,
-}
-
-impl AttentionShape {
-    /// The shape, or `None` where the operands do not fit together as above.
-    pub(crate) fn of<B: Backend>(
-        q: &Tensor<B, 4>,
-        k: &Tensor<B, 4>,
-        v: &Tensor<B, 4>,
-        mask: &Tensor<B, 4>,
-    ) -> Option<Self> {
-        let [batch, seq, heads, head_dim] = q.dims();
-        let [kb, kv_heads, keys, khd] = k.dims();
-        let fits = kb == batch
-            && khd == head_dim
-            && v.dims() == k.dims()
-            && mask.dims() == [batch, heads, seq, keys]
-            && kv_heads > 0
-            && heads % kv_heads == 0;
-        fits.then_some(Self {
-            batch,
-            seq,
-            heads,
-            kv_heads,
-            keys,
-            head_dim,
-        })
-    }
-
-    /// Query heads per kv head.
-    pub(crate) fn groups(&self) -> usize {
-        self.heads / self.kv_heads
-    }
-}
-
-/// A 4-d f32 tensor's storage and element strides, for reading rows `[b, h, t, ..]` in place.
-pub(crate) struct StridedView<'a> {
-    data: &'a [f32],
-    offset: usize,
-    strides: [usize; 3],
-    dims: [usize; 4],
-}
-
-impl<'a> StridedView<'a> {
-    /// `None` unless the tensor is f32, 4-d, with non-negative strides and a unit innermost stride.
-    pub(crate) fn of(t: &'a FlexTensor) -> Option<Self> {
-        if t.dtype() != DType::F32 {
-            return None;
-        }
-        let layout = t.layout();
-        let s = layout.strides();
-        if s.len() != 4 || s[3] != 1 || s.iter().any(|&x| x < 0) {
-            return None;
-        }
-        let data = t.storage::<f32>();
-        let dims = layout.shape();
-        // The last element read must lie in the buffer.
-        let last = layout.start_offset()
-            + (0..4)
-                .map(|i| (dims[i].max(1) - 1) * s[i] as usize)
-                .sum::<usize>();
-        if layout.num_elements() == 0 || last >= data.len() {
-            return None;
-        }
-        Some(Self {
-            data,
-            offset: layout.start_offset(),
-            strides: [s[0] as usize, s[1] as usize, s[2] as usize],
-            dims: [dims[0], dims[1], dims[2], dims[3]],
-        })
-    }
-
-    /// Every element in logical (row-major) order, copied a row at a time.
-    pub(crate) fn to_vec(&self) -> Vec<f32> {
-        let [d0, d1, d2, len] = self.dims;
-        let mut out = Vec::with_capacity(d0 * d1 * d2 * len);
-        for b in 0..d0 {
-            for h in 0..d1 {
-                for t in 0..d2 {
-                    out.extend_from_slice(self.row(b, h, t, len));
-                }
-            }
-        }
-        out
-    }
-
-    /// Row `[b, h, t, ..]`, `len` elements.
-    pub(crate) fn row(&self, b: usize, h: usize, t: usize, len: usize) -> &[f32] {
-        let at = self.offset + b * self.strides[0] + h * self.strides[1] + t * self.strides[2];
-        &self.data[at..at + len]
-    }
-}
-
-/// See [`swiglu`]. Panics if the slices differ in length or the CPU lacks AVX2/FMA.
-pub(crate) fn swiglu_slices(gate: &[f32], up: &[f32], out: &mut [f32]) {
-    assert!(gate.len() == up.len() && up.len() == out.len());
-    assert!(simd_available(), "swiglu_slices needs AVX2 and FMA");
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: AVX2 and FMA are present (asserted above).
-    unsafe {
-        avx2::swiglu(gate, up, out)
-    }
 }
 
 /// See [`decode_attention`]. `q` is `[batch, heads, head_dim]`, `mask` `[batch, heads, keys]`, `out`
@@ -246,123 +112,12 @@ fn decode_attention_slices(
     }
 }
 
-/// AVX-512F and AVX-512VL: the attention kernel then runs its AVX2 instructions with 32 registers.
-fn wide_registers_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        crate::small_matmul::avx512_available() && std::is_x86_feature_detected!("avx512vl")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
 #[cfg(target_arch = "x86_64")]
-pub(crate) mod avx2 {
+mod avx2 {
     use std::arch::x86_64::*;
 
     use super::MAX_HEAD_DIM;
-
-    /// `exp` on 8 lanes: Cephes' `expf` (range reduction by ln 2 in two parts, a degree-5
-    /// polynomial), within 2 ulp of libm over the normal range. Inputs below -87.3 give 0 (libm gives
-    /// a subnormal or 0; softmax's masked keys land here), inputs above 88.37 give exp(88.37) = 2.5e38 (keeping 2^n
-    /// representable).
-    #[target_feature(enable = "avx2,fma")]
-    pub(crate) fn exp(x: __m256) -> __m256 {
-        const LOG2E: f32 = std::f32::consts::LOG2_E;
-        const LN2_HI: f32 = 0.693_359_4;
-        const LN2_LO: f32 = -2.121_944_4e-4;
-        let underflow = _mm256_cmp_ps::<_CMP_LT_OQ>(x, _mm256_set1_ps(-87.3));
-        let x = _mm256_min_ps(x, _mm256_set1_ps(88.37));
-        let x = _mm256_max_ps(x, _mm256_set1_ps(-87.3));
-        let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-            _mm256_mul_ps(x, _mm256_set1_ps(LOG2E)),
-        );
-        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), x);
-        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
-        let mut p = _mm256_set1_ps(1.987_569_1e-4);
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.398_199_9e-3));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.333_452e-3));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.166_579_6e-2));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.666_666_5e-1));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5));
-        let r2 = _mm256_mul_ps(r, r);
-        let y = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.0));
-        // 2^n, built in the exponent field (n is in [-126, 127] after the clamps).
-        let pow2n = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(
-            _mm256_cvtps_epi32(n),
-            _mm256_set1_epi32(127),
-        )));
-        _mm256_andnot_ps(underflow, _mm256_mul_ps(y, pow2n))
-    }
-
-    /// `x / (1 + exp(-x)) * u` on 8 lanes.
-    #[target_feature(enable = "avx2,fma")]
-    fn swiglu8(x: __m256, u: __m256) -> __m256 {
-        let e = exp(_mm256_sub_ps(_mm256_setzero_ps(), x));
-        let silu = _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0), e));
-        _mm256_mul_ps(silu, u)
-    }
-
-    /// Safety: the CPU has AVX2 and FMA; the slices have one length.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
-        let n = gate.len();
-        let body = n / 8 * 8;
-        let mut i = 0;
-        while i < body {
-            // SAFETY: i + 8 <= body <= the length of all three slices.
-            unsafe {
-                let y = swiglu8(
-                    _mm256_loadu_ps(gate.as_ptr().add(i)),
-                    _mm256_loadu_ps(up.as_ptr().add(i)),
-                );
-                _mm256_storeu_ps(out.as_mut_ptr().add(i), y);
-            }
-            i += 8;
-        }
-        if body < n {
-            // The tail goes through the same 8-lane code, so a value's result does not depend on
-            // where it sits.
-            let (mut g, mut u, mut y) = ([0.0f32; 8], [0.0f32; 8], [0.0f32; 8]);
-            g[..n - body].copy_from_slice(&gate[body..]);
-            u[..n - body].copy_from_slice(&up[body..]);
-            // SAFETY: 8-element stack arrays.
-            unsafe {
-                let r = swiglu8(_mm256_loadu_ps(g.as_ptr()), _mm256_loadu_ps(u.as_ptr()));
-                _mm256_storeu_ps(y.as_mut_ptr(), r);
-            }
-            out[body..].copy_from_slice(&y[..n - body]);
-        }
-    }
-
-    /// Sum of the 8 lanes, in a fixed order.
-    #[target_feature(enable = "avx2,fma")]
-    pub(crate) fn hsum(v: __m256) -> f32 {
-        let lo = _mm256_castps256_ps128(v);
-        let hi = _mm256_extractf128_ps::<1>(v);
-        let s = _mm_add_ps(lo, hi);
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_shuffle_ps::<1>(s, s));
-        _mm_cvtss_f32(s)
-    }
-
-    /// `[sum(a[0]), ..., sum(a[7])]`: the lanes of each input summed pairwise, in one fixed tree.
-    #[target_feature(enable = "avx2,fma")]
-    fn sum8(a: [__m256; 8]) -> __m256 {
-        let h01 = _mm256_hadd_ps(a[0], a[1]);
-        let h23 = _mm256_hadd_ps(a[2], a[3]);
-        let h45 = _mm256_hadd_ps(a[4], a[5]);
-        let h67 = _mm256_hadd_ps(a[6], a[7]);
-        // [s0 s1 s2 s3 | s0' s1' s2' s3'] with the low and high halves of each input's lanes.
-        let h0123 = _mm256_hadd_ps(h01, h23);
-        let h4567 = _mm256_hadd_ps(h45, h67);
-        _mm256_add_ps(
-            _mm256_permute2f128_ps::<0x20>(h0123, h4567),
-            _mm256_permute2f128_ps::<0x31>(h0123, h4567),
-        )
-    }
+    use crate::kernels::x86::math::{exp, hsum, sum8};
 
     /// One (row, head): scores over `mask.len()` keys, softmax, and the weighted sum of values into
     /// `out` (`head_dim` = `q.len()` floats). `probs` is scratch of at least the keys rounded up to 8.
@@ -517,99 +272,9 @@ pub(crate) mod avx2 {
 mod tests {
     use super::*;
     use crate::backend::{Cpu, CpuDevice};
-    use burn::tensor::activation::{silu, softmax};
-
-    /// small_matmul's deterministic fill, scaled to [-range, range).
-    fn values(len: usize, seed: u32, range: f32) -> Vec<f32> {
-        let mut v = crate::small_matmul::tests::values(len, seed);
-        v.iter_mut().for_each(|x| *x *= range);
-        v
-    }
-
-    #[test]
-    fn vector_exp_is_within_2_ulp_of_libm() {
-        if !simd_available() {
-            return;
-        }
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::x86_64::*;
-            let mut worst = 0u32;
-            let mut x = -87.0f32;
-            while x < 88.3 {
-                let xs: [f32; 8] = std::array::from_fn(|i| x + i as f32 * 1.37e-3);
-                let mut got = [0.0f32; 8];
-                // SAFETY: AVX2/FMA checked above; 8-element arrays.
-                unsafe {
-                    let e = avx2::exp(_mm256_loadu_ps(xs.as_ptr()));
-                    _mm256_storeu_ps(got.as_mut_ptr(), e);
-                }
-                for (g, xi) in got.iter().zip(xs) {
-                    let want = xi.min(88.37).exp();
-                    let ulp = g.to_bits().abs_diff(want.to_bits());
-                    assert!(ulp <= 2, "exp({xi}): {g} vs {want}");
-                    worst = worst.max(ulp);
-                }
-                x += 0.0113;
-            }
-            assert!(worst <= 2, "worst error {worst} ulp");
-            // Underflow and the masked value give exactly 0; overflow stays finite.
-            let xs = [
-                -1.0e9f32,
-                -100.0,
-                -87.4,
-                0.0,
-                1.0,
-                88.0,
-                100.0,
-                f32::NEG_INFINITY,
-            ];
-            let mut got = [0.0f32; 8];
-            // SAFETY: as above.
-            unsafe {
-                _mm256_storeu_ps(got.as_mut_ptr(), avx2::exp(_mm256_loadu_ps(xs.as_ptr())));
-            }
-            assert_eq!(&got[..3], &[0.0, 0.0, 0.0]);
-            assert_eq!(got[3], 1.0);
-            assert!(got[6].is_finite() && got[6] > 2.0e38);
-            assert_eq!(got[7], 0.0);
-        }
-    }
-
-    #[test]
-    fn swiglu_matches_burns_ops() {
-        let device = CpuDevice::default();
-        // 3 x 43 elements: not a multiple of 8, so the tail path runs.
-        let g =
-            Tensor::<Cpu, 2>::from_data(TensorData::new(values(129, 1, 12.0), [3, 43]), &device);
-        let u = Tensor::<Cpu, 2>::from_data(TensorData::new(values(129, 2, 3.0), [3, 43]), &device);
-        let want = (silu(g.clone()) * u.clone()).into_data();
-        match swiglu(&g, &u) {
-            Some(got) => got
-                .into_data()
-                .assert_approx_eq::<f32>(&want, burn::tensor::Tolerance::relative(1e-6)),
-            None => assert!(!simd_available()),
-        }
-        // A transposed (non-contiguous) operand or mismatched shapes: burn's ops.
-        assert!(swiglu(&g.clone().transpose(), &u.clone().transpose()).is_none());
-        assert!(swiglu(&g, &u.slice([0..2, 0..43])).is_none());
-    }
-
-    #[test]
-    fn a_value_does_not_depend_on_its_position() {
-        if !simd_available() {
-            return;
-        }
-        let g = values(37, 3, 8.0);
-        let u = values(37, 4, 2.0);
-        let mut all = vec![0.0; 37];
-        swiglu_slices(&g, &u, &mut all);
-        for i in 0..37 {
-            let mut one = [0.0f32];
-            swiglu_slices(&g[i..=i], &u[i..=i], &mut one);
-            assert_eq!(one[0].to_bits(), all[i].to_bits(), "element {i}");
-        }
-    }
+    use crate::kernels::test_support::fill as values;
+    use burn::backend::flex::FlexTensor;
+    use burn::tensor::activation::softmax;
 
     /// burn's path of `Attention::forward` for one query per row: GQA by folding groups into rows.
     fn reference(
@@ -656,7 +321,7 @@ mod tests {
         let mut m = vec![0.0f32; batch * nh * keys];
         for (b, pad) in [(1usize, 4usize), (2, 12)] {
             for h in 0..nh {
-                m[(b * nh + h) * keys..][..pad].fill(crate::transformer::MASKED);
+                m[(b * nh + h) * keys..][..pad].fill(crate::kernels::MASKED);
             }
         }
         let mask = Tensor::<Cpu, 4>::from_data(TensorData::new(m, [batch, nh, 1, keys]), &device);
