@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tonic::{Code, Status};
 
+use crate::fault::is_transport_failure;
 use crate::registry::Shared;
 
 /// Settings of one collection, fixed for the step.
@@ -75,19 +76,6 @@ enum Event {
         group: RolloutGroup,
         result: Result<GradeResponse, Status>,
     },
-}
-
-/// Failures that mean the peer is gone (or unreachable), as opposed to a refused request.
-pub fn is_transport_failure(s: &Status) -> bool {
-    matches!(
-        s.code(),
-        Code::Unavailable
-            | Code::Unknown
-            | Code::Cancelled
-            | Code::DeadlineExceeded
-            | Code::Aborted
-            | Code::Internal
-    )
 }
 
 pub async fn collect(
@@ -189,7 +177,7 @@ pub async fn collect(
                 && reg.count_alive(Role::Learner) == 0
                 && (!pending.is_empty() || !in_gen.is_empty())
             {
-                return Err(crate::runner::LearnerLost(format!(
+                return Err(crate::fault::LearnerLost(format!(
                     "step {}: no learner alive to serve policy version {} to the actors",
                     plan.step, plan.max_version
                 ))
@@ -672,7 +660,7 @@ mod tests {
         .expect("collect returns instead of looping");
         let err = result.expect_err("no learner: the step cannot be collected");
         assert!(
-            err.downcast_ref::<crate::runner::LearnerLost>().is_some(),
+            err.downcast_ref::<crate::fault::LearnerLost>().is_some(),
             "{err:#}"
         );
     }

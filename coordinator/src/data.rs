@@ -1,13 +1,19 @@
 //! The prompt source of a run: task `i` of the run depends only on (seed, i), so step `s` always
 //! sees tasks `s * batch_prompts ..` and a resumed or rolled-back run replays the same data order.
+//! Also the warm start's generated problems ([`sft_tasks`]), which the held-out set leaves out, and
+//! `run_dir/data_order.jsonl`, the audit of the task ids each step trained on.
 
+use std::path::Path;
+
+use anyhow::Context;
 use laser_config::{ClusterConfig, DataSource, PromptTemplateKind, TaskLevel};
-use laser_proto::v1::PromptGroup;
+use laser_proto::v1::{PromptGroup, RolloutGroup};
 use laser_verifier::Task;
 use laser_verifier::rng::SplitMix64;
 use laser_verifier::tasks::jsonl::{JsonlFields, load_jsonl};
 use laser_verifier::tasks::synthetic::{ArithOp, SyntheticConfig, SyntheticTasks};
 use laser_verifier::tasks::template::{Prompt, PromptTemplate};
+use serde::{Deserialize, Serialize};
 
 pub enum PromptSource {
     Synthetic(SyntheticMix),
@@ -179,6 +185,60 @@ pub fn step_groups(source: &PromptSource, cfg: &ClusterConfig, step: u64) -> Vec
             }
         })
         .collect()
+}
+
+/// The warm start's generated problems: the task stream, its seed and how many it takes.
+pub fn sft_tasks(cfg: &ClusterConfig) -> anyhow::Result<(SyntheticMix, u64, u64)> {
+    let w = &cfg.warmstart;
+    let seed = w.seed.unwrap_or(cfg.run.seed.wrapping_add(1000));
+    let levels = if w.mix.is_empty() {
+        cfg.data.levels()
+    } else {
+        w.mix.clone()
+    };
+    let mix = SyntheticMix::new(&levels, seed).map_err(|e| anyhow::anyhow!("warmstart: {e}"))?;
+    Ok((mix, seed, w.steps * u64::from(w.batch_size)))
+}
+
+/// `run_dir/data_order.jsonl`: the task ids each step trained on (audit of the data order).
+pub const DATA_ORDER_FILE: &str = "data_order.jsonl";
+
+#[derive(Serialize, Deserialize)]
+struct DataOrderRow {
+    step: u64,
+    group_ids: Vec<u64>,
+    task_ids: Vec<String>,
+}
+
+/// Appends the groups of `step` to [`DATA_ORDER_FILE`].
+pub fn append_data_order(run_dir: &Path, step: u64, groups: &[RolloutGroup]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let row = DataOrderRow {
+        step,
+        group_ids: groups.iter().map(|g| g.group_id).collect(),
+        task_ids: groups.iter().map(|g| g.task_id.clone()).collect(),
+    };
+    let p = run_dir.join(DATA_ORDER_FILE);
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&p)
+        .with_context(|| p.display().to_string())?;
+    writeln!(f, "{}", serde_json::to_string(&row)?).with_context(|| p.display().to_string())
+}
+
+/// Keeps the rows of the steps before `first_dropped` (a rolled-back run redoes the rest).
+pub fn truncate_data_order(run_dir: &Path, first_dropped: u64) -> anyhow::Result<()> {
+    let p = run_dir.join(DATA_ORDER_FILE);
+    let Ok(text) = std::fs::read_to_string(&p) else {
+        return Ok(());
+    };
+    let kept: String = text
+        .lines()
+        .filter(|l| serde_json::from_str::<DataOrderRow>(l).is_ok_and(|r| r.step < first_dropped))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&p, kept).with_context(|| p.display().to_string())
 }
 
 #[cfg(test)]

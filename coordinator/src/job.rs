@@ -29,8 +29,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::io::AsyncBufReadExt;
 
-use crate::data::{PromptSource, SyntheticMix};
-use crate::heldout::{self, EvalRow, EvalSet};
+use crate::data::{PromptSource, sft_tasks};
+use crate::heldout_eval::{self, EvalRow, EvalSet};
 use crate::local::{LocalCluster, threads_env};
 use crate::runner::{Runner, StartOptions, peak_rss_kb};
 use crate::summary::{RunSummary, write_summary};
@@ -243,19 +243,6 @@ async fn run_learner(
         );
     }
     Ok((json, peak))
-}
-
-/// The warm start's generated problems: the task stream, its seed and how many it takes.
-pub fn sft_tasks(cfg: &ClusterConfig) -> Result<(SyntheticMix, u64, u64)> {
-    let w = &cfg.warmstart;
-    let seed = w.seed.unwrap_or(cfg.run.seed.wrapping_add(1000));
-    let levels = if w.mix.is_empty() {
-        cfg.data.levels()
-    } else {
-        w.mix.clone()
-    };
-    let mix = SyntheticMix::new(&levels, seed).map_err(|e| anyhow::anyhow!("warmstart: {e}"))?;
-    Ok((mix, seed, w.steps * u64::from(w.batch_size)))
 }
 
 /// The SFT pairs of the warm start as JSONL (question, response, answer, correct).
@@ -597,7 +584,7 @@ pub async fn run_job(cfg: ClusterConfig, opts: JobOptions) -> Result<JobOutcome>
     let rl_done = crate::runner::RunState::read(&run_dir)?
         .is_some_and(|s| s.step >= cfg.run.max_steps)
         && (EvalSet::from_config(&cfg)?.is_none()
-            || heldout::read_rows(&run_dir)?
+            || heldout_eval::read_rows(&run_dir)?
                 .iter()
                 .any(|r| r.step == cfg.run.max_steps));
     if !rl_done {
@@ -692,9 +679,9 @@ pub fn write_report(
     session_seconds: f64,
 ) -> Result<JobOutcome> {
     let train_rows = crate::plots::read_rows(&run_dir.join(crate::metrics::METRICS_FILE))?;
-    let eval_rows = crate::plots::read_rows(&run_dir.join(heldout::EVAL_FILE))?;
+    let eval_rows = crate::plots::read_rows(&run_dir.join(heldout_eval::EVAL_FILE))?;
     let plots = crate::plots::write_run_plots(&run_dir.join(PLOTS_DIR), &train_rows, &eval_rows)?;
-    let evals: Vec<(u64, crate::eval::EvalReport)> = heldout::read_rows(run_dir)?
+    let evals: Vec<(u64, crate::eval_metrics::EvalReport)> = heldout_eval::read_rows(run_dir)?
         .into_iter()
         .map(|r| (r.step, r.report))
         .collect();
@@ -947,7 +934,7 @@ pub async fn eval_checkpoint(mut cfg: ClusterConfig, o: EvalOptions) -> Result<V
     let rows = result?;
     if o.out_dir.is_some() {
         for row in &rows {
-            heldout::append_row(&scratch, row)?;
+            heldout_eval::append_row(&scratch, row)?;
         }
     } else {
         let _ = std::fs::remove_dir_all(&scratch);
@@ -959,12 +946,12 @@ pub async fn eval_checkpoint(mut cfg: ClusterConfig, o: EvalOptions) -> Result<V
 pub fn compare_runs(runs: &[PathBuf]) -> Result<Vec<(String, Option<EvalRow>, EvalRow)>> {
     runs.iter()
         .map(|dir| {
-            let rows = heldout::read_rows(dir)?;
+            let rows = heldout_eval::read_rows(dir)?;
             let last = rows.last().cloned().with_context(|| {
                 format!(
                     "{}: no evaluations ({} is empty or missing)",
                     dir.display(),
-                    heldout::EVAL_FILE
+                    heldout_eval::EVAL_FILE
                 )
             })?;
             let first = (rows.len() > 1).then(|| rows[0].clone());

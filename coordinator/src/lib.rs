@@ -10,8 +10,9 @@
 pub mod collect;
 pub mod ctl;
 pub mod data;
-pub mod eval;
-pub mod heldout;
+pub mod eval_metrics;
+pub mod fault;
+pub mod heldout_eval;
 pub mod job;
 pub mod local;
 pub mod metrics;

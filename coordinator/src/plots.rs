@@ -53,7 +53,7 @@ pub struct PlotSpec {
 }
 
 /// The run's plots. Training fields are `StepMetrics` names; evaluation fields are
-/// [`crate::eval::EvalReport`] names.
+/// [`crate::eval_metrics::EvalReport`] names.
 pub const RUN_PLOTS: &[PlotSpec] = &[
     PlotSpec {
         file: "accuracy.png",

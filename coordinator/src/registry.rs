@@ -1,11 +1,12 @@
 //! Who is in the cluster: workers by id, their role, endpoint, liveness and load, plus the run's
-//! status and metrics history that the Monitor service reads. One `Shared` value is owned by the
-//! scheduler and the gRPC services together.
+//! status and metrics history that the Monitor service reads, and the NCCL weight group the weight
+//! plane keeps. One `Shared` value is owned by the scheduler and the gRPC services together.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use laser_proto::plane::Transport;
 use laser_proto::v1::{ClusterStatus, Role, StepMetrics, WeightPlaneCaps, WorkerInfo};
 use tokio::sync::{Notify, broadcast};
 
@@ -176,6 +177,21 @@ pub struct RunInfo {
     pub async_mode: bool,
 }
 
+/// The NCCL group the coordinator last set up ([`crate::weight_plane`] forms it).
+#[derive(Debug, Default)]
+pub struct WeightGroup {
+    pub generation: u64,
+    /// Learner id, then actor ids in rank order.
+    pub members: Vec<String>,
+    /// The unique id for the next generation (from the learner's Register, then from each
+    /// BroadcastWeights answer: an NCCL unique id serves one communicator only).
+    pub next_unique_id: Vec<u8>,
+    /// The last decision logged (transport, reason), to log changes only.
+    pub last: Option<(Transport, String)>,
+    /// Why an NCCL broadcast of this run failed: the rest of the run uses the gRPC stream.
+    pub nccl_failure: Option<String>,
+}
+
 pub struct Shared {
     pub registry: Mutex<Registry>,
     pub run: Mutex<RunInfo>,
@@ -187,8 +203,8 @@ pub struct Shared {
     pub finished: tokio::sync::watch::Sender<bool>,
     pub started: Instant,
     pub heartbeat_interval: Duration,
-    /// The NCCL weight group (crate::weight_plane).
-    pub weight_group: Mutex<crate::weight_plane::WeightGroup>,
+    /// The NCCL weight group ([`crate::weight_plane`] forms and updates it).
+    pub weight_group: Mutex<WeightGroup>,
 }
 
 impl Shared {
@@ -212,7 +228,7 @@ impl Shared {
         self.registry.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn weight_group(&self) -> std::sync::MutexGuard<'_, crate::weight_plane::WeightGroup> {
+    pub fn weight_group(&self) -> std::sync::MutexGuard<'_, WeightGroup> {
         self.weight_group.lock().unwrap_or_else(|p| p.into_inner())
     }
 

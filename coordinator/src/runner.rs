@@ -23,9 +23,10 @@ use laser_proto::v1::{
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
-use crate::collect::{CollectPlan, Collected, collect, is_transport_failure};
-use crate::data::{PromptSource, step_groups};
-use crate::heldout::{self, EvalRow, EvalSet};
+use crate::collect::{CollectPlan, Collected, collect};
+use crate::data::{PromptSource, append_data_order, step_groups, truncate_data_order};
+use crate::fault::{LearnerLost, is_transport_failure};
+use crate::heldout_eval::{self, EvalRow, EvalSet};
 use crate::local::{ChildSpec, LocalCluster, threads_env};
 use crate::metrics::{MetricsLog, rollout_stats};
 use crate::registry::{RunInfo, Shared};
@@ -37,8 +38,6 @@ pub const STATE_FILE: &str = "coordinator_state.json";
 pub const ADDR_FILE: &str = "coordinator.addr";
 /// `run_dir/token`: the generated token of a local run (mode 0600), for laserctl.
 pub const TOKEN_FILE: &str = "token";
-/// `run_dir/data_order.jsonl`: the task ids each step trained on (audit of the data order).
-pub const DATA_ORDER_FILE: &str = "data_order.jsonl";
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunState {
@@ -67,17 +66,6 @@ impl RunState {
         std::fs::rename(&tmp, &p).with_context(|| p.display().to_string())
     }
 }
-
-/// The learner failed mid-step: recover and redo from the last checkpoint.
-#[derive(Debug)]
-pub(crate) struct LearnerLost(pub(crate) String);
-
-impl std::fmt::Display for LearnerLost {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "learner lost: {}", self.0)
-    }
-}
-impl std::error::Error for LearnerLost {}
 
 pub struct Runner {
     cfg: ClusterConfig,
@@ -513,7 +501,7 @@ impl Runner {
         if self.eval_set.is_none() || !self.is_eval_point(step) {
             return Ok(());
         }
-        if heldout::read_rows(&self.run_dir)?
+        if heldout_eval::read_rows(&self.run_dir)?
             .iter()
             .any(|r| r.step == step)
         {
@@ -523,10 +511,10 @@ impl Runner {
             b.set_message(format!("evaluating at step {step}…"));
         }
         let row = self.evaluate(step, version).await?;
-        heldout::append_row(&self.run_dir, &row)?;
+        heldout_eval::append_row(&self.run_dir, &row)?;
         let line = format!(
             "{} [{:.1} s]",
-            heldout::report_line(step, &row.report),
+            heldout_eval::report_line(step, &row.report),
             row.seconds
         );
         match bar {
@@ -543,7 +531,7 @@ impl Runner {
         self.evaluate_repeat(step, version, 0).await
     }
 
-    /// One evaluation of the held-out set with sampling seed [`heldout::eval_seed`] + `repeat`:
+    /// One evaluation of the held-out set with sampling seed [`heldout_eval::eval_seed`] + `repeat`:
     /// the same problems, other samples, so that repeats measure the sampling noise of a metric.
     /// Only repeat 0 (the evaluation of a training run) writes its samples.
     pub async fn evaluate_repeat(
@@ -559,7 +547,7 @@ impl Runner {
         let c = &self.cfg.cluster;
         let learner_endpoint = self.learner().map(|l| l.1).unwrap_or_default();
         let prompts = (self.cfg.eval.save_samples && repeat == 0).then(|| groups.clone());
-        let mut sampling = heldout::eval_sampling(&self.cfg);
+        let mut sampling = heldout_eval::eval_sampling(&self.cfg);
         sampling.seed = sampling.seed.wrapping_add(repeat);
         let plan = CollectPlan {
             step,
@@ -579,7 +567,7 @@ impl Runner {
         let collected = collect(self.shared.clone(), self.client.clone(), plan).await?;
         self.sample_peak_rss();
         if let Some(prompts) = prompts {
-            heldout::write_samples(&self.run_dir, step, &prompts, &collected.groups)?;
+            heldout_eval::write_samples(&self.run_dir, step, &prompts, &collected.groups)?;
         }
         Ok(EvalRow {
             step,
@@ -590,7 +578,7 @@ impl Runner {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs_f64())
                 .unwrap_or(0.0),
-            report: heldout::report(&collected.groups),
+            report: heldout_eval::report(&collected.groups),
         })
     }
 
@@ -646,7 +634,7 @@ impl Runner {
         }
         let kept = self.metrics.truncate_from(state.step)?;
         *self.shared.history() = kept;
-        heldout::truncate_after(&self.run_dir, state.step)?;
+        heldout_eval::truncate_after(&self.run_dir, state.step)?;
         truncate_data_order(&self.run_dir, state.step)?;
         let mut run = self.shared.run_info();
         run.step = state.step;
@@ -703,7 +691,7 @@ impl Runner {
                 .await?
             }
         };
-        append_data_order(&self.run_dir, step, &collected)?;
+        append_data_order(&self.run_dir, step, &collected.groups)?;
         if self.cfg.cluster.async_mode && step + 1 < self.cfg.run.max_steps {
             // Actors start on step k+1 with the current weights while the learner trains step k;
             // the new version arrives by broadcast between their generations.
@@ -928,40 +916,4 @@ fn write_private(path: &Path, text: &str) -> Result<()> {
     let mut f = o.open(path).with_context(|| path.display().to_string())?;
     f.write_all(text.as_bytes())
         .with_context(|| path.display().to_string())
-}
-
-#[derive(Serialize, Deserialize)]
-struct DataOrderRow {
-    step: u64,
-    group_ids: Vec<u64>,
-    task_ids: Vec<String>,
-}
-
-fn append_data_order(run_dir: &Path, step: u64, c: &Collected) -> Result<()> {
-    use std::io::Write;
-    let row = DataOrderRow {
-        step,
-        group_ids: c.groups.iter().map(|g| g.group_id).collect(),
-        task_ids: c.groups.iter().map(|g| g.task_id.clone()).collect(),
-    };
-    let p = run_dir.join(DATA_ORDER_FILE);
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&p)
-        .with_context(|| p.display().to_string())?;
-    writeln!(f, "{}", serde_json::to_string(&row)?).with_context(|| p.display().to_string())
-}
-
-fn truncate_data_order(run_dir: &Path, first_dropped: u64) -> Result<()> {
-    let p = run_dir.join(DATA_ORDER_FILE);
-    let Ok(text) = std::fs::read_to_string(&p) else {
-        return Ok(());
-    };
-    let kept: String = text
-        .lines()
-        .filter(|l| serde_json::from_str::<DataOrderRow>(l).is_ok_and(|r| r.step < first_dropped))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    std::fs::write(&p, kept).with_context(|| p.display().to_string())
 }

@@ -1,5 +1,5 @@
 //! The markdown summary written at the end of a run: the facts of the run (model, steps, time,
-//! memory), held-out evaluations over training (from [`crate::eval::EvalReport`]s), training
+//! memory), held-out evaluations over training (from [`crate::eval_metrics::EvalReport`]s), training
 //! metrics at the start and the end (from `metrics.jsonl` rows), and the plots.
 
 use std::fmt::Write as _;
@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::eval::EvalReport;
+use crate::eval_metrics::EvalReport;
 
 /// Everything the summary shows.
 #[derive(Debug, Clone, Default)]
@@ -183,7 +183,7 @@ pub fn write_summary(path: &Path, s: &RunSummary) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::eval::{EvalSample, evaluate};
+    use crate::eval_metrics::{EvalSample, evaluate};
     use serde_json::json;
 
     fn report(correct_of_4: usize) -> EvalReport {

@@ -21,21 +21,6 @@ use laser_proto::v1::{
 
 use crate::registry::Shared;
 
-/// The NCCL group the coordinator last set up.
-#[derive(Debug, Default)]
-pub struct WeightGroup {
-    pub generation: u64,
-    /// Learner id, then actor ids in rank order.
-    pub members: Vec<String>,
-    /// The unique id for the next generation (from the learner's Register, then from each
-    /// BroadcastWeights answer: an NCCL unique id serves one communicator only).
-    pub next_unique_id: Vec<u8>,
-    /// The last decision logged (transport, reason), to log changes only.
-    pub last: Option<(Transport, String)>,
-    /// Why an NCCL broadcast of this run failed: the rest of the run uses the gRPC stream.
-    pub nccl_failure: Option<String>,
-}
-
 /// What one broadcast did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Broadcast {

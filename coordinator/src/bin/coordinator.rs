@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use laser_config::ClusterConfig;
-use laser_coordinator::heldout;
+use laser_coordinator::heldout_eval;
 use laser_coordinator::job::{self, EvalOptions, JobOptions};
 
 #[derive(Parser)]
@@ -190,16 +190,16 @@ fn eval(cluster: Option<PathBuf>, o: EvalOptions, json: bool) -> Result<std::pro
     let (seconds, tokens) = rows.iter().fold((0.0, 0), |(s, t), r| {
         (s + r.seconds, t + r.generated_tokens)
     });
-    match (rows.as_slice(), heldout::summarize_repeats(&reports)) {
+    match (rows.as_slice(), heldout_eval::summarize_repeats(&reports)) {
         ([row], _) if json => println!("{}", serde_json::to_string_pretty(row)?),
-        ([row], _) => print!("{}", heldout::report_table(&row.report)),
+        ([row], _) => print!("{}", heldout_eval::report_table(&row.report)),
         (_, Some(summary)) if json => println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({"rows": rows, "summary": summary}))?
         ),
         (_, Some(summary)) => print!(
             "{}",
-            heldout::repeat_table(&summary, reports[0].problems, reports[0].k)
+            heldout_eval::repeat_table(&summary, reports[0].problems, reports[0].k)
         ),
         (_, None) => anyhow::bail!("no evaluation ran"),
     }
@@ -220,7 +220,7 @@ fn compare(runs: &[PathBuf], json: bool) -> Result<std::process::ExitCode> {
             .collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        print!("{}", heldout::compare_table(&rows));
+        print!("{}", heldout_eval::compare_table(&rows));
     }
     Ok(std::process::ExitCode::SUCCESS)
 }

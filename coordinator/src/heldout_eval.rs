@@ -1,6 +1,6 @@
 //! Held-out evaluation through the cluster: the eval problems become prompt groups of k samples
 //! (group ids from [`EVAL_GROUP_BASE`], so they never collide with training groups), the actors
-//! sample them at the current policy version, the verifiers grade them, and [`crate::eval`]'s plain
+//! sample them at the current policy version, the verifiers grade them, and [`crate::eval_metrics`]'s plain
 //! functions turn the graded samples into an [`EvalReport`]. Rows go to `run_dir/eval.jsonl`.
 //!
 //! Evaluation leaves training untouched: the actors seed every group from (seed, group id), and the
@@ -17,7 +17,7 @@ use laser_verifier::tasks::jsonl::{JsonlFields, load_jsonl};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{PromptSource, SyntheticMix, render_prompt};
-use crate::eval::{EvalReport, EvalSample, ProblemSamples, evaluate};
+use crate::eval_metrics::{EvalReport, EvalSample, ProblemSamples, evaluate};
 
 /// `run_dir/eval.jsonl`: one [`EvalRow`] per evaluation.
 pub const EVAL_FILE: &str = "eval.jsonl";
@@ -132,7 +132,7 @@ impl EvalSet {
 pub fn training_questions(cfg: &ClusterConfig) -> Result<HashSet<String>> {
     let mut seen = HashSet::new();
     if cfg.warmstart.steps > 0 && cfg.warmstart.path.is_none() {
-        let (mix, _, n) = crate::job::sft_tasks(cfg)?;
+        let (mix, _, n) = crate::data::sft_tasks(cfg)?;
         seen.extend((0..n).map(|i| mix.task(i).question));
     }
     let source = PromptSource::from_config(cfg)?;
