@@ -7,15 +7,16 @@
 //! the run directory (metrics.jsonl, checkpoints via the learner, logs, state for `--resume`) and
 //! serves the read-only Monitor API that `laserctl` ([`ctl`]) talks to.
 
+pub mod checkpoint_eval;
 pub mod collect;
 pub mod ctl;
 pub mod data;
 pub mod eval_metrics;
 pub mod fault;
 pub mod heldout_eval;
-pub mod job;
 pub mod local;
 pub mod metrics;
+pub mod phases;
 pub mod plots;
 pub mod registry;
 pub mod runner;

@@ -10,8 +10,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use laser_config::ClusterConfig;
+use laser_coordinator::checkpoint_eval::{self, EvalOptions};
 use laser_coordinator::heldout_eval;
-use laser_coordinator::job::{self, EvalOptions, JobOptions};
+use laser_coordinator::phases::{self, JobOptions};
 
 #[derive(Parser)]
 #[command(
@@ -158,7 +159,7 @@ fn train(cli: Cli) -> Result<std::process::ExitCode> {
         };
         // Dropping the job on Ctrl-C/SIGTERM kills its children (kill_on_drop, PDEATHSIG).
         let outcome = tokio::select! {
-            r = job::run_job(cfg, opts) => Some(r),
+            r = phases::run_job(cfg, opts) => Some(r),
             _ = laser_proto::rt::worker::shutdown_signal() => None,
         };
         Ok(match outcome {
@@ -185,7 +186,7 @@ fn eval(cluster: Option<PathBuf>, o: EvalOptions, json: bool) -> Result<std::pro
         None => ClusterConfig::from_toml_with_env("", "defaults", std::env::vars())?,
     };
     let rt = tokio::runtime::Runtime::new().context("tokio runtime")?;
-    let rows = rt.block_on(job::eval_checkpoint(cfg, o))?;
+    let rows = rt.block_on(checkpoint_eval::eval_checkpoint(cfg, o))?;
     let reports: Vec<_> = rows.iter().map(|r| r.report.clone()).collect();
     let (seconds, tokens) = rows.iter().fold((0.0, 0), |(s, t), r| {
         (s + r.seconds, t + r.generated_tokens)
@@ -210,7 +211,7 @@ fn eval(cluster: Option<PathBuf>, o: EvalOptions, json: bool) -> Result<std::pro
 }
 
 fn compare(runs: &[PathBuf], json: bool) -> Result<std::process::ExitCode> {
-    let rows = job::compare_runs(runs)?;
+    let rows = checkpoint_eval::compare_runs(runs)?;
     if json {
         let v: Vec<serde_json::Value> = rows
             .iter()
