@@ -4,6 +4,8 @@
 //! answers the same commands with transformers / TRL / PyTorch. Models load once, on first use,
 //! so a repetition times only the work. Logs go to stderr.
 //!
+//! Just over 800 lines: one match arm per benchmark command, each short, kept in one table.
+//!
 //! ```sh
 //! laser-bench write-tiny DIR                      # the tiny default model as a HF directory
 //! laser-bench serve --tiny DIR --smollm2 FILE.gguf

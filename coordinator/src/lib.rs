@@ -5,7 +5,10 @@
 //! themselves), and runs the RL loop in [`runner`]: prompt groups to actors by load, rollouts to
 //! verifiers ([`collect`]), scored batches to the learner, new weights back to the actors. It keeps
 //! the run directory (metrics.jsonl, checkpoints via the learner, logs, state for `--resume`) and
-//! serves the read-only Monitor API that `laserctl` ([`ctl`]) talks to.
+//! serves the read-only Monitor API that `laserctl` ([`ctl`]) talks to. The main job's five phases
+//! (init, warm start, c_ref calibration, RL, report) are [`phases`]; held-out evaluation through
+//! the cluster is [`heldout_eval`], its metric functions [`eval_metrics`], and `coordinator eval`
+//! on a checkpoint [`checkpoint_eval`].
 
 pub mod checkpoint_eval;
 pub mod collect;

@@ -3,6 +3,9 @@
 //! Every recursive call counts against `max_depth`, and sums/products are stored flat, so the tree
 //! depth is bounded by the limit and nothing that walks it (evaluation, printing, drop) can
 //! overflow the stack, whatever the input.
+//!
+//! Over 800 lines on purpose: the lexer, the parser and the tree's printer share the token and node
+//! types and the depth accounting, and read best together.
 
 use crate::number::parse_decimal;
 use num_rational::BigRational;
