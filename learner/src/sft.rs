@@ -81,7 +81,8 @@ pub fn run_sft<B: AutodiffBackend>(
             }
         });
         if let Some(run) = run
-            && (learner.step() % plan.checkpoint_every.max(1) == 0 || learner.step() == total_steps)
+            && (learner.step().is_multiple_of(plan.checkpoint_every.max(1))
+                || learner.step() == total_steps)
         {
             learner.save_checkpoint(run)?;
         }
