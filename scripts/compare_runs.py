@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Are two runs of the same job bit-identical? Compares metrics.jsonl and eval.jsonl row by row,
-every field except wall-clock ones (seconds, throughput, timestamps), plus c_ref.json, the
+every field except wall-clock ones (seconds, throughput, timestamps, and the asynchronous
+staleness/actors-at-version counters), plus c_ref.json (run-directory paths aside), the
 checkpoints' and final models' safetensors bytes, and data_order.jsonl.
 
     python3 scripts/compare_runs.py runs/a runs/b
@@ -48,7 +49,16 @@ def main():
     bad = 0
     for name in ("metrics.jsonl", "eval.jsonl"):
         bad += compare_jsonl(a / name, b / name)
-    for name in ("c_ref.json", "data_order.jsonl", "sft_data.jsonl", "calibration_prompts.jsonl"):
+    # c_ref.json names the model it calibrated, inside the run directory: compare with the
+    # directories' own paths taken out.
+    ca, cb = (d / "c_ref.json" for d in (a, b))
+    if ca.exists() or cb.exists():
+        same = ca.exists() and cb.exists() and (
+            ca.read_text().replace(str(a), "RUN") == cb.read_text().replace(str(b), "RUN")
+        )
+        print(f"c_ref.json: {'identical' if same else 'DIFFERENT'} (run directory paths aside)")
+        bad += not same
+    for name in ("data_order.jsonl", "sft_data.jsonl", "calibration_prompts.jsonl"):
         if (a / name).exists() or (b / name).exists():
             same = (a / name).exists() and (b / name).exists() and digest(a / name) == digest(b / name)
             print(f"{name}: {'identical' if same else 'DIFFERENT'}")
