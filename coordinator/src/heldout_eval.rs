@@ -419,7 +419,8 @@ pub struct MetricSpread {
 }
 
 impl MetricSpread {
-    fn of(metric: &'static str, values: &[f64]) -> Option<Self> {
+    /// The mean and standard error of `values`; `None` when empty.
+    pub fn of(metric: &'static str, values: &[f64]) -> Option<Self> {
         let n = values.len();
         if n == 0 {
             return None;

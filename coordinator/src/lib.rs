@@ -8,7 +8,7 @@
 //! serves the read-only Monitor API that `laserctl` ([`ctl`]) talks to. The main job's five phases
 //! (init, warm start, c_ref calibration, RL, report) are [`phases`]; held-out evaluation through
 //! the cluster is [`heldout_eval`], its metric functions [`eval_metrics`], and `coordinator eval`
-//! on a checkpoint [`checkpoint_eval`].
+//! on a checkpoint [`checkpoint_eval`]; the same recipe over training seeds [`seed_summary`].
 
 pub mod checkpoint_eval;
 pub mod collect;
@@ -23,6 +23,7 @@ pub mod phases;
 pub mod plots;
 pub mod registry;
 pub mod runner;
+pub mod seed_summary;
 pub mod service;
 pub mod summary;
 pub mod weight_plane;

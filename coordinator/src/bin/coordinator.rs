@@ -1,9 +1,10 @@
 //! `coordinator --cluster cluster.toml [--resume] [--max-steps N]`: runs a LaSeR training job (init,
 //! warm start, c_ref calibration, RL with held-out evaluations, plots and summary; see
-//! `laser_coordinator::job`).
+//! `laser_coordinator::phases`).
 //!
 //! `coordinator eval --checkpoint DIR --data FILE --k 8`: evaluates a model directory.
-//! `coordinator compare RUN_A RUN_B`: the final evaluations of runs side by side.
+//! `coordinator compare RUN_A RUN_B`: the final evaluations of runs side by side; `coordinator
+//! compare --seeds ROOT`: the same over training seeds, as mean ± standard error.
 
 use std::path::PathBuf;
 
@@ -13,6 +14,7 @@ use laser_config::ClusterConfig;
 use laser_coordinator::checkpoint_eval::{self, EvalOptions};
 use laser_coordinator::heldout_eval;
 use laser_coordinator::phases::{self, JobOptions};
+use laser_coordinator::seed_summary;
 
 #[derive(Parser)]
 #[command(
@@ -88,8 +90,12 @@ enum Command {
     /// Print the final evaluations of runs side by side (e.g. LaSeR vs plain GRPO).
     Compare {
         /// Run directories (each with an eval.jsonl).
-        #[arg(required = true, num_args = 1..)]
+        #[arg(required_unless_present = "seeds", num_args = 1..)]
         runs: Vec<PathBuf>,
+        /// Instead of runs: ROOT/seed-S/LEG (scripts/ablation --seeds N), every final metric as
+        /// mean ± standard error over the seeds, per leg, and the legs' paired difference.
+        #[arg(long, value_name = "ROOT", conflicts_with = "runs")]
+        seeds: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -125,7 +131,20 @@ fn main() -> std::process::ExitCode {
             },
             json,
         ),
-        Some(Command::Compare { runs, json }) => compare(&runs, json),
+        Some(Command::Compare {
+            seeds: Some(root),
+            json,
+            ..
+        }) => {
+            let c = seed_summary::compare_seeds(&root)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&c)?);
+            } else {
+                print!("{}", seed_summary::seed_table(&c));
+            }
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Some(Command::Compare { runs, json, .. }) => compare(&runs, json),
         None => train(cli),
     };
     match result {
