@@ -88,9 +88,15 @@ impl ClusterConfig {
         file: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ClusterConfigError> {
+        let mut home = None;
         let env_map: std::collections::HashMap<String, String> = env
             .into_iter()
-            .filter(|(k, _)| k.starts_with("LASER__"))
+            .filter(|(k, v)| {
+                if k == "HOME" {
+                    home = Some(v.clone());
+                }
+                k.starts_with("LASER__")
+            })
             .collect();
         let load_err = |e: config::ConfigError| ClusterConfigError::Load {
             file: file.to_string(),
@@ -109,6 +115,22 @@ impl ClusterConfig {
             .map_err(load_err)?
             .try_deserialize::<ClusterConfig>()
             .map_err(load_err)
+            .map(|mut cfg| {
+                // `~/` as a shell would read it: scripts/fetch_smollm2.sh caches the model
+                // under ~/.cache, and runs meant to outlive a checkout live there too.
+                if let Some(home) = home {
+                    let expand = |p: &mut std::path::PathBuf| {
+                        if let Ok(rest) = p.strip_prefix("~") {
+                            *p = Path::new(&home).join(rest);
+                        }
+                    };
+                    if let Some(p) = cfg.model.path.as_mut() {
+                        expand(p);
+                    }
+                    expand(&mut cfg.run.dir);
+                }
+                cfg
+            })
     }
 
     pub fn max_message_bytes(&self) -> usize {
@@ -208,6 +230,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("cluster.mode") || e.contains("cloud"), "{e}");
+    }
+
+    #[test]
+    fn a_leading_tilde_is_the_home_directory() {
+        let c = ClusterConfig::from_toml_with_env(
+            "[model]\npath = \"~/models/m.gguf\"\n[run]\ndir = \"~/runs/a\"\n",
+            "t.toml",
+            [("HOME".to_string(), "/home/u".to_string())],
+        )
+        .unwrap();
+        assert_eq!(c.model.path.unwrap(), Path::new("/home/u/models/m.gguf"));
+        assert_eq!(c.run.dir, Path::new("/home/u/runs/a"));
+        let c = ClusterConfig::from_toml_with_env(
+            "[model]\npath = \"models/~x\"\n",
+            "t.toml",
+            [("HOME".to_string(), "/home/u".to_string())],
+        )
+        .unwrap();
+        assert_eq!(c.model.path.unwrap(), Path::new("models/~x"));
     }
 
     #[test]

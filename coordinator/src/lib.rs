@@ -8,7 +8,8 @@
 //! serves the read-only Monitor API that `laserctl` ([`ctl`]) talks to. The main job's five phases
 //! (init, warm start, c_ref calibration, RL, report) are [`phases`]; held-out evaluation through
 //! the cluster is [`heldout_eval`], its metric functions [`eval_metrics`], and `coordinator eval`
-//! on a checkpoint [`checkpoint_eval`]; the same recipe over training seeds [`seed_summary`].
+//! on a checkpoint [`checkpoint_eval`]; the same recipe over training seeds [`seed_summary`]; maj@k and the r_s-weighted vote against k
+//! [`kcurve`].
 
 pub mod checkpoint_eval;
 pub mod collect;
@@ -17,6 +18,7 @@ pub mod data;
 pub mod eval_metrics;
 pub mod fault;
 pub mod heldout_eval;
+pub mod kcurve;
 pub mod local;
 pub mod metrics;
 pub mod phases;

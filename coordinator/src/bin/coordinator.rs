@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 use laser_config::ClusterConfig;
 use laser_coordinator::checkpoint_eval::{self, EvalOptions};
 use laser_coordinator::heldout_eval;
+use laser_coordinator::kcurve;
 use laser_coordinator::phases::{self, JobOptions};
 use laser_coordinator::seed_summary;
 
@@ -87,6 +88,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The inference-time-scaling curve: maj@k, r_s-weighted maj@k and best-of-k for k = 1, 2,
+    /// 4, ... from an evaluation's saved samples (eval.save_samples); writes RUN/plots/kcurve.png.
+    Kcurve {
+        /// Run directories (each with eval_samples/).
+        #[arg(required = true, num_args = 1..)]
+        runs: Vec<PathBuf>,
+        /// The evaluation at this training step (default: each run's last saved one).
+        #[arg(long)]
+        step: Option<u64>,
+        /// Also draw all runs into one PNG here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the final evaluations of runs side by side (e.g. LaSeR vs plain GRPO).
     Compare {
         /// Run directories (each with an eval.jsonl).
@@ -131,19 +147,17 @@ fn main() -> std::process::ExitCode {
             },
             json,
         ),
+        Some(Command::Kcurve {
+            runs,
+            step,
+            out,
+            json,
+        }) => kcurve(&runs, step, out.as_deref(), json),
         Some(Command::Compare {
             seeds: Some(root),
             json,
             ..
-        }) => {
-            let c = seed_summary::compare_seeds(&root)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&c)?);
-            } else {
-                print!("{}", seed_summary::seed_table(&c));
-            }
-            Ok(std::process::ExitCode::SUCCESS)
-        }
+        }) => compare_seeds(&root, json),
         Some(Command::Compare { runs, json, .. }) => compare(&runs, json),
         None => train(cli),
     };
@@ -225,6 +239,53 @@ fn eval(cluster: Option<PathBuf>, o: EvalOptions, json: bool) -> Result<std::pro
     }
     if !json {
         println!("({seconds:.1} s, {tokens} tokens generated)");
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn kcurve(
+    runs: &[PathBuf],
+    step: Option<u64>,
+    out: Option<&std::path::Path>,
+    json: bool,
+) -> Result<std::process::ExitCode> {
+    let mut curves = Vec::new();
+    for run in runs {
+        let c = kcurve::run_kcurve(run, step)?;
+        let name = run.file_name().map_or_else(
+            || run.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let png = run.join("plots").join("kcurve.png");
+        kcurve::write_kcurve_plot(&png, &[(name.clone(), c.clone())])?;
+        if !json {
+            print!("{}", kcurve::kcurve_table(&name, &c));
+            println!("plot: {}", png.display());
+        }
+        curves.push((name, c));
+    }
+    if let Some(out) = out {
+        kcurve::write_kcurve_plot(out, &curves)?;
+        if !json {
+            println!("plot of all runs: {}", out.display());
+        }
+    }
+    if json {
+        let v: Vec<_> = curves.iter().map(|(_, c)| c).collect();
+        match v.as_slice() {
+            [one] => println!("{}", serde_json::to_string_pretty(one)?),
+            many => println!("{}", serde_json::to_string_pretty(many)?),
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn compare_seeds(root: &std::path::Path, json: bool) -> Result<std::process::ExitCode> {
+    let c = seed_summary::compare_seeds(root)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&c)?);
+    } else {
+        print!("{}", seed_summary::seed_table(&c));
     }
     Ok(std::process::ExitCode::SUCCESS)
 }

@@ -1,5 +1,6 @@
 //! Phase 1, `init`: the model RL starts from. `model.init = "tiny"`: `learner init` writes the
-//! embedded tiny model to `run_dir/init_model`; else `model.path` is the start.
+//! embedded tiny model to `run_dir/init_model`; a `model.path` GGUF file is exported (`learner
+//! export`) to the same place as a Hugging Face directory; else `model.path` is the start.
 
 use std::time::Instant;
 
@@ -58,6 +59,48 @@ pub(super) async fn run(ctx: &mut JobContext) -> Result<()> {
                 phases.complete(run_dir, "init", PhaseRecord::one_process(t0, peak, info))?;
             } else {
                 println!("[1/5] init: done ({})", out.display());
+            }
+            out
+        }
+        (None, Some(p))
+            if p.extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("gguf")) =>
+        {
+            // A GGUF start (e.g. SmolLM2's Q4_1) becomes a HF directory once, so that the
+            // learner, actors, checkpoints and `coordinator eval` read one format.
+            let out = run_dir.join(INIT_MODEL_DIR);
+            if !phases.done("init") {
+                let t0 = Instant::now();
+                println!(
+                    "[1/5] init: {} -> Hugging Face directory {}",
+                    p.display(),
+                    out.display()
+                );
+                let args: Vec<String> = vec![
+                    "export".into(),
+                    "--model".into(),
+                    p.display().to_string(),
+                    "--out".into(),
+                    out.display().to_string(),
+                ];
+                let (json, peak) = run_learner(
+                    bin_dir,
+                    run_dir,
+                    "init",
+                    &args,
+                    cfg.cluster.learner_threads,
+                    |_| {},
+                )
+                .await?;
+                let mut info = serde_json::Map::new();
+                info.insert("source".into(), p.display().to_string().into());
+                if let Some(v) = json.iter().find(|v| v.get("params").is_some()) {
+                    info.insert("params".into(), v["params"].clone());
+                    info.insert("vocab_size".into(), v["vocab_size"].clone());
+                }
+                phases.complete(run_dir, "init", PhaseRecord::one_process(t0, peak, info))?;
+            } else {
+                println!("[1/5] init: done ({} from {})", out.display(), p.display());
             }
             out
         }

@@ -94,6 +94,15 @@ pub enum Command {
         #[arg(long, default_value_t = 512)]
         max_position_embeddings: usize,
     },
+    /// Convert a model (a .gguf file or a Hugging Face directory) into a Hugging Face directory
+    /// (f32 safetensors, config.json, tokenizer with its chat template): the run's start model.
+    Export {
+        /// The source: a .gguf file or a Hugging Face directory.
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Sample (x, y) from the reference model and store c_ref = mean log p_ref(z_c | x, y, EOS).
     Calibrate {
         #[command(flatten)]

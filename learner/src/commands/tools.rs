@@ -61,6 +61,21 @@ pub(super) fn tool<B: AutodiffBackend>(command: Command, device: &B::Device) -> 
                 out.display()
             );
         }
+        Command::Export { model, out } => {
+            let params = laser_model::pretrained::export(&model, &out)
+                .with_context(|| format!("exporting {} to {}", model.display(), out.display()))?;
+            let config = laser_model::ModelConfig::from_file(&out.join("config.json"))?;
+            println!(
+                "{}",
+                serde_json::json!({"params": params, "vocab_size": config.vocab_size, "out": out})
+            );
+            println!(
+                "exported {} ({:.1}M parameters) to {}",
+                model.display(),
+                params as f64 / 1e6,
+                out.display()
+            );
+        }
         Command::Calibrate {
             model,
             data,
