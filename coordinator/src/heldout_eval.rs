@@ -155,6 +155,13 @@ pub fn eval_sampling(cfg: &ClusterConfig) -> SamplingConfig {
     }
 }
 
+/// A verifier's extraction in the form votes compare (equivalent answers equal); `None` when
+/// there is none.
+pub fn canonical_answer(extracted: &str) -> Option<String> {
+    let answer = extracted.trim();
+    (!answer.is_empty()).then(|| laser_verifier::normalize::normalize(answer))
+}
+
 /// Graded groups as the samples of [`evaluate`]: the answer is the verifier's extraction,
 /// normalised so that equivalent spellings vote together; r_s only for samples that ended with EOS.
 pub fn problem_samples(groups: &[RolloutGroup]) -> Vec<ProblemSamples> {
@@ -163,17 +170,13 @@ pub fn problem_samples(groups: &[RolloutGroup]) -> Vec<ProblemSamples> {
         .map(|g| {
             g.samples
                 .iter()
-                .map(|s| {
-                    let answer = s.extracted_answer.trim();
-                    EvalSample {
-                        answer: (!answer.is_empty())
-                            .then(|| laser_verifier::normalize::normalize(answer)),
-                        verifier_reward: f64::from(s.verifier_reward.unwrap_or(0.0)),
-                        self_reward: (s.finish_reason == FinishReason::Eos as i32)
-                            .then_some(s.self_reward)
-                            .flatten()
-                            .map(f64::from),
-                    }
+                .map(|s| EvalSample {
+                    answer: canonical_answer(&s.extracted_answer),
+                    verifier_reward: f64::from(s.verifier_reward.unwrap_or(0.0)),
+                    self_reward: (s.finish_reason == FinishReason::Eos as i32)
+                        .then_some(s.self_reward)
+                        .flatten()
+                        .map(f64::from),
                 })
                 .collect()
         })

@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use crate::eval_metrics::{EvalSample, best_of_k, majority_vote, self_weighted_vote};
-use crate::heldout_eval::{EVAL_SAMPLES_DIR, EvalSampleRow};
+use crate::heldout_eval::{EVAL_SAMPLES_DIR, EvalSampleRow, canonical_answer};
 use crate::plots::{Series, line_plot};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -107,11 +107,10 @@ pub fn read_problems(path: &Path) -> Result<Vec<Vec<EvalSample>>> {
         }
         let row: EvalSampleRow =
             serde_json::from_str(line).with_context(|| format!("{}:{}", path.display(), i + 1))?;
-        let answer = row.answer.trim();
         // The same canonical answer and read-out rule as the evaluation's own metrics
         // (heldout_eval::problem_samples): truncated samples were saved without r_s.
         let sample = EvalSample {
-            answer: (!answer.is_empty()).then(|| laser_verifier::normalize::normalize(answer)),
+            answer: canonical_answer(&row.answer),
             verifier_reward: if row.correct { 1.0 } else { 0.0 },
             self_reward: row.self_reward.map(f64::from),
         };

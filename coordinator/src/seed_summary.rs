@@ -152,13 +152,17 @@ pub fn compare_seeds(root: &Path) -> Result<SeedComparison> {
     }
     let mut paired_difference = Vec::new();
     if let [a, b] = &rows[..] {
-        let metrics = |r: &Vec<EvalRow>| heldout_eval::report_metrics(&last(r).report);
-        let names = metrics(&a[0]);
-        for (i, (name, _)) in names.iter().enumerate() {
-            let diffs: Vec<f64> = a
+        let metrics = |leg: &[Vec<EvalRow>]| -> Vec<_> {
+            leg.iter()
+                .map(|r| heldout_eval::report_metrics(&last(r).report))
+                .collect()
+        };
+        let (ma, mb) = (metrics(a), metrics(b));
+        for (i, (name, _)) in ma[0].iter().enumerate() {
+            let diffs: Vec<f64> = ma
                 .iter()
-                .zip(b)
-                .filter_map(|(ra, rb)| Some(metrics(ra)[i].1? - metrics(rb)[i].1?))
+                .zip(&mb)
+                .filter_map(|(x, y)| Some(x[i].1? - y[i].1?))
                 .collect();
             paired_difference.extend(MetricSpread::of(name, &diffs));
         }

@@ -79,11 +79,21 @@ pub fn save<B: Backend>(
     tokenizer: Option<&Tokenizer>,
     dir: &Path,
 ) -> Result<()> {
-    safetensors::save_dir(&model.to_weights(), dir)?;
-    let config = serde_json::to_string_pretty(&model.config.to_hf_json())
-        .expect("a JSON value always serialises");
+    save_parts(&model.config, &model.to_weights(), tokenizer, dir)
+}
+
+/// The files of a HF-layout model directory, from host weights (`save_dir` creates `dir`).
+fn save_parts(
+    config: &ModelConfig,
+    weights: &WeightMap,
+    tokenizer: Option<&Tokenizer>,
+    dir: &Path,
+) -> Result<()> {
+    safetensors::save_dir(weights, dir)?;
+    let config_json =
+        serde_json::to_string_pretty(&config.to_hf_json()).expect("a JSON value always serialises");
     let config_path = dir.join("config.json");
-    std::fs::write(&config_path, config).map_err(|e| ModelError::io(&config_path, e))?;
+    std::fs::write(&config_path, config_json).map_err(|e| ModelError::io(&config_path, e))?;
     if let Some(tok) = tokenizer {
         save_tokenizer(tok, dir)?;
     }
@@ -92,21 +102,14 @@ pub fn save<B: Backend>(
 
 /// Converts a model directory or GGUF file into a Hugging Face directory at `dir` (f32
 /// model.safetensors, config.json, tokenizer.json + tokenizer_config.json with the chat
-/// template), without building the model. Returns the parameter count. A GGUF's quantised
-/// weights are dequantised: training needs f32 master weights anyway, and a HF directory is
-/// what checkpoints, transformers and the other roles read.
-pub fn export(path: &Path, dir: &Path) -> Result<usize> {
+/// template), without building the model. Returns its config and parameter count. A GGUF's
+/// quantised weights are dequantised: training needs f32 master weights anyway, and a HF
+/// directory is what checkpoints, transformers and the other roles read.
+pub fn export(path: &Path, dir: &Path) -> Result<(ModelConfig, usize)> {
     let (config, weights, tokenizer) = load_parts(path)?;
-    std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
-    safetensors::save_dir(&weights, dir)?;
-    let config_json =
-        serde_json::to_string_pretty(&config.to_hf_json()).expect("a JSON value always serialises");
-    let config_path = dir.join("config.json");
-    std::fs::write(&config_path, config_json).map_err(|e| ModelError::io(&config_path, e))?;
-    if let Some(tok) = &tokenizer {
-        save_tokenizer(tok, dir)?;
-    }
-    Ok(weights.tensors.values().map(|t| t.data.len()).sum())
+    save_parts(&config, &weights, tokenizer.as_ref(), dir)?;
+    let params = weights.tensors.values().map(|t| t.data.len()).sum();
+    Ok((config, params))
 }
 
 /// tokenizer.json plus a tokenizer_config.json carrying the chat template and bos/eos tokens.

@@ -12,54 +12,32 @@ use super::{INIT_MODEL_DIR, JobContext, PhaseRecord};
 
 pub(super) async fn run(ctx: &mut JobContext) -> Result<()> {
     let cfg = &ctx.cfg;
-    let run_dir = &ctx.run_dir;
-    let bin_dir = &ctx.bin_dir;
-    let phases = &mut ctx.phases;
+    let out = ctx.run_dir.join(INIT_MODEL_DIR);
     let model_path = match (cfg.model.init, &cfg.model.path) {
         (Some(ModelInit::Tiny), _) => {
-            let out = run_dir.join(INIT_MODEL_DIR);
-            if !phases.done("init") {
-                let t0 = Instant::now();
-                let t = &cfg.model.tiny;
-                let args: Vec<String> = [
-                    "init".to_string(),
-                    "--out".into(),
-                    out.display().to_string(),
-                    "--seed".into(),
-                    cfg.run.seed.to_string(),
-                    "--hidden-size".into(),
-                    t.hidden_size.to_string(),
-                    "--layers".into(),
-                    t.num_hidden_layers.to_string(),
-                    "--heads".into(),
-                    t.num_attention_heads.to_string(),
-                    "--kv-heads".into(),
-                    t.num_key_value_heads.to_string(),
-                    "--intermediate-size".into(),
-                    t.intermediate_size.to_string(),
-                    "--max-position-embeddings".into(),
-                    t.max_position_embeddings.to_string(),
-                ]
-                .into();
-                println!("[1/5] init: the tiny model -> {}", out.display());
-                let (json, peak) = run_learner(
-                    bin_dir,
-                    run_dir,
-                    "init",
-                    &args,
-                    cfg.cluster.learner_threads,
-                    |_| {},
-                )
-                .await?;
-                let mut info = serde_json::Map::new();
-                if let Some(v) = json.iter().find(|v| v.get("params").is_some()) {
-                    info.insert("params".into(), v["params"].clone());
-                    info.insert("vocab_size".into(), v["vocab_size"].clone());
-                }
-                phases.complete(run_dir, "init", PhaseRecord::one_process(t0, peak, info))?;
-            } else {
-                println!("[1/5] init: done ({})", out.display());
-            }
+            let t = &cfg.model.tiny;
+            let args: Vec<String> = vec![
+                "init".into(),
+                "--out".into(),
+                out.display().to_string(),
+                "--seed".into(),
+                cfg.run.seed.to_string(),
+                "--hidden-size".into(),
+                t.hidden_size.to_string(),
+                "--layers".into(),
+                t.num_hidden_layers.to_string(),
+                "--heads".into(),
+                t.num_attention_heads.to_string(),
+                "--kv-heads".into(),
+                t.num_key_value_heads.to_string(),
+                "--intermediate-size".into(),
+                t.intermediate_size.to_string(),
+                "--max-position-embeddings".into(),
+                t.max_position_embeddings.to_string(),
+            ];
+            let started = format!("[1/5] init: the tiny model -> {}", out.display());
+            let done = format!("[1/5] init: done ({})", out.display());
+            write_start_model(ctx, &args, started, done, None).await?;
             out
         }
         (None, Some(p))
@@ -68,40 +46,20 @@ pub(super) async fn run(ctx: &mut JobContext) -> Result<()> {
         {
             // A GGUF start (e.g. SmolLM2's Q4_1) becomes a HF directory once, so that the
             // learner, actors, checkpoints and `coordinator eval` read one format.
-            let out = run_dir.join(INIT_MODEL_DIR);
-            if !phases.done("init") {
-                let t0 = Instant::now();
-                println!(
-                    "[1/5] init: {} -> Hugging Face directory {}",
-                    p.display(),
-                    out.display()
-                );
-                let args: Vec<String> = vec![
-                    "export".into(),
-                    "--model".into(),
-                    p.display().to_string(),
-                    "--out".into(),
-                    out.display().to_string(),
-                ];
-                let (json, peak) = run_learner(
-                    bin_dir,
-                    run_dir,
-                    "init",
-                    &args,
-                    cfg.cluster.learner_threads,
-                    |_| {},
-                )
-                .await?;
-                let mut info = serde_json::Map::new();
-                info.insert("source".into(), p.display().to_string().into());
-                if let Some(v) = json.iter().find(|v| v.get("params").is_some()) {
-                    info.insert("params".into(), v["params"].clone());
-                    info.insert("vocab_size".into(), v["vocab_size"].clone());
-                }
-                phases.complete(run_dir, "init", PhaseRecord::one_process(t0, peak, info))?;
-            } else {
-                println!("[1/5] init: done ({} from {})", out.display(), p.display());
-            }
+            let source = p.display().to_string();
+            let args: Vec<String> = vec![
+                "export".into(),
+                "--model".into(),
+                source.clone(),
+                "--out".into(),
+                out.display().to_string(),
+            ];
+            let started = format!(
+                "[1/5] init: {source} -> Hugging Face directory {}",
+                out.display()
+            );
+            let done = format!("[1/5] init: done ({} from {source})", out.display());
+            write_start_model(ctx, &args, started, done, Some(source)).await?;
             out
         }
         (None, Some(p)) => {
@@ -113,4 +71,43 @@ pub(super) async fn run(ctx: &mut JobContext) -> Result<()> {
 
     ctx.model_path = model_path;
     Ok(())
+}
+
+/// Runs the learner subcommand `args` that writes the start model to `init_model/` (unless the
+/// phase is done) and records its parameter count and vocabulary (and `source`) in phases.json.
+async fn write_start_model(
+    ctx: &mut JobContext,
+    args: &[String],
+    started: String,
+    done: String,
+    source: Option<String>,
+) -> Result<()> {
+    if ctx.phases.done("init") {
+        println!("{done}");
+        return Ok(());
+    }
+    let t0 = Instant::now();
+    println!("{started}");
+    let (json, peak) = run_learner(
+        &ctx.bin_dir,
+        &ctx.run_dir,
+        "init",
+        args,
+        ctx.cfg.cluster.learner_threads,
+        |_| {},
+    )
+    .await?;
+    let mut info = serde_json::Map::new();
+    if let Some(source) = source {
+        info.insert("source".into(), source.into());
+    }
+    if let Some(v) = json.iter().find(|v| v.get("params").is_some()) {
+        info.insert("params".into(), v["params"].clone());
+        info.insert("vocab_size".into(), v["vocab_size"].clone());
+    }
+    ctx.phases.complete(
+        &ctx.run_dir,
+        "init",
+        PhaseRecord::one_process(t0, peak, info),
+    )
 }

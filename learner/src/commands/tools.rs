@@ -62,9 +62,8 @@ pub(super) fn tool<B: AutodiffBackend>(command: Command, device: &B::Device) -> 
             );
         }
         Command::Export { model, out } => {
-            let params = laser_model::pretrained::export(&model, &out)
+            let (config, params) = laser_model::pretrained::export(&model, &out)
                 .with_context(|| format!("exporting {} to {}", model.display(), out.display()))?;
-            let config = laser_model::ModelConfig::from_file(&out.join("config.json"))?;
             println!(
                 "{}",
                 serde_json::json!({"params": params, "vocab_size": config.vocab_size, "out": out})
