@@ -15,7 +15,8 @@
 # Parts, each under its own timeout; a failing part does not stop the next:
 # The screen shows a digest of each part; full logs and JSON go to $OUT.
 #   (a) CUDA parity tests against the committed transformers fixtures (prints every max |diff|)
-#   (b) our decode throughput on CUDA, SmolLM2-135M shapes (random init), batch 1, 8, 64
+#   (b) our decode throughput on CUDA, SmolLM2-135M shapes (random init), batch 1, 8, 64, with the
+#       device sampler (the default on CUDA), then (b2) with the host sampler
 #   (c) transformers on the same GPU, same shapes (float32 and bfloat16) + copy bandwidth
 #   (d) the CPU parity tests from the same executable
 #   (e) the learner's SFT steps on CUDA against the same steps on the CPU (loss, grad norm per step)
@@ -194,6 +195,13 @@ run_rust "$T_DECODE" "$BIN/decode_throughput" --backend cuda --config "$CONFIG" 
 RC=$?
 brief "$OUT/laser_decode_cuda.log" 40
 record "(b) laser decode cuda" "$RC"
+# The same with the host sampler (every step's logits copied to the host), for the A/B of issue 25.
+run_rust "$T_DECODE" "$BIN/decode_throughput" --backend cuda --config "$CONFIG" --batch 1,8,64 \
+    --new-tokens 128 --prompt-tokens 16 --reps 3 --hbm-gbps "$HBM" --sampler host --json \
+    >"$OUT/laser_decode_cuda_host_sampler.json" 2>"$OUT/laser_decode_cuda_host_sampler.log"
+RC=$?
+brief "$OUT/laser_decode_cuda_host_sampler.log" 20
+record "(b2) laser decode cuda, host sampler" "$RC"
 fi
 
 if want c; then

@@ -14,11 +14,13 @@
 //!   --reps N               timed runs per batch size, after one warm-up run [3]
 //!   --hbm-gbps X           device memory bandwidth in GB/s for the bound column [none]
 //!   --seed N               weight, prompt and sampling seed [0]
+//!   --sampler host|device  where tokens are drawn: host = every step's logits copied to the host,
+//!                          device = only token ids and log-probs cross [host on cpu, device on cuda]
 //!   --json                 print one JSON document on stdout (the table goes to stderr)
 //!
-//! Sampling is temperature 1, no top-k/top-p, no self-reward read-out. `generate` copies every
-//! step's logits to the host (and samples there), which waits for the device, so its wall-clock
-//! timings need no extra synchronisation.
+//! Sampling is temperature 1, no top-k/top-p, no self-reward read-out. Either sampler copies
+//! something to the host every step (the logits, or the drawn token ids), which waits for the
+//! device, so wall-clock timings need no extra synchronisation.
 //!
 //! Columns: decode tok/s = tokens produced by decode forwards / (total - prefill) seconds; total
 //! tok/s = all generated tokens / total seconds (prefill included); ms/step = decode seconds /
@@ -32,7 +34,9 @@ use std::path::PathBuf;
 use burn::module::Module;
 use burn::tensor::backend::Backend;
 use laser_model::backend::{Cpu, CpuDevice};
-use laser_model::{GenerationRequest, ModelConfig, SamplingParams, generate, tiny};
+use laser_model::{
+    GenerationRequest, ModelConfig, SamplerPlacement, SamplingParams, generate_with, tiny,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
@@ -52,6 +56,7 @@ struct Args {
     reps: usize,
     hbm_gbps: Option<f64>,
     seed: u64,
+    sampler: Option<SamplerPlacement>,
     json: bool,
 }
 
@@ -74,6 +79,7 @@ fn parse_args() -> Args {
         reps: 3,
         hbm_gbps: None,
         seed: 0,
+        sampler: None,
         json: false,
     };
     let mut it = std::env::args().skip(1);
@@ -89,7 +95,8 @@ fn parse_args() -> Args {
         if flag == "-h" || flag == "--help" {
             usage("help");
         }
-        const VALUED: [&str; 8] = [
+        const VALUED: [&str; 9] = [
+            "--sampler",
             "--backend",
             "--config",
             "--batch",
@@ -124,6 +131,13 @@ fn parse_args() -> Args {
             "--prompt-tokens" => a.prompt_tokens = num(&value),
             "--reps" => a.reps = num(&value),
             "--seed" => a.seed = num(&value) as u64,
+            "--sampler" => {
+                a.sampler = Some(match value.as_str() {
+                    "host" => SamplerPlacement::Host,
+                    "device" => SamplerPlacement::Device,
+                    other => usage(&format!("unknown sampler {other:?} (host or device)")),
+                })
+            }
             "--hbm-gbps" => {
                 a.hbm_gbps = Some(
                     value
@@ -174,6 +188,9 @@ fn run<B: Backend>(device: &B::Device, args: &Args, backend_name: &str) -> Value
         .config
         .as_ref()
         .map_or("tiny default".to_string(), |p| p.display().to_string());
+    let sampler = args
+        .sampler
+        .unwrap_or_else(SamplerPlacement::for_backend::<B>);
     if args.prompt_tokens + args.new_tokens > config.max_position_embeddings {
         usage(&format!(
             "prompt + new tokens exceed max_position_embeddings {}",
@@ -232,14 +249,16 @@ fn run<B: Backend>(device: &B::Device, args: &Args, backend_name: &str) -> Value
             self_reward: None,
         };
         let t = std::time::Instant::now();
-        let (warm, _) = generate(&model, None, &req(args.seed)).expect("warm-up generation");
+        let (warm, _) =
+            generate_with(&model, None, &req(args.seed), sampler).expect("warm-up generation");
         let warm_s = t.elapsed().as_secs_f64();
         assert!(warm.iter().all(|s| s.tokens.len() == n));
         let (mut decode_tps, mut total_tps, mut step_ms, mut prefill_ms) =
             (vec![], vec![], vec![], vec![]);
         for rep in 0..args.reps {
             let (samples, stats) =
-                generate(&model, None, &req(args.seed + 1 + rep as u64)).expect("generation");
+                generate_with(&model, None, &req(args.seed + 1 + rep as u64), sampler)
+                    .expect("generation");
             let generated: usize = samples.iter().map(|s| s.tokens.len()).sum();
             assert_eq!(
                 generated,
@@ -280,7 +299,7 @@ fn run<B: Backend>(device: &B::Device, args: &Args, backend_name: &str) -> Value
     let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
     let mut table = String::new();
     table.push_str(&format!(
-        "\n{backend_name} | {config_name} | prompt {p} | new {n} | reps {} (median)\n",
+        "\n{backend_name} ({sampler:?} sampler) | {config_name} | prompt {p} | new {n} | reps {} (median)\n",
         args.reps
     ));
     table.push_str(
@@ -311,6 +330,7 @@ fn run<B: Backend>(device: &B::Device, args: &Args, backend_name: &str) -> Value
     }
     json!({
         "backend": backend_name,
+        "sampler": format!("{sampler:?}").to_lowercase(),
         "config": config_name,
         "debug_assertions": cfg!(debug_assertions),
         "layers": config.num_hidden_layers,

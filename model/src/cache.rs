@@ -2,6 +2,10 @@
 //! and filled column by column. All rows share one column index (prompts are left-padded), so one
 //! write covers a whole decode step, in place on burn-flex. Rows can be selected (to drop finished sequences or to
 //! fork one prompt's prefill into n samples).
+//!
+//! With a column bucket (the GPU path), attention reads the filled columns rounded up to a
+//! multiple of the bucket, the unfilled rest masked, so a decode step's shapes repeat for a whole
+//! bucket of steps and a compiled kernel is reused instead of being built for every length.
 
 use std::any::Any;
 
@@ -16,11 +20,39 @@ pub struct LayerCache<B: Backend> {
     values: Option<Tensor<B, 4>>,
     /// Columns already filled (shared by all layers; mirrored here so `append` is self-contained).
     len: usize,
+    /// 0: attention reads exactly the filled columns; else the filled columns rounded up to a
+    /// multiple of this (see [`attended_columns`]).
+    column_bucket: usize,
+}
+
+/// The buffer capacity once `end` columns are to be filled: doubled when full (and rounded up to
+/// the column bucket, so the last bucket is whole).
+fn grown_capacity(cap: usize, end: usize, column_bucket: usize) -> usize {
+    if end <= cap {
+        return cap;
+    }
+    let grown = end.max(2 * cap);
+    if column_bucket > 0 {
+        grown.next_multiple_of(column_bucket)
+    } else {
+        grown
+    }
+}
+
+/// The key columns attention reads once `end` are filled in a buffer of capacity `cap`.
+fn attended_columns(cap: usize, end: usize, column_bucket: usize) -> usize {
+    let cap = grown_capacity(cap, end, column_bucket);
+    if column_bucket > 0 {
+        end.next_multiple_of(column_bucket).min(cap)
+    } else {
+        end
+    }
 }
 
 impl<B: Backend> LayerCache<B> {
     /// Writes `k`/`v` (`[batch, kv_heads, new, head_dim]`) after the filled columns and returns the
-    /// filled prefix including them. Grows the buffers (doubling) when they are full.
+    /// filled prefix including them (to the end of its bucket, with a column bucket). Grows the
+    /// buffers (doubling) when they are full.
     pub fn append(&mut self, k: Tensor<B, 4>, v: Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 4>) {
         let [b, h, new, d] = k.dims();
         let mut keys = self
@@ -33,15 +65,17 @@ impl<B: Backend> LayerCache<B> {
             .expect("cache buffer present between calls");
         let cap = keys.dims()[2];
         let end = self.len + new;
+        let attended = attended_columns(cap, end, self.column_bucket);
         if end > cap {
-            let grow = end.max(2 * cap) - cap;
+            let grow = grown_capacity(cap, end, self.column_bucket) - cap;
             let pad = Tensor::zeros([b, h, grow, d], &k.device());
             keys = Tensor::cat(vec![keys, pad.clone()], 2);
             values = Tensor::cat(vec![values, pad], 2);
         }
         let keys = write_columns(keys, self.len, k);
         let values = write_columns(values, self.len, v);
-        let filled = [0..b, 0..h, 0..end, 0..d];
+        // Columns past `end` are zeros (or stale rows after a selection); the mask hides them.
+        let filled = [0..b, 0..h, 0..attended, 0..d];
         let out = (
             keys.clone().slice(filled.clone()),
             values.clone().slice(filled),
@@ -107,6 +141,7 @@ fn write_columns<B: Backend>(buf: Tensor<B, 4>, start: usize, value: Tensor<B, 4
 pub struct KvCache<B: Backend> {
     layers: Vec<LayerCache<B>>,
     len: usize,
+    column_bucket: usize,
 }
 
 impl<B: Backend> KvCache<B> {
@@ -124,9 +159,33 @@ impl<B: Backend> KvCache<B> {
                 keys: Some(Tensor::zeros([batch, kv_heads, capacity, head_dim], device)),
                 values: Some(Tensor::zeros([batch, kv_heads, capacity, head_dim], device)),
                 len: 0,
+                column_bucket: 0,
             })
             .collect();
-        Self { layers, len: 0 }
+        Self {
+            layers,
+            len: 0,
+            column_bucket: 0,
+        }
+    }
+
+    /// Makes attention read whole buckets of `columns` key columns (0: exactly the filled ones).
+    pub fn with_column_bucket(mut self, columns: usize) -> Self {
+        self.column_bucket = columns;
+        for l in &mut self.layers {
+            l.column_bucket = columns;
+        }
+        self
+    }
+
+    /// The key columns attention reads in a forward pass that fills columns up to `end`.
+    pub fn attended_columns(&self, end: usize) -> usize {
+        let cap = self
+            .layers
+            .first()
+            .and_then(|l| l.keys.as_ref())
+            .map_or(end, |k| k.dims()[2]);
+        attended_columns(cap, end, self.column_bucket)
     }
 
     /// Number of filled columns.
@@ -176,6 +235,38 @@ mod tests {
             unreachable!()
         };
         p.bytes().as_ptr()
+    }
+
+    #[test]
+    fn column_buckets_round_the_attended_columns_up() {
+        // Exact without a bucket; whole buckets (capped by the capacity) with one, and the
+        // capacity grows to whole buckets.
+        assert_eq!(attended_columns(100, 37, 0), 37);
+        assert_eq!(attended_columns(100, 37, 64), 64);
+        assert_eq!(attended_columns(100, 64, 64), 64);
+        assert_eq!(attended_columns(100, 65, 64), 100);
+        assert_eq!(grown_capacity(100, 101, 64), 256);
+        assert_eq!(attended_columns(100, 101, 64), 128);
+        assert_eq!(grown_capacity(100, 101, 0), 200);
+        let device = CpuDevice::default();
+        let mut cache = KvCache::<Cpu>::new(1, 2, 1, 4, 10, &device).with_column_bucket(8);
+        for step in 0..12 {
+            let k = Tensor::<Cpu, 4>::ones([2, 1, 1, 4], &device);
+            let want = cache.attended_columns(step + 1);
+            let (keys, _) = cache.layer_mut(0).append(k.clone(), k);
+            cache.advance(1);
+            assert_eq!(keys.dims()[2], want, "step {step}");
+            assert_eq!(
+                want,
+                if step < 8 {
+                    8
+                } else if step < 10 {
+                    10
+                } else {
+                    16
+                }
+            );
+        }
     }
 
     #[test]

@@ -6,6 +6,12 @@
 //! that samples EOS stays for exactly one more step, in which its EOS is fed and the log-prob of z_c
 //! is read from that step's logits; it never samples again. Rows that are done are dropped from the
 //! cache, so finished sequences stop costing compute.
+//!
+//! Two placements of the sampler (`SamplerPlacement`): on the host (burn-flex: each step's logits
+//! are host memory already) or on the device (`device_sampling`; a GPU: only token ids, log-probs
+//! and log p(z_c) cross). The device path also keeps shapes stable for compiled kernels: attention
+//! reads the cache in buckets of 64 columns, and the batch shrinks only by powers of two, padding
+//! rows filling it in between.
 
 use std::time::Instant;
 
@@ -24,6 +30,29 @@ pub enum FinishReason {
     Eos,
     Length,
     Stop,
+}
+
+/// Where a decode step's token is drawn. Both give the same draws from the same seed
+/// (`device_sampling`'s tests); they differ in what crosses to the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SamplerPlacement {
+    /// Every step's full-vocabulary logits are copied to the host and sampled there
+    /// (`sampling`): the fast path on burn-flex, where "the device" is the host.
+    Host,
+    /// The logits stay on the device; only token ids, their log-probs and log p(z_c) come back
+    /// (`device_sampling`): the path for a GPU.
+    Device,
+}
+
+impl SamplerPlacement {
+    /// Host on burn-flex, device everywhere else.
+    pub fn for_backend<B: Backend>() -> Self {
+        if std::any::TypeId::of::<B>() == std::any::TypeId::of::<crate::backend::Cpu>() {
+            Self::Host
+        } else {
+            Self::Device
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -63,6 +92,8 @@ pub struct GenerationStats {
     pub decode_rows: usize,
     /// Of `decode_rows`, the rows that only existed for the self-reward read-out.
     pub readout_rows: usize,
+    /// Rows fed only to keep the batch at its bucket (device placement), not in `decode_rows`.
+    pub padding_rows: usize,
     /// Wall time of the prefill forward pass (including the prompt logits' copy to the host).
     pub prefill_seconds: f64,
     /// Wall time of the whole generation (prefill, decode, sampling, decoding text).
@@ -139,11 +170,22 @@ pub fn validate_request<B: Backend>(model: &Transformer<B>, req: &GenerationRequ
     Ok(())
 }
 
-/// Generates `n` samples for each prompt. Samples come back grouped by prompt, in order.
+/// Generates `n` samples for each prompt. Samples come back grouped by prompt, in order. Draws
+/// on the host or the device as [`SamplerPlacement::for_backend`] says.
 pub fn generate<B: Backend>(
     model: &Transformer<B>,
     tokenizer: Option<&Tokenizer>,
     req: &GenerationRequest,
+) -> Result<(Vec<Sample>, GenerationStats)> {
+    generate_with(model, tokenizer, req, SamplerPlacement::for_backend::<B>())
+}
+
+/// [`generate`] with the sampler's placement chosen by the caller.
+pub fn generate_with<B: Backend>(
+    model: &Transformer<B>,
+    tokenizer: Option<&Tokenizer>,
+    req: &GenerationRequest,
+    placement: SamplerPlacement,
 ) -> Result<(Vec<Sample>, GenerationStats)> {
     validate_request(model, req)?;
     let started = Instant::now();
@@ -179,12 +221,19 @@ pub fn generate<B: Backend>(
     }
     stats.prefill_tokens = req.prompts.iter().map(Vec::len).sum();
     let mut cache = model.new_cache(num_prompts, pmax + params.max_new_tokens + 1);
+    if placement == SamplerPlacement::Device {
+        cache = cache.with_column_bucket(COLUMN_BUCKET);
+    }
     let hidden = model.hidden_states(&batch, Some(&mut cache));
     let h = model.config.hidden_size;
     let last = hidden
         .slice([0..num_prompts, pmax - 1..pmax, 0..h])
         .reshape([num_prompts, h]);
-    let prompt_logits = to_host(model.logits(last));
+    let prompt_logits = model.logits(last);
+    let prompt_logits = match placement {
+        SamplerPlacement::Host => StepLogits::Host(to_host(prompt_logits)),
+        SamplerPlacement::Device => StepLogits::Device(prompt_logits),
+    };
     stats.prefill_seconds = started.elapsed().as_secs_f64();
 
     // Fork: row r is sample (r % n) of prompt (r / n).
@@ -209,33 +258,110 @@ pub fn generate<B: Backend>(
             self_reward: None,
         })
         .collect();
-    // `live[i]` is the row held in cache row i; logits row i belongs to it.
-    let mut live: Vec<usize> = (0..rows.len()).collect();
-    let mut logits: Vec<f32> = fork
-        .iter()
-        .flat_map(|&p| prompt_logits[p * vocab..(p + 1) * vocab].iter().copied())
-        .collect();
+    // `live[i]` is the row held in cache row i (logits row i belongs to it); `None` is a padding
+    // row that keeps the batch at its bucket (device placement only, see `batch_width`).
+    let mut live: Vec<Option<usize>> = (0..rows.len()).map(Some).collect();
+    let mut logits = match prompt_logits {
+        StepLogits::Host(l) => StepLogits::Host(
+            fork.iter()
+                .flat_map(|&p| l[p * vocab..(p + 1) * vocab].iter().copied())
+                .collect(),
+        ),
+        StepLogits::Device(l) => StepLogits::Device(if n > 1 {
+            let index: Vec<i64> = fork.iter().map(|&p| p as i64).collect();
+            let index = burn::tensor::Tensor::<B, 1, burn::tensor::Int>::from_data(
+                burn::tensor::TensorData::new(index, [fork.len()]),
+                &l.device(),
+            );
+            l.select(0, index)
+        } else {
+            l
+        }),
+    };
 
     loop {
-        for (i, &r) in live.iter().enumerate() {
-            let row_logits = &logits[i * vocab..(i + 1) * vocab];
-            if rows[r].state == RowState::ReadoutPending {
-                let t = Instant::now();
-                step_row(&mut rows[r], row_logits, req, tokenizer)?;
-                stats.readout_seconds += t.elapsed().as_secs_f64();
-            } else {
-                step_row(&mut rows[r], row_logits, req, tokenizer)?;
+        match &logits {
+            StepLogits::Host(logits) => {
+                for (i, r) in live.iter().enumerate() {
+                    let Some(r) = *r else { continue };
+                    let row_logits = &logits[i * vocab..(i + 1) * vocab];
+                    let row = &mut rows[r];
+                    match row.state {
+                        RowState::Done => {}
+                        RowState::ReadoutPending => {
+                            let t = Instant::now();
+                            let sr = req.self_reward.expect("read-out pending implies a config");
+                            let lp = row_logits[sr.token_id as usize] - log_sum_exp(row_logits);
+                            finish_readout(row, req, lp);
+                            stats.readout_seconds += t.elapsed().as_secs_f64();
+                        }
+                        RowState::Generating => {
+                            let (token, lp) = sample_token(row_logits, params, &mut row.rng);
+                            advance_row(row, token, lp, req, tokenizer)?;
+                        }
+                    }
+                }
+            }
+            StepLogits::Device(logits) => {
+                // The same uniform draw per sampled token as the host sampler.
+                let sampling = params.temperature != 0.0;
+                let uniforms: Vec<f64> = live
+                    .iter()
+                    .map(|&r| {
+                        let Some(r) = r else { return 0.0 };
+                        let row = &mut rows[r];
+                        if sampling && row.state == RowState::Generating {
+                            rand::Rng::random::<f64>(&mut row.rng)
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect();
+                let draws = crate::device_sampling::sample_rows(
+                    logits.clone(),
+                    params,
+                    &uniforms,
+                    req.self_reward.map(|sr| sr.token_id),
+                );
+                for (i, r) in live.iter().enumerate() {
+                    let Some(r) = *r else { continue };
+                    let row = &mut rows[r];
+                    match row.state {
+                        RowState::Done => {}
+                        RowState::ReadoutPending => {
+                            let lp = draws.readout_logprobs.as_ref().expect("read-out asked")[i];
+                            finish_readout(row, req, lp);
+                        }
+                        RowState::Generating => {
+                            advance_row(row, draws.tokens[i], draws.logprobs[i], req, tokenizer)?;
+                        }
+                    }
+                }
             }
         }
         let keep: Vec<usize> = (0..live.len())
-            .filter(|&i| rows[live[i]].state != RowState::Done)
+            .filter(|&i| live[i].is_some_and(|r| rows[r].state != RowState::Done))
             .collect();
         if keep.is_empty() {
             break;
         }
-        if keep.len() != live.len() {
-            cache.select_rows(&keep);
-            live = keep.iter().map(|&i| live[i]).collect();
+        let width = batch_width(placement, keep.len(), live.len());
+        if width == live.len() {
+            for slot in live.iter_mut() {
+                if slot.is_some_and(|r| rows[r].state == RowState::Done) {
+                    *slot = None;
+                }
+            }
+        } else {
+            // Compact to the live rows, padded to the batch bucket with copies of the first.
+            let mut select = keep.clone();
+            select.resize(width, keep[0]);
+            cache.select_rows(&select);
+            live = keep
+                .iter()
+                .map(|&i| live[i])
+                .chain(std::iter::repeat_n(None, width - keep.len()))
+                .collect();
         }
 
         // Feed each live row its last token (for read-out rows, the EOS).
@@ -248,6 +374,14 @@ pub fn generate<B: Backend>(
         };
         let mut step_readouts = 0;
         for &r in &live {
+            let Some(r) = r else {
+                // A padding row: any token at the last column; its output is never read.
+                step.tokens.push(0);
+                step.positions.push(pmax);
+                step.left_pad.push(0);
+                stats.padding_rows += 1;
+                continue;
+            };
             let row = &rows[r];
             step.tokens
                 .push(*row.tokens.last().expect("a live row has sampled a token"));
@@ -258,11 +392,15 @@ pub fn generate<B: Backend>(
             }
         }
         stats.decode_steps += 1;
-        stats.decode_rows += live.len();
+        stats.decode_rows += live.len() - live.iter().filter(|r| r.is_none()).count();
         stats.readout_rows += step_readouts;
         let t = Instant::now();
         let hidden = model.hidden_states(&step, Some(&mut cache));
-        logits = to_host(model.logits(hidden.reshape([live.len(), h])));
+        let step_logits = model.logits(hidden.reshape([live.len(), h]));
+        logits = match placement {
+            SamplerPlacement::Host => StepLogits::Host(to_host(step_logits)),
+            SamplerPlacement::Device => StepLogits::Device(step_logits),
+        };
         if step_readouts > 0 {
             stats.readout_seconds +=
                 t.elapsed().as_secs_f64() * step_readouts as f64 / live.len() as f64;
@@ -290,28 +428,45 @@ pub fn generate<B: Backend>(
     Ok((samples, stats))
 }
 
-/// Advances one row by one step given the logits predicted after its last fed token.
-fn step_row(
+/// Key columns per attention bucket on the device path: a decode step's shapes change once per
+/// 64 steps instead of every step.
+const COLUMN_BUCKET: usize = 64;
+
+/// The decode batch once `live` of `current` rows are still generating. On the host, exactly the
+/// live rows (finished ones stop costing compute at once). On the device, the batch shrinks only
+/// to the next power of two at or above `live`, the freed rows padding it, so a batch of 64 has at
+/// most 7 distinct shapes however its rows finish.
+fn batch_width(placement: SamplerPlacement, live: usize, current: usize) -> usize {
+    match placement {
+        SamplerPlacement::Host => live,
+        SamplerPlacement::Device => live.next_power_of_two().min(current),
+    }
+}
+
+/// A step's logits, `[live rows, vocab]`: copied to the host, or left on the device.
+enum StepLogits<B: Backend> {
+    Host(Vec<f32>),
+    Device(burn::tensor::Tensor<B, 2>),
+}
+
+/// Ends a row whose EOS was just fed: its self-reward from log p(z_c | x, y).
+fn finish_readout(row: &mut Row, req: &GenerationRequest, zc_logprob: f32) {
+    let sr = req
+        .self_reward
+        .expect("read-out pending implies a self-reward config");
+    row.self_reward = Some(sr.read(zc_logprob));
+    row.state = RowState::Done;
+}
+
+/// Advances a generating row by its sampled `token` (with its untempered log-prob).
+fn advance_row(
     row: &mut Row,
-    logits: &[f32],
+    token: u32,
+    logprob: f32,
     req: &GenerationRequest,
     tokenizer: Option<&Tokenizer>,
 ) -> Result<()> {
-    match row.state {
-        RowState::Done => return Ok(()),
-        RowState::ReadoutPending => {
-            let sr = req
-                .self_reward
-                .expect("read-out pending implies a self-reward config");
-            let logprob = logits[sr.token_id as usize] - log_sum_exp(logits);
-            row.self_reward = Some(sr.read(logprob));
-            row.state = RowState::Done;
-            return Ok(());
-        }
-        RowState::Generating => {}
-    }
     let params = &req.params;
-    let (token, logprob) = sample_token(logits, params, &mut row.rng);
     row.tokens.push(token);
     row.logprobs.push(logprob);
 

@@ -14,6 +14,7 @@
 pub mod backend;
 pub mod cache;
 pub mod config;
+pub mod device_sampling;
 pub mod error;
 pub mod generate;
 #[cfg(test)]
@@ -30,7 +31,10 @@ pub mod weights;
 
 pub use config::{Architecture, ModelConfig};
 pub use error::{ModelError, Result};
-pub use generate::{FinishReason, GenerationRequest, GenerationStats, Sample, generate};
+pub use generate::{
+    FinishReason, GenerationRequest, GenerationStats, Sample, SamplerPlacement, generate,
+    generate_with,
+};
 pub use pretrained::Pretrained;
 pub use sampling::SamplingParams;
 pub use score::{ScoreItem, ScoreOutput, score};

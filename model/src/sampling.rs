@@ -180,6 +180,9 @@ pub fn argmax(values: &[f32]) -> usize {
     best
 }
 
+/// The general sampler: the kept set (top-k by logit, then the top-p nucleus by probability, ties
+/// to the lower index), walked in vocabulary order by inverse CDF from one uniform draw, the rule
+/// [`crate::device_sampling::sample_rows`] applies on the device.
 fn sample_filtered(logits: &[f32], params: &SamplingParams, rng: &mut StdRng) -> usize {
     let inv_t = 1.0 / params.temperature;
     // Candidates as (index, scaled logit); HF order: temperature, then top-k, then top-p.
@@ -189,6 +192,8 @@ fn sample_filtered(logits: &[f32], params: &SamplingParams, rng: &mut StdRng) ->
     if params.top_k > 0 && params.top_k < cand.len() {
         cand.select_nth_unstable_by(params.top_k - 1, by_logit_desc);
         cand.truncate(params.top_k);
+        // The walk below goes in vocabulary order, as the device sampler's does.
+        cand.sort_unstable_by_key(|c| c.0);
     }
     let max = cand.iter().map(|c| c.1).fold(f32::NEG_INFINITY, f32::max);
     let mut probs: Vec<(usize, f64)> = cand
@@ -209,6 +214,7 @@ fn sample_filtered(logits: &[f32], params: &SamplingParams, rng: &mut StdRng) ->
             }
         }
         probs.truncate(keep);
+        probs.sort_unstable_by_key(|p| p.0);
     }
     let total: f64 = probs.iter().map(|p| p.1).sum();
     let mut u = rng.random::<f64>() * total;

@@ -437,10 +437,16 @@ impl<B: Backend> Transformer<B> {
         }
     }
 
-    /// Additive causal + left-padding mask, `[batch, heads, seq, past + seq]` (the same for every
-    /// head; expanded so the add to the scores needs no broadcasting).
-    fn mask(&self, batch: &ForwardBatch, past: usize, device: &B::Device) -> Tensor<B, 4> {
-        let keys = past + batch.seq;
+    /// Additive causal + left-padding mask, `[batch, heads, seq, keys]` (the same for every head;
+    /// expanded so the add to the scores needs no broadcasting). `keys` is `past + seq`, or more
+    /// with a cache's column bucket: the columns past `past + seq` are masked like the future.
+    fn mask(
+        &self,
+        batch: &ForwardBatch,
+        past: usize,
+        keys: usize,
+        device: &B::Device,
+    ) -> Tensor<B, 4> {
         let heads = self.config.num_attention_heads;
         let per_row = batch.seq * keys;
         let mut m = vec![0.0f32; batch.batch * heads * per_row];
@@ -488,7 +494,10 @@ impl<B: Backend> Transformer<B> {
             .embed(&batch.tokens)
             .reshape([batch.batch, batch.seq, hidden]);
         let rope = self.rope(batch, &device);
-        let mask = self.mask(batch, past, &device);
+        let keys = cache
+            .as_ref()
+            .map_or(batch.seq, |c| c.attended_columns(past + batch.seq));
+        let mask = self.mask(batch, past, keys, &device);
         for (i, layer) in self.layers.iter().enumerate() {
             let layer_cache = cache.as_deref_mut().map(|c| c.layer_mut(i));
             x = layer.forward(x, &rope, mask.clone(), layer_cache);

@@ -272,3 +272,52 @@ fn sampling_is_reproducible_and_independent_of_batch_peers() {
     // The n samples of one prompt are not copies of each other.
     assert!(a[0].tokens != a[1].tokens || a[1].tokens != a[2].tokens);
 }
+
+#[test]
+fn device_sampling_generates_what_host_sampling_does() {
+    // The GPU path's sampler (logits stay on the device; burn's generic ops) run on burn-flex must
+    // give the host sampler's samples from the same seed: tokens, log-probs and read-outs.
+    use laser_model::{SamplerPlacement, generate_with};
+    let p = load("tiny-qwen2");
+    for (temperature, top_k, top_p) in [(1.0, 0, 1.0), (0.7, 0, 1.0), (0.0, 0, 1.0), (0.8, 20, 0.9)]
+    {
+        let (mut req, _) = readout_request(vec![vec![1, 10, 20], vec![1, 9, 8, 7, 6]], 11);
+        req.params.temperature = temperature;
+        req.params.top_k = top_k;
+        req.params.top_p = top_p;
+        let (host, host_stats) =
+            generate_with(&p.model, None, &req, SamplerPlacement::Host).unwrap();
+        let (device, device_stats) =
+            generate_with(&p.model, None, &req, SamplerPlacement::Device).unwrap();
+        // Same work, but the device path keeps its batch at a power of two with padding rows.
+        assert_eq!(host_stats.decode_rows, device_stats.decode_rows);
+        assert_eq!(host_stats.padding_rows, 0);
+        assert_eq!(host.len(), device.len());
+        let mut readouts = 0;
+        for (h, d) in host.iter().zip(&device) {
+            assert_eq!(
+                h.tokens, d.tokens,
+                "T {temperature} top-k {top_k} top-p {top_p}"
+            );
+            assert_eq!(h.finish_reason, d.finish_reason);
+            assert!(max_abs_diff(&h.logprobs, &d.logprobs) <= 2e-5);
+            match (&h.self_reward, &d.self_reward) {
+                (Some(a), Some(b)) => {
+                    readouts += 1;
+                    assert!((a.logprob - b.logprob).abs() <= 2e-5, "{a:?} vs {b:?}");
+                }
+                (None, None) => {}
+                other => panic!("read-out on one path only: {other:?}"),
+            }
+        }
+        assert!(readouts > 0, "the request should produce read-outs");
+        let lengths: std::collections::BTreeSet<usize> =
+            host.iter().map(|s| s.tokens.len()).collect();
+        if lengths.len() > 2 {
+            assert!(
+                device_stats.padding_rows > 0,
+                "rows finished apart, yet no padding"
+            );
+        }
+    }
+}
