@@ -22,6 +22,10 @@ pub struct ClusterSection {
     pub mode: ClusterMode,
     pub actors: u32,
     pub verifiers: u32,
+    /// Data-parallel learner ranks. Each trains its shard of the step's groups; a ring all-reduce
+    /// over gRPC sums the gradients, so every rank applies the one-rank update. Rank 0 checkpoints
+    /// and serves the weights.
+    pub learner_ranks: u32,
     /// Address the coordinator listens on (Register, Heartbeat, Monitor).
     pub listen: String,
     /// Address workers use to reach the coordinator; default: `listen`.
@@ -71,6 +75,7 @@ impl Default for ClusterSection {
             mode: ClusterMode::Local,
             actors: 2,
             verifiers: 1,
+            learner_ranks: 1,
             listen: "127.0.0.1:0".into(),
             advertise: None,
             token: None,

@@ -161,7 +161,7 @@ impl ClusterConfig {
             );
         }
         let a = &self.algorithm;
-        let checks: [(&'static str, bool, String); 13] = [
+        let checks: [(&'static str, bool, String); 14] = [
             (
                 "algorithm.group_size",
                 a.group_size >= 2,
@@ -227,6 +227,11 @@ impl ClusterConfig {
                     "= {}: local mode needs at least 1 actor",
                     self.cluster.actors
                 ),
+            ),
+            (
+                "cluster.learner_ranks",
+                self.cluster.learner_ranks >= 1,
+                format!("= {}: at least 1 learner rank", self.cluster.learner_ranks),
             ),
             (
                 "cluster.verifiers",

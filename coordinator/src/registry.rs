@@ -36,6 +36,8 @@ pub struct Worker {
     pub last_heartbeat: Instant,
     /// What the worker can do on the weight data plane (NCCL or the gRPC stream only).
     pub weight_plane: WeightPlaneCaps,
+    /// Learners: the data-parallel rank they registered with.
+    pub learner_rank: u32,
 }
 
 #[derive(Debug, Default)]
@@ -80,6 +82,7 @@ impl Registry {
                 completed: 0,
                 last_heartbeat: Instant::now(),
                 weight_plane: WeightPlaneCaps::default(),
+                learner_rank: 0,
             },
         );
         (id, replaced)

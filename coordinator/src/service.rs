@@ -46,6 +46,7 @@ impl Coordinator for CoordinatorService {
         let plane = r.weight_plane.unwrap_or_default();
         if let Some(w) = self.shared.registry().get_mut(&id) {
             w.weight_plane = plane.clone();
+            w.learner_rank = r.learner_rank;
         }
         if plane.nccl {
             tracing::info!(%id, device = plane.cuda_device, "worker can use NCCL for weights");

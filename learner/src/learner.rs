@@ -30,7 +30,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use crate::advantages::batch_advantages;
+use crate::advantages::group_advantages;
 use crate::batch::{BatchError, Sample, TrainingBatch};
 use crate::checkpoint::{
     CheckpointError, CompleteCheckpoint, DataCursor, RngState, RunDir, TrainerState,
@@ -243,8 +243,19 @@ impl<B: AutodiffBackend> Learner<B> {
     pub fn train_step(&mut self, batch: &TrainingBatch) -> Result<StepMetrics, LearnerError> {
         let (grads, loss) = self.gradients(batch)?;
         let outcome = self.apply(loss.total, grads);
+        Ok(self.step_metrics(&loss, outcome, batch))
+    }
+
+    /// The metrics row of a step whose loss parts are `loss` (summed over the whole batch) and
+    /// whose update did `outcome`.
+    pub(crate) fn step_metrics(
+        &self,
+        loss: &StepLoss,
+        outcome: StepOutcome,
+        batch: &TrainingBatch,
+    ) -> StepMetrics {
         let (applied, lr, grad_norm) = outcome_parts(outcome);
-        Ok(StepMetrics {
+        StepMetrics {
             step: loss.step,
             phase: loss.phase,
             applied,
@@ -262,7 +273,7 @@ impl<B: AutodiffBackend> Learner<B> {
             micro_batches: loss.micro_batches,
             mean_advantage: loss.mean_advantage,
             skipped_steps: self.skipped_steps(),
-        })
+        }
     }
 
     /// The accumulated gradients of the step loss over `batch` (summed over micro-batches, each already
@@ -271,23 +282,44 @@ impl<B: AutodiffBackend> Learner<B> {
         &self,
         batch: &TrainingBatch,
     ) -> Result<(GradientsParams, StepLoss), LearnerError> {
+        self.gradients_of(
+            batch,
+            0..batch.groups().len(),
+            StepNormalizers::from_batch(batch),
+        )
+    }
+
+    /// The share of the step's gradients and loss parts that the groups `groups` of `batch` carry,
+    /// with `normalizers` counted over the whole step batch: summing the shares of disjoint group
+    /// ranges that cover the batch gives [`Self::gradients`] of the batch (the data-parallel split).
+    /// `mean_advantage` is the range's advantage sum over the step's sequence count, so it adds
+    /// up the same way.
+    pub fn gradients_of(
+        &self,
+        batch: &TrainingBatch,
+        groups: std::ops::Range<usize>,
+        normalizers: StepNormalizers,
+    ) -> Result<(GradientsParams, StepLoss), LearnerError> {
         let step = self.step();
         let phase = self.config.laser.phase(step);
-        let advantages = batch_advantages(batch, &self.config.laser, phase);
-        let normalizers = StepNormalizers::from_batch(batch);
+        let shard = &batch.groups()[groups];
+        let advantages: Vec<f64> = shard
+            .iter()
+            .flat_map(|g| group_advantages(g, &self.config.laser, phase).combined)
+            .collect();
         let context = LossContext {
             normalizers,
             c_ref: self.config.c_ref,
             phase,
         };
-        let samples: Vec<&Sample> = batch.samples().collect();
+        let samples: Vec<&Sample> = shard.iter().flat_map(|g| g.samples.iter()).collect();
         let device = self.model.device();
 
         let mut accumulator = GradientsAccumulator::<Transformer<B>>::new();
         let mut sums = StepLoss {
             step,
             phase,
-            mean_advantage: advantages.iter().sum::<f64>() / advantages.len().max(1) as f64,
+            mean_advantage: advantages.iter().sum::<f64>() / normalizers.sequences.max(1) as f64,
             ..StepLoss::default()
         };
         let mb = self.config.micro_batch_size;
@@ -366,7 +398,8 @@ impl<B: AutodiffBackend> Learner<B> {
         })
     }
 
-    fn apply(&mut self, loss: f64, grads: GradientsParams) -> StepOutcome {
+    /// One optimiser step from the step's gradients (clipping, AdamW, the non-finite guard).
+    pub(crate) fn apply(&mut self, loss: f64, grads: GradientsParams) -> StepOutcome {
         let (model, outcome) = self.optimizer.step(self.model.clone(), loss, grads);
         self.model = model;
         if matches!(outcome, StepOutcome::Applied { .. }) {

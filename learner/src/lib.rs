@@ -11,7 +11,8 @@
 //! [`advantages`] (GRPO and self-reward advantages, plain Rust), [`loss`] (policy loss, MSE, aggregation
 //! with global normalisers for exact gradient accumulation), [`optim`] (AdamW, global-norm clipping,
 //! non-finite step skipping), [`checkpoint`] (atomic run-directory layout),
-//! [`learner`] (the [`Learner`]: micro-batched train and SFT steps, checkpoint save/resume) and
+//! [`data_parallel`] (the data-parallel split of a step over learner ranks and the update from
+//! the all-reduced gradients), [`learner`] (the [`Learner`]: micro-batched train and SFT steps, checkpoint save/resume) and
 //! [`calibrate`] (c_ref from the reference model), [`sft`] (the supervised warm-start loop) and
 //! [`commands`] (the `learner` command line as a library; the binary only parses and dispatches);
 //! [`service`] is the gRPC `Learner` service of the distributed runtime (`learner serve`), which wraps
@@ -25,6 +26,7 @@ pub mod batch;
 pub mod calibrate;
 pub mod checkpoint;
 pub mod commands;
+pub mod data_parallel;
 pub mod learner;
 pub mod loss;
 pub mod optim;

@@ -5,6 +5,10 @@
 //! - `Checkpoint` stores the coordinator's data cursor and writes [`Learner::save_checkpoint`].
 //! - `StreamWeights` serves the current weights as a [`WeightPayload`], packed once per version and
 //!   shared by every actor's stream.
+//! - With `TrainStepRequest.data_parallel` (N ranks), TrainStep runs in three parts: this rank's
+//!   shard gradients on the learner thread, the ring all-reduce on the async runtime (its segments
+//!   arrive through `ReduceSegment` into this rank's [`Mailbox`]), then the summed update on the
+//!   learner thread ([`crate::data_parallel`]).
 //!
 //! The learner (its model, optimiser and counters) lives on one dedicated thread; RPC handlers send it
 //! closures and await their results, so training never blocks the async runtime and the burn model
@@ -17,19 +21,22 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use burn::tensor::backend::AutodiffBackend;
-use laser_proto::rt::{InFlight, WorkerStatus};
+use laser_proto::collective::{AllReduceStats, Mailbox, receive_segment, ring_all_reduce};
+use laser_proto::rt::{ClientOptions, InFlight, WorkerStatus};
 use laser_proto::v1::learner_server::Learner as LearnerRpc;
 use laser_proto::v1::{
     BroadcastWeightsRequest, BroadcastWeightsResponse, CheckpointRequest, CheckpointResponse,
-    FinishReason, RolloutGroup, StreamWeightsRequest, TrainStats, TrainStepRequest,
-    TrainStepResponse, WeightChunk, WeightPlaneCaps,
+    DataParallel, FinishReason, GradientChunk, ReduceSegmentAck, RolloutGroup,
+    StreamWeightsRequest, TrainStats, TrainStepRequest, TrainStepResponse, WeightChunk,
+    WeightPlaneCaps,
 };
 use laser_proto::weights::{DEFAULT_CHUNK_BYTES, WeightPayload};
 use tokio_stream::Stream;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use crate::backend::TrainBackend;
 use crate::checkpoint::{DataCursor, RunDir};
+use crate::data_parallel::{ShardGradients, apply_summed, shard_gradients};
 use crate::{Group, Learner, LearnerError, Sample, StepMetrics, TrainingBatch};
 
 /// Recorded TrainStep results kept for replays; a retry only ever asks for the latest few.
@@ -109,15 +116,12 @@ impl<B: AutodiffBackend> LearnerState<B> {
         }
     }
 
-    /// TrainStep semantics: exactly the next step trains, an applied one replays, others are refused.
-    pub fn train(
-        &mut self,
-        step: u64,
-        batch: Result<TrainingBatch, Status>,
-    ) -> Result<TrainStepResponse, Status> {
+    /// TrainStep ordering: `Ok(None)` when `step` is the next one to train, the recorded result
+    /// of an applied step (a retry), or an error for any other step.
+    fn step_order(&self, step: u64) -> Result<Option<TrainStepResponse>, Status> {
         let next = self.learner.step();
         if step < next {
-            return self.recorded.get(&step).cloned().ok_or_else(|| {
+            return self.recorded.get(&step).cloned().map(Some).ok_or_else(|| {
                 Status::failed_precondition(format!(
                     "step {step} was applied before this learner's checkpoint (it is at step {next}); \
                      go back to the checkpoint's step"
@@ -129,20 +133,86 @@ impl<B: AutodiffBackend> LearnerState<B> {
                 "TrainStep {step} out of order: the learner is at step {next}"
             )));
         }
+        Ok(None)
+    }
+
+    fn record(&mut self, resp: TrainStepResponse) -> TrainStepResponse {
+        self.recorded.insert(resp.step, resp);
+        while self.recorded.len() > RECORDED_STEPS {
+            self.recorded.pop_first();
+        }
+        resp
+    }
+
+    /// TrainStep semantics: exactly the next step trains, an applied one replays, others are refused.
+    pub fn train(
+        &mut self,
+        step: u64,
+        batch: Result<TrainingBatch, Status>,
+    ) -> Result<TrainStepResponse, Status> {
+        if let Some(recorded) = self.step_order(step)? {
+            return Ok(recorded);
+        }
         let batch = batch?;
         let t = Instant::now();
         let m = self.learner.train_step(&batch).map_err(learner_status)?;
-        let resp = TrainStepResponse {
+        Ok(self.record(TrainStepResponse {
             step,
             policy_version: self.learner.policy_version(),
             stats: Some(train_stats(&m)),
             train_seconds: t.elapsed().as_secs_f64(),
-        };
-        self.recorded.insert(step, resp);
-        while self.recorded.len() > RECORDED_STEPS {
-            self.recorded.pop_first();
+            allreduce_seconds: 0.0,
+            allreduce_bytes: 0,
+        }))
+    }
+
+    /// Data-parallel TrainStep, first part: this rank's share of the step (same ordering as
+    /// [`Self::train`]).
+    pub fn shard(
+        &mut self,
+        step: u64,
+        batch: Result<TrainingBatch, Status>,
+        dp: &DataParallel,
+    ) -> Result<ShardStart, Status> {
+        if let Some(recorded) = self.step_order(step)? {
+            return Ok(ShardStart::Recorded(recorded));
         }
-        Ok(resp)
+        let batch = batch?;
+        let t = Instant::now();
+        let gradients = shard_gradients(&self.learner, &batch, dp.rank as usize, dp.world as usize)
+            .map_err(learner_status)?;
+        Ok(ShardStart::Ready(PendingShard {
+            step,
+            gradients,
+            batch,
+            seconds: t.elapsed().as_secs_f64(),
+        }))
+    }
+
+    /// Data-parallel TrainStep, last part: the update from the all-reduced `pending` share.
+    pub fn apply_shard(
+        &mut self,
+        pending: PendingShard,
+        allreduce: AllReduceStats,
+    ) -> Result<TrainStepResponse, Status> {
+        if pending.step != self.learner.step() {
+            return Err(Status::failed_precondition(format!(
+                "all-reduced step {} reached a learner at step {}",
+                pending.step,
+                self.learner.step()
+            )));
+        }
+        let t = Instant::now();
+        let m = apply_summed(&mut self.learner, pending.gradients, &pending.batch)
+            .map_err(learner_status)?;
+        Ok(self.record(TrainStepResponse {
+            step: pending.step,
+            policy_version: self.learner.policy_version(),
+            stats: Some(train_stats(&m)),
+            train_seconds: pending.seconds + t.elapsed().as_secs_f64(),
+            allreduce_seconds: allreduce.seconds,
+            allreduce_bytes: allreduce.bytes_sent,
+        }))
     }
 
     /// Checkpoint semantics: only the current step; a checkpoint already written for it is reused.
@@ -192,6 +262,21 @@ impl<B: AutodiffBackend> LearnerState<B> {
                 .map(|(name, t)| (name.as_str(), t.shape.as_slice(), t.data.as_slice())),
         )
     }
+}
+
+/// A data-parallel step between its shard gradients and its update.
+pub struct PendingShard {
+    step: u64,
+    gradients: ShardGradients,
+    batch: TrainingBatch,
+    /// Compute time of the shard so far.
+    seconds: f64,
+}
+
+pub enum ShardStart {
+    /// The step was applied already (a retry): its recorded result.
+    Recorded(TrainStepResponse),
+    Ready(PendingShard),
 }
 
 type Job<B> = Box<dyn FnOnce(&mut LearnerState<B>) + Send>;
@@ -256,17 +341,23 @@ pub struct LearnerService<B: AutodiffBackend = TrainBackend> {
     max_chunk_bytes: usize,
     /// What this learner can do on the weight data plane (probed at start, sent with Register).
     plane: WeightPlaneCaps,
+    /// Gradient segments from the previous data-parallel rank.
+    mailbox: Arc<Mailbox>,
+    /// How this rank dials the next rank.
+    client: ClientOptions,
 }
 
 impl<B: AutodiffBackend> LearnerService<B>
 where
     LearnerState<B>: Send + 'static,
 {
-    /// `max_message_bytes` caps weight chunks (with room for the message framing).
+    /// `max_message_bytes` caps weight chunks (with room for the message framing); `client` dials
+    /// the next data-parallel rank.
     pub fn new(
         state: LearnerState<B>,
         status: Arc<WorkerStatus>,
         max_message_bytes: usize,
+        client: ClientOptions,
     ) -> std::io::Result<Self> {
         status
             .policy_version
@@ -279,7 +370,39 @@ where
             weights: tokio::sync::Mutex::new(None),
             max_chunk_bytes: max_message_bytes.saturating_sub(64 << 10).max(1 << 10),
             plane,
+            mailbox: Mailbox::new(),
+            client,
         })
+    }
+
+    /// A data-parallel TrainStep (see the module docs).
+    async fn train_data_parallel(
+        &self,
+        step: u64,
+        batch: Result<TrainingBatch, Status>,
+        dp: DataParallel,
+    ) -> Result<TrainStepResponse, Status> {
+        let task = dp.clone();
+        let mut pending = match self
+            .thread
+            .call(move |s| s.shard(step, batch, &task))
+            .await??
+        {
+            ShardStart::Recorded(resp) => return Ok(resp),
+            ShardStart::Ready(p) => p,
+        };
+        let stats = ring_all_reduce(
+            &mut pending.gradients.buffer,
+            step,
+            &dp,
+            &self.mailbox,
+            &self.client,
+        )
+        .await
+        .map_err(|e| Status::unavailable(e.to_string()))?;
+        self.thread
+            .call(move |s| s.apply_shard(pending, stats))
+            .await?
     }
 
     async fn current_payload(&self) -> Result<Arc<WeightPayload>, Status> {
@@ -321,7 +444,10 @@ where
         let r = request.into_inner();
         let step = r.step;
         let batch = training_batch(&r.groups);
-        let resp = self.thread.call(move |s| s.train(step, batch)).await??;
+        let resp = match r.data_parallel {
+            Some(dp) if dp.world > 1 => self.train_data_parallel(step, batch, dp).await?,
+            _ => self.thread.call(move |s| s.train(step, batch)).await??,
+        };
         self.status
             .policy_version
             .fetch_max(resp.policy_version, Ordering::Relaxed);
@@ -333,9 +459,18 @@ where
             grad_norm = stats.grad_norm,
             skipped = stats.skipped,
             seconds = resp.train_seconds,
+            allreduce_seconds = resp.allreduce_seconds,
             "train step"
         );
         Ok(Response::new(resp))
+    }
+
+    async fn reduce_segment(
+        &self,
+        request: Request<Streaming<GradientChunk>>,
+    ) -> Result<Response<ReduceSegmentAck>, Status> {
+        let elements = receive_segment(request.into_inner(), &self.mailbox).await?;
+        Ok(Response::new(ReduceSegmentAck { elements }))
     }
 
     async fn checkpoint(

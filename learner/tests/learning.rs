@@ -578,3 +578,86 @@ fn a_batch_with_out_of_vocabulary_tokens_is_an_error_not_a_panic() {
     assert!(err.contains("9999"), "{err}");
     assert_eq!(learner.step(), 0);
 }
+
+/// Data parallelism in one process: two ranks' shard gradients, summed as the all-reduce sums
+/// them, and applied on both ranks give the one-rank update over 3 steps (through every LaSeR
+/// phase), and both ranks hold bit-identical weights.
+#[test]
+fn two_data_parallel_shards_summed_give_the_one_rank_update() {
+    use laser_learner::data_parallel::{apply_summed, shard_gradients};
+    let lr = LrSchedule::Constant {
+        lr: 1e-3,
+        warmup_steps: 0,
+    };
+    let mut cfg = config(0.5, -6.0, lr, 2);
+    cfg.laser.reasoning_warmup_steps = 1;
+    cfg.laser.self_rewarding_warmup_steps = 1;
+    let model = load_model();
+    let batch = on_policy_batch(&model, 0.5, -6.0);
+    assert!(batch.groups().len() >= 2, "the batch must split");
+    let mut one = Learner::new(load_model(), None, None, cfg.clone()).unwrap();
+    let mut ranks = [
+        Learner::new(load_model(), None, None, cfg.clone()).unwrap(),
+        Learner::new(load_model(), None, None, cfg).unwrap(),
+    ];
+    for step in 0..3 {
+        let m1 = one.train_step(&batch).unwrap();
+        let shares: Vec<_> = ranks
+            .iter()
+            .enumerate()
+            .map(|(r, l)| shard_gradients(l, &batch, r, 2).unwrap())
+            .collect();
+        let summed: Vec<f32> = shares[0]
+            .buffer
+            .iter()
+            .zip(&shares[1].buffer)
+            .map(|(a, b)| a + b)
+            .collect();
+        let mut metrics = Vec::new();
+        for (l, mut own) in ranks.iter_mut().zip(shares) {
+            own.buffer.copy_from_slice(&summed);
+            metrics.push(apply_summed(l, own, &batch).unwrap());
+        }
+        assert!(
+            m1.applied && metrics.iter().all(|m| m.applied),
+            "step {step}"
+        );
+        let rel = |a: f64, b: f64| (a - b).abs() / b.abs().max(1e-6);
+        assert!(
+            rel(metrics[0].total_loss, m1.total_loss) < 1e-4,
+            "step {step} loss"
+        );
+        assert!(
+            rel(metrics[0].grad_norm, m1.grad_norm) < 1e-4,
+            "step {step} norm"
+        );
+    }
+    let (a, b0, b1) = (weights(&one), weights(&ranks[0]), weights(&ranks[1]));
+    let mut worst = 0.0f64;
+    for (name, t) in &a.tensors {
+        let (u, v) = (&b0.tensors[name], &b1.tensors[name]);
+        assert!(
+            u.data
+                .iter()
+                .zip(&v.data)
+                .all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{name}: the ranks' weights differ"
+        );
+        let norm = t
+            .data
+            .iter()
+            .map(|x| (*x as f64).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        let diff = t
+            .data
+            .iter()
+            .zip(&u.data)
+            .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        worst = worst.max(diff / norm.max(1e-12));
+    }
+    eprintln!("data parallel vs one rank after 3 steps: worst relative L2 difference {worst:.3e}");
+    assert!(worst < 1e-5, "relative difference {worst:.3e}");
+}

@@ -14,11 +14,12 @@ use laser_proto::rt::{
 use laser_proto::v1::learner_server::Learner;
 use laser_proto::v1::{
     BroadcastWeightsRequest, BroadcastWeightsResponse, CheckpointRequest, CheckpointResponse,
-    StreamWeightsRequest, TrainStepRequest, TrainStepResponse, WeightChunk,
+    GradientChunk, ReduceSegmentAck, StreamWeightsRequest, TrainStepRequest, TrainStepResponse,
+    WeightChunk,
 };
 use laser_proto::weights::{DEFAULT_CHUNK_BYTES, WeightAssembler, WeightPayload};
 use tokio_stream::Stream;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 struct WeightsOnly(Arc<WeightPayload>);
 
@@ -42,6 +43,12 @@ impl Learner for WeightsOnly {
         &self,
         _: Request<BroadcastWeightsRequest>,
     ) -> Result<Response<BroadcastWeightsResponse>, Status> {
+        Err(Status::unimplemented("bench"))
+    }
+    async fn reduce_segment(
+        &self,
+        _: Request<Streaming<GradientChunk>>,
+    ) -> Result<Response<ReduceSegmentAck>, Status> {
         Err(Status::unimplemented("bench"))
     }
     type StreamWeightsStream = ChunkStream;

@@ -12,7 +12,10 @@
 //! tonic-reflection on every server, and tracing setup; its settings types (`TokenSource`, `TlsFiles`,
 //! `TransportPref`) come from laser-config, which also holds the run configuration (cluster.toml). [`weights`] packs and checks the chunked
 //! weight payload; [`plane`] chooses between that gRPC stream and an NCCL broadcast at run time.
+//! [`collective`] is the data-parallel learner's gradient plane: a ring all-reduce between learner
+//! ranks over `Learner.ReduceSegment`.
 
+pub mod collective;
 pub mod plane;
 pub mod rt;
 pub mod weights;

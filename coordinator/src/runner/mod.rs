@@ -19,8 +19,8 @@ use laser_proto::rt::{
     ClientOptions, ClusterToken, RoleServer, ServerOptions, request, with_deadline,
 };
 use laser_proto::v1::{
-    CheckpointRequest, DataCursor, Role, SamplingConfig, StepMetrics, TrainStepRequest,
-    TrainStepResponse,
+    CheckpointRequest, DataCursor, DataParallel, Role, RolloutGroup, SamplingConfig, StepMetrics,
+    TrainStepRequest, TrainStepResponse,
 };
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -308,14 +308,22 @@ impl Runner {
             ]
         };
         if self.with_learner {
-            let mut learner_args = common("learner-0");
-            learner_args.extend(["--cluster".into(), self.resolved.display().to_string()]);
-            local.spawn(ChildSpec {
-                name: "learner-0".into(),
-                program: "learner".into(),
-                args: learner_args,
-                env: threads_env(self.cfg.cluster.learner_threads),
-            })?;
+            for rank in 0..self.cfg.cluster.learner_ranks {
+                let name = format!("learner-{rank}");
+                let mut learner_args = common(&name);
+                learner_args.extend([
+                    "--cluster".into(),
+                    self.resolved.display().to_string(),
+                    "--rank".into(),
+                    rank.to_string(),
+                ]);
+                local.spawn(ChildSpec {
+                    name,
+                    program: "learner".into(),
+                    args: learner_args,
+                    env: threads_env(self.cfg.cluster.learner_threads),
+                })?;
+            }
         }
         for i in 0..self.cfg.cluster.verifiers {
             let name = format!("verifier-{i}");
@@ -384,12 +392,108 @@ impl Runner {
         }
     }
 
+    /// Learner rank 0 (it checkpoints and serves the weights): (id, endpoint, policy version).
     fn learner(&self) -> Result<(String, String, u64)> {
         let r = self.shared.registry();
         r.alive(Role::Learner)
-            .next()
+            .find(|w| w.learner_rank == 0)
             .map(|w| (w.id.clone(), w.endpoint.clone(), w.policy_version))
-            .context("no learner registered")
+            .context("no learner (rank 0) registered")
+    }
+
+    /// Every learner rank by rank, (id, endpoint): exactly `cluster.learner_ranks` of them.
+    fn learner_ranks(&self) -> Result<Vec<(String, String)>> {
+        let n = self.cfg.cluster.learner_ranks as usize;
+        let r = self.shared.registry();
+        let mut by_rank: Vec<Option<(String, String)>> = vec![None; n];
+        for w in r.alive(Role::Learner) {
+            let rank = w.learner_rank as usize;
+            if rank >= n {
+                bail!(
+                    "learner {} registered as rank {rank}, but cluster.learner_ranks is {n}",
+                    w.id
+                );
+            }
+            by_rank[rank] = Some((w.id.clone(), w.endpoint.clone()));
+        }
+        by_rank
+            .into_iter()
+            .enumerate()
+            .map(|(rank, w)| w.with_context(|| format!("learner rank {rank} is not registered")))
+            .collect()
+    }
+
+    /// TrainStep on every learner rank at once (each gets the whole batch and trains its shard;
+    /// see laser_learner::data_parallel). One rank sends no data-parallel section, so the
+    /// one-learner path is the plain one. Returns rank 0's answer once every rank agrees.
+    async fn train(&self, step: u64, groups: &[RolloutGroup]) -> Result<TrainStepResponse> {
+        let ranks = self
+            .learner_ranks()
+            .map_err(|e| LearnerLost(e.to_string()))?;
+        let d = secs(self.cfg.cluster.train_timeout_s);
+        let world = ranks.len() as u32;
+        let peers: Vec<String> = ranks.iter().map(|(_, ep)| ep.clone()).collect();
+        // A peer's deadline falls before the coordinator's, so a lost rank surfaces as the
+        // survivors' error naming it rather than as a bare TrainStep timeout.
+        let round_timeout_ms = (self.cfg.cluster.train_timeout_s * 900.0) as u64;
+        let mut calls = Vec::with_capacity(ranks.len());
+        for (rank, (id, ep)) in ranks.iter().enumerate() {
+            let msg = TrainStepRequest {
+                step,
+                groups: groups.to_vec(),
+                data_parallel: (world > 1).then(|| DataParallel {
+                    rank: rank as u32,
+                    world,
+                    peers: peers.clone(),
+                    round_timeout_ms,
+                }),
+            };
+            let mut learner = self.client.learner(self.client.lazy(ep)?);
+            let id = id.clone();
+            calls.push(tokio::spawn(async move {
+                let r = with_deadline("Learner.TrainStep", d, learner.train_step(request(msg, d)))
+                    .await;
+                (id, r)
+            }));
+        }
+        let mut answers = Vec::with_capacity(calls.len());
+        for call in calls {
+            answers.push(call.await.context("TrainStep task")?);
+        }
+        // A refusal (bad batch, out of order) is the run's error; a transport failure on any rank
+        // is a lost learner (recover restarts every rank from the checkpoint).
+        let mut lost = None;
+        let mut out = Vec::with_capacity(answers.len());
+        for (rank, (id, r)) in answers.into_iter().enumerate() {
+            match r {
+                Ok(r) => out.push(r.into_inner()),
+                Err(s) if is_transport_failure(&s) => {
+                    self.shared.registry().mark_lost(&id);
+                    lost.get_or_insert_with(|| {
+                        format!("TrainStep {step} on learner rank {rank}: {}", s.message())
+                    });
+                }
+                Err(s) => bail!(
+                    "learner rank {rank} refused TrainStep {step}: {} ({:?})",
+                    s.message(),
+                    s.code()
+                ),
+            }
+        }
+        if let Some(message) = lost {
+            return Err(LearnerLost(message).into());
+        }
+        if let Some(r) = out
+            .iter()
+            .position(|r| r.policy_version != out[0].policy_version)
+        {
+            bail!(
+                "learner ranks disagree after TrainStep {step}: rank 0 is at policy version {}, rank {r} at {}",
+                out[0].policy_version,
+                out[r].policy_version
+            );
+        }
+        Ok(out.swap_remove(0))
     }
 
     /// Runs to `run.max_steps`. Stops the local workers however it ends.
@@ -420,7 +524,8 @@ impl Runner {
                 self.cfg.cluster.verifiers.max(1) as usize,
             ),
         };
-        self.wait_for_workers(1, n_ver, n_act).await?;
+        self.wait_for_workers(self.cfg.cluster.learner_ranks as usize, n_ver, n_act)
+            .await?;
         let mut state = self.restore_point()?;
         self.shared.set_state("running");
         let bar = self.progress_bar(state.step);
@@ -579,7 +684,7 @@ impl Runner {
         prefetched: &mut Option<tokio::task::JoinHandle<Result<Collected>>>,
     ) -> Result<(u64, StepMetrics)> {
         let t0 = Instant::now();
-        let (learner_id, learner_ep, _) = self.learner().map_err(|e| LearnerLost(e.to_string()))?;
+        let (_, learner_ep, _) = self.learner().map_err(|e| LearnerLost(e.to_string()))?;
         let collected = match prefetched.take() {
             Some(h) => h.await.context("collect task")??,
             None => {
@@ -609,30 +714,7 @@ impl Runner {
 
         // Train.
         let t_train = Instant::now();
-        let d = secs(self.cfg.cluster.train_timeout_s);
-        let mut learner = self.client.learner(self.client.lazy(&learner_ep)?);
-        let msg = TrainStepRequest {
-            step,
-            groups: collected.groups.clone(),
-        };
-        let resp: TrainStepResponse = match with_deadline(
-            "Learner.TrainStep",
-            d,
-            learner.train_step(request(msg, d)),
-        )
-        .await
-        {
-            Ok(r) => r.into_inner(),
-            Err(s) if is_transport_failure(&s) => {
-                self.shared.registry().mark_lost(&learner_id);
-                return Err(LearnerLost(format!("TrainStep {step}: {}", s.message())).into());
-            }
-            Err(s) => bail!(
-                "learner refused TrainStep {step}: {} ({:?})",
-                s.message(),
-                s.code()
-            ),
-        };
+        let resp = self.train(step, &collected.groups).await?;
         let train_seconds = t_train.elapsed().as_secs_f64();
         let new_version = resp.policy_version;
         {
@@ -667,6 +749,14 @@ impl Runner {
         row.train_seconds = train_seconds;
         row.broadcast_seconds = broadcast_seconds;
         row.broadcast_bytes = bytes;
+        row.learner_ranks = u64::from(self.cfg.cluster.learner_ranks);
+        row.allreduce_seconds = resp.allreduce_seconds;
+        row.allreduce_bytes = resp.allreduce_bytes;
+        row.allreduce_gbps = if resp.allreduce_seconds > 0.0 {
+            resp.allreduce_bytes as f64 / resp.allreduce_seconds / 1e9
+        } else {
+            0.0
+        };
         row.broadcast_gbps = if broadcast_seconds > 0.0 {
             bytes as f64 / broadcast_seconds / 1e9
         } else {
@@ -791,10 +881,13 @@ impl Runner {
                 reg.mark_lost(&id);
             }
         }
+        let ranks = self.cfg.cluster.learner_ranks;
         if let Some(local) = self.local.as_mut() {
-            local.restart("learner-0").await?;
+            for rank in 0..ranks {
+                local.restart(&format!("learner-{rank}")).await?;
+            }
         }
-        self.wait_for_workers(1, 0, 0).await?;
+        self.wait_for_workers(ranks as usize, 0, 0).await?;
         let state = self.restore_point()?;
         tracing::info!(
             step = state.step,

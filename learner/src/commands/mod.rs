@@ -71,6 +71,10 @@ pub enum Command {
         /// The run's cluster.toml (model, algorithm, run); local mode passes the resolved copy.
         #[arg(long)]
         cluster: PathBuf,
+        /// This learner's data-parallel rank (0..cluster.learner_ranks). Rank 0 also writes the
+        /// checkpoints and serves the weights; on Kubernetes it is the StatefulSet pod's ordinal.
+        #[arg(long, env = "LASER_LEARNER_RANK", default_value_t = 0)]
+        rank: u32,
         #[command(flatten)]
         worker: laser_proto::rt::WorkerArgs,
     },
@@ -213,9 +217,13 @@ pub enum Command {
 /// Runs one parsed command line (the `learner` binary's whole body after parsing).
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Serve { cluster, worker } => {
+        Command::Serve {
+            cluster,
+            rank,
+            worker,
+        } => {
             let cfg = ClusterConfig::load(&cluster)?;
-            on_backend(cfg.model.backend, ServeTask { cfg, worker })?;
+            on_backend(cfg.model.backend, ServeTask { cfg, rank, worker })?;
         }
         // Init only writes files: no backend to choose.
         command @ Command::Init { .. } => {
@@ -247,13 +255,14 @@ fn on_backend<T: BackendTask<Output = Result<()>>>(backend: ComputeBackend, task
 
 struct ServeTask {
     cfg: ClusterConfig,
+    rank: u32,
     worker: laser_proto::rt::WorkerArgs,
 }
 
 impl BackendTask for ServeTask {
     type Output = Result<()>;
     fn run<B: Backend>(self, device: B::Device) -> Result<()> {
-        serve::serve::<Autodiff<B>>(&self.cfg, &self.worker, device)
+        serve::serve::<Autodiff<B>>(&self.cfg, self.rank, &self.worker, device)
     }
 }
 

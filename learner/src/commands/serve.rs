@@ -13,6 +13,7 @@ use crate::checkpoint::RunDir;
 /// model.path; then the gRPC service until SIGTERM.
 pub(super) fn serve<B: AutodiffBackend>(
     cfg: &ClusterConfig,
+    rank: u32,
     worker: &laser_proto::rt::WorkerArgs,
     device: B::Device,
 ) -> Result<()>
@@ -64,10 +65,21 @@ where
     let token = worker.token()?;
     let opts = worker.server_options(&token);
     let status = std::sync::Arc::new(WorkerStatus::default());
+    if rank >= cfg.cluster.learner_ranks {
+        anyhow::bail!(
+            "--rank {rank}: cluster.learner_ranks is {}, so ranks run 0..{}",
+            cfg.cluster.learner_ranks,
+            cfg.cluster.learner_ranks
+        );
+    }
+    status
+        .learner_rank
+        .store(rank, std::sync::atomic::Ordering::Relaxed);
     let service = LearnerService::new(
         LearnerState::new(learner, run),
         status.clone(),
         opts.max_message_bytes,
+        worker.client_options(&token),
     )?;
     let server = RoleServer::new(opts.clone()).service(opts.learner(service));
     let rt = tokio::runtime::Runtime::new().context("tokio runtime")?;

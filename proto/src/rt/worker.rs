@@ -97,6 +97,8 @@ pub struct WorkerStatus {
     drain: tokio::sync::watch::Sender<bool>,
     /// How this worker can receive or send weights; sent with Register.
     pub weight_plane: std::sync::Mutex<WeightPlaneCaps>,
+    /// Learner only: the data-parallel rank, sent with Register.
+    pub learner_rank: AtomicU32,
 }
 
 impl Default for WorkerStatus {
@@ -107,6 +109,7 @@ impl Default for WorkerStatus {
             draining: AtomicBool::new(false),
             drain: tokio::sync::watch::Sender::new(false),
             weight_plane: std::sync::Mutex::new(WeightPlaneCaps::default()),
+            learner_rank: AtomicU32::new(0),
         }
     }
 }
@@ -407,6 +410,7 @@ async fn membership_loop(
                             .unwrap_or_else(|p| p.into_inner())
                             .clone(),
                     ),
+                    learner_rank: status.learner_rank.load(Ordering::Relaxed),
                 };
                 match with_deadline(
                     "Coordinator.Register",

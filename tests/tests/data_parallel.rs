@@ -1,0 +1,237 @@
+//! Data-parallel learners as real processes: two `learner serve --rank R` ranks, all-reducing their
+//! gradients over `Learner.ReduceSegment`, end every step with bit-identical weights, and those
+//! weights match a lone learner's given the same TrainStep batches (to float reassociation). Then
+//! the whole local job runs with `cluster.learner_ranks = 2`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use laser_integration_tests::{
+    LocalRun, Proc, TEST_TOKEN, bin, cluster_toml, spawn_server, temp_dir, tiny_model_dir,
+};
+use laser_proto::rt::{ClientOptions, ClusterToken, request, with_deadline};
+use laser_proto::v1::{
+    DataParallel, FinishReason, RolloutGroup, RolloutSample, StreamWeightsRequest,
+    TrainStepRequest, TrainStepResponse,
+};
+use laser_proto::weights::{NamedTensor, WeightAssembler};
+
+const D: Duration = Duration::from_secs(120);
+
+/// Group `g` of a synthetic step batch: 4 samples with varied lengths and rewards, EOS-ended
+/// (so the self-reward MSE term is on), a fixed "old" log-prob.
+fn group(step: u64, g: u64) -> RolloutGroup {
+    let samples = (0..4u32)
+        .map(|i| {
+            let len = 3 + ((g as u32 + i) % 4) as usize;
+            let tokens: Vec<u32> = (0..len)
+                .map(|t| 20 + ((g as u32 * 7 + i * 3 + t as u32) % 40))
+                .collect();
+            RolloutSample {
+                sample_index: i,
+                logprobs: vec![-3.0; tokens.len()],
+                tokens,
+                text: String::new(),
+                finish_reason: FinishReason::Eos as i32,
+                self_reward: Some(0.1 * i as f32),
+                self_reward_logprob: Some(-6.0),
+                verifier_reward: Some(((g as u32 + i + step as u32) % 2) as f32),
+                extracted_answer: String::new(),
+            }
+        })
+        .collect();
+    RolloutGroup {
+        group_id: g,
+        step,
+        policy_version: step,
+        prompt_tokens: vec![1, 30 + g as u32, 31, 32],
+        samples,
+        task_id: format!("t{g}"),
+    }
+}
+
+fn start_learner(dir: &Path, model: &Path, tag: &str, rank: Option<u32>) -> (Proc, String) {
+    let sub = dir.join(tag);
+    std::fs::create_dir_all(&sub).unwrap();
+    let cfg = cluster_toml(&sub, model, &sub.join("run"), 3);
+    let cfg = cfg.display().to_string();
+    let mut args = vec![
+        "serve",
+        "--cluster",
+        cfg.as_str(),
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    let rank_arg = rank.map(|r| r.to_string());
+    if let Some(r) = &rank_arg {
+        args.extend(["--rank", r.as_str()]);
+    }
+    spawn_server(
+        &bin("learner"),
+        &args,
+        &[
+            ("LASER__CLUSTER__LEARNER_RANKS", "2"),
+            ("RAYON_NUM_THREADS", "1"),
+        ],
+        D,
+    )
+}
+
+async fn train(
+    client: &ClientOptions,
+    addr: &str,
+    step: u64,
+    dp: Option<DataParallel>,
+) -> TrainStepResponse {
+    let mut learner = client.learner(client.connect(addr).await.expect("connect"));
+    let msg = TrainStepRequest {
+        step,
+        groups: (0..5).map(|g| group(step, g)).collect(),
+        data_parallel: dp,
+    };
+    with_deadline("TrainStep", D, learner.train_step(request(msg, D)))
+        .await
+        .unwrap_or_else(|e| panic!("TrainStep {step} on {addr}: {e:?}"))
+        .into_inner()
+}
+
+async fn weights(client: &ClientOptions, addr: &str) -> Vec<NamedTensor> {
+    let mut learner = client.learner(client.connect(addr).await.expect("connect"));
+    let ask = StreamWeightsRequest {
+        min_policy_version: 0,
+        chunk_bytes: 0,
+        manifest_only: false,
+    };
+    let mut stream = with_deadline("StreamWeights", D, learner.stream_weights(request(ask, D)))
+        .await
+        .expect("StreamWeights")
+        .into_inner();
+    let mut asm = WeightAssembler::new();
+    while let Some(chunk) = stream.message().await.expect("weight chunk") {
+        asm.push(chunk).expect("chunk in order");
+    }
+    asm.finish()
+        .expect("whole payload")
+        .unpack()
+        .expect("unpack")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_ranks_hold_identical_weights_equal_to_one_learner() {
+    let dir = temp_dir("data-parallel");
+    let model = tiny_model_dir(&dir);
+    let (_one, one) = start_learner(&dir, &model, "one", None);
+    let (_r0, r0) = start_learner(&dir, &model, "rank0", Some(0));
+    let (_r1, r1) = start_learner(&dir, &model, "rank1", Some(1));
+    let client = ClientOptions::new(ClusterToken::new(TEST_TOKEN).unwrap());
+    let start = weights(&client, &one).await;
+    let peers = vec![r0.clone(), r1.clone()];
+    let dp = |rank: u32| DataParallel {
+        rank,
+        world: 2,
+        peers: peers.clone(),
+        round_timeout_ms: 60_000,
+    };
+    for step in 0..3 {
+        let (a, b, c) = tokio::join!(
+            train(&client, &one, step, None),
+            train(&client, &r0, step, Some(dp(0))),
+            train(&client, &r1, step, Some(dp(1))),
+        );
+        assert_eq!(a.policy_version, step + 1);
+        assert_eq!((b.policy_version, c.policy_version), (step + 1, step + 1));
+        let (sa, sb, sc) = (a.stats.unwrap(), b.stats.unwrap(), c.stats.unwrap());
+        assert!(
+            !sa.skipped && !sb.skipped && !sc.skipped,
+            "step {step} skipped"
+        );
+        // Every rank reports the same whole-batch loss and norm: the all-reduce carried them.
+        assert_eq!(sb.loss.to_bits(), sc.loss.to_bits(), "step {step} loss");
+        assert_eq!(
+            sb.grad_norm.to_bits(),
+            sc.grad_norm.to_bits(),
+            "step {step}"
+        );
+        let rel = |x: f64, y: f64| (x - y).abs() / y.abs().max(1e-6);
+        assert!(rel(sb.grad_norm, sa.grad_norm) < 1e-4, "{sb:?} vs {sa:?}");
+        assert!(rel(sb.loss, sa.loss) < 1e-3, "{sb:?} vs {sa:?}");
+        assert!(b.allreduce_bytes > 0 && b.allreduce_seconds > 0.0, "{b:?}");
+        assert_eq!(a.allreduce_bytes, 0);
+        // A retried step replays its recorded answer on both ranks (no second all-reduce).
+        if step == 1 {
+            let (b2, c2) = tokio::join!(
+                train(&client, &r0, step, Some(dp(0))),
+                train(&client, &r1, step, Some(dp(1))),
+            );
+            assert_eq!(b2, b);
+            assert_eq!(c2, c);
+        }
+    }
+    let (wa, wb, wc) = tokio::join!(
+        weights(&client, &one),
+        weights(&client, &r0),
+        weights(&client, &r1)
+    );
+    assert_eq!(wa.len(), wb.len());
+    // Adam divides by sqrt(v): where a gradient is near zero, float reassociation in the sum
+    // moves the update by up to lr, so the fair scale is the update itself, not the weights.
+    let l2 = |x: &[f32], y: &[f32]| {
+        x.iter()
+            .zip(y)
+            .map(|(a, b)| (*a as f64 - *b as f64).powi(2))
+            .sum::<f64>()
+            .sqrt()
+    };
+    let (mut diff, mut update) = (0.0f64, 0.0f64);
+    for (((na, _, a), (_, _, w0)), ((nb, _, b), (nc, _, c))) in
+        wa.iter().zip(&start).zip(wb.iter().zip(&wc))
+    {
+        assert_eq!((na, na), (nb, nc));
+        assert!(
+            b.iter().zip(c).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{na}: the two ranks' weights differ"
+        );
+        diff += l2(a, b).powi(2);
+        update += l2(a, w0).powi(2);
+    }
+    let ratio = diff.sqrt() / update.sqrt();
+    eprintln!(
+        "2 ranks vs 1 learner after 3 steps: |w_2ranks - w_1| = {:.3e}, |w_1 - w_start| = {:.3e}, ratio {ratio:.3e}",
+        diff.sqrt(),
+        update.sqrt()
+    );
+    assert!(update > 0.0, "the steps moved no weight");
+    assert!(
+        ratio < 1e-4,
+        "the data-parallel update is off by {ratio:.3e} of the update"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The local job with two learner ranks runs to the end; the metrics carry the all-reduce.
+#[test]
+fn the_local_job_runs_with_two_learner_ranks() {
+    let mut run = LocalRun::start(
+        "dp-job",
+        3,
+        &[
+            ("LASER__CLUSTER__LEARNER_RANKS", "2"),
+            ("LASER__CLUSTER__ACTORS", "1"),
+            ("LASER__CLUSTER__VERIFIERS", "1"),
+        ],
+    );
+    run.finish(Duration::from_secs(300));
+    let rows = run.metrics();
+    assert_eq!(rows.len(), 3, "{}", run.coordinator_log());
+    for r in &rows {
+        assert_eq!(r["learner_ranks"].as_u64(), Some(2), "{r}");
+        assert!(r["allreduce_bytes"].as_u64().unwrap() > 0, "{r}");
+    }
+    assert_eq!(run.checkpointed_step(), Some(3));
+    assert!(
+        run.worker_log("learner-1").contains("train step"),
+        "{}",
+        run.worker_log("learner-1")
+    );
+    let _ = std::fs::remove_dir_all(&run.dir);
+}
