@@ -84,6 +84,57 @@ fn env_value<'a>(c: &'a Value, key: &str) -> Option<&'a Value> {
     c["env"].as_sequence()?.iter().find(|e| e["name"] == key)
 }
 
+/// The learner StatefulSet against `cluster.learner_ranks`: one pod per rank, each pod's rank its
+/// ordinal (`learner serve` reads LASER_LEARNER_RANK), and with several ranks one shared
+/// ReadWriteMany run directory (rank 0 writes the checkpoints every rank resumes from) and pods
+/// that start together (the gradient ring needs all of them).
+fn learner_checked(oname: &str, w: &Value, docs: &[Value], learner_ranks: u32) {
+    assert_eq!(
+        w["spec"]["replicas"].as_u64(),
+        Some(u64::from(learner_ranks)),
+        "{oname}: learner replicas vs cluster.learner_ranks"
+    );
+    let rank = env_value(container(w), "LASER_LEARNER_RANK")
+        .unwrap_or_else(|| panic!("{oname}: the learner has no LASER_LEARNER_RANK"));
+    assert_eq!(
+        rank["valueFrom"]["fieldRef"]["fieldPath"].as_str(),
+        Some("metadata.labels['apps.kubernetes.io/pod-index']"),
+        "{oname}: the rank is the pod's ordinal"
+    );
+    if learner_ranks == 1 {
+        return;
+    }
+    assert_eq!(
+        w["spec"]["podManagementPolicy"].as_str(),
+        Some("Parallel"),
+        "{oname}"
+    );
+    assert!(
+        w["spec"]["volumeClaimTemplates"].is_null(),
+        "{oname}: a volume per rank would leave ranks > 0 without the checkpoints"
+    );
+    let volumes = w["spec"]["template"]["spec"]["volumes"]
+        .as_sequence()
+        .unwrap();
+    let run = volumes
+        .iter()
+        .find(|v| v["name"] == "run")
+        .unwrap_or_else(|| panic!("{oname}: no `run` volume"));
+    let claim = run["persistentVolumeClaim"]["claimName"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{oname}: the run volume is not a claim"));
+    let pvcs = kind(docs, "PersistentVolumeClaim");
+    let pvc = pvcs
+        .iter()
+        .find(|d| name(d) == claim)
+        .unwrap_or_else(|| panic!("{oname}: no claim {claim}"));
+    assert_eq!(
+        pvc["spec"]["accessModes"][0].as_str(),
+        Some("ReadWriteMany"),
+        "{oname}: {claim} is shared by the ranks"
+    );
+}
+
 #[test]
 fn overlays_render_and_their_cluster_toml_loads_with_the_real_loader() {
     if !kubectl_present() {
@@ -111,7 +162,10 @@ fn overlays_render_and_their_cluster_toml_loads_with_the_real_loader() {
         .flatten()
         .map(|e| e.path())
         .collect();
-    assert!(overlays.len() >= 2, "cpu-demo and gpu overlays");
+    assert!(
+        overlays.len() >= 3,
+        "cpu-demo, data-parallel and gpu overlays"
+    );
     for overlay in overlays {
         let oname = overlay.file_name().unwrap().to_string_lossy().into_owned();
         let docs = render(&overlay);
@@ -245,6 +299,7 @@ fn overlays_render_and_their_cluster_toml_loads_with_the_real_loader() {
                 let n = e["name"].as_str().unwrap();
                 assert!(
                     WORKER_ENV.contains(&n)
+                        || (role == "learner" && n == "LASER_LEARNER_RANK")
                         || ["POD_NAME", "POD_IP", "RUST_LOG"].contains(&n)
                         || n.starts_with("NCCL_")
                         || n.starts_with("LASER__"),
@@ -264,6 +319,9 @@ fn overlays_render_and_their_cluster_toml_loads_with_the_real_loader() {
                         .any(|w| w == ["--cluster", "/etc/laser/cluster.toml"]),
                     "{oname}/{wname}: {args:?}"
                 );
+            }
+            if role == "learner" {
+                learner_checked(&oname, w, &docs, cfg.cluster.learner_ranks);
             }
             if oname == "gpu" && (role == "actor" || role == "learner") {
                 assert_eq!(
