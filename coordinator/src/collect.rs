@@ -23,6 +23,7 @@ use tokio::task::AbortHandle;
 use tonic::{Code, Status};
 
 use crate::fault::is_transport_failure;
+use crate::ledger::GroupLife;
 use crate::registry::Shared;
 
 /// Settings of one collection, fixed for the step.
@@ -55,6 +56,8 @@ pub struct Collected {
     pub dropped_stale: u64,
     pub redispatched: u64,
     pub duplicates: u64,
+    /// Each group's life (dispatches, generator, graders), in `groups`' order: the ledger's.
+    pub lives: Vec<GroupLife>,
 }
 
 enum Event {
@@ -99,6 +102,20 @@ pub async fn collect(
     let mut done: BTreeMap<u64, RolloutGroup> = BTreeMap::new();
     let mut tasks: HashMap<String, Vec<AbortHandle>> = HashMap::new();
     let mut out = Collected::default();
+    let mut lives: HashMap<u64, GroupLife> = plan
+        .groups
+        .iter()
+        .map(|g| {
+            (
+                g.group_id,
+                GroupLife {
+                    group_id: g.group_id,
+                    task_id: g.task_id.clone(),
+                    ..GroupLife::default()
+                },
+            )
+        })
+        .collect();
     let start = Instant::now();
     let mut generated_at = start;
     let mut last_actor_seen = Instant::now();
@@ -153,6 +170,7 @@ pub async fn collect(
             &mut in_gen,
             &mut tasks,
             &tx,
+            &mut lives,
         );
         dispatch_grading(
             &shared,
@@ -162,6 +180,7 @@ pub async fn collect(
             &mut in_grade,
             &mut tasks,
             &tx,
+            &mut lives,
         );
 
         {
@@ -251,6 +270,10 @@ pub async fn collect(
                 in_gen.remove(&gid);
                 pending.retain(|g| *g != gid);
                 received.insert(gid);
+                if let Some(life) = lives.get_mut(&gid) {
+                    life.generated_by = actor.clone();
+                    life.policy_version = group.policy_version;
+                }
                 out.generated_tokens += resp.generated_tokens;
                 generated_at = Instant::now();
                 if let Some(w) = shared.registry().get_mut(&actor) {
@@ -364,6 +387,7 @@ pub async fn collect(
     }
     out.generate_seconds = generated_at.duration_since(start).as_secs_f64();
     out.verify_seconds = generated_at.elapsed().as_secs_f64();
+    out.lives = done.keys().filter_map(|g| lives.remove(g)).collect();
     out.groups = done.into_values().collect();
     Ok(out)
 }
@@ -416,6 +440,7 @@ fn dispatch_generation(
     in_gen: &mut HashMap<u64, String>,
     tasks: &mut HashMap<String, Vec<AbortHandle>>,
     tx: &mpsc::Sender<Event>,
+    lives: &mut HashMap<u64, GroupLife>,
 ) {
     while !pending.is_empty() {
         let (actor, endpoint, version) = {
@@ -467,6 +492,9 @@ fn dispatch_generation(
             let ids: Vec<u64> = pending.drain(..n).collect();
             for g in &ids {
                 in_gen.insert(*g, actor.clone());
+                if let Some(life) = lives.get_mut(g) {
+                    life.dispatched_to.push(actor.clone());
+                }
             }
             let msg = GenerateRequest {
                 groups: ids.iter().filter_map(|g| by_id.get(g).cloned()).collect(),
@@ -506,6 +534,7 @@ fn dispatch_generation(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn dispatch_grading(
     shared: &Arc<Shared>,
     client: &ClientOptions,
@@ -514,6 +543,7 @@ fn dispatch_grading(
     in_grade: &mut HashMap<u64, (String, RolloutGroup)>,
     tasks: &mut HashMap<String, Vec<AbortHandle>>,
     tx: &mpsc::Sender<Event>,
+    lives: &mut HashMap<u64, GroupLife>,
 ) {
     while let Some(group) = to_grade.front() {
         let (verifier, endpoint) = {
@@ -539,6 +569,9 @@ fn dispatch_grading(
         let group = group.clone();
         to_grade.pop_front();
         in_grade.insert(group.group_id, (verifier.clone(), group.clone()));
+        if let Some(life) = lives.get_mut(&group.group_id) {
+            life.graded_by.push(verifier.clone());
+        }
         let gold = plan
             .groups
             .iter()

@@ -203,11 +203,12 @@ pub fn sft_tasks(cfg: &ClusterConfig) -> anyhow::Result<(SyntheticMix, u64, u64)
 /// `run_dir/data_order.jsonl`: the task ids each step trained on (audit of the data order).
 pub const DATA_ORDER_FILE: &str = "data_order.jsonl";
 
-#[derive(Serialize, Deserialize)]
-struct DataOrderRow {
-    step: u64,
-    group_ids: Vec<u64>,
-    task_ids: Vec<String>,
+/// One row of [`DATA_ORDER_FILE`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DataOrderRow {
+    pub step: u64,
+    pub group_ids: Vec<u64>,
+    pub task_ids: Vec<String>,
 }
 
 /// Appends the groups of `step` to [`DATA_ORDER_FILE`].

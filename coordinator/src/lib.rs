@@ -8,7 +8,8 @@
 //! serves the read-only Monitor API that `laserctl` ([`ctl`]) talks to. The main job's five phases
 //! (init, warm start, c_ref calibration, RL, report) are [`phases`]; held-out evaluation through
 //! the cluster is [`heldout_eval`], its metric functions [`eval_metrics`], and `coordinator eval`
-//! on a checkpoint [`checkpoint_eval`]; the same recipe over training seeds [`seed_summary`]; maj@k and the r_s-weighted vote against k
+//! on a checkpoint [`checkpoint_eval`]; every group's life, checkpoint and rollback goes to the
+//! append-only [`ledger`], which `coordinator audit` checks; the same recipe over training seeds [`seed_summary`]; maj@k and the r_s-weighted vote against k
 //! [`kcurve`].
 
 pub mod checkpoint_eval;
@@ -19,6 +20,7 @@ pub mod eval_metrics;
 pub mod fault;
 pub mod heldout_eval;
 pub mod kcurve;
+pub mod ledger;
 pub mod local;
 pub mod metrics;
 pub mod phases;

@@ -334,6 +334,17 @@ impl LocalRun {
         (status.code().unwrap_or(-1), out, err)
     }
 
+    /// `coordinator audit RUN`: panics with its report unless the ledger proves that every
+    /// scheduled group was trained exactly once, in order, fresh enough. Returns the report.
+    pub fn assert_audit(&self) -> String {
+        let mut cmd = Command::new(bin("coordinator"));
+        cmd.arg("audit").arg(&self.run);
+        let (status, out, err) = run_bounded(&mut cmd, Duration::from_secs(60));
+        assert!(status.success(), "coordinator audit: {status}\n{out}{err}");
+        assert!(out.contains("audit: OK"), "{out}");
+        out
+    }
+
     /// `laserctl workers --json`, once the coordinator answers.
     pub fn workers(&self) -> Option<Vec<serde_json::Value>> {
         let (code, out, _) = self.laserctl(&["workers", "--json"]);

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use laser_integration_tests::{
-    LocalRun, Proc, TEST_TOKEN, bin, cluster_toml, spawn_server, temp_dir, tiny_model_dir,
+    LocalRun, Proc, TEST_TOKEN, bin, cluster_toml, spawn_server, temp_dir, tiny_model_dir, wait_for,
 };
 use laser_proto::rt::{ClientOptions, ClusterToken, request, with_deadline};
 use laser_proto::v1::{
@@ -234,4 +234,75 @@ fn the_local_job_runs_with_two_learner_ranks() {
         run.worker_log("learner-1")
     );
     let _ = std::fs::remove_dir_all(&run.dir);
+}
+
+/// Issue 26's fault: a rank killed in a step. The coordinator restarts every rank from the last
+/// checkpoint and redoes the step on the same groups: each step trains exactly once, and both
+/// ranks resume from the step-2 checkpoint that rank 0 wrote.
+#[test]
+fn a_rank_killed_mid_step_is_redone_from_the_checkpoint_on_every_rank() {
+    let mut run = LocalRun::start(
+        "dp-rank-loss",
+        4,
+        &[
+            ("LASER__CLUSTER__LEARNER_RANKS", "2"),
+            ("LASER__CLUSTER__ACTORS", "1"),
+            ("LASER__CLUSTER__VERIFIERS", "1"),
+            ("LASER__RUN__CHECKPOINT_EVERY", "2"),
+            // Slower steps, so that the kill lands in one.
+            ("LASER__ALGORITHM__BATCH_PROMPTS", "8"),
+            ("LASER__ALGORITHM__GROUP_SIZE", "4"),
+            ("LASER__ALGORITHM__MAX_RESPONSE_TOKENS", "48"),
+        ],
+    );
+    let step2 = wait_for(
+        "step 2's batch after the step-2 checkpoint",
+        Duration::from_secs(300),
+        || {
+            (run.checkpointed_step() == Some(2))
+                .then(|| run.data_order().into_iter().find(|r| r["step"] == 2))
+                .flatten()
+        },
+    );
+    let pid = run.worker_pid("learner-1").expect("learner-1's pid");
+    // SAFETY: kill(2) on a process of this test's run.
+    unsafe {
+        libc::kill(pid as i32, libc::SIGKILL);
+    }
+    run.finish(Duration::from_secs(600));
+
+    let steps: Vec<u64> = run
+        .metrics()
+        .iter()
+        .map(|r| r["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, [0, 1, 2, 3], "one metrics row per step, none twice");
+    let order: Vec<u64> = run
+        .data_order()
+        .iter()
+        .map(|r| r["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(order, [0, 1, 2, 3], "one data-order row per step");
+    let redone = run
+        .data_order()
+        .into_iter()
+        .find(|r| r["step"] == 2)
+        .unwrap();
+    assert_eq!(redone, step2, "step 2 was redone on the same groups");
+    for rank in ["learner-0", "learner-1"] {
+        let log = run.worker_log(rank);
+        assert!(
+            log.lines()
+                .any(|l| l.contains("resumed") && l.contains("step=2")),
+            "{rank} resumed from the step-2 checkpoint:\n{log}"
+        );
+    }
+    assert!(
+        run.coordinator_log().contains("redoing from checkpoint"),
+        "{}",
+        run.coordinator_log()
+    );
+    assert_eq!(run.checkpointed_step(), Some(4));
+    let audit = run.assert_audit();
+    assert!(audit.contains("restores: 1"), "{audit}");
 }

@@ -95,6 +95,8 @@ fn local_cluster_completes_three_steps() {
     for w in ["learner-0", "verifier-0", "verifier-1"] {
         assert!(run.worker_log(w).contains("registered with"), "{w}");
     }
+    let audit = run.assert_audit();
+    assert!(audit.contains("steps trained: 3"), "{audit}");
 }
 
 #[test]
@@ -176,6 +178,9 @@ fn actor_killed_mid_step_loses_and_duplicates_nothing() {
         "{}",
         run.coordinator_log()
     );
+    // The ledger shows the re-dispatch, and that it trained nothing twice.
+    let audit = run.assert_audit();
+    assert!(!audit.contains("re-dispatches: 0,"), "{audit}");
 }
 
 #[test]
@@ -218,6 +223,8 @@ fn learner_killed_after_a_checkpoint_resumes_at_that_step_with_the_same_data() {
         run.coordinator_log()
     );
     assert_eq!(run.checkpointed_step(), Some(4));
+    let audit = run.assert_audit();
+    assert!(audit.contains("restores: 1"), "{audit}");
 }
 
 #[test]

@@ -115,6 +115,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Prove from a run directory's ledger (ledger.jsonl) that every scheduled prompt group was
+    /// trained exactly once, in the recorded data order, never staler than the run allows, across
+    /// every restart and rollback. Exit status 1 when a problem is found.
+    Audit {
+        /// The run directory (run.dir; the RL run's, e.g. runs/default).
+        run_dir: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -159,6 +168,7 @@ fn main() -> std::process::ExitCode {
             ..
         }) => compare_seeds(&root, json),
         Some(Command::Compare { runs, json, .. }) => compare(&runs, json),
+        Some(Command::Audit { run_dir, json }) => audit(&run_dir, json),
         None => train(cli),
     };
     match result {
@@ -288,6 +298,20 @@ fn compare_seeds(root: &std::path::Path, json: bool) -> Result<std::process::Exi
         print!("{}", seed_summary::seed_table(&c));
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn audit(run_dir: &std::path::Path, json: bool) -> Result<std::process::ExitCode> {
+    let a = laser_coordinator::ledger::audit(run_dir)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&a)?);
+    } else {
+        println!("{}", a);
+    }
+    Ok(if a.ok() {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    })
 }
 
 fn compare(runs: &[PathBuf], json: bool) -> Result<std::process::ExitCode> {

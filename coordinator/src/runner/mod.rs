@@ -29,6 +29,7 @@ use crate::collect::{CollectPlan, Collected, collect};
 use crate::data::{PromptSource, append_data_order, step_groups, truncate_data_order};
 use crate::fault::{LearnerLost, is_transport_failure};
 use crate::heldout_eval::{self, EvalSet};
+use crate::ledger::{Entry, Ledger};
 use crate::local::{ChildSpec, LocalCluster, threads_env};
 use crate::metrics::{MetricsLog, rollout_stats};
 use crate::registry::{RunInfo, Shared};
@@ -78,6 +79,7 @@ pub struct Runner {
     local: Option<LocalCluster>,
     source: PromptSource,
     metrics: MetricsLog,
+    ledger: Ledger,
     addr: String,
     learner_restarts: u32,
     show_progress: bool,
@@ -110,6 +112,13 @@ pub fn peak_rss_kb(pid: u32) -> Option<u64> {
         .nth(1)?
         .parse()
         .ok()
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 fn secs(s: f64) -> Duration {
@@ -268,6 +277,7 @@ impl Runner {
         let source = PromptSource::from_config(&cfg)?;
         let eval_set = EvalSet::from_config(&cfg)?;
         let metrics = MetricsLog::new(&run_dir);
+        let ledger = Ledger::new(&run_dir);
         let mut runner = Self {
             cfg,
             run_dir,
@@ -277,6 +287,7 @@ impl Runner {
             local,
             source,
             metrics,
+            ledger,
             addr,
             learner_restarts: 0,
             show_progress: opts.show_progress,
@@ -527,6 +538,15 @@ impl Runner {
         self.wait_for_workers(self.cfg.cluster.learner_ranks as usize, n_ver, n_act)
             .await?;
         let mut state = self.restore_point()?;
+        self.ledger.append(&[Entry::Start {
+            step: state.step,
+            policy_version: state.policy_version,
+            batch_prompts: u64::from(self.cfg.algorithm.batch_prompts),
+            async_mode: self.cfg.cluster.async_mode,
+            max_off_policy_steps: self.cfg.cluster.max_off_policy_steps,
+            learner_ranks: self.cfg.cluster.learner_ranks,
+            unix_time: unix_now(),
+        }])?;
         self.shared.set_state("running");
         let bar = self.progress_bar(state.step);
         let mut step = state.step;
@@ -697,6 +717,15 @@ impl Runner {
             }
         };
         append_data_order(&self.run_dir, step, &collected.groups)?;
+        let lives: Vec<Entry> = collected
+            .lives
+            .iter()
+            .map(|group| Entry::Collected {
+                step,
+                group: group.clone(),
+            })
+            .collect();
+        self.ledger.append(&lives)?;
         if self.cfg.cluster.async_mode && step + 1 < self.cfg.run.max_steps {
             // Actors start on step k+1 with the current weights while the learner trains step k;
             // the new version arrives by broadcast between their generations.
@@ -717,6 +746,12 @@ impl Runner {
         let resp = self.train(step, &collected.groups).await?;
         let train_seconds = t_train.elapsed().as_secs_f64();
         let new_version = resp.policy_version;
+        self.ledger.append(&[Entry::Trained {
+            step,
+            version_before: version,
+            version_after: new_version,
+            group_ids: collected.groups.iter().map(|g| g.group_id).collect(),
+        }])?;
         {
             let mut run = self.shared.run_info();
             run.step = step + 1;
@@ -776,10 +811,7 @@ impl Runner {
         row.dropped_stale = collected.dropped_stale;
         row.redispatched = collected.redispatched;
         row.step_seconds = t0.elapsed().as_secs_f64();
-        row.unix_time = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0);
+        row.unix_time = unix_now();
         self.metrics.append(&row)?;
         self.shared.publish(row);
         tracing::info!(
@@ -852,6 +884,10 @@ impl Runner {
             policy_version: version,
         };
         state.write(&self.run_dir)?;
+        self.ledger.append(&[Entry::Checkpointed {
+            step,
+            policy_version: version,
+        }])?;
         tracing::info!(step, path = r.path, "checkpoint");
         Ok(state)
     }
@@ -889,6 +925,11 @@ impl Runner {
         }
         self.wait_for_workers(ranks as usize, 0, 0).await?;
         let state = self.restore_point()?;
+        self.ledger.append(&[Entry::Restored {
+            step: state.step,
+            policy_version: state.policy_version,
+            cause: format!("{cause:#}"),
+        }])?;
         tracing::info!(
             step = state.step,
             version = state.policy_version,
