@@ -64,6 +64,9 @@ pub struct ClusterSection {
     pub bin_dir: Option<PathBuf>,
     /// Restarts of a lost learner in local mode before the run fails.
     pub learner_restarts: u32,
+    /// Restarts of each local actor or verifier that dies during the run, before the run fails
+    /// (local mode; on Kubernetes the Deployments restart pods).
+    pub worker_restarts: u32,
     /// Weight data plane: "auto" (NCCL when the learner and every actor can use it, else the gRPC
     /// stream), "grpc", or "nccl" (wanted; falls back to gRPC with a warning). See laser_proto::plane.
     pub weight_transport: TransportPref,
@@ -97,6 +100,7 @@ impl Default for ClusterSection {
             startup_timeout_s: 120.0,
             bin_dir: None,
             learner_restarts: 3,
+            worker_restarts: 10,
             weight_transport: TransportPref::Auto,
         }
     }

@@ -52,6 +52,14 @@ pub enum CollectiveError {
         from: u32,
         timeout: Duration,
     },
+    #[error("all-reduce round {round} of step {step}: rank {from} ({endpoint}) is gone: {message}")]
+    PeerGone {
+        step: u64,
+        round: u32,
+        from: u32,
+        endpoint: String,
+        message: String,
+    },
     #[error(
         "all-reduce round {round} of step {step}: rank {from} sent {got} elements, expected {expected}"
     )]
@@ -242,6 +250,25 @@ pub struct AllReduceStats {
     pub seconds: f64,
 }
 
+/// How often a rank waiting for its previous rank's segment checks that the peer still listens.
+pub const PEER_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A TCP connect to a peer's endpoint (`host:port`, optionally with an http(s):// scheme):
+/// refused means its process is gone. A peer that is only slow, stopped or cut off by a
+/// partition still accepts or hangs, and the round's deadline covers it.
+async fn probe_peer(endpoint: &str) -> std::io::Result<()> {
+    let addr = endpoint
+        .trim_start_matches("http://")
+        .trim_start_matches("https://")
+        .trim_end_matches('/');
+    match tokio::time::timeout(PEER_PROBE_INTERVAL, tokio::net::TcpStream::connect(addr)).await {
+        Ok(Ok(_)) | Err(_) => Ok(()),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => Err(e),
+        // Name resolution and other errors: not proof of death; leave it to the deadline.
+        Ok(Err(_)) => Ok(()),
+    }
+}
+
 /// Sums `buffer` over the ranks of `dp` in place (ring all-reduce); `mailbox` is this rank's
 /// server-side inbox. World 1 returns at once.
 pub async fn ring_all_reduce(
@@ -293,15 +320,43 @@ pub async fn ring_all_reduce(
             peer.reduce_segment(request(tokio_stream::iter(chunks), timeout)),
         );
         let receiving = mailbox.take(step, round, timeout);
-        let (sent, received) = tokio::join!(sending, receiving);
-        sent.map_err(|s| send_error(round, s.message().to_string()))?;
+        // Whichever half fails first ends the round: a dead next rank must not leave this one
+        // waiting out the receive deadline, nor a dead previous rank (whose process is gone, so
+        // connecting to it is refused) the whole round deadline.
+        tokio::pin!(sending, receiving);
+        let mut sent = false;
+        let mut incoming = None;
+        let mut probe = tokio::time::interval(PEER_PROBE_INTERVAL);
+        probe.tick().await;
+        while !sent || incoming.is_none() {
+            tokio::select! {
+                s = &mut sending, if !sent => {
+                    s.map_err(|s| send_error(round, s.message().to_string()))?;
+                    sent = true;
+                }
+                r = &mut receiving, if incoming.is_none() => {
+                    incoming = Some(r.ok_or(CollectiveError::Timeout {
+                        step,
+                        round,
+                        from: prev as u32,
+                        timeout,
+                    })?);
+                }
+                _ = probe.tick(), if incoming.is_none() => {
+                    if let Err(e) = probe_peer(&dp.peers[prev]).await {
+                        return Err(CollectiveError::PeerGone {
+                            step,
+                            round,
+                            from: prev as u32,
+                            endpoint: dp.peers[prev].clone(),
+                            message: e.to_string(),
+                        });
+                    }
+                }
+            }
+        }
+        let incoming = incoming.unwrap_or_default();
         let recv = segment_range(buffer.len(), world, r.recv);
-        let incoming = received.ok_or(CollectiveError::Timeout {
-            step,
-            round,
-            from: prev as u32,
-            timeout,
-        })?;
         if incoming.len() != recv.len() {
             return Err(CollectiveError::Length {
                 step,
@@ -416,6 +471,44 @@ mod tests {
             1,
             "an empty segment still announces itself"
         );
+    }
+
+    /// A dead peer (its port refuses connections) ends the ring with an error naming it, not a
+    /// wait for the round deadline: the Timeout variant would mean the deadline ran out.
+    #[tokio::test]
+    async fn a_dead_peer_fails_the_ring_instead_of_waiting_out_the_deadline() {
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().to_string()
+        };
+        assert!(
+            probe_peer(&closed).await.is_err(),
+            "nothing listens on {closed}"
+        );
+        let open = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let open_addr = open.local_addr().unwrap().to_string();
+        assert!(probe_peer(&format!("http://{open_addr}")).await.is_ok());
+
+        let dp = DataParallel {
+            rank: 0,
+            world: 2,
+            peers: vec![open_addr, closed.clone()],
+            round_timeout_ms: 600_000,
+        };
+        let mailbox = Mailbox::new();
+        let client = ClientOptions::new(crate::rt::ClusterToken::generate());
+        let mut buffer = vec![1.0f32; 1000];
+        let err = ring_all_reduce(&mut buffer, 7, &dp, &mailbox, &client)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CollectiveError::Send { to: 1, .. } | CollectiveError::PeerGone { from: 1, .. }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains(&closed), "{err}");
     }
 
     #[tokio::test]

@@ -306,3 +306,75 @@ fn laserctl_shows_workers_and_live_metrics() {
         );
     }
 }
+
+/// Issue 27: a verifier that hangs (SIGSTOP: its sockets stay open, it answers nothing) while a
+/// step is being graded. Its heartbeats stop, so it is marked lost after `worker_timeout_ms` and
+/// its groups are graded by the other verifier; once resumed it registers again. Nothing is lost
+/// or trained twice (the audit), and the run does not wait for the Grade deadline.
+#[test]
+fn a_hung_verifier_is_routed_around_and_rejoins() {
+    let env = [
+        SLOW,
+        &[
+            ("LASER__CLUSTER__WORKER_TIMEOUT_MS", "2000"),
+            ("LASER__EVAL__ENABLED", "false"),
+        ],
+    ]
+    .concat();
+    let mut run = LocalRun::start("verifier-hang", 4, &env);
+    let pid = wait_for("verifier-0's pid", WAIT, || run.worker_pid("verifier-0"));
+    wait_for("step 0 done", WAIT, || {
+        (!run.metrics().is_empty()).then_some(())
+    });
+    // SAFETY: signals to a process of this test's run.
+    unsafe {
+        libc::kill(pid as i32, libc::SIGSTOP);
+    }
+    std::thread::sleep(Duration::from_secs(6));
+    unsafe {
+        libc::kill(pid as i32, libc::SIGCONT);
+    }
+    run.finish(RUN_LIMIT);
+
+    let rows = run.metrics();
+    assert_rows(&rows, 4, 8, 32);
+    assert_data_order(&run, 4, 8);
+    let log = run.coordinator_log();
+    assert!(log.contains("missed their heartbeats"), "{log}");
+    let seconds: Vec<f64> = rows
+        .iter()
+        .map(|r| r["step_seconds"].as_f64().unwrap())
+        .collect();
+    eprintln!("step seconds with a 6 s verifier hang after step 0: {seconds:?}");
+    run.assert_audit();
+}
+
+/// Issue 27: every actor killed at once, mid-run. Local mode restarts dead actors and verifiers
+/// (`cluster.worker_restarts`), so the run goes on instead of waiting out the "no actor alive"
+/// deadline and failing; the ledger shows each group trained once.
+#[test]
+fn every_actor_killed_at_once_is_restarted_and_the_run_completes() {
+    let env = [SLOW, &[("LASER__EVAL__ENABLED", "false")]].concat();
+    let mut run = LocalRun::start("all-actors", 4, &env);
+    wait_for("step 0 done", WAIT, || {
+        (!run.metrics().is_empty()).then_some(())
+    });
+    for a in ["actor-0", "actor-1"] {
+        let pid = run.worker_pid(a).expect("actor pid");
+        // SAFETY: kill(2) on a process of this test's run.
+        unsafe {
+            libc::kill(pid as i32, libc::SIGKILL);
+        }
+    }
+    run.finish(RUN_LIMIT);
+    assert_rows(&run.metrics(), 4, 8, 32);
+    assert_data_order(&run, 4, 8);
+    let log = run.coordinator_log();
+    assert!(log.contains("local worker exited; restarting it"), "{log}");
+    assert!(
+        run.worker_log("actor-0").matches("registered with").count() >= 2,
+        "actor-0 registered again:\n{}",
+        run.worker_log("actor-0")
+    );
+    run.assert_audit();
+}

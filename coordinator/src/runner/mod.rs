@@ -82,6 +82,11 @@ pub struct Runner {
     ledger: Ledger,
     addr: String,
     learner_restarts: u32,
+    /// Restarts so far of each local actor and verifier (cluster.worker_restarts each).
+    worker_restarts: std::collections::BTreeMap<String, u32>,
+    /// Set once the workers first registered: from then on a local actor or verifier that dies
+    /// is restarted instead of failing the start-up.
+    supervising: bool,
     show_progress: bool,
     with_learner: bool,
     eval_set: Option<EvalSet>,
@@ -290,6 +295,8 @@ impl Runner {
             ledger,
             addr,
             learner_restarts: 0,
+            worker_restarts: Default::default(),
+            supervising: false,
             show_progress: opts.show_progress,
             with_learner: opts.learner,
             eval_set,
@@ -359,7 +366,53 @@ impl Runner {
         Ok(())
     }
 
-    /// Waits until the configured workers have registered (local children that exit fail fast).
+    /// Local mode: starts again every actor and verifier child that has exited (killed, crashed),
+    /// each at most `cluster.worker_restarts` times; its work was already handed to the others
+    /// when it was marked lost, and the new process registers like a new worker. Learners are
+    /// left to the learner-loss path ([`Runner::recover`]), which restarts every rank.
+    async fn revive_local_workers(&mut self) -> Result<()> {
+        let Some(local) = self.local.as_mut() else {
+            return Ok(());
+        };
+        for (name, status) in local.exited() {
+            if name.starts_with("learner-") {
+                continue;
+            }
+            let n = self.worker_restarts.entry(name.clone()).or_default();
+            *n += 1;
+            if *n > self.cfg.cluster.worker_restarts {
+                bail!(
+                    "{name} died {} times (cluster.worker_restarts = {}); last: {status}; see {}",
+                    *n,
+                    self.cfg.cluster.worker_restarts,
+                    self.run_dir
+                        .join("logs")
+                        .join(format!("{name}.log"))
+                        .display()
+                );
+            }
+            tracing::warn!(worker = name, %status, restart = *n, "local worker exited; restarting it");
+            local.restart(&name).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs `work` (a step's collection) while restarting local workers that die meanwhile:
+    /// with every actor dead the collection would otherwise wait out `startup_timeout_s`.
+    async fn supervised<T>(&mut self, work: impl std::future::Future<Output = T>) -> Result<T> {
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                r = &mut work => return Ok(r),
+                _ = tokio::time::sleep(self.shared.heartbeat_interval) => {
+                    self.revive_local_workers().await?;
+                }
+            }
+        }
+    }
+
+    /// Waits until the configured workers have registered (local children that exit fail fast
+    /// at start-up; later, actors and verifiers are restarted).
     pub async fn wait_for_workers(
         &mut self,
         learners: usize,
@@ -379,7 +432,9 @@ impl Runner {
             if l >= learners && v >= verifiers && a >= actors {
                 return Ok(());
             }
-            if let Some(local) = self.local.as_mut()
+            if self.supervising {
+                self.revive_local_workers().await?;
+            } else if let Some(local) = self.local.as_mut()
                 && let Some((name, status)) = local.exited().into_iter().next()
             {
                 bail!(
@@ -447,7 +502,8 @@ impl Runner {
         // A peer's deadline falls before the coordinator's, so a lost rank surfaces as the
         // survivors' error naming it rather than as a bare TrainStep timeout.
         let round_timeout_ms = (self.cfg.cluster.train_timeout_s * 900.0) as u64;
-        let mut calls = Vec::with_capacity(ranks.len());
+        // Dropping the set aborts the calls still running.
+        let mut calls = tokio::task::JoinSet::new();
         for (rank, (id, ep)) in ranks.iter().enumerate() {
             let msg = TrainStepRequest {
                 step,
@@ -461,28 +517,28 @@ impl Runner {
             };
             let mut learner = self.client.learner(self.client.lazy(ep)?);
             let id = id.clone();
-            calls.push(tokio::spawn(async move {
+            calls.spawn(async move {
                 let r = with_deadline("Learner.TrainStep", d, learner.train_step(request(msg, d)))
                     .await;
-                (id, r)
-            }));
-        }
-        let mut answers = Vec::with_capacity(calls.len());
-        for call in calls {
-            answers.push(call.await.context("TrainStep task")?);
+                (rank, id, r)
+            });
         }
         // A refusal (bad batch, out of order) is the run's error; a transport failure on any rank
-        // is a lost learner (recover restarts every rank from the checkpoint).
-        let mut lost = None;
-        let mut out = Vec::with_capacity(answers.len());
-        for (rank, (id, r)) in answers.into_iter().enumerate() {
+        // is a lost learner (recover restarts every rank from the checkpoint). Answers are taken
+        // as they come, so the first failure ends the step at once: the survivors may be waiting
+        // for the lost rank's gradients, and recovery restarts them anyway.
+        let mut out: Vec<Option<TrainStepResponse>> = vec![None; ranks.len()];
+        while let Some(joined) = calls.join_next().await {
+            let (rank, id, r) = joined.context("TrainStep task")?;
             match r {
-                Ok(r) => out.push(r.into_inner()),
+                Ok(r) => out[rank] = Some(r.into_inner()),
                 Err(s) if is_transport_failure(&s) => {
                     self.shared.registry().mark_lost(&id);
-                    lost.get_or_insert_with(|| {
-                        format!("TrainStep {step} on learner rank {rank}: {}", s.message())
-                    });
+                    return Err(LearnerLost(format!(
+                        "TrainStep {step} on learner rank {rank}: {}",
+                        s.message()
+                    ))
+                    .into());
                 }
                 Err(s) => bail!(
                     "learner rank {rank} refused TrainStep {step}: {} ({:?})",
@@ -491,9 +547,7 @@ impl Runner {
                 ),
             }
         }
-        if let Some(message) = lost {
-            return Err(LearnerLost(message).into());
-        }
+        let mut out: Vec<TrainStepResponse> = out.into_iter().flatten().collect();
         if let Some(r) = out
             .iter()
             .position(|r| r.policy_version != out[0].policy_version)
@@ -537,6 +591,7 @@ impl Runner {
         };
         self.wait_for_workers(self.cfg.cluster.learner_ranks as usize, n_ver, n_act)
             .await?;
+        self.supervising = true;
         let mut state = self.restore_point()?;
         self.ledger.append(&[Entry::Start {
             step: state.step,
@@ -706,14 +761,14 @@ impl Runner {
         let t0 = Instant::now();
         let (_, learner_ep, _) = self.learner().map_err(|e| LearnerLost(e.to_string()))?;
         let collected = match prefetched.take() {
-            Some(h) => h.await.context("collect task")??,
+            Some(h) => self.supervised(h).await?.context("collect task")??,
             None => {
-                collect(
+                let work = collect(
                     self.shared.clone(),
                     self.client.clone(),
                     self.plan(step, version, learner_ep.clone()),
-                )
-                .await?
+                );
+                self.supervised(work).await??
             }
         };
         append_data_order(&self.run_dir, step, &collected.groups)?;
