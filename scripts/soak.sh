@@ -65,14 +65,8 @@ wait_bounded() { # PID LABEL
     wait "$pid"
 }
 
-worker_pid() { # RUN_DIR NAME -> pid of the local worker NAME of that run, or nothing
-    local dir="$1" name="$2" p
-    for p in $(pgrep -f -- "--name $name( |$)" || true); do
-        if tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | grep -q -- "$dir/"; then
-            echo "$p"
-            return
-        fi
-    done
+worker_pid() { # COORDINATOR_PID NAME -> pid of that coordinator's local worker NAME, or nothing
+    pgrep -P "$1" -f -- "--name $2( |\$)" | head -1 || true
 }
 
 steps_done() { # RUN_DIR
@@ -99,7 +93,7 @@ while kill -0 "$job_pid" 2>/dev/null && (( SECONDS - t0 < limit )); do
     kill -0 "$job_pid" 2>/dev/null || break
     v="${victims[RANDOM % ${#victims[@]}]}"
     name="${v#hang:}"
-    pid="$(worker_pid "$out/faulty" "$name")"
+    pid="$(worker_pid "$job_pid" "$name")"
     [ -n "$pid" ] || continue
     at="$(steps_done "$out/faulty")"
     if [[ "$v" == hang:* ]]; then

@@ -283,28 +283,46 @@ impl LocalRun {
         let dir = temp_dir(tag);
         let model = tiny_model_dir(&dir);
         let run = dir.join("run");
-        let cfg = cluster_toml(&dir, &model, &run, steps);
-        let log = std::fs::File::create(dir.join("coordinator.log")).expect("coordinator.log");
+        cluster_toml(&dir, &model, &run, steps);
+        let coordinator = Self::spawn_coordinator(&dir, env, false);
+        Self {
+            dir,
+            run,
+            coordinator,
+        }
+    }
+
+    fn spawn_coordinator(dir: &Path, env: &[(&str, &str)], resume: bool) -> Proc {
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(dir.join("coordinator.log"))
+            .expect("coordinator.log");
         let mut cmd = Command::new(bin("coordinator"));
         cmd.arg("--cluster")
-            .arg(&cfg)
+            .arg(dir.join("cluster.toml"))
             .arg("--no-progress")
             .env_remove(TOKEN_ENV)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
+        if resume {
+            cmd.arg("--resume");
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().expect("starting the coordinator");
-        Self {
-            dir,
-            run,
-            coordinator: Proc {
-                child,
-                name: "coordinator".into(),
-            },
+        Proc {
+            child: cmd.spawn().expect("starting the coordinator"),
+            name: "coordinator".into(),
         }
+    }
+
+    /// SIGKILLs the coordinator (its local workers die with it) and starts it again with
+    /// `--resume` and `env`, appending to the same log.
+    pub fn kill_and_resume(&mut self, env: &[(&str, &str)]) {
+        self.coordinator.kill();
+        self.coordinator = Self::spawn_coordinator(&self.dir, env, true);
     }
 
     /// Waits for the coordinator to exit; panics with its log unless it succeeded.

@@ -378,3 +378,29 @@ fn every_actor_killed_at_once_is_restarted_and_the_run_completes() {
     );
     run.assert_audit();
 }
+
+/// Issue 27: the coordinator killed outright under a running job (its local workers die with it)
+/// and started again with `--resume`: RL continues from the last checkpoint on the same data, and
+/// the ledger, which spans both lives, proves every step trained once.
+#[test]
+fn a_coordinator_killed_mid_run_resumes_and_trains_each_step_once() {
+    let env = [
+        SLOW,
+        &[
+            ("LASER__RUN__CHECKPOINT_EVERY", "2"),
+            ("LASER__EVAL__ENABLED", "false"),
+        ],
+    ]
+    .concat();
+    let mut run = LocalRun::start("coordinator-restart", 5, &env);
+    wait_for("the step-2 checkpoint and step 2's batch", WAIT, || {
+        (run.checkpointed_step() == Some(2) && run.data_order().iter().any(|r| r["step"] == 2))
+            .then_some(())
+    });
+    run.kill_and_resume(&env);
+    run.finish(RUN_LIMIT);
+    assert_rows(&run.metrics(), 5, 8, 32);
+    assert_data_order(&run, 5, 8);
+    let audit = run.assert_audit();
+    assert!(audit.contains("starts: 2"), "{audit}");
+}
