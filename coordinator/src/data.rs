@@ -228,6 +228,22 @@ pub fn append_data_order(run_dir: &Path, step: u64, groups: &[RolloutGroup]) -> 
     writeln!(f, "{}", serde_json::to_string(&row)?).with_context(|| p.display().to_string())
 }
 
+/// The rows of [`DATA_ORDER_FILE`] (none when it does not exist); a bad line is an error naming
+/// it.
+pub fn read_data_order(run_dir: &Path) -> anyhow::Result<Vec<DataOrderRow>> {
+    let p = run_dir.join(DATA_ORDER_FILE);
+    let text = match std::fs::read_to_string(&p) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| p.display().to_string()),
+    };
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{}:{}", p.display(), i + 1)))
+        .collect()
+}
+
 /// Keeps the rows of the steps before `first_dropped` (a rolled-back run redoes the rest).
 pub fn truncate_data_order(run_dir: &Path, first_dropped: u64) -> anyhow::Result<()> {
     let p = run_dir.join(DATA_ORDER_FILE);

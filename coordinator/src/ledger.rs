@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::{DATA_ORDER_FILE, DataOrderRow};
-use crate::metrics::METRICS_FILE;
+use crate::data::{DATA_ORDER_FILE, DataOrderRow, read_data_order};
+use crate::metrics::{METRICS_FILE, read_metrics};
 
 /// `run_dir/ledger.jsonl`.
 pub const LEDGER_FILE: &str = "ledger.jsonl";
@@ -187,12 +187,17 @@ pub fn audit(run_dir: &Path) -> anyhow::Result<Audit> {
     })?;
     let mut problems = Vec::new();
     let (entries, torn_tail) = parse(&text, &mut problems);
-    let data_order: Vec<DataOrderRow> = read_jsonl(&run_dir.join(DATA_ORDER_FILE), &mut problems);
-    let metrics_steps: Vec<u64> =
-        read_jsonl::<serde_json::Value>(&run_dir.join(METRICS_FILE), &mut problems)
-            .iter()
-            .filter_map(|r| r["step"].as_u64())
-            .collect();
+    let data_order = read_data_order(run_dir).unwrap_or_else(|e| {
+        problems.push(format!("{e:#}"));
+        Vec::new()
+    });
+    let metrics_steps: Vec<u64> = match read_metrics(&run_dir.join(METRICS_FILE)) {
+        Ok(rows) => rows.iter().map(|r| r.step).collect(),
+        Err(e) => {
+            problems.push(e.to_string());
+            Vec::new()
+        }
+    };
     let mut a = audit_entries(&entries, &data_order, &metrics_steps);
     a.torn_tail = torn_tail;
     problems.append(&mut a.problems);
@@ -217,24 +222,6 @@ fn parse(text: &str, problems: &mut Vec<String>) -> (Vec<Entry>, bool) {
         }
     }
     (entries, torn)
-}
-
-fn read_jsonl<T: serde::de::DeserializeOwned>(p: &Path, problems: &mut Vec<String>) -> Vec<T> {
-    let Ok(text) = std::fs::read_to_string(p) else {
-        return Vec::new();
-    };
-    let name = p.file_name().unwrap_or_default().to_string_lossy();
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .filter_map(|(i, l)| match serde_json::from_str(l) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                problems.push(format!("{name} line {}: {e}", i + 1));
-                None
-            }
-        })
-        .collect()
 }
 
 /// A trained step of the current history.
@@ -287,7 +274,6 @@ pub fn audit_entries(
     let mut checkpoints: BTreeMap<u64, u64> = BTreeMap::new();
     // (batch_prompts, async_mode, max_off_policy_steps) of the current start.
     let mut run: Option<(u64, bool, u64)> = None;
-    let mut final_groups: BTreeMap<u64, GroupLife> = BTreeMap::new();
 
     let mut next_step = 0u64;
 
@@ -394,7 +380,8 @@ pub fn audit_entries(
                         (step + 1) * batch
                     ));
                 }
-                let lives = collected.get(step).cloned().unwrap_or_default();
+                let empty = BTreeMap::new();
+                let lives = collected.get(step).unwrap_or(&empty);
                 let got: BTreeSet<u64> = lives.keys().copied().collect();
                 if got != ids {
                     a.problems.push(format!(
@@ -465,7 +452,6 @@ pub fn audit_entries(
             a.max_staleness = a
                 .max_staleness
                 .max(t.version_before.saturating_sub(life.policy_version));
-            final_groups.insert(life.group_id, life.clone());
         }
     }
     // The data order the run recorded is the ledger's final history.
@@ -490,7 +476,7 @@ pub fn audit_entries(
             ));
         }
         for (g, task) in row.group_ids.iter().zip(&row.task_ids) {
-            if let Some(life) = final_groups.get(g)
+            if let Some(life) = collected.get(&row.step).and_then(|m| m.get(g))
                 && &life.task_id != task
             {
                 a.problems.push(format!(

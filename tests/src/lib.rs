@@ -417,6 +417,80 @@ impl LocalRun {
         jsonl(&self.run.join("data_order.jsonl"))
     }
 
+    /// Every step's groups are exactly its own, each once.
+    pub fn assert_data_order(&self, steps: u64, batch: u64) {
+        let order = self.data_order();
+        let got: Vec<u64> = order.iter().map(|r| r["step"].as_u64().unwrap()).collect();
+        assert_eq!(
+            got,
+            (0..steps).collect::<Vec<_>>(),
+            "one data-order row per step"
+        );
+        for r in &order {
+            let s = r["step"].as_u64().unwrap();
+            let mut ids: Vec<u64> = r["group_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|g| g.as_u64().unwrap())
+                .collect();
+            ids.sort_unstable();
+            assert_eq!(
+                ids,
+                (s * batch..(s + 1) * batch).collect::<Vec<_>>(),
+                "step {s}: every group once, none lost or duplicated"
+            );
+        }
+    }
+
+    /// One metrics row per step 0..steps, each with `groups` groups of `samples` samples in all.
+    pub fn assert_rows(&self, steps: u64, groups: u64, samples: u64) {
+        let rows = self.metrics();
+        let got: Vec<u64> = rows.iter().map(|r| r["step"].as_u64().unwrap()).collect();
+        assert_eq!(
+            got,
+            (0..steps).collect::<Vec<_>>(),
+            "one metrics row per step"
+        );
+        for r in &rows {
+            assert_eq!(r["groups"], groups, "{r}");
+            assert_eq!(r["samples"], samples, "{r}");
+        }
+    }
+
+    /// After a rollback to the checkpoint at `step`: the step was redone on the same groups and
+    /// tasks (`before`: its data-order row before the fault), every learner in `learners`
+    /// resumed from that checkpoint, and the coordinator logged the rollback.
+    pub fn assert_redone_from_checkpoint(
+        &self,
+        step: u64,
+        before: &serde_json::Value,
+        learners: &[&str],
+    ) {
+        let redone = self
+            .data_order()
+            .into_iter()
+            .find(|r| r["step"] == step)
+            .unwrap_or_else(|| panic!("no data-order row for step {step}"));
+        assert_eq!(
+            &redone, before,
+            "step {step} was redone on the same groups and tasks"
+        );
+        for learner in learners {
+            let log = self.worker_log(learner);
+            assert!(
+                log.lines()
+                    .any(|l| l.contains("resumed") && l.contains(&format!("step={step}"))),
+                "{learner} resumed from the step-{step} checkpoint:\n{log}"
+            );
+        }
+        assert!(
+            self.coordinator_log().contains("redoing from checkpoint"),
+            "{}",
+            self.coordinator_log()
+        );
+    }
+
     /// `run/coordinator_state.json`: the last checkpointed step.
     pub fn checkpointed_step(&self) -> Option<u64> {
         let text = std::fs::read_to_string(self.run.join("coordinator_state.json")).ok()?;

@@ -271,37 +271,9 @@ fn a_rank_killed_mid_step_is_redone_from_the_checkpoint_on_every_rank() {
     }
     run.finish(Duration::from_secs(600));
 
-    let steps: Vec<u64> = run
-        .metrics()
-        .iter()
-        .map(|r| r["step"].as_u64().unwrap())
-        .collect();
-    assert_eq!(steps, [0, 1, 2, 3], "one metrics row per step, none twice");
-    let order: Vec<u64> = run
-        .data_order()
-        .iter()
-        .map(|r| r["step"].as_u64().unwrap())
-        .collect();
-    assert_eq!(order, [0, 1, 2, 3], "one data-order row per step");
-    let redone = run
-        .data_order()
-        .into_iter()
-        .find(|r| r["step"] == 2)
-        .unwrap();
-    assert_eq!(redone, step2, "step 2 was redone on the same groups");
-    for rank in ["learner-0", "learner-1"] {
-        let log = run.worker_log(rank);
-        assert!(
-            log.lines()
-                .any(|l| l.contains("resumed") && l.contains("step=2")),
-            "{rank} resumed from the step-2 checkpoint:\n{log}"
-        );
-    }
-    assert!(
-        run.coordinator_log().contains("redoing from checkpoint"),
-        "{}",
-        run.coordinator_log()
-    );
+    run.assert_rows(4, 8, 32);
+    run.assert_data_order(4, 8);
+    run.assert_redone_from_checkpoint(2, &step2, &["learner-0", "learner-1"]);
     assert_eq!(run.checkpointed_step(), Some(4));
     let audit = run.assert_audit();
     assert!(audit.contains("restores: 1"), "{audit}");

@@ -20,52 +20,13 @@ const SLOW: &[(&str, &str)] = &[
     ("LASER__ALGORITHM__MAX_RESPONSE_TOKENS", "48"),
 ];
 
-/// Every step's groups are exactly its own, each once.
-fn assert_data_order(run: &LocalRun, steps: u64, batch: u64) {
-    let order = run.data_order();
-    let got: Vec<u64> = order.iter().map(|r| r["step"].as_u64().unwrap()).collect();
-    assert_eq!(
-        got,
-        (0..steps).collect::<Vec<_>>(),
-        "one data-order row per step"
-    );
-    for r in &order {
-        let s = r["step"].as_u64().unwrap();
-        let mut ids: Vec<u64> = r["group_ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|g| g.as_u64().unwrap())
-            .collect();
-        ids.sort_unstable();
-        assert_eq!(
-            ids,
-            (s * batch..(s + 1) * batch).collect::<Vec<_>>(),
-            "step {s}: every group once, none lost or duplicated"
-        );
-    }
-}
-
-fn assert_rows(rows: &[Value], steps: u64, groups: u64, samples: u64) {
-    let got: Vec<u64> = rows.iter().map(|r| r["step"].as_u64().unwrap()).collect();
-    assert_eq!(
-        got,
-        (0..steps).collect::<Vec<_>>(),
-        "one metrics row per step"
-    );
-    for r in rows {
-        assert_eq!(r["groups"], groups, "{r}");
-        assert_eq!(r["samples"], samples, "{r}");
-    }
-}
-
 #[test]
 fn local_cluster_completes_three_steps() {
     let mut run = LocalRun::start("e2e", 3, &[]);
     run.finish(RUN_LIMIT);
     let rows = run.metrics();
-    assert_rows(&rows, 3, 4, 8);
-    assert_data_order(&run, 3, 4);
+    run.assert_rows(3, 4, 8);
+    run.assert_data_order(3, 4);
     let versions: Vec<u64> = rows
         .iter()
         .map(|r| r["policy_version"].as_u64().unwrap())
@@ -158,8 +119,8 @@ fn actor_killed_mid_step_loses_and_duplicates_nothing() {
     run.finish(RUN_LIMIT);
 
     let rows = run.metrics();
-    assert_rows(&rows, 3, 8, 64);
-    assert_data_order(&run, 3, 8);
+    run.assert_rows(3, 8, 64);
+    run.assert_data_order(3, 8);
     let redispatched: u64 = rows
         .iter()
         .map(|r| r["redispatched"].as_u64().unwrap())
@@ -208,28 +169,9 @@ fn learner_killed_after_a_checkpoint_resumes_at_that_step_with_the_same_data() {
     }
     run.finish(RUN_LIMIT);
 
-    assert_rows(&run.metrics(), 4, 8, 32);
-    assert_data_order(&run, 4, 8);
-    let redone = run
-        .data_order()
-        .into_iter()
-        .find(|r| r["step"] == 2)
-        .unwrap();
-    assert_eq!(
-        redone, step2,
-        "step 2 was redone on the same groups and tasks"
-    );
-    let log = run.worker_log("learner-0");
-    assert!(
-        log.lines()
-            .any(|l| l.contains("resumed") && l.contains("step=2")),
-        "the restarted learner resumed from the step-2 checkpoint:\n{log}"
-    );
-    assert!(
-        run.coordinator_log().contains("redoing from checkpoint"),
-        "{}",
-        run.coordinator_log()
-    );
+    run.assert_rows(4, 8, 32);
+    run.assert_data_order(4, 8);
+    run.assert_redone_from_checkpoint(2, &step2, &["learner-0"]);
     assert_eq!(run.checkpointed_step(), Some(4));
     let audit = run.assert_audit();
     assert!(audit.contains("restores: 1"), "{audit}");
@@ -345,8 +287,8 @@ fn a_hung_verifier_is_routed_around_and_rejoins() {
     run.finish(RUN_LIMIT);
 
     let rows = run.metrics();
-    assert_rows(&rows, 4, 8, 32);
-    assert_data_order(&run, 4, 8);
+    run.assert_rows(4, 8, 32);
+    run.assert_data_order(4, 8);
     let log = run.coordinator_log();
     assert!(log.contains("missed their heartbeats"), "{log}");
     let seconds: Vec<f64> = rows
@@ -375,8 +317,8 @@ fn every_actor_killed_at_once_is_restarted_and_the_run_completes() {
         }
     }
     run.finish(RUN_LIMIT);
-    assert_rows(&run.metrics(), 4, 8, 32);
-    assert_data_order(&run, 4, 8);
+    run.assert_rows(4, 8, 32);
+    run.assert_data_order(4, 8);
     let log = run.coordinator_log();
     assert!(log.contains("local worker exited; restarting it"), "{log}");
     assert!(
@@ -407,8 +349,8 @@ fn a_coordinator_killed_mid_run_resumes_and_trains_each_step_once() {
     });
     run.kill_and_resume(&env);
     run.finish(RUN_LIMIT);
-    assert_rows(&run.metrics(), 5, 8, 32);
-    assert_data_order(&run, 5, 8);
+    run.assert_rows(5, 8, 32);
+    run.assert_data_order(5, 8);
     let audit = run.assert_audit();
     assert!(audit.contains("starts: 2"), "{audit}");
 }
