@@ -184,6 +184,12 @@ pub fn argmax(values: &[f32]) -> usize {
 /// to the lower index), walked in vocabulary order by inverse CDF from one uniform draw, the rule
 /// [`crate::device_sampling::sample_rows`] applies on the device.
 fn sample_filtered(logits: &[f32], params: &SamplingParams, rng: &mut StdRng) -> usize {
+    filtered_token(logits, params, params.top_p, rng.random::<f64>())
+}
+
+/// [`sample_filtered`] for a given nucleus mass `top_p` and uniform `u` in [0, 1): the rule
+/// itself, which the device sampler's tests also probe at thresholds a rounding away.
+pub(crate) fn filtered_token(logits: &[f32], params: &SamplingParams, top_p: f32, u: f64) -> usize {
     let inv_t = 1.0 / params.temperature;
     // Candidates as (index, scaled logit); HF order: temperature, then top-k, then top-p.
     let mut cand: Vec<(usize, f32)> = logits.iter().map(|&l| l * inv_t).enumerate().collect();
@@ -200,7 +206,7 @@ fn sample_filtered(logits: &[f32], params: &SamplingParams, rng: &mut StdRng) ->
         .iter()
         .map(|&(i, l)| (i, ((l - max) as f64).exp()))
         .collect();
-    if params.top_p < 1.0 {
+    if top_p < 1.0 {
         probs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         let total: f64 = probs.iter().map(|p| p.1).sum();
         let mut cum = 0.0;
@@ -208,7 +214,7 @@ fn sample_filtered(logits: &[f32], params: &SamplingParams, rng: &mut StdRng) ->
         for (k, p) in probs.iter().enumerate() {
             cum += p.1 / total;
             // keep the smallest prefix whose mass reaches top_p (always at least one token)
-            if cum >= params.top_p as f64 {
+            if cum >= top_p as f64 {
                 keep = k + 1;
                 break;
             }
@@ -217,7 +223,7 @@ fn sample_filtered(logits: &[f32], params: &SamplingParams, rng: &mut StdRng) ->
         probs.sort_unstable_by_key(|p| p.0);
     }
     let total: f64 = probs.iter().map(|p| p.1).sum();
-    let mut u = rng.random::<f64>() * total;
+    let mut u = u * total;
     for &(i, p) in &probs {
         if u < p {
             return i;
