@@ -93,6 +93,7 @@ impl Ledger {
             text.push_str(&serde_json::to_string(e)?);
             text.push('\n');
         }
+        cut_torn_tail(&self.path).with_context(|| self.path.display().to_string())?;
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -101,6 +102,54 @@ impl Ledger {
         f.write_all(text.as_bytes())
             .with_context(|| self.path.display().to_string())
     }
+}
+
+/// Truncates `path` after its last newline when a crash (or a full disk) left a torn last line,
+/// so that the next entry starts a line of its own instead of being glued to the torn one (which
+/// hid a resume's Start entry from the audit). The torn bytes were never a whole entry.
+fn cut_torn_tail(path: &Path) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let len = f.metadata()?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    let mut last = [0u8; 1];
+    f.seek(SeekFrom::Start(len - 1))?;
+    f.read_exact(&mut last)?;
+    if last[0] == b'\n' {
+        return Ok(());
+    }
+    // Walk back to the last newline, 4 KiB at a time (entries are short).
+    let mut end = len;
+    let keep = loop {
+        let start = end.saturating_sub(4096);
+        let mut buf = vec![0u8; (end - start) as usize];
+        f.seek(SeekFrom::Start(start))?;
+        f.read_exact(&mut buf)?;
+        if let Some(i) = buf.iter().rposition(|&b| b == b'\n') {
+            break start + i as u64 + 1;
+        }
+        if start == 0 {
+            break 0;
+        }
+        end = start;
+    };
+    tracing::warn!(
+        path = %path.display(),
+        torn_bytes = len - keep,
+        "ledger: cutting a torn last line left by a crash"
+    );
+    f.set_len(keep)?;
+    f.sync_all()
 }
 
 /// What [`audit`] found.
@@ -671,6 +720,26 @@ mod tests {
         );
         let a = audit_entries(&e, &order(2), &[0, 1, 1]);
         assert!(a.problems.iter().any(|p| p.contains(METRICS_FILE)), "{a}");
+    }
+
+    #[test]
+    fn appending_after_a_torn_line_cuts_it_so_the_new_entry_stands_alone() {
+        let dir = std::env::temp_dir().join(format!("laser-ledger-torn-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ledger = Ledger::new(&dir);
+        ledger.append(&[start(0, 0)]).unwrap();
+        // A crash mid-write: half an entry, no newline.
+        let path = dir.join(LEDGER_FILE);
+        let whole = std::fs::read_to_string(&path).unwrap();
+        let torn = serde_json::to_string(&collected(0, 1, 0)).unwrap();
+        std::fs::write(&path, format!("{whole}{}", &torn[..torn.len() / 2])).unwrap();
+        ledger.append(&[start(0, 0)]).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut problems = Vec::new();
+        let (entries, torn_tail) = parse(&text, &mut problems);
+        assert!(problems.is_empty() && !torn_tail, "{problems:?}\n{text}");
+        assert_eq!(entries, vec![start(0, 0), start(0, 0)]);
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

@@ -423,6 +423,7 @@ impl<B: AutodiffBackend> Learner<B> {
         let json = serde_json::to_vec_pretty(&learner_state).expect("learner config serialises");
         writer.write_file(LEARNER_CONFIG_FILE, &json)?;
         sync_files(writer.dir())?;
+        crate::failpoint::hit(crate::failpoint::CHECKPOINT_WRITE);
         let state = TrainerState {
             format_version: TrainerState::FORMAT_VERSION,
             step: self.step(),

@@ -14,7 +14,8 @@
 //! [`data_parallel`] (the data-parallel split of a step over learner ranks and the update from
 //! the all-reduced gradients), [`learner`] (the [`Learner`]: micro-batched train and SFT steps, checkpoint save/resume) and
 //! [`calibrate`] (c_ref from the reference model), [`sft`] (the supervised warm-start loop) and
-//! [`commands`] (the `learner` command line as a library; the binary only parses and dispatches);
+//! [`commands`] (the `learner` command line as a library; the binary only parses and dispatches),
+//! [`failpoint`] (named pauses where the fault tests kill the learner);
 //! [`service`] is the gRPC `Learner` service of the distributed runtime (`learner serve`), which wraps
 //! the same [`Learner`]. Its settings ([`laser_config::LearnerConfig`] with the LaSeR hyper-parameters,
 //! warm-up phases, optimiser and learning-rate schedule) are defined in laser-config, which builds
@@ -27,6 +28,7 @@ pub mod calibrate;
 pub mod checkpoint;
 pub mod commands;
 pub mod data_parallel;
+pub mod failpoint;
 pub mod learner;
 pub mod loss;
 pub mod optim;

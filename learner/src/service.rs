@@ -506,6 +506,17 @@ where
         // The manifest comes first; NCCL receivers take only it (the bytes come by broadcast).
         let take = if r.manifest_only { 1 } else { usize::MAX };
         let chunks = payload.chunks(chunk_bytes).take(take).map(Ok);
+        if let Some(pause) = crate::failpoint::pause(crate::failpoint::WEIGHTS_STREAM) {
+            // The manifest, a pause (where the fault test kills the learner), then the rest.
+            use tokio_stream::StreamExt as _;
+            let mut chunks = chunks.collect::<Vec<_>>().into_iter();
+            let manifest = tokio_stream::iter(chunks.next());
+            let hold = tokio_stream::once(())
+                .then(move |()| tokio::time::sleep(pause))
+                .filter_map(|()| None::<Result<WeightChunk, Status>>);
+            let rest = tokio_stream::iter(chunks);
+            return Ok(Response::new(Box::pin(manifest.chain(hold).chain(rest))));
+        }
         Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
     }
 

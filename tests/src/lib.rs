@@ -1,6 +1,9 @@
 //! Helpers for the cross-process tests: build and locate the role binaries, start them on
 //! loopback with a cluster token in their environment, read the address they announce, and kill
-//! them when the test ends (also when it panics). Everything waits with a deadline.
+//! them when the test ends (also when it panics). Everything waits with a deadline. [`netns`]
+//! puts them on separate hosts of a virtual network, for the fault tests.
+
+pub mod netns;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -124,20 +127,25 @@ pub fn spawn_server(
     let mut cmd = Command::new(program);
     cmd.args(args)
         .env(TOKEN_ENV, TEST_TOKEN)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {}: {e}", program.display()));
-    let stdout = child.stdout.take().expect("piped stdout");
     let name = program
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    spawn_announcing(cmd, name, limit)
+}
+
+/// Starts `cmd` (its arguments, environment and stderr already set) with stdout piped; returns it
+/// and the address it announced (`LASER_LISTENING <role> <addr>`), waiting at most `limit`.
+pub fn spawn_announcing(mut cmd: Command, name: String, limit: Duration) -> (Proc, String) {
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+    let stdout = child.stdout.take().expect("piped stdout");
     let proc = Proc { child, name };
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -158,6 +166,18 @@ pub fn spawn_server(
         .recv_timeout(limit)
         .unwrap_or_else(|_| panic!("{} announced no address within {limit:?}", proc.name));
     (proc, addr)
+}
+
+/// For a test that needs root's fault-injection tools (network namespaces, nftables, tc, a tmpfs
+/// mount) and cannot have them here: says SKIPPED loudly, or panics with `why` when
+/// `LASER_REQUIRE_FAULT_INJECTION=1` (CI, which installs them).
+pub fn skip_or_fail(test: &str, why: &str) {
+    let required = std::env::var("LASER_REQUIRE_FAULT_INJECTION").is_ok_and(|v| v == "1");
+    assert!(
+        !required,
+        "{test}: fault injection is required here (LASER_REQUIRE_FAULT_INJECTION=1): {why}"
+    );
+    eprintln!("\n==== SKIPPED {test}: {why}; it needs root, iproute2, nftables and tmpfs ====\n");
 }
 
 /// A fresh empty directory under the system temp dir.
@@ -277,6 +297,17 @@ impl LocalRun {
     /// Builds the role binaries, writes the tiny model and cluster.toml, and starts the
     /// coordinator with `env` overrides (`LASER__SECTION__KEY`).
     pub fn start(tag: &str, steps: u64, env: &[(&str, &str)]) -> Self {
+        Self::start_prepared(tag, steps, env, |_| {})
+    }
+
+    /// [`LocalRun::start`], calling `prepare(run_dir)` just before the coordinator starts (a test
+    /// mounts a small filesystem there).
+    pub fn start_prepared(
+        tag: &str,
+        steps: u64,
+        env: &[(&str, &str)],
+        prepare: impl FnOnce(&Path),
+    ) -> Self {
         for b in ["learner", "actor", "verifier", "laserctl"] {
             bin(b);
         }
@@ -284,6 +315,7 @@ impl LocalRun {
         let model = tiny_model_dir(&dir);
         let run = dir.join("run");
         cluster_toml(&dir, &model, &run, steps);
+        prepare(&run);
         let coordinator = Self::spawn_coordinator(&dir, env, false);
         Self {
             dir,
@@ -352,15 +384,9 @@ impl LocalRun {
         (status.code().unwrap_or(-1), out, err)
     }
 
-    /// `coordinator audit RUN`: panics with its report unless the ledger proves that every
-    /// scheduled group was trained exactly once, in order, fresh enough. Returns the report.
+    /// See [`assert_audit`].
     pub fn assert_audit(&self) -> String {
-        let mut cmd = Command::new(bin("coordinator"));
-        cmd.arg("audit").arg(&self.run);
-        let (status, out, err) = run_bounded(&mut cmd, Duration::from_secs(60));
-        assert!(status.success(), "coordinator audit: {status}\n{out}{err}");
-        assert!(out.contains("audit: OK"), "{out}");
-        out
+        assert_audit(&self.run)
     }
 
     /// `laserctl workers --json`, once the coordinator answers.
@@ -417,45 +443,14 @@ impl LocalRun {
         jsonl(&self.run.join("data_order.jsonl"))
     }
 
-    /// Every step's groups are exactly its own, each once.
+    /// See [`assert_data_order`].
     pub fn assert_data_order(&self, steps: u64, batch: u64) {
-        let order = self.data_order();
-        let got: Vec<u64> = order.iter().map(|r| r["step"].as_u64().unwrap()).collect();
-        assert_eq!(
-            got,
-            (0..steps).collect::<Vec<_>>(),
-            "one data-order row per step"
-        );
-        for r in &order {
-            let s = r["step"].as_u64().unwrap();
-            let mut ids: Vec<u64> = r["group_ids"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|g| g.as_u64().unwrap())
-                .collect();
-            ids.sort_unstable();
-            assert_eq!(
-                ids,
-                (s * batch..(s + 1) * batch).collect::<Vec<_>>(),
-                "step {s}: every group once, none lost or duplicated"
-            );
-        }
+        assert_data_order(&self.run, steps, batch)
     }
 
-    /// One metrics row per step 0..steps, each with `groups` groups of `samples` samples in all.
+    /// See [`assert_rows`].
     pub fn assert_rows(&self, steps: u64, groups: u64, samples: u64) {
-        let rows = self.metrics();
-        let got: Vec<u64> = rows.iter().map(|r| r["step"].as_u64().unwrap()).collect();
-        assert_eq!(
-            got,
-            (0..steps).collect::<Vec<_>>(),
-            "one metrics row per step"
-        );
-        for r in &rows {
-            assert_eq!(r["groups"], groups, "{r}");
-            assert_eq!(r["samples"], samples, "{r}");
-        }
+        assert_rows(&self.run, steps, groups, samples)
     }
 
     /// After a rollback to the checkpoint at `step`: the step was redone on the same groups and
@@ -516,6 +511,59 @@ fn jsonl(p: &Path) -> Vec<serde_json::Value> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: {e}: {l}", p.display())))
         .collect()
+}
+
+/// `coordinator audit RUN`: panics with its report unless the ledger proves that every scheduled
+/// group was trained exactly once, in order, fresh enough. Returns the report.
+pub fn assert_audit(run: &Path) -> String {
+    let mut cmd = Command::new(bin("coordinator"));
+    cmd.arg("audit").arg(run);
+    let (status, out, err) = run_bounded(&mut cmd, Duration::from_secs(60));
+    assert!(status.success(), "coordinator audit: {status}\n{out}{err}");
+    assert!(out.contains("audit: OK"), "{out}");
+    out
+}
+
+/// Every step's groups in `run/data_order.jsonl` are exactly its own (step s: groups s*batch ..
+/// (s+1)*batch), each once.
+pub fn assert_data_order(run: &Path, steps: u64, batch: u64) {
+    let order = jsonl(&run.join("data_order.jsonl"));
+    let got: Vec<u64> = order.iter().map(|r| r["step"].as_u64().unwrap()).collect();
+    assert_eq!(
+        got,
+        (0..steps).collect::<Vec<_>>(),
+        "one data-order row per step"
+    );
+    for r in &order {
+        let s = r["step"].as_u64().unwrap();
+        let mut ids: Vec<u64> = r["group_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g.as_u64().unwrap())
+            .collect();
+        ids.sort_unstable();
+        assert_eq!(
+            ids,
+            (s * batch..(s + 1) * batch).collect::<Vec<_>>(),
+            "step {s}: every group once, none lost or duplicated"
+        );
+    }
+}
+
+/// One metrics row per step 0..steps, each with `groups` groups of `samples` samples in all.
+pub fn assert_rows(run: &Path, steps: u64, groups: u64, samples: u64) {
+    let rows = metrics_rows(run);
+    let got: Vec<u64> = rows.iter().map(|r| r["step"].as_u64().unwrap()).collect();
+    assert_eq!(
+        got,
+        (0..steps).collect::<Vec<_>>(),
+        "one metrics row per step"
+    );
+    for r in &rows {
+        assert_eq!(r["groups"], groups, "{r}");
+        assert_eq!(r["samples"], samples, "{r}");
+    }
 }
 
 /// The rows of `run/metrics.jsonl`.

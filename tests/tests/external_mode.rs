@@ -12,53 +12,30 @@
 //! exits 0. Every wait is bounded; nothing asserts a duration.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
 use laser_integration_tests::{
-    Proc, TEST_TOKEN, TOKEN_ENV, Throttle, bin, metrics_rows, run_bounded, temp_dir,
-    tiny_model_dir, wait_for, workspace,
+    Proc, TEST_TOKEN, TOKEN_ENV, Throttle, bin, metrics_rows, run_bounded, spawn_announcing,
+    temp_dir, tiny_model_dir, wait_for, workspace,
 };
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(300);
 const EXIT: Duration = Duration::from_secs(60);
 
-/// Starts `program args` with `env` (plus the cluster token), stdout piped (to read the
-/// LISTENING line), stderr to `log`. Returns the process and the address it announced.
+/// Starts `program args` with `env` (plus the cluster token), stderr to `log`. Returns the
+/// process and the address it announced.
 fn start(program: &str, args: &[&str], env: &[(String, String)], log: &Path) -> (Proc, String) {
     let mut cmd = Command::new(bin(program));
     cmd.args(args)
         .env(TOKEN_ENV, TEST_TOKEN)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
         .stderr(File::create(log).expect("log file"));
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let proc = Proc {
-        child,
-        name: format!("{program} {}", log.display()),
-    };
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if !sent && line.starts_with(laser_proto::rt::worker::LISTENING_PREFIX) {
-                let _ = tx.send(line.split_whitespace().nth(2).unwrap_or("").to_string());
-                sent = true;
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(WAIT)
-        .unwrap_or_else(|_| panic!("{} announced no address:\n{}", proc.name, read(log)));
-    (proc, addr)
+    spawn_announcing(cmd, format!("{program} {}", log.display()), WAIT)
 }
 
 fn read(p: &Path) -> String {
