@@ -116,24 +116,36 @@ pub async fn broadcast(
     {
         let client = client.clone();
         let learner_ep = learner_ep.to_string();
+        let shared = shared.clone();
         calls.push(tokio::spawn(async move {
-            let mut c = client.actor(
-                client
-                    .lazy(&ep)
-                    .map_err(|e| tonic::Status::unavailable(e.to_string()))?,
-            );
-            let msg = UpdateWeightsRequest {
-                policy_version: version,
-                source_endpoint: learner_ep,
+            let call = async {
+                let mut c = client.actor(
+                    client
+                        .lazy(&ep)
+                        .map_err(|e| tonic::Status::unavailable(e.to_string()))?,
+                );
+                let msg = UpdateWeightsRequest {
+                    policy_version: version,
+                    source_endpoint: learner_ep,
+                };
+                with_deadline(
+                    "Actor.UpdateWeights",
+                    timeout,
+                    c.update_weights(request(msg, timeout)),
+                )
+                .await
+                .map(|r| (id.clone(), r.into_inner()))
+                .map_err(|s| tonic::Status::new(s.code(), format!("{ep}: {}", s.message())))
             };
-            with_deadline(
-                "Actor.UpdateWeights",
-                timeout,
-                c.update_weights(request(msg, timeout)),
-            )
-            .await
-            .map(|r| (id, r.into_inner()))
-            .map_err(|s| tonic::Status::new(s.code(), format!("{ep}: {}", s.message())))
+            // A partitioned actor answers nothing and closes nothing: without this the step
+            // waited for the call's deadline or the HTTP/2 keep-alive (30 s, measured) although
+            // the heartbeats had declared the actor lost after `worker_timeout_ms`.
+            tokio::select! {
+                r = call => r,
+                () = declared_lost(&shared, &id) => Err(tonic::Status::unavailable(format!(
+                    "{ep}: declared lost during the broadcast"
+                ))),
+            }
         }));
     }
     for c in calls {
@@ -151,6 +163,21 @@ pub async fn broadcast(
         }
     }
     out
+}
+
+/// Resolves once the registry no longer holds worker `id` as alive (missed heartbeats or a failed
+/// call), checked every heartbeat interval.
+async fn declared_lost(shared: &Shared, id: &str) {
+    loop {
+        let alive = shared
+            .registry()
+            .get(id)
+            .is_some_and(|w| w.liveness == crate::registry::Liveness::Alive);
+        if !alive {
+            return;
+        }
+        tokio::time::sleep(shared.heartbeat_interval).await;
+    }
 }
 
 /// The NCCL path. Returns the payload bytes and the actors that swapped in `version`.
