@@ -168,6 +168,19 @@ pub fn spawn_announcing(mut cmd: Command, name: String, limit: Duration) -> (Pro
     (proc, addr)
 }
 
+/// Runs a `laserctl … workers --json` command (30 s limit); the worker rows, or None until the
+/// coordinator answers.
+pub fn laserctl_workers(mut cmd: Command) -> Option<Vec<serde_json::Value>> {
+    let (status, out, _) = run_bounded(&mut cmd, Duration::from_secs(30));
+    if !status.success() {
+        return None;
+    }
+    serde_json::from_str::<serde_json::Value>(&out)
+        .ok()?
+        .as_array()
+        .cloned()
+}
+
 /// For a test that needs root's fault-injection tools (network namespaces, nftables, tc, a tmpfs
 /// mount) and cannot have them here: says SKIPPED loudly, or panics with `why` when
 /// `LASER_REQUIRE_FAULT_INJECTION=1` (CI, which installs them).
@@ -391,14 +404,12 @@ impl LocalRun {
 
     /// `laserctl workers --json`, once the coordinator answers.
     pub fn workers(&self) -> Option<Vec<serde_json::Value>> {
-        let (code, out, _) = self.laserctl(&["workers", "--json"]);
-        if code != 0 {
-            return None;
-        }
-        serde_json::from_str::<serde_json::Value>(&out)
-            .ok()?
-            .as_array()
-            .cloned()
+        let mut cmd = Command::new(bin("laserctl"));
+        cmd.arg("--run-dir")
+            .arg(&self.run)
+            .args(["workers", "--json"])
+            .env_remove(TOKEN_ENV);
+        laserctl_workers(cmd)
     }
 
     /// The pid of local worker `name` (e.g. `actor-1`) of this run, from /proc.

@@ -42,6 +42,19 @@ fn checkpoint_dirs(run: &Path) -> Vec<String> {
     names
 }
 
+/// Every `step-*` checkpoint directory of the run carries its completion marker.
+fn assert_checkpoints_complete(run: &Path) {
+    for d in checkpoint_dirs(run)
+        .iter()
+        .filter(|d| d.starts_with("step-"))
+    {
+        assert!(
+            run.join("checkpoints").join(d).join("COMPLETE").exists(),
+            "{d} has no marker"
+        );
+    }
+}
+
 fn kill(pid: u32) {
     // SAFETY: kill(2) on a process of this test's run.
     unsafe {
@@ -107,16 +120,7 @@ fn a_learner_killed_while_writing_a_checkpoint_resumes_from_the_previous_one() {
     // complete.
     let dirs = checkpoint_dirs(&run.run);
     assert!(dirs.iter().all(|d| d.starts_with("step-")), "{dirs:?}");
-    for d in &dirs {
-        assert!(
-            run.run
-                .join("checkpoints")
-                .join(d)
-                .join("COMPLETE")
-                .exists(),
-            "{d} has no marker"
-        );
-    }
+    assert_checkpoints_complete(&run.run);
     let audit = run.assert_audit();
     assert!(audit.contains("restores: 1"), "{audit}");
 }
@@ -250,19 +254,7 @@ fn a_full_disk_stops_the_run_with_a_clear_error_and_resume_completes_it() {
     let checkpointed = run
         .checkpointed_step()
         .expect("a checkpoint before the disk filled");
-    for d in checkpoint_dirs(&run.run)
-        .iter()
-        .filter(|d| d.starts_with("step-"))
-    {
-        assert!(
-            run.run
-                .join("checkpoints")
-                .join(d)
-                .join("COMPLETE")
-                .exists(),
-            "{d} has no marker"
-        );
-    }
+    assert_checkpoints_complete(&run.run);
 
     // Space freed, the same command with --resume completes the run.
     std::fs::remove_file(disk.0.join("filler")).unwrap();

@@ -17,8 +17,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use laser_integration_tests::{
-    Proc, TEST_TOKEN, TOKEN_ENV, Throttle, bin, metrics_rows, run_bounded, spawn_announcing,
-    temp_dir, tiny_model_dir, wait_for, workspace,
+    Proc, TEST_TOKEN, TOKEN_ENV, Throttle, assert_data_order, bin, laserctl_workers, metrics_rows,
+    spawn_announcing, temp_dir, tiny_model_dir, wait_for, workspace,
 };
 use serde_json::Value;
 
@@ -54,14 +54,7 @@ fn workers(addr: &str) -> Option<Vec<Value>> {
     let mut cmd = Command::new(bin("laserctl"));
     cmd.args(["--addr", addr, "workers", "--json"])
         .env(TOKEN_ENV, TEST_TOKEN);
-    let (status, out, _) = run_bounded(&mut cmd, Duration::from_secs(30));
-    if !status.success() {
-        return None;
-    }
-    serde_json::from_str::<Value>(&out)
-        .ok()?
-        .as_array()
-        .cloned()
+    laserctl_workers(cmd)
 }
 
 /// Sends SIGTERM (unless `signalled` already) and checks the process drained and exited 0.
@@ -259,23 +252,7 @@ fn external_workers_register_train_and_leave_cleanly_on_sigterm() {
         "actor-b's handed-back groups were re-dispatched: {rows:?}"
     );
     // Nothing lost, nothing twice: step s trained on groups s*8 .. s*8+7, each once.
-    let order = std::fs::read_to_string(run.join("data_order.jsonl")).unwrap();
-    let order: Vec<Value> = order
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(order.len() as u64, steps);
-    for r in &order {
-        let s = r["step"].as_u64().unwrap();
-        let mut ids: Vec<u64> = r["group_ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|g| g.as_u64().unwrap())
-            .collect();
-        ids.sort_unstable();
-        assert_eq!(ids, (s * 8..(s + 1) * 8).collect::<Vec<_>>(), "step {s}");
-    }
+    assert_data_order(&run, steps, 8);
 
     // The rest shut down on SIGTERM, each cleanly (the coordinator is gone: deregistering fails
     // fast and is only logged).

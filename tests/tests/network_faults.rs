@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 
 use laser_integration_tests::netns::TestNet;
 use laser_integration_tests::{
-    Proc, TEST_TOKEN, TOKEN_ENV, assert_audit, assert_data_order, assert_rows, bin, metrics_rows,
-    run_bounded, skip_or_fail, spawn_announcing, temp_dir, tiny_model_dir, wait_for, workspace,
+    Proc, TEST_TOKEN, TOKEN_ENV, assert_audit, assert_data_order, assert_rows, bin,
+    laserctl_workers, metrics_rows, skip_or_fail, spawn_announcing, temp_dir, tiny_model_dir,
+    wait_for, workspace,
 };
 use serde_json::Value;
 
@@ -138,14 +139,7 @@ impl Cluster {
         let mut cmd = self.net.command("coord", &bin("laserctl"));
         cmd.args(["--addr", &self.coordinator_addr, "workers", "--json"])
             .env(TOKEN_ENV, TEST_TOKEN);
-        let (status, out, _) = run_bounded(&mut cmd, Duration::from_secs(30));
-        if !status.success() {
-            return None;
-        }
-        serde_json::from_str::<Value>(&out)
-            .ok()?
-            .as_array()
-            .cloned()
+        laserctl_workers(cmd)
     }
 
     /// Whether the coordinator holds an alive registration of worker `name` (a worker that
