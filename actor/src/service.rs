@@ -6,7 +6,6 @@
 //!   keeps the weights it started with, and every rollout is tagged with its `policy_version`.
 
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -46,6 +45,9 @@ pub struct ActorConfig {
 pub struct Policy<B: Backend = Cpu> {
     pub model: Transformer<B>,
     pub version: u64,
+    /// The run's weights epoch of `version`: after a learner restore, versions repeat with other
+    /// weights, so (version, epoch) is what names the weights.
+    pub epoch: u64,
 }
 
 /// One group: `n` samples of one prompt with everything the learner needs.
@@ -137,12 +139,13 @@ impl<B: Backend> ActorService<B> {
         status: Arc<WorkerStatus>,
     ) -> Self {
         let model_config = model.config.clone();
-        status.policy_version.store(0, Ordering::Relaxed);
+        status.set_weights(0, 0);
         let plane = status.probe_weight_plane(false);
         Self {
             policy: Arc::new(RwLock::new(Arc::new(Policy {
                 model: model.with_decode_weights(),
                 version: 0,
+                epoch: 0,
             }))),
             device,
             tokenizer: Arc::new(tokenizer),
@@ -251,7 +254,7 @@ impl<B: Backend> Actor for ActorService<B> {
         req: Request<UpdateWeightsRequest>,
     ) -> Result<Response<UpdateWeightsResponse>, Status> {
         let r = req.into_inner();
-        self.update(r.policy_version, &r.source_endpoint, None)
+        self.update(r.policy_version, r.weights_epoch, &r.source_endpoint, None)
             .await
             .map(Response::new)
     }
@@ -270,7 +273,7 @@ impl<B: Backend> Actor for ActorService<B> {
                 self.plane.nccl_unavailable_reason
             )));
         }
-        self.update(r.policy_version, &r.source_endpoint, Some(group))
+        self.update(r.policy_version, r.weights_epoch, &r.source_endpoint, Some(group))
             .await
             .map(Response::new)
     }
@@ -282,6 +285,7 @@ impl<B: Backend> ActorService<B> {
     async fn update(
         &self,
         policy_version: u64,
+        epoch: u64,
         source: &str,
         nccl: Option<NcclGroup>,
     ) -> Result<UpdateWeightsResponse, Status> {
@@ -289,7 +293,8 @@ impl<B: Backend> ActorService<B> {
             return Err(draining_status("UpdateWeights refused"));
         }
         let _one_at_a_time = self.updating.lock().await;
-        if self.current().version == policy_version && nccl.is_none() {
+        let held = self.current();
+        if (held.version, held.epoch) == (policy_version, epoch) && nccl.is_none() {
             return Ok(UpdateWeightsResponse {
                 policy_version,
                 transport: "none".into(),
@@ -358,8 +363,12 @@ impl<B: Backend> ActorService<B> {
         .map_err(|e| Status::internal(format!("building the model: {e}")))?
         .map_err(|e| Status::data_loss(format!("policy version {version}: {e}")))?;
         *self.policy.write().unwrap_or_else(|p| p.into_inner()) =
-            Arc::new(Policy { model, version });
-        self.status.policy_version.store(version, Ordering::Relaxed);
+            Arc::new(Policy {
+                model,
+                version,
+                epoch,
+            });
+        self.status.set_weights(version, epoch);
         tracing::info!(
             version,
             bytes,

@@ -301,7 +301,7 @@ pub async fn collect(
                     } else if e.code() == Code::FailedPrecondition {
                         // Its weights are not what we thought: refresh before the next dispatch.
                         if let Some(w) = shared.registry().get_mut(&actor) {
-                            w.policy_version = u64::MAX;
+                            w.policy_version = crate::registry::UNKNOWN_VERSION;
                         }
                     } else {
                         bail!(
@@ -443,7 +443,7 @@ fn dispatch_generation(
     lives: &mut HashMap<u64, GroupLife>,
 ) {
     while !pending.is_empty() {
-        let (actor, endpoint, version) = {
+        let (actor, endpoint, version, weights_epoch) = {
             let mut reg = shared.registry();
             let Some(w) = reg.least_loaded(Role::Actor) else {
                 return;
@@ -452,7 +452,7 @@ fn dispatch_generation(
             if let Some(w) = reg.get_mut(&id) {
                 w.assigned += 1;
             }
-            (id, ep, v)
+            (id, ep, v, reg.weights_epoch())
         };
         let channel = match client.lazy(&endpoint) {
             Ok(c) => c,
@@ -471,6 +471,7 @@ fn dispatch_generation(
             let msg = UpdateWeightsRequest {
                 policy_version: plan.max_version,
                 source_endpoint: plan.learner_endpoint.clone(),
+                weights_epoch,
             };
             let d = plan.weights_timeout;
             tokio::spawn(async move {

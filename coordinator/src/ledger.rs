@@ -104,6 +104,26 @@ impl Ledger {
     }
 }
 
+impl Ledger {
+    /// The run's weights epoch: how many times the run went back to a checkpoint (every Start
+    /// after the first, and every Restored). Policy versions repeat with other weights after
+    /// each, so actors holding an earlier epoch's weights must be updated.
+    pub fn weights_epoch(&self) -> anyhow::Result<u64> {
+        use anyhow::Context;
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e).with_context(|| self.path.display().to_string()),
+        };
+        let (entries, _) = parse(&text, &mut Vec::new());
+        let rollbacks = entries
+            .iter()
+            .filter(|e| matches!(e, Entry::Start { .. } | Entry::Restored { .. }))
+            .count() as u64;
+        Ok(rollbacks.saturating_sub(1))
+    }
+}
+
 /// Truncates `path` after its last newline when a crash (or a full disk) left a torn last line,
 /// so that the next entry starts a line of its own instead of being glued to the torn one (which
 /// hid a resume's Start entry from the audit). The torn bytes were never a whole entry.
@@ -739,6 +759,28 @@ mod tests {
         let (entries, torn_tail) = parse(&text, &mut problems);
         assert!(problems.is_empty() && !torn_tail, "{problems:?}\n{text}");
         assert_eq!(entries, vec![start(0, 0), start(0, 0)]);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn the_weights_epoch_counts_every_rollback_after_the_first_start() {
+        let dir = std::env::temp_dir().join(format!("laser-ledger-epoch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ledger = Ledger::new(&dir);
+        assert_eq!(ledger.weights_epoch().unwrap(), 0, "no ledger yet");
+        ledger.append(&[start(0, 0)]).unwrap();
+        ledger.append(&step(0, 0)).unwrap();
+        assert_eq!(ledger.weights_epoch().unwrap(), 0, "a fresh run");
+        ledger
+            .append(&[Entry::Restored {
+                step: 0,
+                policy_version: 0,
+                cause: "learner lost".into(),
+            }])
+            .unwrap();
+        assert_eq!(ledger.weights_epoch().unwrap(), 1);
+        ledger.append(&[start(0, 0)]).unwrap();
+        assert_eq!(ledger.weights_epoch().unwrap(), 2, "a --resume");
         std::fs::remove_dir_all(&dir).ok();
     }
 

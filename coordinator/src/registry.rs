@@ -40,13 +40,46 @@ pub struct Worker {
     pub learner_rank: u32,
 }
 
+/// An actor's `policy_version` when its weights are not known to be this epoch's: outside every
+/// version window, so the actor is updated before its next work.
+pub const UNKNOWN_VERSION: u64 = u64::MAX;
+
 #[derive(Debug, Default)]
 pub struct Registry {
     workers: BTreeMap<String, Worker>,
     next_id: u64,
+    /// The run's weights epoch (see `UpdateWeightsRequest.weights_epoch`).
+    weights_epoch: u64,
 }
 
 impl Registry {
+    /// The version to record for weights an actor reports as (`version`, `epoch`): the version
+    /// when it is this epoch's, else [`UNKNOWN_VERSION`] (the same version number of an earlier
+    /// epoch names other weights). Learners' versions are the run's own and pass through.
+    pub fn held_version(&self, role: Role, version: u64, epoch: u64) -> u64 {
+        if role == Role::Actor && epoch != self.weights_epoch {
+            UNKNOWN_VERSION
+        } else {
+            version
+        }
+    }
+
+    pub fn weights_epoch(&self) -> u64 {
+        self.weights_epoch
+    }
+
+    /// Starts a new weights epoch (the learner was restored, so versions repeat): every actor's
+    /// weights become unknown until it is updated in this epoch.
+    pub fn set_weights_epoch(&mut self, epoch: u64) {
+        if epoch == self.weights_epoch {
+            return;
+        }
+        self.weights_epoch = epoch;
+        for w in self.workers.values_mut().filter(|w| w.role == Role::Actor) {
+            w.policy_version = UNKNOWN_VERSION;
+        }
+    }
+
     /// Adds a worker; an alive worker of the same name is replaced (marked lost), since a
     /// restarted process keeps its name. Returns the new id and the id it replaced.
     pub fn register(
@@ -300,6 +333,20 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_weights_epoch_makes_every_actors_weights_unknown() {
+        let mut r = Registry::default();
+        let (a, _) = r.register(Role::Actor, "actor-0", "h:1", 1, 5);
+        let (l, _) = r.register(Role::Learner, "learner-0", "h:2", 1, 5);
+        r.set_weights_epoch(1);
+        assert_eq!(r.get(&a).unwrap().policy_version, UNKNOWN_VERSION);
+        assert_eq!(r.get(&l).unwrap().policy_version, 5, "the learner's version is the run's");
+        // Version 5 of epoch 0 is not version 5 of epoch 1; a learner has no epoch of its own.
+        assert_eq!(r.held_version(Role::Actor, 5, 0), UNKNOWN_VERSION);
+        assert_eq!(r.held_version(Role::Actor, 5, 1), 5);
+        assert_eq!(r.held_version(Role::Learner, 5, 0), 5);
+    }
 
     #[test]
     fn reregistering_a_name_replaces_the_old_entry() {

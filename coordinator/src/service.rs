@@ -36,13 +36,11 @@ impl Coordinator for CoordinatorService {
         if r.name.is_empty() || r.endpoint.is_empty() {
             return Err(Status::invalid_argument("name and endpoint are required"));
         }
-        let (id, replaced) = self.shared.registry().register(
-            role,
-            &r.name,
-            &r.endpoint,
-            r.capacity,
-            r.policy_version,
-        );
+        let (id, replaced) = {
+            let mut reg = self.shared.registry();
+            let held = reg.held_version(role, r.policy_version, r.weights_epoch);
+            reg.register(role, &r.name, &r.endpoint, r.capacity, held)
+        };
         let plane = r.weight_plane.unwrap_or_default();
         if let Some(w) = self.shared.registry().get_mut(&id) {
             w.weight_plane = plane.clone();
@@ -89,10 +87,12 @@ impl Coordinator for CoordinatorService {
         request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
         let r = request.into_inner();
-        let known = self
-            .shared
-            .registry()
-            .heartbeat(&r.worker_id, r.policy_version, r.in_flight);
+        let known = {
+            let mut reg = self.shared.registry();
+            let role = reg.get(&r.worker_id).map_or(Role::Unspecified, |w| w.role);
+            let held = reg.held_version(role, r.policy_version, r.weights_epoch);
+            reg.heartbeat(&r.worker_id, held, r.in_flight)
+        };
         Ok(Response::new(HeartbeatResponse {
             known,
             policy_version: self.shared.run_info().policy_version,

@@ -39,7 +39,7 @@ pub async fn broadcast(
     learner_id: &str,
     learner_ep: &str,
 ) -> Broadcast {
-    let (learner_caps, actors) = {
+    let (learner_caps, actors, weights_epoch) = {
         let reg = shared.registry();
         let caps = reg
             .get(learner_id)
@@ -49,7 +49,7 @@ pub async fn broadcast(
             .alive(Role::Actor)
             .map(|w| (w.id.clone(), w.endpoint.clone(), w.weight_plane.clone()))
             .collect();
-        (caps, actors)
+        (caps, actors, reg.weights_epoch())
     };
     let decision = {
         let mut g = shared.weight_group();
@@ -86,7 +86,13 @@ pub async fn broadcast(
     let mut reached: HashSet<String> = HashSet::new();
     if decision.transport == Transport::Nccl {
         match nccl_broadcast(
-            shared, client, timeout, version, learner_id, learner_ep, &actors,
+            shared,
+            client,
+            timeout,
+            (version, weights_epoch),
+            learner_id,
+            learner_ep,
+            &actors,
         )
         .await
         {
@@ -127,6 +133,7 @@ pub async fn broadcast(
                 let msg = UpdateWeightsRequest {
                     policy_version: version,
                     source_endpoint: learner_ep,
+                    weights_epoch,
                 };
                 with_deadline(
                     "Actor.UpdateWeights",
@@ -185,7 +192,7 @@ async fn nccl_broadcast(
     shared: &Arc<Shared>,
     client: &ClientOptions,
     timeout: Duration,
-    version: u64,
+    (version, weights_epoch): (u64, u64),
     learner_id: &str,
     learner_ep: &str,
     actors: &[(String, String, WeightPlaneCaps)],
@@ -238,6 +245,7 @@ async fn nccl_broadcast(
                 policy_version: version,
                 source_endpoint: source,
                 group: Some(group),
+                weights_epoch,
             };
             with_deadline(
                 "Actor.UpdateWeightsByNccl",

@@ -260,6 +260,25 @@ impl RunDir {
         Ok(doomed)
     }
 
+    /// Deletes every checkpoint of a step after `step`: the run went back to `step`, so they hold
+    /// an abandoned timeline, and a later Checkpoint of the same step must not reuse one. The
+    /// complete marker goes first, so a crash midway leaves only incomplete directories.
+    pub fn discard_after(&self, step: u64) -> Result<Vec<PathBuf>, CheckpointError> {
+        let mut doomed = Vec::new();
+        for (s, path) in self.step_dirs()? {
+            if s > step {
+                let marker = path.join(COMPLETE_MARKER);
+                if marker.exists() {
+                    fs::remove_file(&marker).map_err(io_err(&marker))?;
+                }
+                fs::remove_dir_all(&path).map_err(io_err(&path))?;
+                doomed.push(path);
+            }
+        }
+        sync_dir(&self.checkpoints_dir())?;
+        Ok(doomed)
+    }
+
     fn entries(&self) -> Result<Vec<(String, PathBuf)>, CheckpointError> {
         let dir = self.checkpoints_dir();
         let mut out = Vec::new();
@@ -388,6 +407,31 @@ mod tests {
                 warmup_steps: 0,
             },
         }
+    }
+
+    #[test]
+    fn going_back_to_a_step_discards_the_later_checkpoints_only() {
+        let root = scratch("discard");
+        let run = RunDir::open(&root).unwrap();
+        for step in [2, 4, 6] {
+            let w = run.begin_checkpoint(step).unwrap();
+            w.write_file("weights.bin", &[step as u8; 4]).unwrap();
+            w.commit(&state(step)).unwrap();
+        }
+        let torn = run.checkpoint_path(8);
+        fs::create_dir_all(&torn).unwrap();
+        let gone = run.discard_after(4).unwrap();
+        assert_eq!(gone.len(), 2, "step 6 and the incomplete step 8: {gone:?}");
+        let steps: Vec<u64> = run
+            .complete_checkpoints()
+            .unwrap()
+            .iter()
+            .map(|c| c.step)
+            .collect();
+        assert_eq!(steps, vec![2, 4]);
+        // Step 6 can be written again, on the new timeline.
+        run.begin_checkpoint(6).unwrap();
+        fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

@@ -26,7 +26,8 @@ use laser_proto::rt::{ClientOptions, InFlight, WorkerStatus};
 use laser_proto::v1::learner_server::Learner as LearnerRpc;
 use laser_proto::v1::{
     BroadcastWeightsRequest, BroadcastWeightsResponse, CheckpointRequest, CheckpointResponse,
-    DataParallel, FinishReason, GradientChunk, ReduceSegmentAck, RolloutGroup,
+    DataParallel, FinishReason, GradientChunk, ReduceSegmentAck, RestoreRequest, RestoreResponse,
+    RolloutGroup,
     StreamWeightsRequest, TrainStats, TrainStepRequest, TrainStepResponse, WeightChunk,
     WeightPlaneCaps,
 };
@@ -99,12 +100,18 @@ fn learner_status(e: LearnerError) -> Status {
     }
 }
 
+/// Builds the learner a restart would at a checkpoint's step (step 0 without a checkpoint: the
+/// start model); returns it with the checkpoint's path ("" for the start model).
+pub type Restorer<B> = Box<dyn FnMut(u64) -> Result<(Learner<B>, String), String> + Send>;
+
 /// What the learner thread owns.
 pub struct LearnerState<B: AutodiffBackend = TrainBackend> {
     pub learner: Learner<B>,
     pub run_dir: RunDir,
     /// TrainStep results by step, for replays.
     recorded: BTreeMap<u64, TrainStepResponse>,
+    /// How `Restore` rebuilds the learner (none: Restore is refused).
+    restorer: Option<Restorer<B>>,
 }
 
 impl<B: AutodiffBackend> LearnerState<B> {
@@ -113,7 +120,36 @@ impl<B: AutodiffBackend> LearnerState<B> {
             learner,
             run_dir,
             recorded: BTreeMap::new(),
+            restorer: None,
         }
+    }
+
+    /// Lets `Restore` roll this learner back with `restorer`.
+    pub fn with_restorer(mut self, restorer: Restorer<B>) -> Self {
+        self.restorer = Some(restorer);
+        self
+    }
+
+    /// Restore semantics: the learner becomes what a restart at `step` would load. The recorded
+    /// TrainStep results go too, since their step numbers will be trained again on other weights.
+    pub fn restore(&mut self, step: u64) -> Result<RestoreResponse, Status> {
+        let restorer = self.restorer.as_mut().ok_or_else(|| {
+            Status::unimplemented("this learner cannot restore in place; restart it instead")
+        })?;
+        let (learner, path) = restorer(step).map_err(Status::failed_precondition)?;
+        if learner.step() != step {
+            return Err(Status::internal(format!(
+                "Restore {step}: {path:?} holds step {}",
+                learner.step()
+            )));
+        }
+        self.learner = learner;
+        self.recorded.clear();
+        Ok(RestoreResponse {
+            step,
+            policy_version: self.learner.policy_version(),
+            path,
+        })
     }
 
     /// TrainStep ordering: `Ok(None)` when `step` is the next one to train, the recorded result
@@ -481,6 +517,31 @@ where
         let r = request.into_inner();
         let resp = self.thread.call(move |s| s.checkpoint(r)).await??;
         tracing::info!(step = resp.step, path = resp.path, "checkpoint");
+        Ok(Response::new(resp))
+    }
+
+    async fn restore(
+        &self,
+        request: Request<RestoreRequest>,
+    ) -> Result<Response<RestoreResponse>, Status> {
+        let _busy = InFlight::start(&self.status);
+        let step = request.into_inner().step;
+        // Held across the swap: no stream packs the abandoned weights under a version number
+        // that the restored learner will reach again with other weights.
+        let mut cached = self.weights.lock().await;
+        let resp = self.thread.call(move |s| s.restore(step)).await??;
+        *cached = None;
+        self.mailbox.clear();
+        self.status
+            .policy_version
+            .store(resp.policy_version, Ordering::SeqCst);
+        drop(cached);
+        tracing::warn!(
+            step,
+            version = resp.policy_version,
+            path = resp.path,
+            "restored: training again from this checkpoint"
+        );
         Ok(Response::new(resp))
     }
 

@@ -13,7 +13,7 @@ use laser_proto::collective::{Mailbox, receive_segment, ring_all_reduce};
 use laser_proto::rt::{ClientOptions, ClusterToken, RoleServer, ServerOptions};
 use laser_proto::v1::learner_server::Learner;
 use laser_proto::v1::{
-    BroadcastWeightsRequest, BroadcastWeightsResponse, CheckpointRequest, CheckpointResponse,
+    BroadcastWeightsRequest, BroadcastWeightsResponse, CheckpointRequest, CheckpointResponse, RestoreRequest, RestoreResponse,
     DataParallel, GradientChunk, ReduceSegmentAck, StreamWeightsRequest, TrainStepRequest,
     TrainStepResponse, WeightChunk,
 };
@@ -36,6 +36,12 @@ impl Learner for SegmentsOnly {
         &self,
         _: Request<CheckpointRequest>,
     ) -> Result<Response<CheckpointResponse>, Status> {
+        Err(Status::unimplemented("bench"))
+    }
+    async fn restore(
+        &self,
+        _: Request<RestoreRequest>,
+    ) -> Result<Response<RestoreResponse>, Status> {
         Err(Status::unimplemented("bench"))
     }
     async fn broadcast_weights(

@@ -13,7 +13,7 @@ use laser_proto::rt::{
 };
 use laser_proto::v1::learner_server::Learner;
 use laser_proto::v1::{
-    BroadcastWeightsRequest, BroadcastWeightsResponse, CheckpointRequest, CheckpointResponse,
+    BroadcastWeightsRequest, BroadcastWeightsResponse, CheckpointRequest, CheckpointResponse, RestoreRequest, RestoreResponse,
     GradientChunk, ReduceSegmentAck, StreamWeightsRequest, TrainStepRequest, TrainStepResponse,
     WeightChunk,
 };
@@ -37,6 +37,12 @@ impl Learner for WeightsOnly {
         &self,
         _: Request<CheckpointRequest>,
     ) -> Result<Response<CheckpointResponse>, Status> {
+        Err(Status::unimplemented("bench"))
+    }
+    async fn restore(
+        &self,
+        _: Request<RestoreRequest>,
+    ) -> Result<Response<RestoreResponse>, Status> {
         Err(Status::unimplemented("bench"))
     }
     async fn broadcast_weights(

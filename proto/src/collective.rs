@@ -131,6 +131,14 @@ impl Mailbox {
         self.arrived.notify_waiters();
     }
 
+    /// Drops every segment (the learner was restored: step numbers repeat with other gradients).
+    pub fn clear(&self) {
+        self.segments
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
     /// Waits at most `timeout` for the segment of (`step`, `round`).
     pub async fn take(&self, step: u64, round: u32, timeout: Duration) -> Option<Vec<f32>> {
         let end = tokio::time::Instant::now() + timeout;

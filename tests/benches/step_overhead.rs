@@ -139,6 +139,7 @@ fn in_process(cfg_path: &Path, env: &[(String, String)], steps: u64) -> Measured
     let mut policy = Policy {
         model: p.model,
         version: 0,
+        epoch: 0,
     };
 
     // Verifier side (`verifier serve` defaults).
@@ -198,6 +199,7 @@ fn in_process(cfg_path: &Path, env: &[(String, String)], steps: u64) -> Measured
         policy = Policy {
             model,
             version: learner.policy_version(),
+            epoch: 0,
         };
         let t_bc = t.elapsed().as_secs_f64();
 

@@ -38,14 +38,24 @@ struct Cluster {
     coordinator_addr: String,
     coordinator: Proc,
     /// Kept alive for the run (killed when dropped).
-    _workers: Vec<(String, Proc)>,
+    workers: Vec<(String, Proc)>,
+    /// The job's environment overrides and the cluster.toml path (a restarted coordinator's).
+    overrides: Vec<(String, String)>,
+    cfg_arg: String,
     // Declared last: dropped after the processes in it.
     net: TestNet,
 }
 
 impl Cluster {
     /// `worker_timeout_ms`: how long a silent worker stays alive (heartbeats every 200 ms).
-    fn start(net: TestNet, tag: &str, steps: u64, worker_timeout_ms: u64) -> Self {
+    /// `checkpoint_every`: run.checkpoint_every.
+    fn start(
+        net: TestNet,
+        tag: &str,
+        steps: u64,
+        worker_timeout_ms: u64,
+        checkpoint_every: u64,
+    ) -> Self {
         for b in ["coordinator", "learner", "actor", "verifier", "laserctl"] {
             bin(b);
         }
@@ -60,7 +70,7 @@ impl Cluster {
             ("LASER__MODEL__PATH", model.display().to_string()),
             ("LASER__RUN__DIR", run.display().to_string()),
             ("LASER__RUN__MAX_STEPS", steps.to_string()),
-            ("LASER__RUN__CHECKPOINT_EVERY", "2".into()),
+            ("LASER__RUN__CHECKPOINT_EVERY", checkpoint_every.to_string()),
             ("LASER__CLUSTER__LISTEN", "0.0.0.0:50051".into()),
             ("LASER__CLUSTER__ADVERTISE", coordinator_addr.clone()),
             ("LASER__CLUSTER__ACTORS", "2".into()),
@@ -83,21 +93,10 @@ impl Cluster {
         let logs = dir.join("logs");
         std::fs::create_dir_all(&logs).unwrap();
         let start = |host: &str, program: &str, args: &[&str], extra: &[(String, String)]| {
-            let log = logs.join(format!("{host}-{program}.log"));
-            let mut cmd = net.command(host, &bin(program));
-            cmd.args(args)
-                .env(TOKEN_ENV, TEST_TOKEN)
-                .envs(overrides.iter().chain(extra).map(|(k, v)| (k, v)))
-                .stderr(File::create(&log).expect("log file"));
-            spawn_announcing(cmd, format!("{program} on {host}"), WAIT).0
+            spawn_on(&net, &logs, &overrides, (host, program, args), extra, "")
         };
         let cfg_arg = cfg.display().to_string();
-        let coordinator = start(
-            "coord",
-            "coordinator",
-            &["--cluster", &cfg_arg, "--no-progress"],
-            &[],
-        );
+        let coordinator = start("coord", "coordinator", &coordinator_args(&cfg_arg), &[]);
         let worker_env = |name: &str, host: &str| {
             vec![
                 ("LASER_COORDINATOR".to_string(), coordinator_addr.clone()),
@@ -124,7 +123,9 @@ impl Cluster {
             run,
             coordinator_addr,
             coordinator,
-            _workers: workers,
+            workers,
+            overrides,
+            cfg_arg,
             net,
         };
         wait_for("all five workers registered", WAIT, || {
@@ -132,6 +133,22 @@ impl Cluster {
             (alive.iter().filter(|w| w["state"] == "alive").count() == 5).then_some(())
         });
         cluster
+    }
+
+    /// SIGKILLs the coordinator (the workers keep running), then starts it again with `--resume`
+    /// on the same host and address, logging to `coord-coordinator-resumed.log`.
+    fn restart_coordinator(&mut self) {
+        self.coordinator.kill();
+        let mut args = coordinator_args(&self.cfg_arg);
+        args.push("--resume");
+        self.coordinator = spawn_on(
+            &self.net,
+            &self.dir.join("logs"),
+            &self.overrides,
+            ("coord", "coordinator", &args),
+            &[],
+            "-resumed",
+        );
     }
 
     /// `laserctl workers --json`, run on the coordinator's host.
@@ -176,7 +193,7 @@ impl Cluster {
     /// own groups exactly once and that the ledger's audit passes.
     fn finish(&mut self, steps: u64) {
         let status = self.coordinator.wait_exit(Duration::from_secs(600));
-        let log = self.log("coord-coordinator.log");
+        let log = self.log("coord-coordinator.log") + &self.log("coord-coordinator-resumed.log");
         assert!(status.success(), "coordinator exited with {status}:\n{log}");
         assert_rows(&self.run, steps, BATCH, BATCH * GROUP);
         assert_data_order(&self.run, steps, BATCH);
@@ -231,6 +248,29 @@ impl Cluster {
     }
 }
 
+fn coordinator_args(cfg: &str) -> Vec<&str> {
+    vec!["--cluster", cfg, "--no-progress"]
+}
+
+/// Starts `program` with `args` on `host` under the job's `overrides` and `extra`, logging to
+/// `logs/{host}-{program}{suffix}.log`, and waits for it to listen.
+fn spawn_on(
+    net: &TestNet,
+    logs: &Path,
+    overrides: &[(String, String)],
+    (host, program, args): (&str, &str, &[&str]),
+    extra: &[(String, String)],
+    suffix: &str,
+) -> Proc {
+    let log = logs.join(format!("{host}-{program}{suffix}.log"));
+    let mut cmd = net.command(host, &bin(program));
+    cmd.args(args)
+        .env(TOKEN_ENV, TEST_TOKEN)
+        .envs(overrides.iter().chain(extra).map(|(k, v)| (k, v)))
+        .stderr(File::create(&log).expect("log file"));
+    spawn_announcing(cmd, format!("{program} on {host}"), WAIT).0
+}
+
 /// Step times of the run's metrics rows: (median, max), seconds.
 fn step_seconds(run: &Path) -> (f64, f64) {
     let mut t: Vec<f64> = metrics_rows(run)
@@ -253,7 +293,7 @@ fn a_partitioned_actor_and_verifier_are_routed_around_and_rejoin() {
     // Long enough for both faults at ~0.1 s per step (debug build, a quiet 2-vCPU box).
     let steps = 300;
     // Short, so a partition is noticed quickly; still ten heartbeats long.
-    let mut cluster = Cluster::start(net, "netns-partition", steps, 2000);
+    let mut cluster = Cluster::start(net, "netns-partition", steps, 2000, 2);
     wait_for("the first step", WAIT, || {
         (cluster.steps_done() >= 1).then_some(())
     });
@@ -297,7 +337,7 @@ fn a_lossy_slow_link_costs_time_not_work() {
     let steps = 6;
     // The deployments' margin for a silent worker, scaled down: loss delays heartbeats (TCP
     // retransmits back off from 200 ms), it must not end them.
-    let mut cluster = Cluster::start(net, "netns-lossy", steps, 5000);
+    let mut cluster = Cluster::start(net, "netns-lossy", steps, 5000, 2);
     cluster.finish(steps);
     let (median, max) = step_seconds(&cluster.run);
     eprintln!("lossy link run: step median {median:.2} s, max {max:.2} s");
@@ -317,6 +357,76 @@ fn a_lossy_slow_link_costs_time_not_work() {
         !clog.contains("missed their heartbeats"),
         "a lossy link is not a dead one: no worker was declared lost:\n{clog}"
     );
+    if std::env::var_os("LASER_IT_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&cluster.dir);
+    }
+}
+
+#[test]
+fn a_coordinator_killed_mid_run_resumes_under_the_live_workers() {
+    let Some(net) = TestNet::new_or_skip(
+        "a_coordinator_killed_mid_run_resumes_under_the_live_workers",
+        "coord",
+        &HOSTS,
+    ) else {
+        return;
+    };
+    let steps = 60;
+    // Checkpoints far apart, so the kill lands with the learner (and the actors' weights) several
+    // steps past the last checkpoint: the restarted coordinator must roll them back.
+    let mut cluster = Cluster::start(net, "netns-coordinator", steps, 2000, 10);
+    wait_for("step 13", WAIT, || {
+        cluster.still_running(steps, "the coordinator was killed");
+        (cluster.steps_done() >= 13).then_some(())
+    });
+    let pids: Vec<(String, u32)> = cluster
+        .workers
+        .iter()
+        .map(|(n, p)| (n.clone(), p.pid()))
+        .collect();
+    let killed_at = cluster.steps_done();
+    let t0 = Instant::now();
+    cluster.restart_coordinator();
+    let listening = t0.elapsed();
+    wait_for("all five workers registered again", WAIT, || {
+        let ws = cluster.workers_now()?;
+        (ws.iter().filter(|w| w["state"] == "alive").count() == 5).then_some(())
+    });
+    let registered = t0.elapsed();
+    // The ledger's second Start (at the checkpoint), then a Trained entry after it.
+    wait_for("a step trained after the restart", WAIT, || {
+        let ledger = std::fs::read_to_string(cluster.run.join("ledger.jsonl")).ok()?;
+        let mut starts = ledger.match_indices(r#"{"event":"start""#).skip(1);
+        let (resumed, _) = starts.next()?;
+        ledger[resumed..]
+            .contains(r#"{"event":"trained""#)
+            .then_some(())
+    });
+    let training = t0.elapsed();
+    cluster.finish(steps);
+    eprintln!(
+        "coordinator restart at step {killed_at}: listening {:.2} s, all workers registered again \
+         {:.2} s, a step trained {:.2} s after the kill",
+        listening.as_secs_f64(),
+        registered.as_secs_f64(),
+        training.as_secs_f64()
+    );
+    // The same worker processes throughout: none was restarted to get the run going again.
+    for (name, pid) in &pids {
+        assert!(
+            Path::new(&format!("/proc/{pid}")).exists(),
+            "{name} (pid {pid}) exited; the workers must outlive a coordinator restart"
+        );
+    }
+    let llog = cluster.log("coord-learner.log");
+    assert!(
+        llog.contains("restored: training again from this checkpoint"),
+        "the live learner was rolled back to the checkpoint:\n{llog}"
+    );
+    // The ledger shows the second start at the checkpoint and the steps after it redone once.
+    let audit = assert_audit(&cluster.run);
+    assert!(audit.contains("starts: 2"), "{audit}");
+    assert!(!audit.contains("steps redone: 0"), "{audit}");
     if std::env::var_os("LASER_IT_KEEP").is_none() {
         let _ = std::fs::remove_dir_all(&cluster.dir);
     }

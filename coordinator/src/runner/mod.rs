@@ -19,7 +19,7 @@ use laser_proto::rt::{
     ClientOptions, ClusterToken, RoleServer, ServerOptions, request, with_deadline,
 };
 use laser_proto::v1::{
-    CheckpointRequest, DataCursor, DataParallel, Role, RolloutGroup, SamplingConfig, StepMetrics,
+    CheckpointRequest, DataCursor, DataParallel, RestoreRequest, Role, RolloutGroup, SamplingConfig, StepMetrics,
     TrainStepRequest, TrainStepResponse,
 };
 use serde::{Deserialize, Serialize};
@@ -592,7 +592,7 @@ impl Runner {
         self.wait_for_workers(self.cfg.cluster.learner_ranks as usize, n_ver, n_act)
             .await?;
         self.supervising = true;
-        let mut state = self.restore_point()?;
+        let mut state = self.restore_point().await?;
         self.ledger.append(&[Entry::Start {
             step: state.step,
             policy_version: state.policy_version,
@@ -602,6 +602,7 @@ impl Runner {
             learner_ranks: self.cfg.cluster.learner_ranks,
             unix_time: unix_now(),
         }])?;
+        self.new_weights_epoch()?;
         self.shared.set_state("running");
         let bar = self.progress_bar(state.step);
         let mut step = state.step;
@@ -699,9 +700,55 @@ impl Runner {
         Some(b)
     }
 
+    /// After a Start or Restored entry: the ledger's weights epoch, so that actors holding weights
+    /// of the abandoned timeline (same version numbers, other weights) are updated first.
+    fn new_weights_epoch(&self) -> Result<()> {
+        let epoch = self.ledger.weights_epoch()?;
+        if epoch != self.shared.registry().weights_epoch() {
+            tracing::info!(epoch, "new weights epoch: every actor is updated before its next work");
+        }
+        self.shared.registry().set_weights_epoch(epoch);
+        Ok(())
+    }
+
+    /// A live learner that trained past the checkpoint (this coordinator restarted under it) is
+    /// rolled back to it with Learner.Restore, every rank, as a learner restart would be.
+    async fn restore_learners(&mut self, state: &RunState) -> Result<()> {
+        let d = secs(self.cfg.cluster.train_timeout_s);
+        for (id, ep) in self.learner_ranks()? {
+            let mut learner = self.client.learner(self.client.lazy(&ep)?);
+            let msg = RestoreRequest { step: state.step };
+            let r = with_deadline("Learner.Restore", d, learner.restore(request(msg, d)))
+                .await
+                .map_err(|s| {
+                    anyhow::anyhow!(
+                        "learner {id} refused Restore to step {}: {} ({:?})",
+                        state.step,
+                        s.message(),
+                        s.code()
+                    )
+                })?
+                .into_inner();
+            tracing::warn!(
+                learner = id,
+                step = r.step,
+                version = r.policy_version,
+                path = r.path,
+                "learner rolled back to the checkpoint"
+            );
+            if let Some(w) = self.shared.registry().get_mut(&id) {
+                w.policy_version = r.policy_version;
+            }
+        }
+        Ok(())
+    }
+
     /// Where this run (re)starts: the coordinator's state file must agree with the learner.
-    fn restore_point(&mut self) -> Result<RunState> {
+    async fn restore_point(&mut self) -> Result<RunState> {
         let state = RunState::read(&self.run_dir)?.unwrap_or_default();
+        if self.learner()?.2 != state.policy_version {
+            self.restore_learners(&state).await?;
+        }
         let (_, _, learner_version) = self.learner()?;
         if learner_version != state.policy_version {
             bail!(
@@ -979,12 +1026,13 @@ impl Runner {
             }
         }
         self.wait_for_workers(ranks as usize, 0, 0).await?;
-        let state = self.restore_point()?;
+        let state = self.restore_point().await?;
         self.ledger.append(&[Entry::Restored {
             step: state.step,
             policy_version: state.policy_version,
             cause: format!("{cause:#}"),
         }])?;
+        self.new_weights_epoch()?;
         tracing::info!(
             step = state.step,
             version = state.policy_version,

@@ -92,6 +92,10 @@ impl WorkerArgs {
 #[derive(Debug)]
 pub struct WorkerStatus {
     pub policy_version: AtomicU64,
+    /// The weights epoch of `policy_version` (see `UpdateWeightsRequest.weights_epoch`). Written
+    /// after `policy_version` and read before it ([`WorkerStatus::weights`]), so a reader that
+    /// sees a new epoch also sees its version.
+    pub weights_epoch: AtomicU64,
     pub in_flight: AtomicU32,
     draining: AtomicBool,
     drain: tokio::sync::watch::Sender<bool>,
@@ -105,12 +109,29 @@ impl Default for WorkerStatus {
     fn default() -> Self {
         Self {
             policy_version: AtomicU64::new(0),
+            weights_epoch: AtomicU64::new(0),
             in_flight: AtomicU32::new(0),
             draining: AtomicBool::new(false),
             drain: tokio::sync::watch::Sender::new(false),
             weight_plane: std::sync::Mutex::new(WeightPlaneCaps::default()),
             learner_rank: AtomicU32::new(0),
         }
+    }
+}
+
+impl WorkerStatus {
+    /// Swaps in the weights' (version, epoch): the version first, so that [`WorkerStatus::weights`]
+    /// never pairs a new epoch with an old version.
+    pub fn set_weights(&self, policy_version: u64, weights_epoch: u64) {
+        self.policy_version.store(policy_version, Ordering::SeqCst);
+        self.weights_epoch.store(weights_epoch, Ordering::SeqCst);
+    }
+
+    /// The (version, epoch) of the weights held: a torn read can only pair a new version with the
+    /// old epoch, which the coordinator treats as unknown weights (refreshed), never as current.
+    pub fn weights(&self) -> (u64, u64) {
+        let epoch = self.weights_epoch.load(Ordering::SeqCst);
+        (self.policy_version.load(Ordering::SeqCst), epoch)
     }
 }
 
@@ -397,12 +418,14 @@ async fn membership_loop(
     loop {
         match &worker_id {
             None => {
+                let (policy_version, weights_epoch) = status.weights();
                 let msg = RegisterRequest {
                     role: reg.role as i32,
                     name: reg.name.clone(),
                     endpoint: reg.endpoint.clone(),
                     capacity: reg.capacity,
-                    policy_version: status.policy_version.load(Ordering::Relaxed),
+                    policy_version,
+                    weights_epoch,
                     weight_plane: Some(
                         status
                             .weight_plane
@@ -432,10 +455,12 @@ async fn membership_loop(
                 }
             }
             Some(id) => {
+                let (policy_version, weights_epoch) = status.weights();
                 let msg = HeartbeatRequest {
                     worker_id: id.clone(),
-                    policy_version: status.policy_version.load(Ordering::Relaxed),
+                    policy_version,
                     in_flight: status.in_flight.load(Ordering::Relaxed),
+                    weights_epoch,
                 };
                 match with_deadline(
                     "Coordinator.Heartbeat",
