@@ -273,9 +273,14 @@ impl<B: Backend> Actor for ActorService<B> {
                 self.plane.nccl_unavailable_reason
             )));
         }
-        self.update(r.policy_version, r.weights_epoch, &r.source_endpoint, Some(group))
-            .await
-            .map(Response::new)
+        self.update(
+            r.policy_version,
+            r.weights_epoch,
+            &r.source_endpoint,
+            Some(group),
+        )
+        .await
+        .map(Response::new)
     }
 }
 
@@ -362,12 +367,11 @@ impl<B: Backend> ActorService<B> {
         .await
         .map_err(|e| Status::internal(format!("building the model: {e}")))?
         .map_err(|e| Status::data_loss(format!("policy version {version}: {e}")))?;
-        *self.policy.write().unwrap_or_else(|p| p.into_inner()) =
-            Arc::new(Policy {
-                model,
-                version,
-                epoch,
-            });
+        *self.policy.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Policy {
+            model,
+            version,
+            epoch,
+        });
         self.status.set_weights(version, epoch);
         tracing::info!(
             version,

@@ -341,7 +341,11 @@ mod tests {
         let (l, _) = r.register(Role::Learner, "learner-0", "h:2", 1, 5);
         r.set_weights_epoch(1);
         assert_eq!(r.get(&a).unwrap().policy_version, UNKNOWN_VERSION);
-        assert_eq!(r.get(&l).unwrap().policy_version, 5, "the learner's version is the run's");
+        assert_eq!(
+            r.get(&l).unwrap().policy_version,
+            5,
+            "the learner's version is the run's"
+        );
         // Version 5 of epoch 0 is not version 5 of epoch 1; a learner has no epoch of its own.
         assert_eq!(r.held_version(Role::Actor, 5, 0), UNKNOWN_VERSION);
         assert_eq!(r.held_version(Role::Actor, 5, 1), 5);

@@ -27,9 +27,8 @@ use laser_proto::v1::learner_server::Learner as LearnerRpc;
 use laser_proto::v1::{
     BroadcastWeightsRequest, BroadcastWeightsResponse, CheckpointRequest, CheckpointResponse,
     DataParallel, FinishReason, GradientChunk, ReduceSegmentAck, RestoreRequest, RestoreResponse,
-    RolloutGroup,
-    StreamWeightsRequest, TrainStats, TrainStepRequest, TrainStepResponse, WeightChunk,
-    WeightPlaneCaps,
+    RolloutGroup, StreamWeightsRequest, TrainStats, TrainStepRequest, TrainStepResponse,
+    WeightChunk, WeightPlaneCaps,
 };
 use laser_proto::weights::{DEFAULT_CHUNK_BYTES, WeightPayload};
 use tokio_stream::Stream;

@@ -13,9 +13,9 @@ use laser_proto::collective::{Mailbox, receive_segment, ring_all_reduce};
 use laser_proto::rt::{ClientOptions, ClusterToken, RoleServer, ServerOptions};
 use laser_proto::v1::learner_server::Learner;
 use laser_proto::v1::{
-    BroadcastWeightsRequest, BroadcastWeightsResponse, CheckpointRequest, CheckpointResponse, RestoreRequest, RestoreResponse,
-    DataParallel, GradientChunk, ReduceSegmentAck, StreamWeightsRequest, TrainStepRequest,
-    TrainStepResponse, WeightChunk,
+    BroadcastWeightsRequest, BroadcastWeightsResponse, CheckpointRequest, CheckpointResponse,
+    DataParallel, GradientChunk, ReduceSegmentAck, RestoreRequest, RestoreResponse,
+    StreamWeightsRequest, TrainStepRequest, TrainStepResponse, WeightChunk,
 };
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};

@@ -13,9 +13,9 @@ use laser_proto::rt::{
 };
 use laser_proto::v1::learner_server::Learner;
 use laser_proto::v1::{
-    BroadcastWeightsRequest, BroadcastWeightsResponse, CheckpointRequest, CheckpointResponse, RestoreRequest, RestoreResponse,
-    GradientChunk, ReduceSegmentAck, StreamWeightsRequest, TrainStepRequest, TrainStepResponse,
-    WeightChunk,
+    BroadcastWeightsRequest, BroadcastWeightsResponse, CheckpointRequest, CheckpointResponse,
+    GradientChunk, ReduceSegmentAck, RestoreRequest, RestoreResponse, StreamWeightsRequest,
+    TrainStepRequest, TrainStepResponse, WeightChunk,
 };
 use laser_proto::weights::{DEFAULT_CHUNK_BYTES, WeightAssembler, WeightPayload};
 use tokio_stream::Stream;

@@ -19,8 +19,8 @@ use laser_proto::rt::{
     ClientOptions, ClusterToken, RoleServer, ServerOptions, request, with_deadline,
 };
 use laser_proto::v1::{
-    CheckpointRequest, DataCursor, DataParallel, RestoreRequest, Role, RolloutGroup, SamplingConfig, StepMetrics,
-    TrainStepRequest, TrainStepResponse,
+    CheckpointRequest, DataCursor, DataParallel, RestoreRequest, Role, RolloutGroup,
+    SamplingConfig, StepMetrics, TrainStepRequest, TrainStepResponse,
 };
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -705,7 +705,10 @@ impl Runner {
     fn new_weights_epoch(&self) -> Result<()> {
         let epoch = self.ledger.weights_epoch()?;
         if epoch != self.shared.registry().weights_epoch() {
-            tracing::info!(epoch, "new weights epoch: every actor is updated before its next work");
+            tracing::info!(
+                epoch,
+                "new weights epoch: every actor is updated before its next work"
+            );
         }
         self.shared.registry().set_weights_epoch(epoch);
         Ok(())
