@@ -56,6 +56,31 @@ pub fn encode_prompt(tok: &Tokenizer, prompt: &str, chat: bool) -> Result<Vec<u3
     }
 }
 
+/// Encodes a group's prompt: its own chat messages when the dataset gave some (verl's `prompt`),
+/// through the chat template when `chat` is set (without one, the turns' text joined), else its
+/// `prompt_text` as [`encode_prompt`] does.
+pub fn encode_group_prompt(
+    tok: &Tokenizer,
+    group: &laser_proto::v1::PromptGroup,
+    chat: bool,
+) -> Result<Vec<u32>> {
+    if group.chat.is_empty() {
+        return encode_prompt(tok, &group.prompt_text, chat);
+    }
+    if chat {
+        let messages: Vec<ChatMessage> = group
+            .chat
+            .iter()
+            .map(|m| ChatMessage::new(m.role.clone(), m.content.clone()))
+            .collect();
+        let text = tok.apply_chat_template(&messages, true)?;
+        Ok(tok.encode(&text, false)?)
+    } else {
+        let text: Vec<&str> = group.chat.iter().map(|m| m.content.as_str()).collect();
+        Ok(tok.encode(&text.join("\n\n"), true)?)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct GenerateArgs {
     pub prompt: String,

@@ -28,7 +28,7 @@ use laser_proto::weights::WeightAssembler;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use crate::{ActorError, encode_prompt};
+use crate::{ActorError, encode_group_prompt};
 
 /// Settings fixed for the actor's life.
 #[derive(Debug, Clone)]
@@ -58,7 +58,7 @@ pub fn rollout_group<B: Backend>(
     group: &PromptGroup,
     sampling: &SamplingConfig,
 ) -> Result<(RolloutGroup, u64), ActorError> {
-    let prompt = encode_prompt(tokenizer, &group.prompt_text, cfg.chat)?;
+    let prompt = encode_group_prompt(tokenizer, group, cfg.chat)?;
     if prompt.len() > cfg.max_prompt_tokens {
         return Err(ActorError::Usage(format!(
             "group {} (task {}): prompt has {} tokens, more than algorithm.max_prompt_tokens = {}",

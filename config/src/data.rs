@@ -1,4 +1,5 @@
-//! `[data]`: the training tasks (synthetic levels or a JSONL file) and the held-out set.
+//! `[data]`: the training tasks (synthetic levels, or a JSONL or parquet file with a column
+//! mapping) and the held-out set.
 
 use std::path::PathBuf;
 
@@ -39,6 +40,23 @@ pub enum DataSource {
     Synthetic,
     /// A JSONL file (`data.path`).
     Jsonl,
+    /// A parquet file (`data.path`), e.g. verl's `train.parquet`.
+    Parquet,
+}
+
+/// `[data.columns]`: which columns hold each part of a task, for JSONL and parquet alike. Each
+/// is a list of candidates (the first present wins) and a name may be a dotted path into nested
+/// columns (`reward_model.ground_truth`). Unset: the defaults, which read verl's layout and the
+/// common flat layouts (`question`/`prompt`/`problem`, `answer`/`solution`, `id`, `data_source`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataColumns {
+    /// A string column, or chat messages (`[{role, content}]`, used as the prompt as is).
+    pub question: Option<Vec<String>>,
+    pub answer: Option<Vec<String>>,
+    pub id: Option<Vec<String>>,
+    /// The dataset tag that picks the verifier's reward.
+    pub data_source: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -55,6 +73,8 @@ pub enum PromptTemplateKind {
 pub struct DataSection {
     pub source: DataSource,
     pub path: Option<PathBuf>,
+    /// Column mapping of `path` and `eval_path` (JSONL or parquet).
+    pub columns: DataColumns,
     pub template: PromptTemplateKind,
     /// Synthetic tasks: digits per operand and operations per problem (used when `mix` is empty).
     pub min_digits: u32,
@@ -64,7 +84,7 @@ pub struct DataSection {
     pub ops: String,
     /// Synthetic tasks as a weighted mix of difficulty levels; empty: the single level above.
     pub mix: Vec<TaskLevel>,
-    /// Held-out evaluation set (JSONL). None: synthetic runs draw `eval.problems` held-out
+    /// Held-out evaluation set (JSONL, or parquet by its `.parquet` extension). None: synthetic runs draw `eval.problems` held-out
     /// problems with a seed disjoint from training; JSONL runs skip evaluation.
     pub eval_path: Option<PathBuf>,
 }
@@ -91,6 +111,7 @@ impl Default for DataSection {
         Self {
             source: DataSource::Synthetic,
             path: None,
+            columns: DataColumns::default(),
             template: PromptTemplateKind::PaperSuffix,
             min_digits: 1,
             max_digits: 2,

@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 pub use algorithm::AlgorithmSection;
 pub use c_ref::{C_REF_FILE, CRef, CRefError};
 pub use cluster::{ClusterMode, ClusterSection, TOKEN_ENV, TlsFiles, TokenSource, TransportPref};
-pub use data::{DataSection, DataSource, PromptTemplateKind, TaskLevel};
+pub use data::{DataColumns, DataSection, DataSource, PromptTemplateKind, TaskLevel};
 pub use error::ClusterConfigError;
 pub use laser::{ConfigError, KlEstimator, KlPenalty, LaserConfig, LossAggMode, Phase};
 pub use learner::LearnerConfig;

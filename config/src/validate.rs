@@ -154,11 +154,34 @@ impl ClusterConfig {
                 "= 0 with no algorithm.c_ref: c_ref must be calibrated or configured".into(),
             );
         }
-        if self.data.source == DataSource::Jsonl && self.data.path.is_none() {
+        if matches!(self.data.source, DataSource::Jsonl | DataSource::Parquet)
+            && self.data.path.is_none()
+        {
             return bad(
                 "data.path",
-                "is required when data.source = \"jsonl\"".into(),
+                format!(
+                    "is required when data.source = \"{}\"",
+                    if self.data.source == DataSource::Parquet {
+                        "parquet"
+                    } else {
+                        "jsonl"
+                    }
+                ),
             );
+        }
+        let c = &self.data.columns;
+        for (field, names) in [
+            ("data.columns.question", &c.question),
+            ("data.columns.answer", &c.answer),
+            ("data.columns.id", &c.id),
+            ("data.columns.data_source", &c.data_source),
+        ] {
+            if names
+                .as_ref()
+                .is_some_and(|n| n.is_empty() || n.iter().any(|n| n.trim().is_empty()))
+            {
+                return bad(field, "must list at least one non-empty column name".into());
+            }
         }
         let a = &self.algorithm;
         let checks: [(&'static str, bool, String); 14] = [

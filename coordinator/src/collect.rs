@@ -573,11 +573,11 @@ fn dispatch_grading(
         if let Some(life) = lives.get_mut(&group.group_id) {
             life.graded_by.push(verifier.clone());
         }
-        let gold = plan
+        let (gold, data_source) = plan
             .groups
             .iter()
             .find(|g| g.group_id == group.group_id)
-            .map(|g| g.gold.clone())
+            .map(|g| (g.gold.clone(), g.data_source.clone()))
             .unwrap_or_default();
         let msg = GradeRequest {
             items: group
@@ -587,6 +587,7 @@ fn dispatch_grading(
                     id: u64::from(s.sample_index),
                     gold: gold.clone(),
                     response: s.text.clone(),
+                    data_source: data_source.clone(),
                 })
                 .collect(),
         };

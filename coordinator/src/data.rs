@@ -11,9 +11,22 @@ use laser_proto::v1::{PromptGroup, RolloutGroup};
 use laser_verifier::Task;
 use laser_verifier::rng::SplitMix64;
 use laser_verifier::tasks::jsonl::{JsonlFields, load_jsonl};
+use laser_verifier::tasks::parquet::load_parquet;
 use laser_verifier::tasks::synthetic::{ArithOp, SyntheticConfig, SyntheticTasks};
 use laser_verifier::tasks::template::{Prompt, PromptTemplate};
 use serde::{Deserialize, Serialize};
+
+/// `[data.columns]` over the reader's defaults.
+pub fn dataset_fields(cfg: &ClusterConfig) -> JsonlFields {
+    let c = &cfg.data.columns;
+    let d = JsonlFields::default();
+    JsonlFields {
+        question: c.question.clone().unwrap_or(d.question),
+        answer: c.answer.clone().unwrap_or(d.answer),
+        id: c.id.clone().unwrap_or(d.id),
+        data_source: c.data_source.clone().unwrap_or(d.data_source),
+    }
+}
 
 pub enum PromptSource {
     Synthetic(SyntheticMix),
@@ -32,13 +45,17 @@ impl PromptSource {
                 SyntheticMix::new(&d.levels(), cfg.run.seed)
                     .map_err(|e| anyhow::anyhow!("data: {e}"))?,
             ),
-            DataSource::Jsonl => {
+            DataSource::Jsonl | DataSource::Parquet => {
                 let path = d
                     .path
                     .as_ref()
                     .ok_or_else(|| anyhow::anyhow!("`data.path` is required"))?;
-                let tasks = load_jsonl(path, &JsonlFields::default())
-                    .map_err(|e| anyhow::anyhow!("data.path: {e}"))?;
+                let fields = dataset_fields(cfg);
+                let tasks = match d.source {
+                    DataSource::Parquet => load_parquet(path, &fields),
+                    _ => load_jsonl(path, &fields),
+                }
+                .map_err(|e| anyhow::anyhow!("data.path: {e}"))?;
                 PromptSource::Jsonl {
                     tasks,
                     seed: cfg.run.seed,
@@ -167,22 +184,39 @@ pub fn group_id(step: u64, batch_prompts: u32, i: u32) -> u64 {
     step * u64::from(batch_prompts) + u64::from(i)
 }
 
+/// The prompt group of `task`: a dataset's own chat prompt (verl) is used as is, a bare
+/// question gets the run's template.
+pub fn prompt_group(cfg: &ClusterConfig, task: Task, group_id: u64, step: u64) -> PromptGroup {
+    let prompt_text = if task.chat.is_empty() {
+        render_prompt(cfg, &task.question)
+    } else {
+        task.question.clone()
+    };
+    PromptGroup {
+        group_id,
+        step,
+        task_id: task.id,
+        prompt_text,
+        chat: task
+            .chat
+            .into_iter()
+            .map(|m| laser_proto::v1::ChatMessage {
+                role: m.role,
+                content: m.content,
+            })
+            .collect(),
+        gold: task.gold,
+        data_source: task.data_source,
+    }
+}
+
 /// The prompt groups of `step`.
 pub fn step_groups(source: &PromptSource, cfg: &ClusterConfig, step: u64) -> Vec<PromptGroup> {
     let b = cfg.algorithm.batch_prompts;
     (0..b)
         .map(|i| {
             let id = group_id(step, b, i);
-            let task = source.task(id);
-            let prompt_text = render_prompt(cfg, &task.question);
-            PromptGroup {
-                group_id: id,
-                step,
-                task_id: task.id,
-                prompt_text,
-                chat: Vec::new(),
-                gold: task.gold,
-            }
+            prompt_group(cfg, source.task(id), id, step)
         })
         .collect()
 }

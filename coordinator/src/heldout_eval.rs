@@ -13,10 +13,11 @@ use anyhow::{Context, Result, bail};
 use laser_config::{ClusterConfig, DataSource};
 use laser_proto::v1::{FinishReason, PromptGroup, RolloutGroup, SamplingConfig};
 use laser_verifier::Task;
-use laser_verifier::tasks::jsonl::{JsonlFields, load_jsonl};
+use laser_verifier::tasks::jsonl::JsonlFields;
+use laser_verifier::tasks::parquet::load_tasks;
 use serde::{Deserialize, Serialize};
 
-use crate::data::{PromptSource, SyntheticMix, render_prompt};
+use crate::data::{PromptSource, SyntheticMix, prompt_group};
 use crate::eval_metrics::{EvalReport, EvalSample, ProblemSamples, evaluate};
 
 /// `run_dir/eval.jsonl`: one [`EvalRow`] per evaluation.
@@ -48,7 +49,12 @@ impl EvalSet {
             return Ok(None);
         }
         if let Some(path) = &cfg.data.eval_path {
-            return Self::from_jsonl(path, cfg.eval.problems as usize).map(Some);
+            return Self::from_file(
+                path,
+                cfg.eval.problems as usize,
+                &crate::data::dataset_fields(cfg),
+            )
+            .map(Some);
         }
         match cfg.data.source {
             DataSource::Synthetic => {
@@ -86,17 +92,19 @@ impl EvalSet {
                     ),
                 }))
             }
-            DataSource::Jsonl => {
-                tracing::info!("no data.eval_path: held-out evaluation is off for this JSONL run");
+            DataSource::Jsonl | DataSource::Parquet => {
+                tracing::info!(
+                    "no data.eval_path: held-out evaluation is off for this dataset run"
+                );
                 Ok(None)
             }
         }
     }
 
-    pub fn from_jsonl(path: &Path, limit: usize) -> Result<Self> {
-        // A JSONL held-out file is the user's split (scripts/gen_reasoning_gym.py --exclude makes
-        // one disjoint from its training file).
-        let mut tasks = load_jsonl(path, &JsonlFields::default())
+    /// A JSONL or parquet held-out file: the user's split (scripts/gen_reasoning_gym.py
+    /// --exclude makes one disjoint from its training file).
+    pub fn from_file(path: &Path, limit: usize, fields: &JsonlFields) -> Result<Self> {
+        let mut tasks = load_tasks(path, fields)
             .with_context(|| format!("evaluation data {}", path.display()))?;
         if limit > 0 {
             tasks.truncate(limit);
@@ -115,14 +123,7 @@ impl EvalSet {
         self.tasks
             .iter()
             .enumerate()
-            .map(|(i, t)| PromptGroup {
-                group_id: EVAL_GROUP_BASE + i as u64,
-                step,
-                task_id: t.id.clone(),
-                prompt_text: render_prompt(cfg, &t.question),
-                chat: Vec::new(),
-                gold: t.gold.clone(),
-            })
+            .map(|(i, t)| prompt_group(cfg, t.clone(), EVAL_GROUP_BASE + i as u64, step))
             .collect()
     }
 }

@@ -17,6 +17,7 @@ fn grade_request(response: String) -> GradeRequest {
             id: 7,
             gold: "4".into(),
             response,
+            data_source: String::new(),
         }],
     }
 }

@@ -354,3 +354,35 @@ fn a_coordinator_killed_mid_run_resumes_and_trains_each_step_once() {
     let audit = run.assert_audit();
     assert!(audit.contains("starts: 2"), "{audit}");
 }
+
+/// Issue 28: a run started from a parquet file in verl's layout (the committed fixture that
+/// pandas + pyarrow wrote with verl's gsm8k recipe): the prompts are the file's chat messages,
+/// the gold its `reward_model.ground_truth`, and the held-out evaluation reads the eval split.
+#[test]
+fn a_run_starts_from_a_verl_parquet_file() {
+    let data = laser_integration_tests::workspace().join("data");
+    let train = data.join("reasoning_gym_arithmetic.verl.parquet");
+    let eval = data.join("reasoning_gym_arithmetic_eval.verl.parquet");
+    let (train, eval) = (train.display().to_string(), eval.display().to_string());
+    let env = [
+        ("LASER__DATA__SOURCE", "parquet"),
+        ("LASER__DATA__PATH", train.as_str()),
+        ("LASER__DATA__EVAL_PATH", eval.as_str()),
+        ("LASER__EVAL__PROBLEMS", "4"),
+        ("LASER__EVAL__K", "2"),
+    ];
+    let mut run = LocalRun::start("verl-parquet", 2, &env);
+    run.finish(RUN_LIMIT);
+    run.assert_rows(2, 4, 8);
+    run.assert_data_order(2, 4);
+    // verl's `extra_info.index` is the task id, so the data order names rows of the file.
+    for row in run.data_order() {
+        for id in row["task_ids"].as_array().unwrap() {
+            let index: usize = id.as_str().unwrap().parse().expect("a row index");
+            assert!(index < 600, "{row}");
+        }
+    }
+    let evals = std::fs::read_to_string(run.run.join("eval.jsonl")).expect("eval.jsonl");
+    assert!(!evals.trim().is_empty(), "the held-out split was evaluated");
+    run.assert_audit();
+}

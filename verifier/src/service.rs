@@ -40,6 +40,7 @@ fn to_result(id: u64, g: Grade) -> GradeResult {
         reward: f32::from(g.reward),
         status: wire_status(g.status) as i32,
         extracted: g.extracted.unwrap_or_default(),
+        error: String::new(),
     }
 }
 

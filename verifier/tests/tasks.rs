@@ -140,7 +140,8 @@ fn jsonl_loads_with_default_and_custom_fields() {
     let fields = JsonlFields {
         question: vec!["problem_text".into()],
         answer: vec!["final".into()],
-        id: None,
+        id: vec![],
+        ..JsonlFields::default()
     };
     let tasks = load_jsonl(&custom, &fields).unwrap();
     assert_eq!(
@@ -168,9 +169,15 @@ fn jsonl_errors_name_file_and_line() {
         ("array.jsonl", "[1, 2]\n", 1, "JSON object"),
         (
             "kind.jsonl",
-            "{\"question\": [\"q\"], \"answer\": \"1\"}\n",
+            "{\"question\": [\"q\"], \"answer\": {\"v\": 1}}\n",
             1,
-            "must be a string",
+            "message 0 needs a string `role`",
+        ),
+        (
+            "answer_kind.jsonl",
+            "{\"question\": \"q\", \"answer\": {\"v\": 1}}\n",
+            1,
+            "column `answer` must be a string or number",
         ),
         (
             "empty_gold.jsonl",

@@ -1,6 +1,7 @@
 //! Task sources: where prompts and their gold answers come from.
 
 pub mod jsonl;
+pub mod parquet;
 pub mod sft;
 pub mod synthetic;
 pub mod template;
@@ -14,6 +15,13 @@ pub struct Task {
     pub id: String,
     pub question: String,
     pub gold: String,
+    /// The dataset tag that picks the verifier's reward (verl's `data_source`); empty: default.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub data_source: String,
+    /// The dataset's own chat prompt (verl's `prompt` messages), used as is; empty: `question`
+    /// under the run's template.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chat: Vec<template::ChatMessage>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +36,12 @@ pub enum TaskError {
     Line {
         path: PathBuf,
         line: usize,
+        message: String,
+    },
+    #[error("{path}: row {row}: {message}")]
+    Row {
+        path: PathBuf,
+        row: usize,
         message: String,
     },
     #[error("{path}: no tasks")]

@@ -282,6 +282,8 @@ mod tests {
             id: "t".into(),
             question: question.into(),
             gold: gold.into(),
+            data_source: String::new(),
+            chat: Vec::new(),
         }
     }
 

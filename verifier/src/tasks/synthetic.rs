@@ -136,6 +136,8 @@ impl SyntheticTasks {
             id: format!("synthetic-{}-{index}", self.seed),
             question: format!("Compute {question_expr}."),
             gold: format_rational(&value),
+            data_source: String::new(),
+            chat: Vec::new(),
         }
     }
 }
