@@ -30,6 +30,9 @@ pub struct ClusterSection {
     pub listen: String,
     /// Address workers use to reach the coordinator; default: `listen`.
     pub advertise: Option<String>,
+    /// Where the coordinator serves Prometheus `GET /metrics` (e.g. "0.0.0.0:9464"; port 0 picks
+    /// one, written to run_dir/metrics.addr); unset: not served.
+    pub metrics_listen: Option<String>,
     /// Cluster token. Local mode without one makes a fresh token per run.
     pub token: Option<TokenSource>,
     pub tls: Option<TlsFiles>,
@@ -81,6 +84,7 @@ impl Default for ClusterSection {
             learner_ranks: 1,
             listen: "127.0.0.1:0".into(),
             advertise: None,
+            metrics_listen: None,
             token: None,
             tls: None,
             max_message_mb: 64,

@@ -161,6 +161,12 @@ pub async fn collect(
             }
         }
 
+        shared
+            .telemetry
+            .set_queue_depth(crate::telemetry::Queue::Generate, pending.len());
+        shared
+            .telemetry
+            .set_queue_depth(crate::telemetry::Queue::Grade, to_grade.len());
         dispatch_generation(
             &shared,
             &client,
@@ -503,7 +509,9 @@ fn dispatch_generation(
                 min_policy_version: plan.min_version,
             };
             let d = plan.generate_timeout;
+            let shared = shared.clone();
             tokio::spawn(async move {
+                let t = Instant::now();
                 let error = async {
                     let mut stream =
                         with_deadline("Actor.Generate", d, c.generate(request(msg, d)))
@@ -521,6 +529,7 @@ fn dispatch_generation(
                 }
                 .await
                 .err();
+                shared.telemetry.observe_generate_call(t.elapsed());
                 drop(assignment);
                 let _ = tx
                     .send(Event::GenerateEnded {
@@ -596,10 +605,25 @@ fn dispatch_grading(
         let d = plan.grade_timeout;
         let vid = verifier.clone();
         let assignment = Assignment::new(shared, &verifier);
+        let shared = shared.clone();
         let handle = tokio::spawn(async move {
+            let t = Instant::now();
             let result = with_deadline("Verifier.Grade", d, c.grade(request(msg, d)))
                 .await
                 .map(|r| r.into_inner());
+            shared.telemetry.observe_grade_call(t.elapsed());
+            if let Ok(r) = &result {
+                for g in &r.results {
+                    let status = laser_proto::v1::GradeStatus::try_from(g.status)
+                        .unwrap_or(laser_proto::v1::GradeStatus::Unspecified);
+                    shared.telemetry.count_grade_result(
+                        &status
+                            .as_str_name()
+                            .trim_start_matches("GRADE_STATUS_")
+                            .to_lowercase(),
+                    );
+                }
+            }
             drop(assignment);
             let _ = tx
                 .send(Event::Graded {

@@ -30,4 +30,5 @@ pub mod runner;
 pub mod seed_summary;
 pub mod service;
 pub mod summary;
+pub mod telemetry;
 pub mod weight_plane;

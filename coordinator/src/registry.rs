@@ -202,7 +202,7 @@ impl Registry {
 }
 
 /// Run-level state shown by `GetStatus`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RunInfo {
     pub run_dir: String,
     pub state: String,
@@ -241,6 +241,8 @@ pub struct Shared {
     pub heartbeat_interval: Duration,
     /// The NCCL weight group ([`crate::weight_plane`] forms and updates it).
     pub weight_group: Mutex<WeightGroup>,
+    /// What `/metrics` serves ([`crate::telemetry`]).
+    pub telemetry: crate::telemetry::Telemetry,
 }
 
 impl Shared {
@@ -257,6 +259,7 @@ impl Shared {
             started: Instant::now(),
             heartbeat_interval,
             weight_group: Mutex::new(Default::default()),
+            telemetry: crate::telemetry::Telemetry::new(),
         }
     }
 
@@ -278,6 +281,7 @@ impl Shared {
 
     /// Records a finished step's row and streams it to watchers.
     pub fn publish(&self, row: StepMetrics) {
+        self.telemetry.observe_step(&row);
         self.history().push(row);
         let _ = self.metrics_tx.send(row);
     }

@@ -240,6 +240,38 @@ fn overlays_render_and_their_cluster_toml_loads_with_the_real_loader() {
             .unwrap_or_else(|| panic!("{oname}: no laser-coordinator Service"));
         assert_eq!(svc["spec"]["ports"][0]["port"], 50051);
 
+        // Prometheus finds /metrics by the coordinator pod's annotations, on the port the
+        // cluster.toml serves it on, and the NetworkPolicy lets it in there.
+        let metrics_port = cfg
+            .cluster
+            .metrics_listen
+            .as_deref()
+            .and_then(|l| l.rsplit(':').next())
+            .unwrap_or_else(|| panic!("{oname}: cluster.metrics_listen is unset"))
+            .to_string();
+        let coord = kind(&docs, "Deployment")
+            .into_iter()
+            .find(|d| name(d) == "laser-coordinator")
+            .unwrap_or_else(|| panic!("{oname}: no laser-coordinator Deployment"));
+        let ann = &coord["spec"]["template"]["metadata"]["annotations"];
+        assert_eq!(ann["prometheus.io/scrape"], "true", "{oname}");
+        assert_eq!(ann["prometheus.io/path"], "/metrics", "{oname}");
+        assert_eq!(ann["prometheus.io/port"], metrics_port.as_str(), "{oname}");
+        let policy = kind(&docs, "NetworkPolicy")
+            .into_iter()
+            .find(|d| name(d) == "laser-coordinator")
+            .unwrap_or_else(|| panic!("{oname}: no laser-coordinator NetworkPolicy"));
+        let open = policy["spec"]["ingress"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r["ports"].as_sequence().cloned().unwrap_or_default())
+            .any(|p| p["port"].as_u64().map(|n| n.to_string()) == Some(metrics_port.clone()));
+        assert!(
+            open,
+            "{oname}: the coordinator's NetworkPolicy admits port {metrics_port}"
+        );
+
         let mut workloads: Vec<&Value> = kind(&docs, "Deployment");
         workloads.extend(kind(&docs, "StatefulSet"));
         let mut roles = Vec::new();

@@ -386,3 +386,69 @@ fn a_run_starts_from_a_verl_parquet_file() {
     assert!(!evals.trim().is_empty(), "the held-out split was evaluated");
     run.assert_audit();
 }
+
+/// `GET path` on `addr` over plain HTTP/1.1 with a deadline: (status line, body).
+fn http_get(addr: &str, path: &str) -> Option<(String, String)> {
+    use std::io::{Read, Write};
+    let sock: std::net::SocketAddr = addr.parse().ok()?;
+    let mut s = std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(5)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    Some((head.lines().next()?.to_string(), body.to_string()))
+}
+
+/// Issue 28: the coordinator serves Prometheus `/metrics` while the run goes on.
+#[test]
+fn prometheus_metrics_are_served_while_the_run_goes_on() {
+    let env = [
+        SLOW,
+        &[
+            ("LASER__CLUSTER__METRICS_LISTEN", "127.0.0.1:0"),
+            ("LASER__RUN__MAX_STEPS", "6"),
+        ],
+    ]
+    .concat();
+    let mut run = LocalRun::start("prometheus", 6, &env);
+    let addr = wait_for("run_dir/metrics.addr", WAIT, || {
+        std::fs::read_to_string(run.run.join("metrics.addr"))
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    });
+    // Scraped mid-run: at least one step done, the run not over.
+    let body = wait_for("a scrape showing a completed step", WAIT, || {
+        let (status, body) = http_get(&addr, "/metrics")?;
+        assert!(status.contains("200"), "{status}");
+        (body.contains("laser_steps_total ") && !body.contains("laser_steps_total 0\n"))
+            .then_some(body)
+    });
+    for needle in [
+        "laser_step_accuracy ",
+        "laser_step_gen_tokens_per_sec ",
+        "laser_step_staleness_mean ",
+        "laser_step_duration_seconds_bucket{le=",
+        "laser_weight_broadcast_seconds_count ",
+        "laser_verifier_grade_call_seconds_bucket{le=",
+        "laser_actor_generate_call_seconds_count ",
+        "laser_verifier_results_total{status=\"",
+        "laser_queue_depth{queue=\"generate\"} ",
+        "laser_workers{role=\"actor\",state=\"alive\"} 2",
+        "laser_workers{role=\"verifier\",state=\"alive\"} 2",
+        "laser_workers{role=\"learner\",state=\"alive\"} 1",
+        "laser_run_max_steps 6",
+        "# EOF",
+    ] {
+        assert!(body.contains(needle), "missing {needle:?} in:\n{body}");
+    }
+    let (status, _) = http_get(&addr, "/nothing").expect("an answer");
+    assert!(status.contains("404"), "{status}");
+    run.finish(RUN_LIMIT);
+    run.assert_rows(6, 8, 32);
+}

@@ -39,6 +39,8 @@ use crate::service::{CoordinatorService, MonitorService};
 pub const STATE_FILE: &str = "coordinator_state.json";
 /// `run_dir/coordinator.addr`: where laserctl finds the coordinator.
 pub const ADDR_FILE: &str = "coordinator.addr";
+/// Where `/metrics` listens (cluster.metrics_listen), for scrapers and tests.
+pub const METRICS_ADDR_FILE: &str = "metrics.addr";
 /// `run_dir/token`: the generated token of a local run (mode 0600), for laserctl.
 pub const TOKEN_FILE: &str = "token";
 
@@ -245,6 +247,23 @@ impl Runner {
                 tracing::error!("coordinator server: {e}");
             }
         });
+        if let Some(listen) = &cfg.cluster.metrics_listen {
+            let metrics = TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cluster.metrics_listen = {listen:?}: bind"))?;
+            let bound = metrics.local_addr()?;
+            std::fs::write(run_dir.join(METRICS_ADDR_FILE), format!("{bound}\n"))?;
+            tracing::info!(%bound, "Prometheus metrics at http://{bound}/metrics");
+            let (shared, mut stop) = (shared.clone(), stop_tx.subscribe());
+            tokio::spawn(async move {
+                let stop = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                if let Err(e) = crate::telemetry::serve(metrics, shared, stop).await {
+                    tracing::error!("metrics server: {e}");
+                }
+            });
+        }
         tracing::info!(%addr, run_dir = %run_dir.display(), "coordinator listening");
         if opts.announce {
             println!(
