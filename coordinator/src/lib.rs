@@ -31,4 +31,5 @@ pub mod seed_summary;
 pub mod service;
 pub mod summary;
 pub mod telemetry;
+pub mod tensorboard;
 pub mod weight_plane;

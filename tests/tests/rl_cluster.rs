@@ -44,6 +44,40 @@ fn local_cluster_completes_three_steps() {
         );
         assert!(r["broadcast_bytes"].as_u64().unwrap() > 0, "{r}");
     }
+    // TensorBoard: one event file under run_dir/tb, read back, holding every metrics.jsonl
+    // field of each step as a train/ scalar (plotted at steps done), and the evaluations.
+    let tb: Vec<_> = std::fs::read_dir(run.run.join("tb"))
+        .expect("run_dir/tb")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(tb.len(), 1, "{tb:?}");
+    assert!(
+        tb[0]
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("events.out.tfevents.")
+    );
+    let scalars = laser_coordinator::tensorboard::read_scalars(&tb[0]).unwrap();
+    for r in &rows {
+        let done = r["step"].as_i64().unwrap() + 1;
+        for (field, v) in r.as_object().unwrap() {
+            let Some(want) = v.as_f64() else { continue };
+            let tag = format!("train/{field}");
+            let got = scalars
+                .iter()
+                .find(|(s, t, _)| *s == done && *t == tag)
+                .unwrap_or_else(|| panic!("no {tag} at step {done}"));
+            assert_eq!(got.2, want as f32, "{tag} at step {done}");
+        }
+    }
+    assert!(
+        scalars
+            .iter()
+            .any(|(s, t, _)| *s == 3 && t == "eval/pass_at_1"),
+        "the final evaluation is in the event file"
+    );
     // Each actor swapped in version 3 (its own log, its own process).
     for a in ["actor-0", "actor-1"] {
         let log = run.worker_log(a);

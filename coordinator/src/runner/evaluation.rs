@@ -38,6 +38,13 @@ impl Runner {
         }
         let row = self.evaluate(step, version).await?;
         heldout_eval::append_row(&self.run_dir, &row)?;
+        if let Some(tb) = self.tensorboard.as_mut() {
+            tb.scalars(
+                step,
+                row.unix_time,
+                &crate::tensorboard::scalars("eval", &serde_json::to_value(&row)?),
+            )?;
+        }
         let line = format!(
             "{} [{:.1} s]",
             heldout_eval::report_line(step, &row.report),

@@ -82,6 +82,8 @@ pub struct Runner {
     source: PromptSource,
     metrics: MetricsLog,
     ledger: Ledger,
+    /// `run_dir/tb` event files, opened when the RL loop (re)starts.
+    tensorboard: Option<crate::tensorboard::EventWriter>,
     addr: String,
     learner_restarts: u32,
     /// Restarts so far of each local actor and verifier (cluster.worker_restarts each).
@@ -121,7 +123,7 @@ pub fn peak_rss_kb(pid: u32) -> Option<u64> {
         .ok()
 }
 
-fn unix_now() -> f64 {
+pub(crate) fn unix_now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
@@ -312,6 +314,7 @@ impl Runner {
             source,
             metrics,
             ledger,
+            tensorboard: None,
             addr,
             learner_restarts: 0,
             worker_restarts: Default::default(),
@@ -622,6 +625,16 @@ impl Runner {
             unix_time: unix_now(),
         }])?;
         self.new_weights_epoch()?;
+        self.tensorboard = Some(
+            crate::tensorboard::EventWriter::open(&self.run_dir, state.step).with_context(
+                || {
+                    format!(
+                        "{}",
+                        self.run_dir.join(crate::tensorboard::TB_DIR).display()
+                    )
+                },
+            )?,
+        );
         self.shared.set_state("running");
         let bar = self.progress_bar(state.step);
         let mut step = state.step;
@@ -937,6 +950,14 @@ impl Runner {
         row.step_seconds = t0.elapsed().as_secs_f64();
         row.unix_time = unix_now();
         self.metrics.append(&row)?;
+        if let Some(tb) = self.tensorboard.as_mut() {
+            // The row's step is the step trained; TensorBoard plots it after that step.
+            tb.scalars(
+                step + 1,
+                row.unix_time,
+                &crate::tensorboard::scalars("train", &serde_json::to_value(row)?),
+            )?;
+        }
         self.shared.publish(row);
         tracing::info!(
             step,
@@ -1055,6 +1076,9 @@ impl Runner {
             cause: format!("{cause:#}"),
         }])?;
         self.new_weights_epoch()?;
+        if let Some(tb) = self.tensorboard.as_mut() {
+            tb.restart(state.step)?;
+        }
         tracing::info!(
             step = state.step,
             version = state.policy_version,
