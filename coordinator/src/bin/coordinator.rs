@@ -124,6 +124,28 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Convert a task file (JSONL or parquet, read with the default column mapping) into a
+    /// parquet file in verl's layout (data_source, prompt messages, reward_model.ground_truth,
+    /// extra_info), e.g. to share one dataset between verl and this trainer.
+    ToVerlParquet {
+        input: PathBuf,
+        output: PathBuf,
+        /// `data_source` of rows that have none.
+        #[arg(long, default_value = "math")]
+        data_source: String,
+        /// `extra_info.split`.
+        #[arg(long, default_value = "train")]
+        split: String,
+        /// Prompt of rows without chat messages: the question under this template.
+        #[arg(long, value_enum, default_value_t = TemplateChoice::PaperSuffix)]
+        template: TemplateChoice,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum TemplateChoice {
+    PaperSuffix,
+    Raw,
 }
 
 fn main() -> std::process::ExitCode {
@@ -169,6 +191,13 @@ fn main() -> std::process::ExitCode {
         }) => compare_seeds(&root, json),
         Some(Command::Compare { runs, json, .. }) => compare(&runs, json),
         Some(Command::Audit { run_dir, json }) => audit(&run_dir, json),
+        Some(Command::ToVerlParquet {
+            input,
+            output,
+            data_source,
+            split,
+            template,
+        }) => to_verl_parquet(&input, &output, &data_source, &split, template),
         None => train(cli),
     };
     match result {
@@ -297,6 +326,47 @@ fn compare_seeds(root: &std::path::Path, json: bool) -> Result<std::process::Exi
     } else {
         print!("{}", seed_summary::seed_table(&c));
     }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn to_verl_parquet(
+    input: &std::path::Path,
+    output: &std::path::Path,
+    data_source: &str,
+    split: &str,
+    template: TemplateChoice,
+) -> Result<std::process::ExitCode> {
+    use laser_verifier::tasks::jsonl::JsonlFields;
+    use laser_verifier::tasks::parquet::{load_tasks, write_verl_parquet};
+    use laser_verifier::tasks::template::{Prompt, PromptTemplate};
+    let mut tasks = load_tasks(input, &JsonlFields::default())?;
+    for t in &mut tasks {
+        if t.data_source.is_empty() {
+            t.data_source = data_source.to_string();
+        }
+    }
+    let template = match template {
+        TemplateChoice::PaperSuffix => PromptTemplate::PaperSuffix,
+        TemplateChoice::Raw => PromptTemplate::Raw,
+    };
+    write_verl_parquet(
+        output,
+        &tasks,
+        |t| match template.render(&t.question) {
+            Prompt::Text(text) => text,
+            Prompt::Chat(m) => m
+                .into_iter()
+                .map(|m| m.content)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        },
+        split,
+    )?;
+    println!(
+        "{}: {} rows in verl's layout",
+        output.display(),
+        tasks.len()
+    );
     Ok(std::process::ExitCode::SUCCESS)
 }
 
