@@ -11,4 +11,10 @@ pub enum ClusterConfigError {
         key: &'static str,
         message: String,
     },
+    /// As `Invalid`, for keys built at run time (`rewards.routes[2].pattern`).
+    #[error("{file}: {source}")]
+    Rewards {
+        file: String,
+        source: crate::reward::RewardsError,
+    },
 }

@@ -6,7 +6,8 @@
 //! thiserror, clap's derive for [`ComputeBackend`]; no tonic, no burn) so that every crate can
 //! depend on it: laser-proto's runtime takes its settings types ([`TokenSource`], [`TlsFiles`],
 //! [`TransportPref`]) from here. One module per concern: [`model`], [`data`], [`algorithm`],
-//! [`cluster`], [`run`] (`[run]`, `[warmstart]`, `[eval]`), [`validate`] (cross-field range checks)
+//! [`cluster`], [`run`] (`[run]`, `[warmstart]`, `[eval]`), [`reward`] (`[rewards]`: the reward
+//! function of each `data_source`, math by default), [`validate`] (cross-field range checks)
 //! [`error`] and [`c_ref`] (the run's calibrated c_ref, `RUN/c_ref.json`); the learner's typed settings ([`laser`], [`optim`], [`learner`]: built from the
 //! sections once, by [`ClusterConfig::learner_config`], and taken by the learner as is).
 //!
@@ -24,6 +25,7 @@ pub mod laser;
 pub mod learner;
 pub mod model;
 pub mod optim;
+pub mod reward;
 pub mod run;
 pub mod validate;
 
@@ -40,6 +42,7 @@ pub use laser::{ConfigError, KlEstimator, KlPenalty, LaserConfig, LossAggMode, P
 pub use learner::LearnerConfig;
 pub use model::{ComputeBackend, ModelInit, ModelSection, TinyModelSection};
 pub use optim::{LrSchedule, OptimConfig, OptimError};
+pub use reward::{DefaultReward, RewardKind, RewardRoute, RewardsError, RewardsSection};
 pub use run::{EvalSection, RESOLVED_FILE, RunSection, WarmstartSection};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,6 +62,8 @@ pub struct ClusterConfig {
     pub warmstart: WarmstartSection,
     #[serde(default)]
     pub eval: EvalSection,
+    #[serde(default)]
+    pub rewards: RewardsSection,
 }
 
 impl ClusterConfig {

@@ -289,6 +289,11 @@ impl ClusterConfig {
         if self.run.max_steps == 0 {
             return bad("run.max_steps", "= 0: must be at least 1".into());
         }
-        Ok(())
+        self.rewards
+            .validate()
+            .map_err(|source| ClusterConfigError::Rewards {
+                file: file.to_string(),
+                source,
+            })
     }
 }

@@ -56,6 +56,9 @@ pub struct Collected {
     pub dropped_stale: u64,
     pub redispatched: u64,
     pub duplicates: u64,
+    /// Samples whose reward function itself failed (`GRADE_STATUS_ERROR`): trained with reward
+    /// 0, counted in the step's `reward_errors`, each logged with its error.
+    pub reward_errors: u64,
     /// Each group's life (dispatches, generator, graders), in `groups`' order: the ledger's.
     pub lives: Vec<GroupLife>,
 }
@@ -355,6 +358,15 @@ pub async fn collect(
                     Ok(resp) if resp.results.len() == group.samples.len() => {
                         let mut g = group;
                         for (s, r) in g.samples.iter_mut().zip(resp.results) {
+                            if r.status == laser_proto::v1::GradeStatus::Error as i32 {
+                                out.reward_errors += 1;
+                                tracing::warn!(
+                                    group = gid,
+                                    sample = s.sample_index,
+                                    error = r.error,
+                                    "the reward function failed; the sample counts as reward 0"
+                                );
+                            }
                             s.verifier_reward = Some(r.reward);
                             s.extracted_answer = r.extracted;
                         }

@@ -109,8 +109,16 @@ impl Cluster {
         let mut workers = Vec::new();
         for (host, program, args) in [
             ("coord", "learner", vec!["serve", "--cluster", &cfg_arg]),
-            ("verifier-a", "verifier", vec!["serve"]),
-            ("verifier-b", "verifier", vec!["serve"]),
+            (
+                "verifier-a",
+                "verifier",
+                vec!["serve", "--cluster", &cfg_arg],
+            ),
+            (
+                "verifier-b",
+                "verifier",
+                vec!["serve", "--cluster", &cfg_arg],
+            ),
             ("actor-a", "actor", vec!["serve", "--cluster", &cfg_arg]),
             ("actor-b", "actor", vec!["serve", "--cluster", &cfg_arg]),
         ] {

@@ -6,16 +6,22 @@
 //! - `verifier grade --gold G --answer A [--json]`: one-off check.
 //! - `verifier grade --batch`: JSONL `{"gold": ..., "answer": ...}` on stdin, one JSON grade per
 //!   line on stdout, in order. A bad line yields `{"line": N, "error": ...}` in its place.
+//! - `verifier grade ... --cluster cluster.toml [--data-source TAG]`: grade through the reward
+//!   registry of the file's `[rewards]` (batch lines may carry their own `"data_source"`); the
+//!   output is then a [`RewardResult`](crate::reward::RewardResult) (float reward, `error`).
 //! - `verifier tasks synthetic|jsonl ...`: print tasks (and rendered prompts) as JSONL.
 //!
-//! - `verifier serve`: the gRPC Verifier service of the distributed runtime.
+//! - `verifier serve [--cluster cluster.toml]`: the gRPC Verifier service of the distributed
+//!   runtime; with `--cluster`, items are graded by the reward their `data_source` is routed to.
 
+use crate::reward::{RewardItem, RewardRegistry};
 use crate::tasks::jsonl::{JsonlFields, load_jsonl};
 use crate::tasks::synthetic::{ArithOp, SyntheticConfig, SyntheticTasks};
 use crate::tasks::template::PromptTemplate;
 use crate::{Grade, Grader, GraderConfig};
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use laser_config::{ClusterConfig, RewardsSection};
 use serde::Deserialize;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -48,6 +54,9 @@ pub struct ServeArgs {
     worker: laser_proto::rt::WorkerArgs,
     #[command(flatten)]
     config: ConfigArgs,
+    /// cluster.toml whose `[rewards]` routes items by data_source (default: math for all).
+    #[arg(long)]
+    cluster: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -74,6 +83,12 @@ pub struct GradeArgs {
     /// Print the grade as JSON (batch mode always does).
     #[arg(long)]
     json: bool,
+    /// cluster.toml whose `[rewards]` picks the reward by data_source.
+    #[arg(long)]
+    cluster: Option<PathBuf>,
+    /// The items' data_source (batch lines may override it with their own "data_source").
+    #[arg(long, requires = "cluster")]
+    data_source: Option<String>,
     #[command(flatten)]
     config: ConfigArgs,
 }
@@ -171,6 +186,28 @@ pub enum TaskSource {
 struct BatchLine {
     gold: String,
     answer: String,
+    /// Only read with `--cluster`; without it every line is math, as it always was.
+    #[serde(default)]
+    data_source: Option<String>,
+}
+
+/// `[rewards]` of a cluster.toml (with `LASER__…` overrides), checked. Only this section is
+/// validated: a verifier needs no model path, and the coordinator validated the rest.
+pub fn load_rewards(path: &std::path::Path) -> Result<RewardsSection> {
+    let file = path.display().to_string();
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading --cluster {file}"))?;
+    let cfg = ClusterConfig::from_toml_with_env(&text, &file, std::env::vars())?;
+    cfg.rewards.validate().map_err(|e| anyhow!("{file}: {e}"))?;
+    Ok(cfg.rewards)
+}
+
+fn registry(grader: Grader, cluster: Option<&std::path::Path>) -> Result<RewardRegistry> {
+    let Some(path) = cluster else {
+        return Ok(RewardRegistry::math_only(grader));
+    };
+    let section = load_rewards(path)?;
+    RewardRegistry::new(grader, &section).map_err(|e| anyhow!("{}: {e}", path.display()))
 }
 
 /// Runs one parsed command line.
@@ -187,10 +224,11 @@ fn serve(args: ServeArgs) -> Result<()> {
     laser_proto::rt::init_tracing("info");
     let grader = Grader::new(args.config.to_config()?);
     let capacity = grader.parallelism() as u32;
+    let rewards = registry(grader, args.cluster.as_deref())?;
     let token = args.worker.token()?;
     let opts = args.worker.server_options(&token);
     let status = std::sync::Arc::new(WorkerStatus::default());
-    let service = crate::service::VerifierService::new(grader, status.clone());
+    let service = crate::service::VerifierService::with_rewards(rewards, status.clone());
     let server = RoleServer::new(opts.clone()).service(opts.verifier(service));
     let rt = tokio::runtime::Runtime::new().context("tokio runtime")?;
     rt.block_on(run_worker(
@@ -206,11 +244,48 @@ fn serve(args: ServeArgs) -> Result<()> {
 
 fn grade(args: GradeArgs) -> Result<()> {
     let grader = Grader::new(args.config.to_config()?);
+    let grading = match args.cluster.as_deref() {
+        Some(path) => Grading::Routed(
+            registry(grader, Some(path))?,
+            args.data_source.clone().unwrap_or_default(),
+        ),
+        None => Grading::Math(grader),
+    };
     if args.batch {
-        return grade_batch(&grader);
+        return grade_batch(&grading);
     }
     let (Some(gold), Some(answer)) = (args.gold, args.answer) else {
         bail!("--gold and --answer are required without --batch");
+    };
+    let grader = match &grading {
+        Grading::Math(grader) => grader,
+        Grading::Routed(registry, data_source) => {
+            let item = RewardItem {
+                data_source,
+                gold: &gold,
+                response: &answer,
+            };
+            let r = registry
+                .grade_items(&[item])
+                .pop()
+                .context("the registry returned no result")?;
+            if args.json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                let status = serde_json::to_value(r.status)?;
+                println!(
+                    "reward={} status={} extracted={}{}",
+                    r.reward,
+                    status.as_str().unwrap_or("?"),
+                    r.extracted.as_deref().unwrap_or("-"),
+                    r.error
+                        .as_deref()
+                        .map(|e| format!(" error={e}"))
+                        .unwrap_or_default()
+                );
+            }
+            return Ok(());
+        }
     };
     let g = grader.grade(&gold, &answer);
     if args.json {
@@ -231,7 +306,14 @@ fn grade(args: GradeArgs) -> Result<()> {
 /// producer that waits for each answer still gets it at once.
 const BATCH_CHUNK: usize = 256;
 
-fn grade_batch(grader: &Grader) -> Result<()> {
+/// How `verifier grade` grades: math as always, or (`--cluster`) through the registry, with the
+/// `--data-source` of lines that name none.
+enum Grading {
+    Math(Grader),
+    Routed(RewardRegistry, String),
+}
+
+fn grade_batch(grading: &Grading) -> Result<()> {
     // A reader thread feeds lines through a channel so the grader can take every line that is
     // already available and grade them in parallel, without waiting for more input.
     let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<String>>(BATCH_CHUNK * 4);
@@ -265,20 +347,43 @@ fn grade_batch(grader: &Grader) -> Result<()> {
                     })
             })
             .collect();
-        let pairs: Vec<(&str, &str)> = parsed
-            .iter()
-            .filter_map(|p| p.as_ref().ok())
-            .map(|item| (item.gold.as_str(), item.answer.as_str()))
-            .collect();
-        let mut grades = grader.grade_batch(&pairs).into_iter();
+        let good = parsed.iter().filter_map(|p| p.as_ref().ok());
+        // Serialised per item so that the math output stays byte for byte what it was.
+        let lines: Vec<String> = match grading {
+            Grading::Math(grader) => {
+                let pairs: Vec<(&str, &str)> = good
+                    .map(|item| (item.gold.as_str(), item.answer.as_str()))
+                    .collect();
+                let grades: Vec<Grade> = grader.grade_batch(&pairs);
+                grades
+                    .iter()
+                    .map(serde_json::to_string)
+                    .collect::<Result<_, _>>()?
+            }
+            Grading::Routed(registry, data_source) => {
+                let items: Vec<RewardItem<'_>> = good
+                    .map(|item| RewardItem {
+                        data_source: item.data_source.as_deref().unwrap_or(data_source),
+                        gold: &item.gold,
+                        response: &item.answer,
+                    })
+                    .collect();
+                registry
+                    .grade_items(&items)
+                    .iter()
+                    .map(serde_json::to_string)
+                    .collect::<Result<_, _>>()?
+            }
+        };
+        let mut grades = lines.into_iter();
         for item in &parsed {
             line_no += 1;
             match item {
                 Ok(_) => {
-                    let g: Grade = grades
+                    let g = grades
                         .next()
-                        .context("grade_batch returned fewer grades than inputs")?;
-                    serde_json::to_writer(&mut out, &g)?;
+                        .context("grading returned fewer grades than inputs")?;
+                    out.write_all(g.as_bytes())?;
                 }
                 Err(message) => {
                     bad_lines += 1;

@@ -7,7 +7,10 @@
 //! thread with a hard deadline, so a pathological answer never stalls a batch.
 //! [`Grader::grade_batch`] grades a batch in parallel, one budget per answer; it is what the
 //! `verifier grade --batch` CLI runs and what the gRPC `verifier serve` of the distributed runtime
-//! wraps. Everything here is plain functions on strings: no network, no model.
+//! wraps. Math grading is plain functions on strings: no network, no model.
+//! Beyond math, [`reward`] is the reward registry of cluster.toml's `[rewards]`: per `data_source`
+//! (verl's dataset tag) math (the default), exact match, a regex, or an external reward process
+//! speaking JSON lines under a deadline and a memory bound (docs/REWARDS.md).
 //!
 //! The crate also holds the prompt side: task sources ([`tasks::synthetic`], [`tasks::jsonl`]) and
 //! prompt templates ([`tasks::template`]) that the coordinator hands to the actors.
@@ -30,6 +33,7 @@ pub mod extract;
 pub mod grade;
 pub mod normalize;
 pub mod number;
+pub mod reward;
 pub mod rng;
 pub mod service;
 pub mod tasks;

@@ -1,5 +1,8 @@
-//! The `Verifier` gRPC service: a thin shell over [`Grader::grade_batch`]. Grading is blocking
-//! and bounded per answer, so a batch runs on tokio's blocking pool.
+//! The `Verifier` gRPC service: a thin shell over [`RewardRegistry::grade_items`], which routes
+//! each item by its `data_source` (math, the default, through [`Grader::grade_batch`] as
+//! before). Grading is blocking and bounded per answer, so a batch runs on tokio's blocking
+//! pool. A failing reward never fails the call: its items come back as GRADE_STATUS_ERROR with
+//! `error` filled, one result per item, in request order.
 
 use std::sync::Arc;
 
@@ -8,39 +11,46 @@ use laser_proto::v1::verifier_server::Verifier;
 use laser_proto::v1::{GradeRequest, GradeResponse, GradeResult, GradeStatus};
 use tonic::{Request, Response, Status};
 
-use crate::{Grade, Grader, Status as GradeVerdict};
+use crate::Grader;
+use crate::reward::{RewardItem, RewardRegistry, RewardResult, RewardStatus};
 
 pub struct VerifierService {
-    grader: Arc<Grader>,
+    rewards: Arc<RewardRegistry>,
     status: Arc<WorkerStatus>,
 }
 
 impl VerifierService {
+    /// Math for every item (no `[rewards]`).
     pub fn new(grader: Grader, status: Arc<WorkerStatus>) -> Self {
+        Self::with_rewards(RewardRegistry::math_only(grader), status)
+    }
+
+    pub fn with_rewards(rewards: RewardRegistry, status: Arc<WorkerStatus>) -> Self {
         Self {
-            grader: Arc::new(grader),
+            rewards: Arc::new(rewards),
             status,
         }
     }
 }
 
-fn wire_status(s: GradeVerdict) -> GradeStatus {
+fn wire_status(s: RewardStatus) -> GradeStatus {
     match s {
-        GradeVerdict::Correct => GradeStatus::Correct,
-        GradeVerdict::Incorrect => GradeStatus::Incorrect,
-        GradeVerdict::NoAnswer => GradeStatus::NoAnswer,
-        GradeVerdict::Unparseable => GradeStatus::Unparseable,
-        GradeVerdict::Timeout => GradeStatus::Timeout,
+        RewardStatus::Correct => GradeStatus::Correct,
+        RewardStatus::Incorrect => GradeStatus::Incorrect,
+        RewardStatus::NoAnswer => GradeStatus::NoAnswer,
+        RewardStatus::Unparseable => GradeStatus::Unparseable,
+        RewardStatus::Timeout => GradeStatus::Timeout,
+        RewardStatus::Error => GradeStatus::Error,
     }
 }
 
-fn to_result(id: u64, g: Grade) -> GradeResult {
+fn to_result(id: u64, r: RewardResult) -> GradeResult {
     GradeResult {
         id,
-        reward: f32::from(g.reward),
-        status: wire_status(g.status) as i32,
-        extracted: g.extracted.unwrap_or_default(),
-        error: String::new(),
+        reward: r.reward,
+        status: wire_status(r.status) as i32,
+        extracted: r.extracted.unwrap_or_default(),
+        error: r.error.unwrap_or_default(),
     }
 }
 
@@ -55,17 +65,21 @@ impl Verifier for VerifierService {
         }
         let _busy = InFlight::start(&self.status);
         let items = request.into_inner().items;
-        let grader = Arc::clone(&self.grader);
+        let rewards = Arc::clone(&self.rewards);
         let results = tokio::task::spawn_blocking(move || {
-            let pairs: Vec<(&str, &str)> = items
+            let batch: Vec<RewardItem<'_>> = items
                 .iter()
-                .map(|i| (i.gold.as_str(), i.response.as_str()))
+                .map(|i| RewardItem {
+                    data_source: &i.data_source,
+                    gold: &i.gold,
+                    response: &i.response,
+                })
                 .collect();
-            let grades = grader.grade_batch(&pairs);
+            let results = rewards.grade_items(&batch);
             items
                 .iter()
-                .zip(grades)
-                .map(|(i, g)| to_result(i.id, g))
+                .zip(results)
+                .map(|(i, r)| to_result(i.id, r))
                 .collect::<Vec<_>>()
         })
         .await

@@ -19,7 +19,7 @@ fn task(i: usize, gold: &str, chat: Vec<ChatMessage>) -> Task {
         id: format!("t{i}"),
         question: format!("What is {i} + {i}?"),
         gold: gold.into(),
-        data_source: if i % 2 == 0 {
+        data_source: if i.is_multiple_of(2) {
             "openai/gsm8k".into()
         } else {
             "lighteval/MATH".into()

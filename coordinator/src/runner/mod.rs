@@ -370,7 +370,12 @@ impl Runner {
             local.spawn(ChildSpec {
                 name: name.clone(),
                 program: "verifier".into(),
-                args: common(&name),
+                // The [rewards] section: which reward grades each data_source.
+                args: [
+                    common(&name),
+                    vec!["--cluster".into(), self.resolved.display().to_string()],
+                ]
+                .concat(),
                 env: Vec::new(),
             })?;
         }
@@ -947,6 +952,7 @@ impl Runner {
             .count() as u64;
         row.dropped_stale = collected.dropped_stale;
         row.redispatched = collected.redispatched;
+        row.reward_errors = collected.reward_errors;
         row.step_seconds = t0.elapsed().as_secs_f64();
         row.unix_time = unix_now();
         self.metrics.append(&row)?;
