@@ -486,3 +486,57 @@ fn prometheus_metrics_are_served_while_the_run_goes_on() {
     run.finish(RUN_LIMIT);
     run.assert_rows(6, 8, 32);
 }
+
+/// Issue 28: a run whose external reward crashes now and then: the steps complete, the failed
+/// samples are counted in `reward_errors` (reward 0, nothing lost), and the reward is restarted.
+#[test]
+fn a_crashing_external_reward_marks_its_samples_and_the_run_completes() {
+    let data = laser_integration_tests::workspace().join("data");
+    let train = data
+        .join("reasoning_gym_arithmetic.verl.parquet")
+        .display()
+        .to_string();
+    let env = [
+        ("LASER__DATA__SOURCE", "parquet"),
+        ("LASER__DATA__PATH", train.as_str()),
+        ("LASER__EVAL__ENABLED", "false"),
+    ];
+    // Every reward process crashes on its 4th item (its ids count from 0), after answering 3.
+    let reward = r#"
+import json, sys
+for line in sys.stdin:
+    r = json.loads(line)
+    if r["id"] == 3:
+        print("crashing on purpose", file=sys.stderr, flush=True)
+        sys.exit(3)
+    print(json.dumps({"id": r["id"], "reward": 1.0 if r["gold"] in r["response"] else 0.0}), flush=True)
+"#;
+    let section = format!(
+        "\n[rewards]\n[[rewards.routes]]\ndata_source = \"reasoning_gym/basic_arithmetic\"\n\
+         kind = \"external\"\ncommand = [\"python3\", \"-c\", {}]\ntimeout_ms = 20000\n",
+        serde_json::to_string(reward).unwrap()
+    );
+    let mut run = LocalRun::start_prepared("reward-crash", 2, &env, |run_dir| {
+        use std::io::Write;
+        let toml = run_dir.parent().unwrap().join("cluster.toml");
+        let mut f = std::fs::OpenOptions::new().append(true).open(toml).unwrap();
+        f.write_all(section.as_bytes()).unwrap();
+    });
+    run.finish(RUN_LIMIT);
+    run.assert_rows(2, 4, 8);
+    let errors: u64 = run
+        .metrics()
+        .iter()
+        .map(|r| r["reward_errors"].as_u64().unwrap_or(0))
+        .sum();
+    let samples: u64 = run
+        .metrics()
+        .iter()
+        .map(|r| r["samples"].as_u64().unwrap())
+        .sum();
+    assert!(
+        errors > 0 && errors < samples,
+        "some samples (not all) were marked: {errors} of {samples}"
+    );
+    run.assert_audit();
+}
