@@ -540,3 +540,57 @@ for line in sys.stdin:
     );
     run.assert_audit();
 }
+
+/// Issue 28: a run whose external reward hangs on some items: each hang is cut at the route's
+/// deadline, those samples are marked in `reward_errors`, the steps complete, nothing is lost.
+#[test]
+fn a_hanging_external_reward_is_cut_at_its_deadline_and_the_run_completes() {
+    let data = laser_integration_tests::workspace().join("data");
+    let train = data
+        .join("reasoning_gym_arithmetic.verl.parquet")
+        .display()
+        .to_string();
+    let env = [
+        ("LASER__DATA__SOURCE", "parquet"),
+        ("LASER__DATA__PATH", train.as_str()),
+        ("LASER__EVAL__ENABLED", "false"),
+    ];
+    // Every reward process hangs on its 4th item (its ids count from 0), after answering 3.
+    let reward = r#"
+import json, sys, time
+for line in sys.stdin:
+    r = json.loads(line)
+    if r["id"] == 3:
+        time.sleep(3600)
+    print(json.dumps({"id": r["id"], "reward": 1.0 if r["gold"] in r["response"] else 0.0}), flush=True)
+"#;
+    let section = format!(
+        "\n[rewards]\n[[rewards.routes]]\ndata_source = \"reasoning_gym/basic_arithmetic\"\n\
+         kind = \"external\"\ncommand = [\"python3\", \"-c\", {}]\ntimeout_ms = 1500\n",
+        serde_json::to_string(reward).unwrap()
+    );
+    let mut run = LocalRun::start_prepared("reward-hang", 2, &env, |run_dir| {
+        use std::io::Write;
+        let toml = run_dir.parent().unwrap().join("cluster.toml");
+        let mut f = std::fs::OpenOptions::new().append(true).open(toml).unwrap();
+        f.write_all(section.as_bytes()).unwrap();
+    });
+    run.finish(RUN_LIMIT);
+    run.assert_rows(2, 4, 8);
+    let rows = run.metrics();
+    let errors: u64 = rows
+        .iter()
+        .map(|r| r["reward_errors"].as_u64().unwrap_or(0))
+        .sum();
+    let samples: u64 = rows.iter().map(|r| r["samples"].as_u64().unwrap()).sum();
+    assert!(
+        errors > 0 && errors < samples,
+        "some samples (not all) were marked: {errors} of {samples}"
+    );
+    let log = std::fs::read_to_string(run.dir.join("coordinator.log")).unwrap_or_default();
+    assert!(
+        log.contains("no answer within 1500 ms"),
+        "the coordinator logged each marked sample with its error:\n{log}"
+    );
+    run.assert_audit();
+}
