@@ -48,7 +48,7 @@ pub enum Queue {
 pub struct Telemetry {
     registry: Registry,
     /// One gauge per numeric field of the last step's metrics row (`laser_step_<field>`).
-    step_fields: Vec<(&'static str, FloatGauge)>,
+    step_fields: Vec<(String, FloatGauge)>,
     steps: Counter,
     step_seconds: Histogram,
     broadcast_seconds: Histogram,
@@ -86,7 +86,6 @@ impl Telemetry {
         let mut registry = Registry::with_prefix("laser");
         let mut step_fields = Vec::new();
         for (name, _) in numeric_fields(&StepMetrics::default()) {
-            let name: &'static str = Box::leak(name.into_boxed_str());
             let g = FloatGauge::default();
             registry.register(
                 format!("step_{name}"),
@@ -168,6 +167,7 @@ impl Telemetry {
 
     /// A completed step's metrics row.
     pub fn observe_step(&self, row: &StepMetrics) {
+        // By name: a NaN field serialises as null and drops out of `numeric_fields`.
         let values = numeric_fields(row);
         for (name, g) in &self.step_fields {
             if let Some((_, v)) = values.iter().find(|(k, _)| k == name) {

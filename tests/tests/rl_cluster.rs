@@ -487,13 +487,13 @@ fn prometheus_metrics_are_served_while_the_run_goes_on() {
     run.assert_rows(6, 8, 32);
 }
 
-/// Issue 28: a run whose external reward crashes now and then: the steps complete, the failed
-/// samples are counted in `reward_errors` (reward 0, nothing lost), and the reward is restarted.
-#[test]
-fn a_crashing_external_reward_marks_its_samples_and_the_run_completes() {
-    let data = laser_integration_tests::workspace().join("data");
-    let train = data
-        .join("reasoning_gym_arithmetic.verl.parquet")
+/// Runs 2 steps from the verl parquet fixture, its data_source graded by an external reward
+/// that answers 3 items per process, then does `misbehave` on its 4th (its ids count from 0).
+/// Checks that the run completed, that some but not all samples were marked in
+/// `reward_errors`, and that the audit passes; returns the run for further checks.
+fn run_with_a_failing_reward(tag: &str, misbehave: &str, timeout_ms: u64) -> LocalRun {
+    let train = laser_integration_tests::workspace()
+        .join("data/reasoning_gym_arithmetic.verl.parquet")
         .display()
         .to_string();
     let env = [
@@ -501,75 +501,22 @@ fn a_crashing_external_reward_marks_its_samples_and_the_run_completes() {
         ("LASER__DATA__PATH", train.as_str()),
         ("LASER__EVAL__ENABLED", "false"),
     ];
-    // Every reward process crashes on its 4th item (its ids count from 0), after answering 3.
-    let reward = r#"
-import json, sys
-for line in sys.stdin:
-    r = json.loads(line)
-    if r["id"] == 3:
-        print("crashing on purpose", file=sys.stderr, flush=True)
-        sys.exit(3)
-    print(json.dumps({"id": r["id"], "reward": 1.0 if r["gold"] in r["response"] else 0.0}), flush=True)
-"#;
-    let section = format!(
-        "\n[rewards]\n[[rewards.routes]]\ndata_source = \"reasoning_gym/basic_arithmetic\"\n\
-         kind = \"external\"\ncommand = [\"python3\", \"-c\", {}]\ntimeout_ms = 20000\n",
-        serde_json::to_string(reward).unwrap()
-    );
-    let mut run = LocalRun::start_prepared("reward-crash", 2, &env, |run_dir| {
-        use std::io::Write;
-        let toml = run_dir.parent().unwrap().join("cluster.toml");
-        let mut f = std::fs::OpenOptions::new().append(true).open(toml).unwrap();
-        f.write_all(section.as_bytes()).unwrap();
-    });
-    run.finish(RUN_LIMIT);
-    run.assert_rows(2, 4, 8);
-    let errors: u64 = run
-        .metrics()
-        .iter()
-        .map(|r| r["reward_errors"].as_u64().unwrap_or(0))
-        .sum();
-    let samples: u64 = run
-        .metrics()
-        .iter()
-        .map(|r| r["samples"].as_u64().unwrap())
-        .sum();
-    assert!(
-        errors > 0 && errors < samples,
-        "some samples (not all) were marked: {errors} of {samples}"
-    );
-    run.assert_audit();
-}
-
-/// Issue 28: a run whose external reward hangs on some items: each hang is cut at the route's
-/// deadline, those samples are marked in `reward_errors`, the steps complete, nothing is lost.
-#[test]
-fn a_hanging_external_reward_is_cut_at_its_deadline_and_the_run_completes() {
-    let data = laser_integration_tests::workspace().join("data");
-    let train = data
-        .join("reasoning_gym_arithmetic.verl.parquet")
-        .display()
-        .to_string();
-    let env = [
-        ("LASER__DATA__SOURCE", "parquet"),
-        ("LASER__DATA__PATH", train.as_str()),
-        ("LASER__EVAL__ENABLED", "false"),
-    ];
-    // Every reward process hangs on its 4th item (its ids count from 0), after answering 3.
-    let reward = r#"
+    let reward = format!(
+        r#"
 import json, sys, time
 for line in sys.stdin:
     r = json.loads(line)
     if r["id"] == 3:
-        time.sleep(3600)
-    print(json.dumps({"id": r["id"], "reward": 1.0 if r["gold"] in r["response"] else 0.0}), flush=True)
-"#;
+        {misbehave}
+    print(json.dumps({{"id": r["id"], "reward": 1.0 if r["gold"] in r["response"] else 0.0}}), flush=True)
+"#
+    );
     let section = format!(
         "\n[rewards]\n[[rewards.routes]]\ndata_source = \"reasoning_gym/basic_arithmetic\"\n\
-         kind = \"external\"\ncommand = [\"python3\", \"-c\", {}]\ntimeout_ms = 1500\n",
-        serde_json::to_string(reward).unwrap()
+         kind = \"external\"\ncommand = [\"python3\", \"-c\", {}]\ntimeout_ms = {timeout_ms}\n",
+        serde_json::to_string(&reward).unwrap()
     );
-    let mut run = LocalRun::start_prepared("reward-hang", 2, &env, |run_dir| {
+    let mut run = LocalRun::start_prepared(tag, 2, &env, |run_dir| {
         use std::io::Write;
         let toml = run_dir.parent().unwrap().join("cluster.toml");
         let mut f = std::fs::OpenOptions::new().append(true).open(toml).unwrap();
@@ -578,19 +525,35 @@ for line in sys.stdin:
     run.finish(RUN_LIMIT);
     run.assert_rows(2, 4, 8);
     let rows = run.metrics();
-    let errors: u64 = rows
-        .iter()
-        .map(|r| r["reward_errors"].as_u64().unwrap_or(0))
-        .sum();
-    let samples: u64 = rows.iter().map(|r| r["samples"].as_u64().unwrap()).sum();
+    let total = |field: &str| -> u64 { rows.iter().map(|r| r[field].as_u64().unwrap_or(0)).sum() };
+    let (errors, samples) = (total("reward_errors"), total("samples"));
     assert!(
         errors > 0 && errors < samples,
         "some samples (not all) were marked: {errors} of {samples}"
     );
+    run.assert_audit();
+    run
+}
+
+/// Issue 28: a run whose external reward crashes now and then: the steps complete, the failed
+/// samples are counted in `reward_errors` (reward 0, nothing lost), and the reward is restarted.
+#[test]
+fn a_crashing_external_reward_marks_its_samples_and_the_run_completes() {
+    run_with_a_failing_reward(
+        "reward-crash",
+        r#"print("crashing on purpose", file=sys.stderr, flush=True); sys.exit(3)"#,
+        20_000,
+    );
+}
+
+/// Issue 28: a run whose external reward hangs on some items: each hang is cut at the route's
+/// deadline, those samples are marked in `reward_errors`, the steps complete, nothing is lost.
+#[test]
+fn a_hanging_external_reward_is_cut_at_its_deadline_and_the_run_completes() {
+    let run = run_with_a_failing_reward("reward-hang", "time.sleep(3600)", 1500);
     let log = std::fs::read_to_string(run.dir.join("coordinator.log")).unwrap_or_default();
     assert!(
         log.contains("no answer within 1500 ms"),
         "the coordinator logged each marked sample with its error:\n{log}"
     );
-    run.assert_audit();
 }
