@@ -12,7 +12,10 @@
 //!   expected calibration error (ECE) of the clamped score as a probability of being correct;
 //! - the AUROC of r_s within problems: pooled AUROC also rewards a read-out that only predicts
 //!   which problems the policy solves, while a weighted vote needs r_s to rank the samples of one
-//!   problem, which this measures.
+//!   problem, which this measures;
+//! - the same two AUROCs of the policy's own confidence, the mean token log-probability of the
+//!   response: the reference a trained read-out should beat (if the policy's likelihood already
+//!   separates one problem's right answers from its wrong ones, the information is in the model).
 //!
 //! Ties (two answers with the same vote or score, two samples with the same r_s) go to the one that
 //! appears first, so the metrics are deterministic.
@@ -29,6 +32,10 @@ pub struct EvalSample {
     pub verifier_reward: f64,
     /// r_s = beta_v (log p(z_c | x, y) - c_ref); `None` when there is no read-out (truncated).
     pub self_reward: Option<f64>,
+    /// The policy's mean (untempered) token log-probability of the response; `None` when unknown
+    /// (samples saved before it was recorded).
+    #[serde(default)]
+    pub mean_logprob: Option<f64>,
 }
 
 impl EvalSample {
@@ -79,6 +86,13 @@ pub struct EvalReport {
     pub auroc_within: Option<f64>,
     /// Expected calibration error of clamp(r_s, 0, 1), [`ECE_BINS`] equal-width bins.
     pub ece: Option<f64>,
+    /// [`auroc`](Self::auroc) and [`auroc_within`](Self::auroc_within) with the policy's mean
+    /// token log-probability in place of r_s (the same rule: samples without an answer rank
+    /// lowest); `None` when a sample has no recorded log-probability.
+    #[serde(default)]
+    pub logprob_auroc: Option<f64>,
+    #[serde(default)]
+    pub logprob_auroc_within: Option<f64>,
     /// Fraction of samples that are correct (equals pass@1 when every problem has k samples).
     pub sample_accuracy: f64,
     /// Fraction of samples without an extractable answer.
@@ -276,6 +290,20 @@ pub fn evaluate(problems: &[ProblemSamples]) -> EvalReport {
         .iter()
         .map(|p| p.iter().map(|s| (rank_score(s), s.is_correct())).collect())
         .collect();
+    // The policy's confidence, ranked under the same rule (only where every sample has one).
+    let have_logprob = all.iter().all(|s| s.mean_logprob.is_some());
+    let logprob_score = |s: &EvalSample| match (&s.answer, s.mean_logprob) {
+        (Some(_), Some(l)) if l.is_finite() => l,
+        _ => f64::NEG_INFINITY,
+    };
+    let by_logprob: Vec<Vec<(f64, bool)>> = problems
+        .iter()
+        .map(|p| {
+            p.iter()
+                .map(|s| (logprob_score(s), s.is_correct()))
+                .collect()
+        })
+        .collect();
     let calibrated: Vec<(f64, bool)> = all
         .iter()
         .map(|s| (s.verification_score(), s.is_correct()))
@@ -294,6 +322,8 @@ pub fn evaluate(problems: &[ProblemSamples]) -> EvalReport {
         auroc: auroc(&ranked),
         auroc_within: auroc_within(&ranked_by_problem),
         ece: expected_calibration_error(&calibrated, ECE_BINS),
+        logprob_auroc: have_logprob.then(|| auroc(&by_logprob.concat())).flatten(),
+        logprob_auroc_within: have_logprob.then(|| auroc_within(&by_logprob)).flatten(),
         sample_accuracy: if n == 0 {
             0.0
         } else {
@@ -316,6 +346,7 @@ mod tests {
             answer: Some(answer.to_string()),
             verifier_reward: f64::from(u8::from(correct)),
             self_reward: Some(r_s),
+            mean_logprob: None,
         }
     }
 
@@ -324,6 +355,7 @@ mod tests {
             answer: None,
             verifier_reward: 0.0,
             self_reward: Some(0.9),
+            mean_logprob: None,
         }
     }
 
@@ -415,6 +447,37 @@ mod tests {
         let r = evaluate(&[easy, flipped]);
         assert!((r.auroc_within.unwrap() - 2.0 / 4.0).abs() < EPS);
         assert_eq!(evaluate(&[problem_b()]).auroc_within, None);
+    }
+
+    /// The policy-confidence reference ranks by the mean log-probability, not by r_s, and is
+    /// absent unless every sample has one.
+    #[test]
+    fn logprob_auroc_ranks_by_the_policys_likelihood() {
+        let with = |mut x: EvalSample, l: f64| {
+            x.mean_logprob = Some(l);
+            x
+        };
+        // r_s says the opposite of the likelihood in problem A; B is all wrong.
+        let a = vec![
+            with(s("1", true, 0.1), -0.2),
+            with(s("2", false, 0.9), -0.9),
+            with(s("3", false, 0.8), -0.1),
+        ];
+        let b = vec![with(s("4", false, 0.5), -0.05)];
+        let r = evaluate(&[a.clone(), b.clone()]);
+        assert_eq!(r.auroc_within, Some(0.0));
+        // Within A: -0.2 beats -0.9, loses to -0.1.
+        assert!((r.logprob_auroc_within.unwrap() - 0.5).abs() < EPS);
+        // Pooled: the correct -0.2 against -0.9, -0.1, -0.05: 1 of 3.
+        assert!((r.logprob_auroc.unwrap() - 1.0 / 3.0).abs() < EPS);
+        // A sample without an answer ranks lowest, as for r_s.
+        let mut none = with(s("5", false, 0.0), -0.01);
+        none.answer = None;
+        let r = evaluate(&[vec![a[0].clone(), none]]);
+        assert_eq!(r.logprob_auroc_within, Some(1.0));
+        // One sample without a recorded log-probability: no figure rather than a partial one.
+        let r = evaluate(&[vec![a[0].clone(), s("6", false, 0.5)]]);
+        assert_eq!((r.logprob_auroc, r.logprob_auroc_within), (None, None));
     }
 
     #[test]

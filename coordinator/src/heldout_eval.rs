@@ -178,10 +178,17 @@ pub fn problem_samples(groups: &[RolloutGroup]) -> Vec<ProblemSamples> {
                         .then_some(s.self_reward)
                         .flatten()
                         .map(f64::from),
+                    mean_logprob: mean_logprob(&s.logprobs),
                 })
                 .collect()
         })
         .collect()
+}
+
+/// The mean of a response's token log-probabilities (`None` for an empty response).
+fn mean_logprob(logprobs: &[f32]) -> Option<f64> {
+    (!logprobs.is_empty())
+        .then(|| logprobs.iter().map(|&l| f64::from(l)).sum::<f64>() / logprobs.len() as f64)
 }
 
 /// One line of `eval.jsonl`.
@@ -224,6 +231,9 @@ pub struct EvalSampleRow {
     /// r_s, unclamped; absent when the sample did not end with EOS.
     pub self_reward: Option<f32>,
     pub truncated: bool,
+    /// The policy's mean token log-probability of the response (absent in older files).
+    #[serde(default)]
+    pub mean_logprob: Option<f32>,
 }
 
 /// Writes every sample of `groups` to `run_dir/eval_samples/step-{step:06}.jsonl` (replacing a
@@ -260,6 +270,7 @@ pub fn write_samples(
                 correct: e.is_correct(),
                 self_reward: e.self_reward.map(|r| r as f32),
                 truncated: s.finish_reason == FinishReason::Length as i32,
+                mean_logprob: e.mean_logprob.map(|l| l as f32),
             };
             text.push_str(&serde_json::to_string(&row)?);
             text.push('\n');
@@ -322,6 +333,8 @@ pub fn report_metrics(r: &EvalReport) -> Vec<(&'static str, Option<f64>)> {
         ("AUROC of r_s", r.auroc),
         ("AUROC within problems", r.auroc_within),
         ("ECE", r.ece),
+        ("AUROC of log p(y|x)", r.logprob_auroc),
+        ("log p(y|x) AUROC within problems", r.logprob_auroc_within),
         ("no-answer rate", Some(r.no_answer_rate)),
     ]
 }
@@ -553,6 +566,8 @@ mod tests {
             auroc: None,
             auroc_within: None,
             ece: None,
+            logprob_auroc: None,
+            logprob_auroc_within: None,
             sample_accuracy: pass,
             no_answer_rate: 0.0,
         }

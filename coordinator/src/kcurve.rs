@@ -113,6 +113,7 @@ pub fn read_problems(path: &Path) -> Result<Vec<Vec<EvalSample>>> {
             answer: canonical_answer(&row.answer),
             verifier_reward: if row.correct { 1.0 } else { 0.0 },
             self_reward: row.self_reward.map(f64::from),
+            mean_logprob: row.mean_logprob.map(f64::from),
         };
         if !by_task.contains_key(&row.task_id) {
             order.push(row.task_id.clone());
@@ -214,6 +215,7 @@ mod tests {
             answer: Some(answer.into()),
             verifier_reward: if correct { 1.0 } else { 0.0 },
             self_reward: r,
+            mean_logprob: None,
         }
     }
 
@@ -272,6 +274,7 @@ mod tests {
             correct,
             self_reward: r,
             truncated: r.is_none(),
+            mean_logprob: None,
         };
         let rows = [
             row("b", 1, "7", true, Some(0.9)),

@@ -295,6 +295,8 @@ mod tests {
                 auroc: None,
                 auroc_within: None,
                 ece: None,
+                logprob_auroc: None,
+                logprob_auroc_within: None,
                 sample_accuracy: pass_at_1,
                 no_answer_rate: 0.0,
             },

@@ -103,7 +103,7 @@ pub fn render_summary(s: &RunSummary) -> String {
         }
         md.push_str("---:|\n");
         type Get = fn(&EvalReport) -> Option<f64>;
-        let rows: [(&str, Get); 12] = [
+        let rows: [(&str, Get); 14] = [
             ("pass@1", |r| Some(r.pass_at_1)),
             ("maj@k", |r| Some(r.maj_at_k)),
             ("self-reward-weighted maj@k", |r| {
@@ -120,6 +120,12 @@ pub fn render_summary(s: &RunSummary) -> String {
             ("AUROC of r_s", |r| r.auroc),
             ("AUROC of r_s within problems", |r| r.auroc_within),
             ("ECE", |r| r.ece),
+            ("AUROC of log p(y|x) (the policy's own confidence)", |r| {
+                r.logprob_auroc
+            }),
+            ("AUROC of log p(y|x) within problems", |r| {
+                r.logprob_auroc_within
+            }),
             ("sample accuracy", |r| Some(r.sample_accuracy)),
             ("no-answer rate", |r| Some(r.no_answer_rate)),
         ];
@@ -192,6 +198,7 @@ mod tests {
                 answer: Some(if i < correct_of_4 { "1" } else { "2" }.into()),
                 verifier_reward: f64::from(u8::from(i < correct_of_4)),
                 self_reward: Some(if i < correct_of_4 { 0.9 } else { 0.1 }),
+                mean_logprob: None,
             })
             .collect();
         evaluate(&[problem])
