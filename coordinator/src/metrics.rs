@@ -40,6 +40,9 @@ pub struct RolloutStats {
     pub mean_response_len: f64,
     pub truncation_rate: f64,
     pub staleness_mean: f64,
+    pub within_group_pairs: u64,
+    pub self_reward_auroc_within: Option<f64>,
+    pub logprob_auroc_within: Option<f64>,
 }
 
 /// The policy's self-verdict: "correct" when clamp(r_s, 0, 1) > 0.5; without r_s, "incorrect".
@@ -109,6 +112,18 @@ pub fn rollout_stats(groups: &[RolloutGroup], trained_version: u64) -> RolloutSt
     } else {
         stale_sum / groups.len() as f64
     };
+    // The held-out evaluation's rules, on the training groups (one group = one problem).
+    let graded = crate::heldout_eval::problem_samples(groups);
+    s.within_group_pairs = graded
+        .iter()
+        .map(|p| {
+            let right = p.iter().filter(|x| x.is_correct()).count() as u64;
+            right * (p.len() as u64 - right)
+        })
+        .sum();
+    let report = crate::eval_metrics::evaluate(&graded);
+    s.self_reward_auroc_within = report.auroc_within;
+    s.logprob_auroc_within = report.logprob_auroc_within;
     s
 }
 
@@ -128,6 +143,9 @@ impl RolloutStats {
             mean_response_len: self.mean_response_len,
             truncation_rate: self.truncation_rate,
             staleness_mean: self.staleness_mean,
+            within_group_pairs: self.within_group_pairs,
+            self_reward_auroc_within: self.self_reward_auroc_within,
+            logprob_auroc_within: self.logprob_auroc_within,
             ..Default::default()
         }
     }
@@ -273,6 +291,44 @@ mod tests {
         // acc on correct = 1/2, acc on incorrect = 2/3 -> F1 = 2*(1/2)(2/3)/(1/2+2/3) = 4/7.
         assert!((s.f1 - 4.0 / 7.0).abs() < 1e-12);
         assert!((s.staleness_mean - 1.0).abs() < 1e-12);
+    }
+
+    /// The within-group figures count one group's (correct, incorrect) pairs only and rank them
+    /// by r_s and by the mean log-probability separately.
+    #[test]
+    fn within_group_auroc_counts_pairs_inside_groups() {
+        use FinishReason::Eos;
+        let answered = |r_v: f32, r_s: f32, logprobs: Vec<f32>| RolloutSample {
+            extracted_answer: if r_v > 0.5 { "1" } else { "2" }.into(),
+            logprobs,
+            ..sample(r_v, Some(r_s), 2, Eos)
+        };
+        let mixed = RolloutGroup {
+            samples: vec![
+                answered(1.0, 0.8, vec![-0.1, -0.3]),
+                answered(0.0, 0.3, vec![-0.1, -0.1]),
+                answered(0.0, 0.9, vec![-1.0, -1.0]),
+            ],
+            ..Default::default()
+        };
+        // An easy group: every sample right, high r_s; it adds no pair.
+        let easy = RolloutGroup {
+            samples: vec![answered(1.0, 0.99, vec![-0.01]); 2],
+            ..Default::default()
+        };
+        let s = rollout_stats(&[mixed.clone(), easy.clone()], 0);
+        assert_eq!(s.within_group_pairs, 2);
+        // r_s: 0.8 beats 0.3, loses to 0.9. Log-prob (mean): -0.2 loses to -0.1, beats -1.0.
+        assert_eq!(s.self_reward_auroc_within, Some(0.5));
+        assert_eq!(s.logprob_auroc_within, Some(0.5));
+        let row = s.into_row(1);
+        assert_eq!(row.within_group_pairs, 2);
+        let s = rollout_stats(&[easy], 0);
+        assert_eq!(s.within_group_pairs, 0);
+        assert_eq!(
+            (s.self_reward_auroc_within, s.logprob_auroc_within),
+            (None, None)
+        );
     }
 
     #[test]
