@@ -26,6 +26,11 @@ pub struct ClusterSection {
     /// over gRPC sums the gradients, so every rank applies the one-rank update. Rank 0 checkpoints
     /// and serves the weights.
     pub learner_ranks: u32,
+    /// 1: ZeRO stage 1 across the learner ranks: each keeps and updates the AdamW moments of its
+    /// own share of the parameters only (about 1/learner_ranks of them), then the ranks gather
+    /// the updated parameters. Checkpoints stay whole (the same files as one learner's). 0: every
+    /// rank holds the whole optimiser state.
+    pub learner_zero_stage: u32,
     /// Address the coordinator listens on (Register, Heartbeat, Monitor).
     pub listen: String,
     /// Address workers use to reach the coordinator; default: `listen`.
@@ -82,6 +87,7 @@ impl Default for ClusterSection {
             actors: 2,
             verifiers: 1,
             learner_ranks: 1,
+            learner_zero_stage: 0,
             listen: "127.0.0.1:0".into(),
             advertise: None,
             metrics_listen: None,

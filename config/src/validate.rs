@@ -184,7 +184,7 @@ impl ClusterConfig {
             }
         }
         let a = &self.algorithm;
-        let checks: [(&'static str, bool, String); 14] = [
+        let checks: [(&'static str, bool, String); 15] = [
             (
                 "algorithm.group_size",
                 a.group_size >= 2,
@@ -255,6 +255,14 @@ impl ClusterConfig {
                 "cluster.learner_ranks",
                 self.cluster.learner_ranks >= 1,
                 format!("= {}: at least 1 learner rank", self.cluster.learner_ranks),
+            ),
+            (
+                "cluster.learner_zero_stage",
+                self.cluster.learner_zero_stage <= 1,
+                format!(
+                    "= {}: 0 (whole optimiser state on every rank) or 1 (ZeRO-1: sharded AdamW moments)",
+                    self.cluster.learner_zero_stage
+                ),
             ),
             (
                 "cluster.verifiers",

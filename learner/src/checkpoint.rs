@@ -28,6 +28,7 @@ pub const COMPLETE_MARKER: &str = "COMPLETE";
 pub const TRAINER_STATE_FILE: &str = "trainer_state.json";
 const TMP_PREFIX: &str = ".tmp-";
 const STEP_PREFIX: &str = "step-";
+const SHARES_PREFIX: &str = ".zero1-";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -277,6 +278,27 @@ impl RunDir {
         }
         sync_dir(&self.checkpoints_dir())?;
         Ok(doomed)
+    }
+
+    /// Where ZeRO-1 ranks other than 0 leave their share of the AdamW state of `step` for rank 0
+    /// to merge into that step's checkpoint (readers of checkpoints never look here).
+    pub fn optimizer_shares_dir(&self, step: u64) -> PathBuf {
+        self.checkpoints_dir()
+            .join(format!("{SHARES_PREFIX}{}", step_dir_name(step)))
+    }
+
+    /// Removes the optimiser shares of every step up to `step` (merged, or left by a crash).
+    pub fn remove_optimizer_shares(&self, step: u64) -> Result<(), CheckpointError> {
+        for (name, path) in self.entries()? {
+            let merged = name
+                .strip_prefix(SHARES_PREFIX)
+                .and_then(parse_step)
+                .is_some_and(|s| s <= step);
+            if merged {
+                fs::remove_dir_all(&path).map_err(io_err(&path))?;
+            }
+        }
+        Ok(())
     }
 
     fn entries(&self) -> Result<Vec<(String, PathBuf)>, CheckpointError> {

@@ -11,7 +11,7 @@
 
 use std::ops::Range;
 
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Tensor, TensorData};
@@ -24,7 +24,7 @@ use crate::loss::StepNormalizers;
 /// response-token count crosses `rank / world` of the total, so ranks get near-equal work. A rank
 /// may get no group (fewer groups than ranks); its gradient is then zero.
 pub fn shard_groups(batch: &TrainingBatch, rank: usize, world: usize) -> Range<usize> {
-    let tokens: Vec<usize> = batch
+    let sizes: Vec<usize> = batch
         .groups()
         .iter()
         .map(|g| {
@@ -34,24 +34,55 @@ pub fn shard_groups(batch: &TrainingBatch, rank: usize, world: usize) -> Range<u
                 .sum()
         })
         .collect();
-    let total: usize = tokens.iter().sum();
-    // Group i goes to the rank whose share holds the midpoint of its token span.
-    let owner = |i: usize| {
-        let before: usize = tokens[..i].iter().sum();
-        let mid2 = 2 * before + tokens[i];
-        ((mid2 * world) / (2 * total.max(1))).min(world - 1)
-    };
-    let groups: Vec<usize> = (0..tokens.len()).filter(|&i| owner(i) == rank).collect();
+    let owner = contiguous_owners(&sizes, world);
+    let groups: Vec<usize> = (0..sizes.len()).filter(|&i| owner[i] == rank).collect();
     match (groups.first(), groups.last()) {
         (Some(&a), Some(&b)) => a..b + 1,
         _ => {
             // Empty shard: an empty range placed where the rank's groups would be.
-            let at = (0..tokens.len())
-                .find(|&i| owner(i) > rank)
-                .unwrap_or(tokens.len());
+            let at = (0..sizes.len())
+                .find(|&i| owner[i] > rank)
+                .unwrap_or(sizes.len());
             at..at
         }
     }
+}
+
+/// The rank of each item when `world` ranks take contiguous runs of items of these `sizes`:
+/// item i goes to the rank whose equal share of the total holds the midpoint of its span.
+pub fn contiguous_owners(sizes: &[usize], world: usize) -> Vec<usize> {
+    let total: usize = sizes.iter().sum();
+    let mut before = 0;
+    sizes
+        .iter()
+        .map(|&size| {
+            let mid2 = 2 * before + size;
+            before += size;
+            ((mid2 * world) / (2 * total.max(1))).min(world - 1)
+        })
+        .collect()
+}
+
+/// ZeRO-1: whether `rank` of `world` owns each float parameter of `model` (module visiting
+/// order): contiguous runs balanced by element count, so each rank keeps the AdamW moments of
+/// about 1/world of the model.
+pub fn zero1_owned<B: AutodiffBackend, M: Module<B>>(
+    model: &M,
+    rank: usize,
+    world: usize,
+) -> Vec<bool> {
+    struct Sizes(Vec<usize>);
+    impl<B: AutodiffBackend> ModuleVisitor<B> for Sizes {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            self.0.push(param.shape().num_elements());
+        }
+    }
+    let mut sizes = Sizes(Vec::new());
+    model.visit(&mut sizes);
+    contiguous_owners(&sizes.0, world)
+        .into_iter()
+        .map(|owner| owner == rank)
+        .collect()
 }
 
 /// The loss parts carried after the gradients in the all-reduce buffer.
@@ -108,13 +139,32 @@ pub fn shard_gradients<B: AutodiffBackend>(
     })
 }
 
+/// What [`apply_summed`] leaves to do.
+pub enum Update {
+    /// Every rank holds the new weights.
+    Done(StepMetrics),
+    /// ZeRO-1: this rank updated its own parameters; `buffer` holds them (zeros elsewhere) for a
+    /// second all-reduce, which gathers every rank's, then [`finish_gather`].
+    Gather(ParamGather),
+}
+
+/// A ZeRO-1 rank's updated parameters, on their way to the other ranks.
+pub struct ParamGather {
+    pub buffer: Vec<f32>,
+    owned: Vec<bool>,
+    metrics: StepMetrics,
+}
+
 /// The update from `summed`: this rank's [`ShardGradients`] whose buffer now holds the all-reduced
 /// sum of every rank's buffer (the step and phase stay this rank's own). Identical on every rank.
+/// With `zero1 = Some((rank, world))` the rank updates only the parameters it owns
+/// ([`zero1_owned`]) and returns them to be gathered.
 pub fn apply_summed<B: AutodiffBackend>(
     learner: &mut Learner<B>,
     summed: ShardGradients,
     batch: &TrainingBatch,
-) -> Result<StepMetrics, LearnerError> {
+    zero1: Option<(usize, usize)>,
+) -> Result<Update, LearnerError> {
     let own = summed;
     let summed = &own.buffer;
     let n = own.gradient_len();
@@ -138,8 +188,109 @@ pub fn apply_summed<B: AutodiffBackend>(
         grads: GradientsParams::new(),
     };
     learner.model().visit(&mut unflatten);
-    let outcome = learner.apply(loss.total, unflatten.grads);
-    Ok(learner.step_metrics(&loss, outcome, batch))
+    let Some((rank, world)) = zero1 else {
+        let outcome = learner.apply(loss.total, unflatten.grads);
+        return Ok(Update::Done(learner.step_metrics(&loss, outcome, batch)));
+    };
+    let owned = zero1_owned(learner.model(), rank, world);
+    let outcome = learner.apply_owned(loss.total, unflatten.grads, &owned);
+    let metrics = learner.step_metrics(&loss, outcome, batch);
+    // A skipped step (the same decision on every rank: the norm is global) changed nothing.
+    if !metrics.applied {
+        return Ok(Update::Done(metrics));
+    }
+    let mut values = OwnedValues::<B> {
+        owned: &owned,
+        index: 0,
+        out: Vec::new(),
+        _b: std::marker::PhantomData,
+    };
+    learner.model().visit(&mut values);
+    Ok(Update::Gather(ParamGather {
+        buffer: values.out,
+        owned,
+        metrics,
+    }))
+}
+
+/// ZeRO-1, after the gather: `gathered.buffer` holds every rank's updated parameters (each
+/// written by its owner alone, the others adding zeros, so the bits are the owner's); this rank
+/// takes the ones it does not own.
+pub fn finish_gather<B: AutodiffBackend>(
+    learner: &mut Learner<B>,
+    gathered: ParamGather,
+) -> StepMetrics {
+    let ParamGather {
+        buffer,
+        owned,
+        metrics,
+    } = gathered;
+    learner.replace_model(|model| {
+        model.map(&mut TakeGathered {
+            flat: &buffer,
+            owned: &owned,
+            index: 0,
+            at: 0,
+        })
+    });
+    metrics
+}
+
+/// Flattens the parameters in visiting order: the owned ones' values, zeros for the rest.
+struct OwnedValues<'a, B: AutodiffBackend> {
+    owned: &'a [bool],
+    index: usize,
+    out: Vec<f32>,
+    _b: std::marker::PhantomData<B>,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for OwnedValues<'_, B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let numel = param.shape().num_elements();
+        if self.owned[self.index] {
+            let data = param.val().into_data().convert::<f32>();
+            self.out
+                .extend_from_slice(data.as_slice::<f32>().expect("f32 parameter data"));
+        } else {
+            self.out.resize(self.out.len() + numel, 0.0);
+        }
+        self.index += 1;
+    }
+}
+
+/// Replaces every parameter this rank does not own with its gathered value (same id, so the
+/// optimiser state and the autodiff tracking are unchanged).
+struct TakeGathered<'a> {
+    flat: &'a [f32],
+    owned: &'a [bool],
+    index: usize,
+    at: usize,
+}
+
+impl<B: AutodiffBackend> ModuleMapper<B> for TakeGathered<'_> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let numel = param.shape().num_elements();
+        let range = self.at..self.at + numel;
+        self.at += numel;
+        let own = self.owned[self.index];
+        self.index += 1;
+        if own {
+            return param;
+        }
+        let values = self.flat[range].to_vec();
+        param.map(|tensor| {
+            let require_grad = tensor.is_require_grad();
+            let fresh = Tensor::<B, D>::from_data(
+                TensorData::new(values, tensor.shape()),
+                &tensor.device(),
+            );
+            if require_grad {
+                fresh.require_grad()
+            } else {
+                fresh
+            }
+        })
+    }
 }
 
 struct Flatten<'a, B: AutodiffBackend> {

@@ -14,7 +14,8 @@
 //! Checkpoints ([`Learner::save_checkpoint`], [`Learner::resume`]) hold the model in Hugging Face layout,
 //! the AdamW moments, the counters, the RNG and the data cursor, so a resumed run continues exactly.
 
-use std::path::Path;
+use std::fs::File;
+use std::path::{Path, PathBuf};
 
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::optim::adaptor::OptimizerAdaptor;
@@ -33,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use crate::advantages::group_advantages;
 use crate::batch::{BatchError, Sample, TrainingBatch};
 use crate::checkpoint::{
-    CheckpointError, CompleteCheckpoint, DataCursor, RngState, RunDir, TrainerState,
+    CheckpointError, CompleteCheckpoint, DataCursor, RngState, RunDir, TrainerState, atomic_write,
 };
 use crate::loss::{
     LossContext, LossError, LossOutput, LossTargets, PolicyOutputs, StepNormalizers, laser_loss,
@@ -163,6 +164,8 @@ pub struct Learner<B: AutodiffBackend> {
     reference: Option<Transformer<B::InnerBackend>>,
     tokenizer: Option<Tokenizer>,
     optimizer: LearnerOptimizer<B, Transformer<B>>,
+    /// ZeRO-1: the parameters (visiting order) whose AdamW moments this rank keeps; `None`: all.
+    owned_state: Option<Vec<bool>>,
     config: LearnerConfig,
     rng: ChaCha8Rng,
     data_cursor: DataCursor,
@@ -185,6 +188,7 @@ impl<B: AutodiffBackend> Learner<B> {
             reference,
             tokenizer,
             optimizer,
+            owned_state: None,
             config,
             rng,
             data_cursor: DataCursor {
@@ -399,6 +403,39 @@ impl<B: AutodiffBackend> Learner<B> {
     }
 
     /// One optimiser step from the step's gradients (clipping, AdamW, the non-finite guard).
+    /// ZeRO-1's [`Self::apply`]: updates only the parameters marked in `owned` (module visiting
+    /// order) and keeps AdamW moments for those alone; the caller gathers the others.
+    pub(crate) fn apply_owned(
+        &mut self,
+        loss: f64,
+        grads: GradientsParams,
+        owned: &[bool],
+    ) -> StepOutcome {
+        if self.owned_state.as_deref() != Some(owned) {
+            // First sharded step (or a new share): drop the moments another rank now keeps.
+            self.optimizer.retain_owned_state(&self.model, owned);
+            self.owned_state = Some(owned.to_vec());
+        }
+        let (model, outcome) = self
+            .optimizer
+            .step_owned(self.model.clone(), loss, grads, owned);
+        self.model = model;
+        if matches!(outcome, StepOutcome::Applied { .. }) {
+            self.policy_version += 1;
+        }
+        outcome
+    }
+
+    /// Which parameters this learner keeps AdamW moments for, when it is a ZeRO-1 rank.
+    pub fn owned_state(&self) -> Option<&[bool]> {
+        self.owned_state.as_deref()
+    }
+
+    /// Mutable access to the model for the data-parallel parameter gather.
+    pub(crate) fn replace_model(&mut self, f: impl FnOnce(Transformer<B>) -> Transformer<B>) {
+        self.model = f(self.model.clone());
+    }
+
     pub(crate) fn apply(&mut self, loss: f64, grads: GradientsParams) -> StepOutcome {
         let (model, outcome) = self.optimizer.step(self.model.clone(), loss, grads);
         self.model = model;
@@ -412,9 +449,26 @@ impl<B: AutodiffBackend> Learner<B> {
     /// newest `keep_last_checkpoints`. Contents: HF `model.safetensors` + `config.json` (+ tokenizer),
     /// `optimizer.safetensors` (AdamW moments), `learner_config.json`, `trainer_state.json`.
     pub fn save_checkpoint(&self, run_dir: &RunDir) -> Result<CompleteCheckpoint, LearnerError> {
+        self.save_checkpoint_merging(run_dir, 1)
+    }
+
+    /// [`Self::save_checkpoint`] on rank 0 of `world` ZeRO-1 ranks: the AdamW moments this rank
+    /// does not keep come from the shares ranks 1..world wrote first
+    /// ([`Self::write_optimizer_share`]), so the checkpoint is the same as one learner's.
+    pub fn save_checkpoint_merging(
+        &self,
+        run_dir: &RunDir,
+        world: u32,
+    ) -> Result<CompleteCheckpoint, LearnerError> {
+        let (mut moments, mut times) = self.optimizer_state();
+        if self.owned_state.is_some() {
+            let shares = run_dir.optimizer_shares_dir(self.step());
+            for rank in 1..world {
+                merge_share(&mut moments, &mut times, &shares, rank)?;
+            }
+        }
         let writer = run_dir.begin_checkpoint(self.step())?;
         laser_model::pretrained::save(&self.model, self.tokenizer.as_ref(), writer.dir())?;
-        let (moments, times) = self.optimizer_state();
         safetensors::save_file(&moments, &writer.dir().join(OPTIMIZER_FILE))?;
         let learner_state = LearnerFile {
             config: self.config.clone(),
@@ -440,7 +494,37 @@ impl<B: AutodiffBackend> Learner<B> {
         };
         let complete = writer.commit(&state)?;
         run_dir.rotate(self.config.keep_last_checkpoints)?;
+        run_dir.remove_optimizer_shares(self.step())?;
         Ok(complete)
+    }
+
+    /// ZeRO-1, ranks other than 0: writes the AdamW moments this rank keeps, for the current step,
+    /// into `run_dir`'s shares of that step (the moments, then their step counts: the counts'
+    /// file marks a whole share). Returns the share's directory.
+    pub fn write_optimizer_share(
+        &self,
+        run_dir: &RunDir,
+        rank: u32,
+    ) -> Result<PathBuf, LearnerError> {
+        let dir = run_dir.optimizer_shares_dir(self.step());
+        std::fs::create_dir_all(&dir).map_err(|source| CheckpointError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let (moments, times) = self.optimizer_state();
+        let tensors = dir.join(format!("rank-{rank}.safetensors"));
+        let part = dir.join(format!("rank-{rank}.safetensors.part"));
+        safetensors::save_file(&moments, &part)?;
+        File::open(&part)
+            .and_then(|f| f.sync_all())
+            .and_then(|()| std::fs::rename(&part, &tensors))
+            .map_err(|source| CheckpointError::Io {
+                path: tensors.clone(),
+                source,
+            })?;
+        let json = serde_json::to_vec(&times).expect("step counts serialise");
+        atomic_write(&dir.join(format!("rank-{rank}.json")), &json)?;
+        Ok(dir)
     }
 
     /// Continues from the newest complete checkpoint of `run_dir`. The reference model (KL penalty) is
@@ -545,6 +629,49 @@ impl<B: AutodiffBackend> Learner<B> {
         self.optimizer.load_adamw_record(records);
         Ok(())
     }
+}
+
+/// Fills the moments `times` lacks from rank `rank`'s share in `dir` (ZeRO-1: each parameter's
+/// moments live on exactly one rank; one never stepped has none anywhere).
+fn merge_share(
+    moments: &mut WeightMap,
+    times: &mut [Option<usize>],
+    dir: &Path,
+    rank: u32,
+) -> Result<(), LearnerError> {
+    let counts = dir.join(format!("rank-{rank}.json"));
+    let bad = |message: String| LearnerError::Resume {
+        path: counts.clone(),
+        message,
+    };
+    let bytes = std::fs::read(&counts).map_err(|e| {
+        bad(format!(
+            "rank {rank}'s share of the optimiser state is missing ({e}): a ZeRO-1 checkpoint needs every rank's"
+        ))
+    })?;
+    let theirs: Vec<Option<usize>> =
+        serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+    if theirs.len() != times.len() {
+        return Err(bad(format!(
+            "share has {} parameters, the model {}",
+            theirs.len(),
+            times.len()
+        )));
+    }
+    let mut share = safetensors::load_file(&dir.join(format!("rank-{rank}.safetensors")))?;
+    for (i, (mine, their)) in times.iter_mut().zip(theirs).enumerate() {
+        if mine.is_some() || their.is_none() {
+            continue;
+        }
+        for part in ["moment_1", "moment_2", "max_moment_2"] {
+            let name = format!("{i}.{part}");
+            if let Some(t) = share.tensors.remove(&name) {
+                moments.insert(name, t);
+            }
+        }
+        *mine = their;
+    }
+    Ok(())
 }
 
 /// `learner_config.json`: the config plus AdamW's per-parameter step counts (the moments are tensors).

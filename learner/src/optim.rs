@@ -6,7 +6,7 @@
 //! compute the global L2 norm ourselves with a `ModuleVisitor` and scale every gradient by
 //! `min(1, max_norm / (norm + 1e-6))`, as torch does.
 
-use burn::module::{AutodiffModule, ModuleVisitor, Param};
+use burn::module::{AutodiffModule, ModuleVisitor, Param, ParamId};
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{AdamW, AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
@@ -170,6 +170,47 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> LearnerOptimizer<B, M> {
     /// gradient norm skips the update (logged, counted); the step counter advances either way, like
     /// verl's scheduler, so the learning-rate schedule stays aligned with the data.
     pub fn step(&mut self, module: M, loss: f64, grads: GradientsParams) -> (M, StepOutcome) {
+        self.step_params(module, loss, grads, None)
+    }
+
+    /// [`Self::step`] that updates only the parameters with `owned[i]` (module visiting order):
+    /// ZeRO-1. Clipping and the non-finite guard still see every gradient (the global norm is the
+    /// whole model's), so all ranks take the same decision; AdamW then steps, and keeps moments
+    /// for, the owned parameters alone. The others are left as they are, for the caller to gather.
+    pub fn step_owned(
+        &mut self,
+        module: M,
+        loss: f64,
+        grads: GradientsParams,
+        owned: &[bool],
+    ) -> (M, StepOutcome) {
+        self.step_params(module, loss, grads, Some(owned))
+    }
+
+    /// Drops the AdamW moments of every parameter that `owned` does not mark (ZeRO-1 after a
+    /// resume from a whole checkpoint). A no-op when none is held.
+    pub fn retain_owned_state(&mut self, module: &M, owned: &[bool]) {
+        let keep: std::collections::HashSet<ParamId> = param_ids::<B, M>(module)
+            .into_iter()
+            .zip(owned)
+            .filter(|(_, own)| **own)
+            .map(|(id, _)| id)
+            .collect();
+        let mut record = self.adamw.to_record();
+        let before = record.len();
+        record.retain(|id, _| keep.contains(id));
+        if record.len() != before {
+            self.load_adamw_record(record);
+        }
+    }
+
+    fn step_params(
+        &mut self,
+        module: M,
+        loss: f64,
+        grads: GradientsParams,
+        owned: Option<&[bool]>,
+    ) -> (M, StepOutcome) {
         let step = self.step;
         self.step += 1;
         let (grads, grad_norm) = match self.config.max_grad_norm {
@@ -195,8 +236,50 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> LearnerOptimizer<B, M> {
             return (module, StepOutcome::Skipped { loss, grad_norm });
         }
         let lr = self.config.lr_schedule.lr_at(step);
+        let grads = match owned {
+            Some(owned) => {
+                let mut keep = KeepOwned {
+                    grads,
+                    owned,
+                    index: 0,
+                };
+                module.visit(&mut keep);
+                keep.grads
+            }
+            None => grads,
+        };
         let module = self.adamw.step(lr, module, grads);
         (module, StepOutcome::Applied { lr, grad_norm })
+    }
+}
+
+/// Every float parameter's id, in module visiting order.
+pub fn param_ids<B: AutodiffBackend, M: AutodiffModule<B>>(module: &M) -> Vec<ParamId> {
+    struct Ids(Vec<ParamId>);
+    impl<B: AutodiffBackend> ModuleVisitor<B> for Ids {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            self.0.push(param.id);
+        }
+    }
+    let mut ids = Ids(Vec::new());
+    module.visit(&mut ids);
+    ids.0
+}
+
+/// Removes the gradients of parameters not marked in `owned` (burn's AdamW leaves a parameter
+/// without a gradient untouched and keeps no state for it).
+struct KeepOwned<'a> {
+    grads: GradientsParams,
+    owned: &'a [bool],
+    index: usize,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for KeepOwned<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if !self.owned.get(self.index).copied().unwrap_or(false) {
+            let _ = self.grads.remove::<B::InnerBackend, D>(param.id);
+        }
+        self.index += 1;
     }
 }
 

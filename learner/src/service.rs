@@ -21,7 +21,9 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use burn::tensor::backend::AutodiffBackend;
-use laser_proto::collective::{AllReduceStats, Mailbox, receive_segment, ring_all_reduce};
+use laser_proto::collective::{
+    AllReduceStats, Mailbox, receive_segment, ring_all_reduce, ring_all_reduce_pass,
+};
 use laser_proto::rt::{ClientOptions, InFlight, WorkerStatus};
 use laser_proto::v1::learner_server::Learner as LearnerRpc;
 use laser_proto::v1::{
@@ -36,7 +38,9 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::backend::TrainBackend;
 use crate::checkpoint::{DataCursor, RunDir};
-use crate::data_parallel::{ShardGradients, apply_summed, shard_gradients};
+use crate::data_parallel::{
+    ParamGather, ShardGradients, Update, apply_summed, finish_gather, shard_gradients,
+};
 use crate::{Group, Learner, LearnerError, Sample, StepMetrics, TrainingBatch};
 
 /// Recorded TrainStep results kept for replays; a retry only ever asks for the latest few.
@@ -220,16 +224,18 @@ impl<B: AutodiffBackend> LearnerState<B> {
             step,
             gradients,
             batch,
+            zero1: (dp.zero_stage >= 1).then_some((dp.rank as usize, dp.world as usize)),
             seconds: t.elapsed().as_secs_f64(),
         }))
     }
 
-    /// Data-parallel TrainStep, last part: the update from the all-reduced `pending` share.
+    /// Data-parallel TrainStep, last part: the update from the all-reduced `pending` share (with
+    /// ZeRO-1, the part before the parameter gather).
     pub fn apply_shard(
         &mut self,
         pending: PendingShard,
         allreduce: AllReduceStats,
-    ) -> Result<TrainStepResponse, Status> {
+    ) -> Result<Applied, Status> {
         if pending.step != self.learner.step() {
             return Err(Status::failed_precondition(format!(
                 "all-reduced step {} reached a learner at step {}",
@@ -238,16 +244,54 @@ impl<B: AutodiffBackend> LearnerState<B> {
             )));
         }
         let t = Instant::now();
-        let m = apply_summed(&mut self.learner, pending.gradients, &pending.batch)
-            .map_err(learner_status)?;
-        Ok(self.record(TrainStepResponse {
-            step: pending.step,
+        let update = apply_summed(
+            &mut self.learner,
+            pending.gradients,
+            &pending.batch,
+            pending.zero1,
+        )
+        .map_err(learner_status)?;
+        let seconds = pending.seconds + t.elapsed().as_secs_f64();
+        Ok(match update {
+            Update::Done(m) => Applied::Done(self.finish(pending.step, &m, seconds, allreduce)),
+            Update::Gather(gather) => Applied::Gather(PendingGather {
+                step: pending.step,
+                gather,
+                seconds,
+                allreduce,
+            }),
+        })
+    }
+
+    /// ZeRO-1 TrainStep, after the second all-reduce: the other ranks' parameters.
+    pub fn finish_gathered(
+        &mut self,
+        mut pending: PendingGather,
+        gathered: AllReduceStats,
+    ) -> TrainStepResponse {
+        let t = Instant::now();
+        let m = finish_gather(&mut self.learner, pending.gather);
+        pending.allreduce.seconds += gathered.seconds;
+        pending.allreduce.bytes_sent += gathered.bytes_sent;
+        let seconds = pending.seconds + t.elapsed().as_secs_f64();
+        self.finish(pending.step, &m, seconds, pending.allreduce)
+    }
+
+    fn finish(
+        &mut self,
+        step: u64,
+        m: &StepMetrics,
+        seconds: f64,
+        allreduce: AllReduceStats,
+    ) -> TrainStepResponse {
+        self.record(TrainStepResponse {
+            step,
             policy_version: self.learner.policy_version(),
-            stats: Some(train_stats(&m)),
-            train_seconds: pending.seconds + t.elapsed().as_secs_f64(),
+            stats: Some(train_stats(m)),
+            train_seconds: seconds,
             allreduce_seconds: allreduce.seconds,
             allreduce_bytes: allreduce.bytes_sent,
-        }))
+        })
     }
 
     /// Checkpoint semantics: only the current step; a checkpoint already written for it is reused.
@@ -265,6 +309,19 @@ impl<B: AutodiffBackend> LearnerState<B> {
                 position: c.position,
             });
         }
+        // ZeRO-1: ranks other than 0 only hand over their share of the optimiser state.
+        let zero1 = r.data_parallel.filter(|dp| dp.zero_stage >= 1);
+        if let Some(dp) = zero1.as_ref().filter(|dp| dp.rank != 0) {
+            let dir = self
+                .learner
+                .write_optimizer_share(&self.run_dir, dp.rank)
+                .map_err(learner_status)?;
+            return Ok(CheckpointResponse {
+                path: dir.display().to_string(),
+                step,
+                policy_version: self.learner.policy_version(),
+            });
+        }
         let existing = self
             .run_dir
             .latest_complete()
@@ -273,8 +330,9 @@ impl<B: AutodiffBackend> LearnerState<B> {
         let path = match existing {
             Some(c) => c.path,
             None => {
+                let world = zero1.map_or(1, |dp| dp.world);
                 self.learner
-                    .save_checkpoint(&self.run_dir)
+                    .save_checkpoint_merging(&self.run_dir, world)
                     .map_err(learner_status)?
                     .path
             }
@@ -304,8 +362,23 @@ pub struct PendingShard {
     step: u64,
     gradients: ShardGradients,
     batch: TrainingBatch,
+    /// ZeRO-1 (rank, world), or `None`: every rank updates every parameter.
+    zero1: Option<(usize, usize)>,
     /// Compute time of the shard so far.
     seconds: f64,
+}
+
+/// A ZeRO-1 step between the update of this rank's parameters and the gather of the others'.
+pub struct PendingGather {
+    step: u64,
+    pub gather: ParamGather,
+    seconds: f64,
+    allreduce: AllReduceStats,
+}
+
+pub enum Applied {
+    Done(TrainStepResponse),
+    Gather(PendingGather),
 }
 
 pub enum ShardStart {
@@ -435,9 +508,28 @@ where
         )
         .await
         .map_err(|e| Status::unavailable(e.to_string()))?;
-        self.thread
+        let mut gather = match self
+            .thread
             .call(move |s| s.apply_shard(pending, stats))
-            .await?
+            .await??
+        {
+            Applied::Done(resp) => return Ok(resp),
+            Applied::Gather(g) => g,
+        };
+        // ZeRO-1: every rank adds its own updated parameters (zeros elsewhere) into one buffer.
+        let gathered = ring_all_reduce_pass(
+            &mut gather.gather.buffer,
+            step,
+            1,
+            &dp,
+            &self.mailbox,
+            &self.client,
+        )
+        .await
+        .map_err(|e| Status::unavailable(e.to_string()))?;
+        self.thread
+            .call(move |s| s.finish_gathered(gather, gathered))
+            .await
     }
 
     async fn current_payload(&self) -> Result<Arc<WeightPayload>, Status> {

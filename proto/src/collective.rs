@@ -286,6 +286,24 @@ pub async fn ring_all_reduce(
     mailbox: &Mailbox,
     client: &ClientOptions,
 ) -> Result<AllReduceStats, CollectiveError> {
+    ring_all_reduce_pass(buffer, step, 0, dp, mailbox, client).await
+}
+
+/// The rounds one ring pass takes over `world` ranks (reduce-scatter, then all-gather).
+pub fn rounds_per_pass(world: u32) -> u32 {
+    2 * world.saturating_sub(1)
+}
+
+/// [`ring_all_reduce`] as the `pass`-th all-reduce of `step` (0 first): its segments travel as
+/// rounds `pass * rounds_per_pass(world)..`, so two passes of one step never meet in a mailbox.
+pub async fn ring_all_reduce_pass(
+    buffer: &mut [f32],
+    step: u64,
+    pass: u32,
+    dp: &DataParallel,
+    mailbox: &Mailbox,
+    client: &ClientOptions,
+) -> Result<AllReduceStats, CollectiveError> {
     let t = std::time::Instant::now();
     let world = dp.world as usize;
     let rank = dp.rank as usize;
@@ -314,9 +332,10 @@ pub async fn ring_all_reduce(
         .map_err(|e| send_error(0, e.to_string()))?;
     let mut peer = client.learner(channel);
     let mut bytes_sent = 0u64;
+    let first_round = pass * rounds_per_pass(dp.world);
     for round in 0..2 * (world - 1) {
         let r = ring_round(rank, world, round);
-        let round = round as u32;
+        let round = first_round + round as u32;
         let send = segment_range(buffer.len(), world, r.send);
         let chunks = chunks_of(step, round, rank as u32, &buffer[send.clone()]);
         bytes_sent += (send.len() * 4) as u64;

@@ -516,6 +516,71 @@ impl Runner {
             .collect()
     }
 
+    /// Rank `rank`'s part in a data-parallel call to `ranks`; `None` for a lone learner.
+    fn data_parallel(&self, rank: usize, ranks: &[(String, String)]) -> Option<DataParallel> {
+        (ranks.len() > 1).then(|| DataParallel {
+            rank: rank as u32,
+            world: ranks.len() as u32,
+            peers: ranks.iter().map(|(_, ep)| ep.clone()).collect(),
+            // A peer's deadline falls before the coordinator's, so a lost rank surfaces as the
+            // survivors' error naming it rather than as a bare TrainStep timeout.
+            round_timeout_ms: (self.cfg.cluster.train_timeout_s * 900.0) as u64,
+            zero_stage: self.cfg.cluster.learner_zero_stage,
+        })
+    }
+
+    /// With ZeRO-1 ranks, every rank but 0 writes its share of the AdamW state for `step` into
+    /// the run directory (all at once), so that rank 0's checkpoint can merge them. Returns rank
+    /// 0's part of the Checkpoint call (`None` without ZeRO-1: rank 0 holds the whole state).
+    async fn checkpoint_shards(
+        &self,
+        step: u64,
+        cursor: DataCursor,
+    ) -> Result<Option<DataParallel>> {
+        if self.cfg.cluster.learner_zero_stage == 0 || self.cfg.cluster.learner_ranks < 2 {
+            return Ok(None);
+        }
+        let ranks = self
+            .learner_ranks()
+            .map_err(|e| LearnerLost(e.to_string()))?;
+        let d = secs(self.cfg.cluster.train_timeout_s);
+        let mut calls = tokio::task::JoinSet::new();
+        for (rank, (id, ep)) in ranks.iter().enumerate().skip(1) {
+            let msg = CheckpointRequest {
+                step,
+                cursor: Some(cursor),
+                data_parallel: self.data_parallel(rank, &ranks),
+            };
+            let mut learner = self.client.learner(self.client.lazy(ep)?);
+            let id = id.clone();
+            calls.spawn(async move {
+                let r = with_deadline("Learner.Checkpoint", d, learner.checkpoint(request(msg, d)))
+                    .await;
+                (rank, id, r)
+            });
+        }
+        while let Some(joined) = calls.join_next().await {
+            let (rank, id, r) = joined.context("Checkpoint task")?;
+            match r {
+                Ok(_) => {}
+                Err(s) if is_transport_failure(&s) => {
+                    self.shared.registry().mark_lost(&id);
+                    return Err(LearnerLost(format!(
+                        "Checkpoint {step} on learner rank {rank}: {}",
+                        s.message()
+                    ))
+                    .into());
+                }
+                Err(s) => bail!(
+                    "learner rank {rank} refused its optimiser share of Checkpoint {step}: {} ({:?})",
+                    s.message(),
+                    s.code()
+                ),
+            }
+        }
+        Ok(self.data_parallel(0, &ranks))
+    }
+
     /// TrainStep on every learner rank at once (each gets the whole batch and trains its shard;
     /// see laser_learner::data_parallel). One rank sends no data-parallel section, so the
     /// one-learner path is the plain one. Returns rank 0's answer once every rank agrees.
@@ -524,23 +589,13 @@ impl Runner {
             .learner_ranks()
             .map_err(|e| LearnerLost(e.to_string()))?;
         let d = secs(self.cfg.cluster.train_timeout_s);
-        let world = ranks.len() as u32;
-        let peers: Vec<String> = ranks.iter().map(|(_, ep)| ep.clone()).collect();
-        // A peer's deadline falls before the coordinator's, so a lost rank surfaces as the
-        // survivors' error naming it rather than as a bare TrainStep timeout.
-        let round_timeout_ms = (self.cfg.cluster.train_timeout_s * 900.0) as u64;
         // Dropping the set aborts the calls still running.
         let mut calls = tokio::task::JoinSet::new();
         for (rank, (id, ep)) in ranks.iter().enumerate() {
             let msg = TrainStepRequest {
                 step,
                 groups: groups.to_vec(),
-                data_parallel: (world > 1).then(|| DataParallel {
-                    rank: rank as u32,
-                    world,
-                    peers: peers.clone(),
-                    round_timeout_ms,
-                }),
+                data_parallel: self.data_parallel(rank, &ranks),
             };
             let mut learner = self.client.learner(self.client.lazy(ep)?);
             let id = id.clone();
@@ -1006,9 +1061,11 @@ impl Runner {
         let (epoch, position) = self
             .source
             .cursor(step * u64::from(self.cfg.algorithm.batch_prompts));
+        let cursor = DataCursor { epoch, position };
         let msg = CheckpointRequest {
             step,
-            cursor: Some(DataCursor { epoch, position }),
+            cursor: Some(cursor),
+            data_parallel: self.checkpoint_shards(step, cursor).await?,
         };
         let r = match with_deadline("Learner.Checkpoint", d, learner.checkpoint(request(msg, d)))
             .await
