@@ -123,20 +123,42 @@ async fn two_ranks_hold_identical_weights_equal_to_one_learner() {
     let (_one, one) = start_learner(&dir, &model, "one", None);
     let (_r0, r0) = start_learner(&dir, &model, "rank0", Some(0));
     let (_r1, r1) = start_learner(&dir, &model, "rank1", Some(1));
+    // A second pair of ranks with ZeRO-1 (each keeps half the AdamW state, a second ring pass
+    // gathers the parameters): the same bits as the whole-state pair.
+    let (_z0, z0) = start_learner(&dir, &model, "zero0", Some(0));
+    let (_z1, z1) = start_learner(&dir, &model, "zero1", Some(1));
     let client = ClientOptions::new(ClusterToken::new(TEST_TOKEN).unwrap());
     let start = weights(&client, &one).await;
-    let peers = vec![r0.clone(), r1.clone()];
-    let dp = |rank: u32| DataParallel {
+    let dp = |peers: &[&String], rank: u32, zero_stage: u32| DataParallel {
         rank,
         world: 2,
-        peers: peers.clone(),
+        peers: peers.iter().map(|p| p.to_string()).collect(),
         round_timeout_ms: 60_000,
+        zero_stage,
     };
+    let (plain, zero) = ([&r0, &r1], [&z0, &z1]);
     for step in 0..3 {
-        let (a, b, c) = tokio::join!(
+        let (a, b, c, y, z) = tokio::join!(
             train(&client, &one, step, None),
-            train(&client, &r0, step, Some(dp(0))),
-            train(&client, &r1, step, Some(dp(1))),
+            train(&client, &r0, step, Some(dp(&plain, 0, 0))),
+            train(&client, &r1, step, Some(dp(&plain, 1, 0))),
+            train(&client, &z0, step, Some(dp(&zero, 0, 1))),
+            train(&client, &z1, step, Some(dp(&zero, 1, 1))),
+        );
+        assert_eq!(
+            y.stats, b.stats,
+            "step {step}: ZeRO-1 rank 0's loss and norm"
+        );
+        assert_eq!(
+            z.stats, c.stats,
+            "step {step}: ZeRO-1 rank 1's loss and norm"
+        );
+        // Two ring passes: about twice the bytes of one.
+        assert!(
+            y.allreduce_bytes > b.allreduce_bytes * 3 / 2,
+            "{} vs {}",
+            y.allreduce_bytes,
+            b.allreduce_bytes
         );
         assert_eq!(a.policy_version, step + 1);
         assert_eq!((b.policy_version, c.policy_version), (step + 1, step + 1));
@@ -160,18 +182,28 @@ async fn two_ranks_hold_identical_weights_equal_to_one_learner() {
         // A retried step replays its recorded answer on both ranks (no second all-reduce).
         if step == 1 {
             let (b2, c2) = tokio::join!(
-                train(&client, &r0, step, Some(dp(0))),
-                train(&client, &r1, step, Some(dp(1))),
+                train(&client, &r0, step, Some(dp(&plain, 0, 0))),
+                train(&client, &r1, step, Some(dp(&plain, 1, 0))),
             );
             assert_eq!(b2, b);
             assert_eq!(c2, c);
         }
     }
-    let (wa, wb, wc) = tokio::join!(
+    let (wa, wb, wc, wy, wz) = tokio::join!(
         weights(&client, &one),
         weights(&client, &r0),
-        weights(&client, &r1)
+        weights(&client, &r1),
+        weights(&client, &z0),
+        weights(&client, &z1)
     );
+    for (zero_rank, wzero) in [(0, &wy), (1, &wz)] {
+        for ((name, _, x), (_, _, w)) in wzero.iter().zip(&wb) {
+            assert!(
+                x.iter().zip(w).all(|(p, q)| p.to_bits() == q.to_bits()),
+                "{name}: ZeRO-1 rank {zero_rank}'s weights differ from the whole-state ranks'"
+            );
+        }
+    }
     assert_eq!(wa.len(), wb.len());
     // Adam divides by sqrt(v): where a gradient is near zero, float reassociation in the sum
     // moves the update by up to lr, so the fair scale is the update itself, not the weights.
@@ -232,6 +264,55 @@ fn the_local_job_runs_with_two_learner_ranks() {
         run.worker_log("learner-1").contains("train step"),
         "{}",
         run.worker_log("learner-1")
+    );
+    let _ = std::fs::remove_dir_all(&run.dir);
+}
+
+/// ZeRO-1 in the whole local job: two ranks that each keep half the AdamW state train, rank 1
+/// hands its share to every checkpoint, and rank 0's checkpoints hold the whole optimiser state
+/// (every parameter's moments, the same layout as one learner's), with no share left behind.
+#[test]
+fn the_local_job_runs_with_zero1_ranks_and_whole_checkpoints() {
+    let mut run = LocalRun::start(
+        "dp-zero1",
+        4,
+        &[
+            ("LASER__CLUSTER__LEARNER_RANKS", "2"),
+            ("LASER__CLUSTER__LEARNER_ZERO_STAGE", "1"),
+            ("LASER__CLUSTER__ACTORS", "1"),
+            ("LASER__CLUSTER__VERIFIERS", "1"),
+            ("LASER__RUN__CHECKPOINT_EVERY", "2"),
+        ],
+    );
+    run.finish(Duration::from_secs(300));
+    let rows = run.metrics();
+    assert_eq!(rows.len(), 4, "{}", run.coordinator_log());
+    assert_eq!(run.checkpointed_step(), Some(4));
+    let checkpoints = run.run.join("checkpoints");
+    let names: Vec<String> = std::fs::read_dir(&checkpoints)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.starts_with(".zero1-")),
+        "optimiser shares left behind: {names:?}"
+    );
+    let last = checkpoints.join("step-000004");
+    let learner: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(last.join("learner_config.json")).unwrap()).unwrap();
+    let times = learner["adam_times"].as_array().unwrap();
+    let stepped = times.iter().filter(|t| t.as_u64() == Some(4)).count();
+    assert_eq!(
+        stepped,
+        times.len(),
+        "every parameter's moments, 4 steps each, whichever rank kept them: {times:?}"
+    );
+    let moments =
+        laser_model::weights::safetensors::load_file(&last.join("optimizer.safetensors")).unwrap();
+    assert_eq!(
+        moments.tensors.len(),
+        2 * times.len(),
+        "moment_1 and moment_2 of each"
     );
     let _ = std::fs::remove_dir_all(&run.dir);
 }
