@@ -75,6 +75,15 @@ fn out_of_range_value_is_named() {
     let (code, err) = run_coordinator("[model]\npath = \".\"\n[algorithm]\ngroup_size = 1\n", &[]);
     assert_ne!(code, 0);
     assert!(err.contains("`algorithm.group_size`"), "{err}");
+    let (code, err) = run_coordinator(
+        "[model]\npath = \".\"\n[cluster]\nlearner_zero_stage = 2\n",
+        &[],
+    );
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("`cluster.learner_zero_stage`") && err.contains("ZeRO-1"),
+        "{err}"
+    );
 }
 
 #[test]
