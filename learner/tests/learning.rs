@@ -584,7 +584,7 @@ fn a_batch_with_out_of_vocabulary_tokens_is_an_error_not_a_panic() {
 /// phase), and both ranks hold bit-identical weights.
 #[test]
 fn two_data_parallel_shards_summed_give_the_one_rank_update() {
-    use laser_learner::data_parallel::{apply_summed, shard_gradients};
+    use laser_learner::data_parallel::{Update, apply_summed, shard_gradients};
     let lr = LrSchedule::Constant {
         lr: 1e-3,
         warmup_steps: 0,
@@ -616,7 +616,10 @@ fn two_data_parallel_shards_summed_give_the_one_rank_update() {
         let mut metrics = Vec::new();
         for (l, mut own) in ranks.iter_mut().zip(shares) {
             own.buffer.copy_from_slice(&summed);
-            metrics.push(apply_summed(l, own, &batch).unwrap());
+            match apply_summed(l, own, &batch, None).unwrap() {
+                Update::Done(m) => metrics.push(m),
+                Update::Gather(_) => panic!("whole-state ranks have nothing to gather"),
+            }
         }
         assert!(
             m1.applied && metrics.iter().all(|m| m.applied),

@@ -168,6 +168,7 @@ fn checkpoints_are_pinned_to_the_step_and_idempotent() {
             epoch: 0,
             position: 4,
         }),
+        data_parallel: None,
     };
     let e = st.checkpoint(ask(0)).unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition);

@@ -110,6 +110,7 @@ fn main() {
                             world: world as u32,
                             peers: peers.clone(),
                             round_timeout_ms: 120_000,
+                            zero_stage: 0,
                         };
                         let mailbox = mailboxes[rank].clone();
                         let copts = copts.clone();

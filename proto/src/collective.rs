@@ -521,6 +521,7 @@ mod tests {
             world: 2,
             peers: vec![open_addr, closed.clone()],
             round_timeout_ms: 600_000,
+            zero_stage: 0,
         };
         let mailbox = Mailbox::new();
         let client = ClientOptions::new(crate::rt::ClusterToken::generate());
