@@ -416,14 +416,7 @@ impl<B: AutodiffBackend> Learner<B> {
             self.optimizer.retain_owned_state(&self.model, owned);
             self.owned_state = Some(owned.to_vec());
         }
-        let (model, outcome) = self
-            .optimizer
-            .step_owned(self.model.clone(), loss, grads, owned);
-        self.model = model;
-        if matches!(outcome, StepOutcome::Applied { .. }) {
-            self.policy_version += 1;
-        }
-        outcome
+        self.step_model(|optimizer, model| optimizer.step_owned(model, loss, grads, owned))
     }
 
     /// Which parameters this learner keeps AdamW moments for, when it is a ZeRO-1 rank.
@@ -437,7 +430,18 @@ impl<B: AutodiffBackend> Learner<B> {
     }
 
     pub(crate) fn apply(&mut self, loss: f64, grads: GradientsParams) -> StepOutcome {
-        let (model, outcome) = self.optimizer.step(self.model.clone(), loss, grads);
+        self.step_model(|optimizer, model| optimizer.step(model, loss, grads))
+    }
+
+    /// One optimiser step of the model; an applied one is a new policy version.
+    fn step_model(
+        &mut self,
+        step: impl FnOnce(
+            &mut LearnerOptimizer<B, Transformer<B>>,
+            Transformer<B>,
+        ) -> (Transformer<B>, StepOutcome),
+    ) -> StepOutcome {
+        let (model, outcome) = step(&mut self.optimizer, self.model.clone());
         self.model = model;
         if matches!(outcome, StepOutcome::Applied { .. }) {
             self.policy_version += 1;

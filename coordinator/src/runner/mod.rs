@@ -561,24 +561,37 @@ impl Runner {
         }
         while let Some(joined) = calls.join_next().await {
             let (rank, id, r) = joined.context("Checkpoint task")?;
-            match r {
-                Ok(_) => {}
-                Err(s) if is_transport_failure(&s) => {
-                    self.shared.registry().mark_lost(&id);
-                    return Err(LearnerLost(format!(
-                        "Checkpoint {step} on learner rank {rank}: {}",
-                        s.message()
-                    ))
-                    .into());
-                }
-                Err(s) => bail!(
-                    "learner rank {rank} refused its optimiser share of Checkpoint {step}: {} ({:?})",
-                    s.message(),
-                    s.code()
-                ),
+            if let Err(s) = r {
+                return Err(self.rank_failure("Checkpoint", step, rank, &id, s));
             }
         }
         Ok(self.data_parallel(0, &ranks))
+    }
+
+    /// A learner rank's failed `call` of `step`: a transport failure is a lost learner (recovery
+    /// restarts every rank from the checkpoint); a refusal is the run's error.
+    fn rank_failure(
+        &self,
+        call: &str,
+        step: u64,
+        rank: usize,
+        id: &str,
+        s: tonic::Status,
+    ) -> anyhow::Error {
+        if is_transport_failure(&s) {
+            self.shared.registry().mark_lost(id);
+            LearnerLost(format!(
+                "{call} {step} on learner rank {rank}: {}",
+                s.message()
+            ))
+            .into()
+        } else {
+            anyhow::anyhow!(
+                "learner rank {rank} refused {call} {step}: {} ({:?})",
+                s.message(),
+                s.code()
+            )
+        }
     }
 
     /// TrainStep on every learner rank at once (each gets the whole batch and trains its shard;
@@ -614,19 +627,7 @@ impl Runner {
             let (rank, id, r) = joined.context("TrainStep task")?;
             match r {
                 Ok(r) => out[rank] = Some(r.into_inner()),
-                Err(s) if is_transport_failure(&s) => {
-                    self.shared.registry().mark_lost(&id);
-                    return Err(LearnerLost(format!(
-                        "TrainStep {step} on learner rank {rank}: {}",
-                        s.message()
-                    ))
-                    .into());
-                }
-                Err(s) => bail!(
-                    "learner rank {rank} refused TrainStep {step}: {} ({:?})",
-                    s.message(),
-                    s.code()
-                ),
+                Err(s) => return Err(self.rank_failure("TrainStep", step, rank, &id, s)),
             }
         }
         let mut out: Vec<TrainStepResponse> = out.into_iter().flatten().collect();
