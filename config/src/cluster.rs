@@ -78,6 +78,9 @@ pub struct ClusterSection {
     /// Weight data plane: "auto" (NCCL when the learner and every actor can use it, else the gRPC
     /// stream), "grpc", or "nccl" (wanted; falls back to gRPC with a warning). See laser_proto::plane.
     pub weight_transport: TransportPref,
+    /// The learner ranks' gradient collective: "auto" (NCCL when every rank can use it, else the
+    /// gRPC ring), "grpc", or "nccl" (wanted; falls back to the ring with a warning).
+    pub learner_collective: TransportPref,
 }
 
 impl Default for ClusterSection {
@@ -112,6 +115,7 @@ impl Default for ClusterSection {
             learner_restarts: 3,
             worker_restarts: 10,
             weight_transport: TransportPref::Auto,
+            learner_collective: TransportPref::Auto,
         }
     }
 }
@@ -146,7 +150,7 @@ pub struct TlsFiles {
     pub ca: Option<PathBuf>,
 }
 
-/// `cluster.weight_transport`.
+/// `cluster.weight_transport` and `cluster.learner_collective`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TransportPref {

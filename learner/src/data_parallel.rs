@@ -71,6 +71,34 @@ pub fn zero1_owned<B: AutodiffBackend, M: Module<B>>(
     rank: usize,
     world: usize,
 ) -> Vec<bool> {
+    contiguous_owners(&param_sizes(model), world)
+        .into_iter()
+        .map(|owner| owner == rank)
+        .collect()
+}
+
+/// ZeRO-1: the element range of the flattened parameters (visiting order) that each rank owns,
+/// by rank ([`zero1_owned`]'s runs; a rank that owns no parameter gets an empty range).
+pub fn zero1_segments<B: AutodiffBackend, M: Module<B>>(
+    model: &M,
+    world: usize,
+) -> Vec<Range<usize>> {
+    let sizes = param_sizes(model);
+    let owners = contiguous_owners(&sizes, world);
+    let mut segments = Vec::with_capacity(world);
+    let mut at = 0;
+    for rank in 0..world {
+        let start = at;
+        for (size, _) in sizes.iter().zip(&owners).filter(|(_, o)| **o == rank) {
+            at += size;
+        }
+        segments.push(start..at);
+    }
+    segments
+}
+
+/// Element counts of the float parameters in module visiting order.
+fn param_sizes<B: AutodiffBackend, M: Module<B>>(model: &M) -> Vec<usize> {
     struct Sizes(Vec<usize>);
     impl<B: AutodiffBackend> ModuleVisitor<B> for Sizes {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
@@ -79,10 +107,7 @@ pub fn zero1_owned<B: AutodiffBackend, M: Module<B>>(
     }
     let mut sizes = Sizes(Vec::new());
     model.visit(&mut sizes);
-    contiguous_owners(&sizes.0, world)
-        .into_iter()
-        .map(|owner| owner == rank)
-        .collect()
+    sizes.0
 }
 
 /// The loss parts carried after the gradients in the all-reduce buffer.
@@ -143,14 +168,17 @@ pub fn shard_gradients<B: AutodiffBackend>(
 pub enum Update {
     /// Every rank holds the new weights.
     Done(StepMetrics),
-    /// ZeRO-1: this rank updated its own parameters; `buffer` holds them (zeros elsewhere) for a
-    /// second all-reduce, which gathers every rank's, then [`finish_gather`].
+    /// ZeRO-1: this rank updated its own parameters; `buffer` holds them (zeros elsewhere) for an
+    /// all-gather of every rank's segment, then [`finish_gather`].
     Gather(ParamGather),
 }
 
 /// A ZeRO-1 rank's updated parameters, on their way to the other ranks.
 pub struct ParamGather {
+    /// The flattened parameters: this rank's own segment holds its updated values.
     pub buffer: Vec<f32>,
+    /// Each rank's segment of `buffer` ([`zero1_segments`]), for the all-gather.
+    pub segments: Vec<Range<usize>>,
     owned: Vec<bool>,
     metrics: StepMetrics,
 }
@@ -208,14 +236,14 @@ pub fn apply_summed<B: AutodiffBackend>(
     learner.model().visit(&mut values);
     Ok(Update::Gather(ParamGather {
         buffer: values.out,
+        segments: zero1_segments(learner.model(), world),
         owned,
         metrics,
     }))
 }
 
-/// ZeRO-1, after the gather: `gathered.buffer` holds every rank's updated parameters (each
-/// written by its owner alone, the others adding zeros, so the bits are the owner's); this rank
-/// takes the ones it does not own.
+/// ZeRO-1, after the gather: `gathered.buffer` holds every rank's updated parameters (copied from
+/// their owners, so the bits are the owner's); this rank takes the ones it does not own.
 pub fn finish_gather<B: AutodiffBackend>(
     learner: &mut Learner<B>,
     gathered: ParamGather,
@@ -224,6 +252,7 @@ pub fn finish_gather<B: AutodiffBackend>(
         buffer,
         owned,
         metrics,
+        ..
     } = gathered;
     learner.replace_model(|model| {
         model.map(&mut TakeGathered {

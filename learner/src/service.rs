@@ -22,7 +22,8 @@ use std::time::Instant;
 
 use burn::tensor::backend::AutodiffBackend;
 use laser_proto::collective::{
-    AllReduceStats, Mailbox, receive_segment, ring_all_reduce, ring_all_reduce_pass,
+    AllReduceStats, Mailbox, nccl_all_gather, nccl_all_reduce, receive_segment, ring_all_gather,
+    ring_all_reduce,
 };
 use laser_proto::rt::{ClientOptions, InFlight, WorkerStatus};
 use laser_proto::v1::learner_server::Learner as LearnerRpc;
@@ -499,15 +500,28 @@ where
             ShardStart::Recorded(resp) => return Ok(resp),
             ShardStart::Ready(p) => p,
         };
-        let stats = ring_all_reduce(
-            &mut pending.gradients.buffer,
-            step,
-            &dp,
-            &self.mailbox,
-            &self.client,
-        )
-        .await
-        .map_err(|e| Status::unavailable(e.to_string()))?;
+        let stats = if dp.nccl.is_some() {
+            let device = self.plane.cuda_device;
+            let (buffer, stats) = self
+                .off_runtime(
+                    std::mem::take(&mut pending.gradients.buffer),
+                    dp.clone(),
+                    move |buffer, dp| nccl_all_reduce(buffer, dp, device),
+                )
+                .await?;
+            pending.gradients.buffer = buffer;
+            stats
+        } else {
+            ring_all_reduce(
+                &mut pending.gradients.buffer,
+                step,
+                &dp,
+                &self.mailbox,
+                &self.client,
+            )
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?
+        };
         let mut gather = match self
             .thread
             .call(move |s| s.apply_shard(pending, stats))
@@ -516,20 +530,59 @@ where
             Applied::Done(resp) => return Ok(resp),
             Applied::Gather(g) => g,
         };
-        // ZeRO-1: every rank adds its own updated parameters (zeros elsewhere) into one buffer.
-        let gathered = ring_all_reduce_pass(
-            &mut gather.gather.buffer,
-            step,
-            1,
-            &dp,
-            &self.mailbox,
-            &self.client,
-        )
-        .await
-        .map_err(|e| Status::unavailable(e.to_string()))?;
+        // ZeRO-1: every rank's updated parameters go to every other rank.
+        let segments = gather.gather.segments.clone();
+        let gathered = if dp.nccl.is_some() {
+            let device = self.plane.cuda_device;
+            let (buffer, stats) = self
+                .off_runtime(
+                    std::mem::take(&mut gather.gather.buffer),
+                    dp.clone(),
+                    move |buffer, dp| nccl_all_gather(buffer, &segments, dp, device),
+                )
+                .await?;
+            gather.gather.buffer = buffer;
+            stats
+        } else {
+            ring_all_gather(
+                &mut gather.gather.buffer,
+                &segments,
+                step,
+                1,
+                &dp,
+                &self.mailbox,
+                &self.client,
+            )
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?
+        };
         self.thread
             .call(move |s| s.finish_gathered(gather, gathered))
             .await
+    }
+
+    /// Runs a blocking NCCL collective on `buffer` off the async runtime. Its failures are
+    /// `Unavailable`: the coordinator redoes the step from the checkpoint, on the gRPC ring.
+    async fn off_runtime(
+        &self,
+        mut buffer: Vec<f32>,
+        dp: DataParallel,
+        collective: impl FnOnce(&mut [f32], &DataParallel) -> Result<AllReduceStats, String>
+        + Send
+        + 'static,
+    ) -> Result<(Vec<f32>, AllReduceStats), Status> {
+        if !self.plane.nccl {
+            return Err(Status::unavailable(format!(
+                "NCCL collective asked for, but this learner cannot use NCCL: {}",
+                self.plane.nccl_unavailable_reason
+            )));
+        }
+        tokio::task::spawn_blocking(move || {
+            collective(&mut buffer, &dp).map(|stats| (buffer, stats))
+        })
+        .await
+        .map_err(|e| Status::unavailable(format!("NCCL collective task: {e}")))?
+        .map_err(Status::unavailable)
     }
 
     async fn current_payload(&self) -> Result<Arc<WeightPayload>, Status> {

@@ -100,7 +100,17 @@ fn step_both(ranks: &mut [L; 2], b: &TrainingBatch, zero1: bool) {
         }
     }
     if zero1 {
-        let gathered = sum(&[&gathers[0].buffer, &gathers[1].buffer]);
+        // The all-gather: each rank's segment comes from its owner.
+        let mut gathered = vec![f32::NAN; gathers[0].buffer.len()];
+        for (r, g) in gathers.iter().enumerate() {
+            assert_eq!(g.segments, gathers[0].segments, "rank {r}'s segments");
+            let own = g.segments[r].clone();
+            gathered[own.clone()].copy_from_slice(&g.buffer[own]);
+        }
+        assert!(
+            gathered.iter().all(|v| !v.is_nan()),
+            "the segments cover every parameter"
+        );
         for (l, mut g) in ranks.iter_mut().zip(gathers) {
             g.buffer.clone_from(&gathered);
             assert!(finish_gather(l, g).applied);

@@ -111,6 +111,7 @@ fn main() {
                             peers: peers.clone(),
                             round_timeout_ms: 120_000,
                             zero_stage: 0,
+                            nccl: None,
                         };
                         let mailbox = mailboxes[rank].clone();
                         let copts = copts.clone();

@@ -10,6 +10,9 @@
 //! bandwidth-optimal amount. Every rank adds the same operands in the same order for a given
 //! segment, so all ranks end with bit-identical sums.
 //!
+//! With `DataParallel.nccl` set (every rank on a GPU with NCCL, see `plane::choose_collective`),
+//! [`nccl_all_reduce`] and [`nccl_all_gather`] do the same over NCCL instead.
+//!
 //! Segments travel as a client stream of [`GradientChunk`]s, each CRC-checked; the receiving
 //! server assembles them into its [`Mailbox`], where the ring waits for them with a deadline. A
 //! lost or stopped peer therefore fails the round with an error naming it, never a hang.
@@ -34,7 +37,7 @@ pub enum CollectiveError {
     #[error("data_parallel: {0}")]
     Invalid(String),
     #[error(
-        "all-reduce round {round} of step {step}: sending to rank {to} ({endpoint}): {message}"
+        "ring collective round {round} of step {step}: sending to rank {to} ({endpoint}): {message}"
     )]
     Send {
         step: u64,
@@ -44,7 +47,7 @@ pub enum CollectiveError {
         message: String,
     },
     #[error(
-        "all-reduce round {round} of step {step}: nothing from rank {from} within {timeout:?} (lost or stopped peer)"
+        "ring collective round {round} of step {step}: nothing from rank {from} within {timeout:?} (lost or stopped peer)"
     )]
     Timeout {
         step: u64,
@@ -52,7 +55,9 @@ pub enum CollectiveError {
         from: u32,
         timeout: Duration,
     },
-    #[error("all-reduce round {round} of step {step}: rank {from} ({endpoint}) is gone: {message}")]
+    #[error(
+        "ring collective round {round} of step {step}: rank {from} ({endpoint}) is gone: {message}"
+    )]
     PeerGone {
         step: u64,
         round: u32,
@@ -61,7 +66,7 @@ pub enum CollectiveError {
         message: String,
     },
     #[error(
-        "all-reduce round {round} of step {step}: rank {from} sent {got} elements, expected {expected}"
+        "ring collective round {round} of step {step}: rank {from} sent {got} elements, expected {expected}"
     )]
     Length {
         step: u64,
@@ -277,8 +282,15 @@ async fn probe_peer(endpoint: &str) -> std::io::Result<()> {
     }
 }
 
-/// Sums `buffer` over the ranks of `dp` in place (ring all-reduce); `mailbox` is this rank's
-/// server-side inbox. World 1 returns at once.
+/// The rounds one ring all-reduce takes over `world` ranks (reduce-scatter, then all-gather).
+/// A step's later collectives number their rounds from `pass * rounds_per_pass(world)`, so two
+/// collectives of one step never meet in a mailbox.
+pub fn rounds_per_pass(world: u32) -> u32 {
+    2 * world.saturating_sub(1)
+}
+
+/// Sums `buffer` over the ranks of `dp` in place (ring all-reduce, the step's first collective);
+/// `mailbox` is this rank's server-side inbox. World 1 returns at once.
 pub async fn ring_all_reduce(
     buffer: &mut [f32],
     step: u64,
@@ -286,25 +298,155 @@ pub async fn ring_all_reduce(
     mailbox: &Mailbox,
     client: &ClientOptions,
 ) -> Result<AllReduceStats, CollectiveError> {
-    ring_all_reduce_pass(buffer, step, 0, dp, mailbox, client).await
+    let (rank, world) = check_world(dp)?;
+    let len = buffer.len();
+    let plan: Vec<RingStep> = (0..rounds_per_pass(dp.world) as usize)
+        .map(|round| {
+            let r = ring_round(rank, world, round);
+            RingStep {
+                send: segment_range(len, world, r.send),
+                recv: segment_range(len, world, r.recv),
+                reduce: r.reduce,
+            }
+        })
+        .collect();
+    run_ring(buffer, step, 0, &plan, dp, mailbox, client).await
 }
 
-/// The rounds one ring pass takes over `world` ranks (reduce-scatter, then all-gather).
-pub fn rounds_per_pass(world: u32) -> u32 {
-    2 * world.saturating_sub(1)
+/// The all-gather rounds for `rank` when rank `r` holds the final values of `segments[r]`: in
+/// round `k` (0..world-1) it forwards segment `(rank - k) mod world` (its own first, then each one
+/// it has just received) and stores segment `(rank - k - 1) mod world`. Segments may differ in
+/// length (ZeRO-1's are whole parameter tensors) or be empty.
+pub fn all_gather_plan(rank: usize, segments: &[Range<usize>]) -> Vec<RingStep> {
+    let world = segments.len();
+    let m = |x: isize| x.rem_euclid(world as isize) as usize;
+    (0..world.saturating_sub(1) as isize)
+        .map(|k| RingStep {
+            send: segments[m(rank as isize - k)].clone(),
+            recv: segments[m(rank as isize - k - 1)].clone(),
+            reduce: false,
+        })
+        .collect()
 }
 
-/// [`ring_all_reduce`] as the `pass`-th all-reduce of `step` (0 first): its segments travel as
-/// rounds `pass * rounds_per_pass(world)..`, so two passes of one step never meet in a mailbox.
-pub async fn ring_all_reduce_pass(
+/// Gathers `buffer` over the ranks of `dp`: rank `r` contributes `segments[r]` (ranges of
+/// `buffer`, one per rank, disjoint) and ends with every rank's. Each rank sends
+/// `(world - 1) / world` of the buffer on average, half of what an all-reduce of the same buffer
+/// moves, and the values arrive as their owner's bits (copies, no arithmetic). Runs as the
+/// `pass`-th collective of `step` (see [`rounds_per_pass`]).
+pub async fn ring_all_gather(
     buffer: &mut [f32],
+    segments: &[Range<usize>],
     step: u64,
     pass: u32,
     dp: &DataParallel,
     mailbox: &Mailbox,
     client: &ClientOptions,
 ) -> Result<AllReduceStats, CollectiveError> {
+    let (rank, world) = check_world(dp)?;
+    if segments.len() != world || segments.iter().any(|s| s.end > buffer.len()) {
+        return Err(CollectiveError::Invalid(format!(
+            "all-gather of {} elements with {} segments ({segments:?}) over {world} ranks",
+            buffer.len(),
+            segments.len()
+        )));
+    }
+    let plan = all_gather_plan(rank, segments);
+    run_ring(buffer, step, pass, &plan, dp, mailbox, client).await
+}
+
+/// [`ring_all_reduce`] over NCCL (`dp.nccl`, the learner ranks' communicator on GPU
+/// `cuda_device`), deadline `dp.round_timeout_ms`. Blocking: call it off the async runtime.
+/// `bytes_sent` counts what NCCL's ring algorithm sends per rank, `2 (world - 1) / world` of the
+/// buffer (NCCL does not report it). Without the `nccl` feature: an error naming it.
+pub fn nccl_all_reduce(
+    buffer: &mut [f32],
+    dp: &DataParallel,
+    cuda_device: u32,
+) -> Result<AllReduceStats, String> {
     let t = std::time::Instant::now();
+    let group = nccl_group(dp)?;
+    let world = u64::from(dp.world);
+    #[cfg(feature = "nccl")]
+    {
+        crate::nccl::all_reduce_sum(group, cuda_device, buffer, deadline(dp))?;
+        Ok(AllReduceStats {
+            bytes_sent: 2 * (world - 1) * buffer.len() as u64 * 4 / world,
+            seconds: t.elapsed().as_secs_f64(),
+        })
+    }
+    #[cfg(not(feature = "nccl"))]
+    {
+        let _ = (group, cuda_device, world, t, buffer);
+        Err(WITHOUT_NCCL.into())
+    }
+}
+
+/// [`ring_all_gather`] over NCCL (see [`nccl_all_reduce`]); each rank's part is padded to the
+/// longest segment, and `bytes_sent` counts the padded parts a rank forwards.
+pub fn nccl_all_gather(
+    buffer: &mut [f32],
+    segments: &[Range<usize>],
+    dp: &DataParallel,
+    cuda_device: u32,
+) -> Result<AllReduceStats, String> {
+    let t = std::time::Instant::now();
+    let group = nccl_group(dp)?;
+    if segments.len() != dp.world as usize || segments.iter().any(|s| s.end > buffer.len()) {
+        return Err(format!(
+            "all-gather of {} elements with segments {segments:?} over {} ranks",
+            buffer.len(),
+            dp.world
+        ));
+    }
+    let part = segments.iter().map(|s| s.len()).max().unwrap_or(0) as u64;
+    #[cfg(feature = "nccl")]
+    {
+        crate::nccl::all_gather(group, cuda_device, buffer, segments, deadline(dp))?;
+        Ok(AllReduceStats {
+            bytes_sent: (u64::from(dp.world) - 1) * part * 4,
+            seconds: t.elapsed().as_secs_f64(),
+        })
+    }
+    #[cfg(not(feature = "nccl"))]
+    {
+        let _ = (group, cuda_device, part, t);
+        Err(WITHOUT_NCCL.into())
+    }
+}
+
+fn nccl_group(dp: &DataParallel) -> Result<&crate::v1::NcclGroup, String> {
+    let group = dp
+        .nccl
+        .as_ref()
+        .ok_or("data_parallel.nccl: no NCCL group was given")?;
+    if group.rank != dp.rank || group.world_size != dp.world {
+        return Err(format!(
+            "data_parallel.nccl: rank {} of {} in the NCCL group, rank {} of {} in the step",
+            group.rank, group.world_size, dp.rank, dp.world
+        ));
+    }
+    Ok(group)
+}
+
+#[cfg(feature = "nccl")]
+fn deadline(dp: &DataParallel) -> Duration {
+    Duration::from_millis(dp.round_timeout_ms.max(1))
+}
+
+#[cfg(not(feature = "nccl"))]
+const WITHOUT_NCCL: &str = "NCCL collective: this learner was built without the `nccl` feature";
+
+/// One round of a ring collective: what this rank sends to the next rank, and what it receives
+/// from the previous one (added or stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RingStep {
+    pub send: Range<usize>,
+    pub recv: Range<usize>,
+    pub reduce: bool,
+}
+
+fn check_world(dp: &DataParallel) -> Result<(usize, usize), CollectiveError> {
     let world = dp.world as usize;
     let rank = dp.rank as usize;
     if world == 0 || rank >= world || dp.peers.len() != world {
@@ -313,6 +455,22 @@ pub async fn ring_all_reduce_pass(
             dp.peers.len()
         )));
     }
+    Ok((rank, world))
+}
+
+/// Runs `plan` round by round: send to the next rank and receive from the previous one at once,
+/// each round with `dp.round_timeout_ms`, a dead previous rank detected by [`probe_peer`].
+async fn run_ring(
+    buffer: &mut [f32],
+    step: u64,
+    pass: u32,
+    plan: &[RingStep],
+    dp: &DataParallel,
+    mailbox: &Mailbox,
+    client: &ClientOptions,
+) -> Result<AllReduceStats, CollectiveError> {
+    let t = std::time::Instant::now();
+    let (rank, world) = check_world(dp)?;
     if world == 1 {
         return Ok(AllReduceStats::default());
     }
@@ -333,12 +491,10 @@ pub async fn ring_all_reduce_pass(
     let mut peer = client.learner(channel);
     let mut bytes_sent = 0u64;
     let first_round = pass * rounds_per_pass(dp.world);
-    for round in 0..2 * (world - 1) {
-        let r = ring_round(rank, world, round);
+    for (round, r) in plan.iter().enumerate() {
         let round = first_round + round as u32;
-        let send = segment_range(buffer.len(), world, r.send);
-        let chunks = chunks_of(step, round, rank as u32, &buffer[send.clone()]);
-        bytes_sent += (send.len() * 4) as u64;
+        let chunks = chunks_of(step, round, rank as u32, &buffer[r.send.clone()]);
+        bytes_sent += (r.send.len() * 4) as u64;
         // Send and receive at once: every rank sends first, so waiting for the send to finish
         // before receiving would be fine too, but overlapping halves the round's latency.
         let sending = with_deadline(
@@ -383,17 +539,16 @@ pub async fn ring_all_reduce_pass(
             }
         }
         let incoming = incoming.unwrap_or_default();
-        let recv = segment_range(buffer.len(), world, r.recv);
-        if incoming.len() != recv.len() {
+        if incoming.len() != r.recv.len() {
             return Err(CollectiveError::Length {
                 step,
                 round,
                 from: prev as u32,
                 got: incoming.len(),
-                expected: recv.len(),
+                expected: r.recv.len(),
             });
         }
-        let target = &mut buffer[recv];
+        let target = &mut buffer[r.recv.clone()];
         if r.reduce {
             // One float add per element per round, the same on whichever rank owns the segment
             // (IEEE addition is commutative), so every rank ends with the same bits.
@@ -441,6 +596,68 @@ mod tests {
             }
         }
         bufs
+    }
+
+    /// Runs per-rank plans on plain vectors, rank r receiving what rank r-1 sends each round.
+    fn simulate_plans(inputs: &[Vec<f32>], plans: &[Vec<RingStep>]) -> Vec<Vec<f32>> {
+        let world = inputs.len();
+        let mut bufs = inputs.to_vec();
+        for round in 0..plans[0].len() {
+            let sent: Vec<Vec<f32>> = (0..world)
+                .map(|r| bufs[r][plans[r][round].send.clone()].to_vec())
+                .collect();
+            for (r, buf) in bufs.iter_mut().enumerate() {
+                let step = &plans[r][round];
+                let prev = (r + world - 1) % world;
+                assert_eq!(
+                    step.recv, plans[prev][round].send,
+                    "round {round}: rank {r} receives what rank {prev} sends"
+                );
+                for (t, v) in buf[step.recv.clone()].iter_mut().zip(&sent[prev]) {
+                    *t = if step.reduce { *t + v } else { *v };
+                }
+            }
+        }
+        bufs
+    }
+
+    #[test]
+    fn the_all_gather_gives_every_rank_each_owners_bits() {
+        // Uneven segments, an empty one among them (a rank that owns no parameter).
+        for cuts in [vec![0, 5, 6, 20], vec![0, 7, 7, 9, 30], vec![0, 1, 2]] {
+            let world = cuts.len() - 1;
+            let segments: Vec<Range<usize>> = cuts.windows(2).map(|w| w[0]..w[1]).collect();
+            let len = *cuts.last().unwrap();
+            // Rank r holds the true values in its own segment and garbage elsewhere.
+            let truth: Vec<f32> = (0..len).map(|i| (i as f32 * 0.37).sin()).collect();
+            let inputs: Vec<Vec<f32>> = (0..world)
+                .map(|r| {
+                    (0..len)
+                        .map(|i| {
+                            if segments[r].contains(&i) {
+                                truth[i]
+                            } else {
+                                f32::NAN
+                            }
+                        })
+                        .collect()
+                })
+                .collect();
+            let plans: Vec<Vec<RingStep>> =
+                (0..world).map(|r| all_gather_plan(r, &segments)).collect();
+            let out = simulate_plans(&inputs, &plans);
+            for (r, buf) in out.iter().enumerate() {
+                let bits: Vec<u32> = buf.iter().map(|v| v.to_bits()).collect();
+                let want: Vec<u32> = truth.iter().map(|v| v.to_bits()).collect();
+                assert_eq!(bits, want, "cuts {cuts:?}: rank {r}");
+            }
+            // Each rank sends every segment but the next rank's own: (world - 1) / world of the
+            // buffer when the segments are equal.
+            for (r, plan) in plans.iter().enumerate() {
+                let sent: usize = plan.iter().map(|s| s.send.len()).sum();
+                assert_eq!(sent, len - segments[(r + 1) % world].len(), "rank {r}");
+            }
+        }
     }
 
     #[test]
@@ -522,6 +739,7 @@ mod tests {
             peers: vec![open_addr, closed.clone()],
             round_timeout_ms: 600_000,
             zero_stage: 0,
+            nccl: None,
         };
         let mailbox = Mailbox::new();
         let client = ClientOptions::new(crate::rt::ClusterToken::generate());

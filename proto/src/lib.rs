@@ -12,10 +12,13 @@
 //! tonic-reflection on every server, and tracing setup; its settings types (`TokenSource`, `TlsFiles`,
 //! `TransportPref`) come from laser-config, which also holds the run configuration (cluster.toml). [`weights`] packs and checks the chunked
 //! weight payload; [`plane`] chooses between that gRPC stream and an NCCL broadcast at run time.
-//! [`collective`] is the data-parallel learner's gradient plane: a ring all-reduce between learner
-//! ranks over `Learner.ReduceSegment`.
+//! [`collective`] is the data-parallel learner's gradient plane: a ring all-reduce and all-gather
+//! between learner ranks over `Learner.ReduceSegment`, or NCCL's when every rank has a GPU.
+//! `nccl` (feature `nccl`) holds every call into NCCL and the CUDA driver.
 
 pub mod collective;
+#[cfg(feature = "nccl")]
+mod nccl;
 pub mod plane;
 pub mod rt;
 pub mod weights;

@@ -8,6 +8,9 @@
 //!   each actor its rank and the id in `UpdateWeights`, and the learner the same group in
 //!   `BroadcastWeights`.
 //!
+//! [`choose_collective`] makes the same choice for the learner ranks' gradient collective
+//! (`laser_proto::collective`): NCCL when every rank can use it, else the gRPC ring.
+//!
 //! Which one is used is decided at run time by [`choose`] from `cluster.weight_transport` and what
 //! each worker reported ([`probe`]), and logged. A missing library, a missing GPU or a build without
 //! the feature falls back to the gRPC stream with the reason in the log; nothing here panics.
@@ -101,6 +104,66 @@ pub fn choose(
     }
 }
 
+/// Chooses the transport of the learner ranks' gradient collective (`ranks`: name and caps, by
+/// rank) from `cluster.learner_collective`. NCCL needs every rank able to use it and rank 0's
+/// gradient-group unique id; `earlier_failure` keeps the run on the gRPC ring after a failed
+/// NCCL step (as [`choose`] does for the weights).
+pub fn choose_collective(
+    pref: TransportPref,
+    earlier_failure: Option<&str>,
+    ranks: &[(&str, &WeightPlaneCaps)],
+) -> Decision {
+    let grpc = |reason: String| Decision {
+        transport: Transport::Grpc,
+        fell_back: pref == TransportPref::Nccl,
+        reason,
+    };
+    if pref == TransportPref::Grpc {
+        return Decision {
+            transport: Transport::Grpc,
+            reason: "cluster.learner_collective = \"grpc\"".into(),
+            fell_back: false,
+        };
+    }
+    if let Some(why) = earlier_failure {
+        return grpc(format!(
+            "an NCCL collective failed earlier in this run ({why}); the run stays on the gRPC ring"
+        ));
+    }
+    if ranks.len() < 2 {
+        return grpc("one learner rank: no collective".into());
+    }
+    if let Some((rank, (name, caps))) = ranks.iter().enumerate().find(|(_, (_, c))| !c.nccl) {
+        return grpc(format!(
+            "learner rank {rank} ({name}) cannot use NCCL: {}",
+            or_unknown(&caps.nccl_unavailable_reason)
+        ));
+    }
+    let id = &ranks[0].1.collective_unique_id;
+    if id.len() != NCCL_UNIQUE_ID_BYTES {
+        return grpc(format!(
+            "learner rank 0 sent a gradient-group NCCL unique id of {} bytes, expected {NCCL_UNIQUE_ID_BYTES}",
+            id.len()
+        ));
+    }
+    Decision {
+        transport: Transport::Nccl,
+        reason: format!("all {} learner ranks report NCCL and a GPU", ranks.len()),
+        fell_back: false,
+    }
+}
+
+/// Rank `rank`'s place in the learner ranks' gradient communicator (one generation per run: a
+/// failed NCCL step moves the run to the gRPC ring for good).
+pub fn collective_group(unique_id: &[u8], rank: u32, world_size: u32) -> NcclGroup {
+    NcclGroup {
+        unique_id: unique_id.to_vec(),
+        rank,
+        world_size,
+        generation: 1,
+    }
+}
+
 fn or_unknown(s: &str) -> &str {
     if s.is_empty() { "no reason given" } else { s }
 }
@@ -128,7 +191,7 @@ pub fn nccl_groups(
 pub fn probe(cuda_device: u32, make_unique_id: bool) -> WeightPlaneCaps {
     #[cfg(feature = "nccl")]
     {
-        nccl::probe(cuda_device, make_unique_id)
+        crate::nccl::probe(cuda_device, make_unique_id)
     }
     #[cfg(not(feature = "nccl"))]
     {
@@ -137,7 +200,7 @@ pub fn probe(cuda_device: u32, make_unique_id: bool) -> WeightPlaneCaps {
             nccl: false,
             nccl_unavailable_reason: "built without the `nccl` feature".into(),
             cuda_device,
-            nccl_unique_id: Vec::new(),
+            ..Default::default()
         }
     }
 }
@@ -146,7 +209,7 @@ pub fn probe(cuda_device: u32, make_unique_id: bool) -> WeightPlaneCaps {
 pub fn new_unique_id() -> Result<Vec<u8>, String> {
     #[cfg(feature = "nccl")]
     {
-        nccl::unique_id_bytes()
+        crate::nccl::unique_id_bytes()
     }
     #[cfg(not(feature = "nccl"))]
     {
@@ -170,7 +233,7 @@ pub const NCCL_COMPILED: bool = cfg!(feature = "nccl");
 pub fn broadcast_send(group: &NcclGroup, cuda_device: u32, payload: &[u8]) -> Result<(), String> {
     #[cfg(feature = "nccl")]
     {
-        nccl::broadcast(group, cuda_device, Some(payload), payload.len()).map(|_| ())
+        crate::nccl::broadcast(group, cuda_device, Some(payload), payload.len()).map(|_| ())
     }
     #[cfg(not(feature = "nccl"))]
     {
@@ -183,191 +246,12 @@ pub fn broadcast_send(group: &NcclGroup, cuda_device: u32, payload: &[u8]) -> Re
 pub fn broadcast_recv(group: &NcclGroup, cuda_device: u32, len: usize) -> Result<Vec<u8>, String> {
     #[cfg(feature = "nccl")]
     {
-        nccl::broadcast(group, cuda_device, None, len)
+        crate::nccl::broadcast(group, cuda_device, None, len)
     }
     #[cfg(not(feature = "nccl"))]
     {
         let _ = (group, cuda_device, len);
         Err("built without the `nccl` feature".into())
-    }
-}
-
-#[cfg(feature = "nccl")]
-mod nccl {
-    //! cudarc's NCCL bindings (dynamically loaded: a binary built here runs where libnccl is
-    //! missing, and says so). Communicators are cached per (generation, rank).
-
-    use std::sync::{Arc, Mutex};
-
-    use cudarc::driver::{CudaContext, CudaStream};
-    use cudarc::nccl::{Comm, Id};
-
-    use super::{NCCL_UNIQUE_ID_BYTES, NcclGroup, WeightPlaneCaps};
-
-    fn libraries() -> Result<(), String> {
-        // SAFETY: only tries to dlopen the libraries; nothing is called through them.
-        if !unsafe { cudarc::driver::sys::is_culib_present() } {
-            return Err("the CUDA driver library (libcuda.so) is not present".into());
-        }
-        // SAFETY: as above.
-        if !unsafe { cudarc::nccl::sys::is_culib_present() } {
-            return Err("the NCCL library (libnccl.so) is not present".into());
-        }
-        Ok(())
-    }
-
-    /// An NCCL failure as text: the call, the result code and NCCL's own words for it
-    /// (cudarc's `NcclError` prints as a bare "NcclError").
-    fn nccl_error(call: &str, e: cudarc::nccl::result::NcclError) -> String {
-        // SAFETY: ncclGetErrorString returns a static string for any result code (or null).
-        let text = unsafe { cudarc::nccl::sys::ncclGetErrorString(e.0) };
-        let text = if text.is_null() {
-            String::new()
-        } else {
-            // SAFETY: non-null, NUL-terminated, static.
-            unsafe { std::ffi::CStr::from_ptr(text) }
-                .to_string_lossy()
-                .into_owned()
-        };
-        format!("{call}: {:?} ({text})", e.0)
-    }
-
-    /// Runs `f`, turning a panic inside the bindings into an error.
-    fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
-            .unwrap_or_else(|_| Err(format!("{what}: the CUDA/NCCL bindings panicked")))
-    }
-
-    pub fn unique_id_bytes() -> Result<Vec<u8>, String> {
-        libraries()?;
-        guarded("ncclGetUniqueId", || {
-            let id = Id::new().map_err(|e| nccl_error("ncclGetUniqueId", e))?;
-            Ok(id.internal().iter().map(|c| *c as u8).collect())
-        })
-    }
-
-    pub fn probe(cuda_device: u32, make_unique_id: bool) -> WeightPlaneCaps {
-        let checked = libraries().and_then(|()| {
-            guarded("probing GPUs", || {
-                let n =
-                    CudaContext::device_count().map_err(|e| format!("cuDeviceGetCount: {e:?}"))?;
-                if n <= cuda_device as i32 {
-                    return Err(format!("CUDA device {cuda_device} requested, {n} visible"));
-                }
-                if !make_unique_id {
-                    return Ok(Vec::new());
-                }
-                let id = Id::new().map_err(|e| nccl_error("ncclGetUniqueId", e))?;
-                Ok(id.internal().iter().map(|c| *c as u8).collect())
-            })
-        });
-        match checked {
-            Ok(id) => WeightPlaneCaps {
-                nccl: true,
-                nccl_unavailable_reason: String::new(),
-                cuda_device,
-                nccl_unique_id: id,
-            },
-            Err(reason) => WeightPlaneCaps {
-                nccl: false,
-                nccl_unavailable_reason: reason,
-                cuda_device,
-                nccl_unique_id: Vec::new(),
-            },
-        }
-    }
-
-    struct Member {
-        generation: u64,
-        rank: u32,
-        stream: Arc<CudaStream>,
-        comm: Comm,
-    }
-
-    // SAFETY: a communicator is used by one broadcast at a time (the mutex below); NCCL allows a
-    // communicator to be driven from any thread as long as calls do not overlap.
-    unsafe impl Send for Member {}
-
-    static MEMBER: Mutex<Option<Member>> = Mutex::new(None);
-
-    fn unique_id(bytes: &[u8]) -> Result<Id, String> {
-        if bytes.len() != NCCL_UNIQUE_ID_BYTES {
-            return Err(format!(
-                "NCCL unique id of {} bytes, expected {NCCL_UNIQUE_ID_BYTES}",
-                bytes.len()
-            ));
-        }
-        let mut internal = [0 as std::ffi::c_char; NCCL_UNIQUE_ID_BYTES];
-        for (d, s) in internal.iter_mut().zip(bytes) {
-            *d = *s as std::ffi::c_char;
-        }
-        Ok(Id::uninit(internal))
-    }
-
-    /// One broadcast of `len` bytes from rank 0. Rank 0 passes `send`; every rank gets the bytes.
-    pub fn broadcast(
-        group: &NcclGroup,
-        cuda_device: u32,
-        send: Option<&[u8]>,
-        len: usize,
-    ) -> Result<Vec<u8>, String> {
-        libraries()?;
-        guarded("NCCL broadcast", || {
-            let mut slot = MEMBER.lock().unwrap_or_else(|p| p.into_inner());
-            let fresh = slot
-                .as_ref()
-                .is_none_or(|m| m.generation != group.generation || m.rank != group.rank);
-            if fresh {
-                // Drop the old communicator (its generation is over) before joining the new one.
-                *slot = None;
-                let ctx = CudaContext::new(cuda_device as usize)
-                    .map_err(|e| format!("CUDA device {cuda_device}: {e:?}"))?;
-                let stream = ctx.default_stream();
-                let comm = Comm::from_rank(
-                    stream.clone(),
-                    group.rank as usize,
-                    group.world_size as usize,
-                    unique_id(&group.unique_id)?,
-                )
-                .map_err(|e| nccl_error("ncclCommInitRank", e))?;
-                tracing::info!(
-                    generation = group.generation,
-                    rank = group.rank,
-                    world_size = group.world_size,
-                    "joined the NCCL weight group"
-                );
-                *slot = Some(Member {
-                    generation: group.generation,
-                    rank: group.rank,
-                    stream,
-                    comm,
-                });
-            }
-            let m = slot.as_ref().ok_or("no NCCL communicator")?;
-            let mut recv = m
-                .stream
-                .alloc_zeros::<u8>(len)
-                .map_err(|e| format!("cuMemAlloc({len}): {e:?}"))?;
-            let send = match send {
-                Some(bytes) => Some(
-                    m.stream
-                        .clone_htod(bytes)
-                        .map_err(|e| format!("copy to GPU: {e:?}"))?,
-                ),
-                None => None,
-            };
-            m.comm
-                .broadcast(send.as_ref(), &mut recv, 0)
-                .map_err(|e| nccl_error("ncclBroadcast", e))?;
-            let out = m
-                .stream
-                .clone_dtoh(&recv)
-                .map_err(|e| format!("copy from GPU: {e:?}"))?;
-            m.stream
-                .synchronize()
-                .map_err(|e| format!("stream sync: {e:?}"))?;
-            Ok(out)
-        })
     }
 }
 
@@ -381,6 +265,7 @@ mod tests {
             nccl_unavailable_reason: reason.into(),
             cuda_device: 0,
             nccl_unique_id: vec![7; id],
+            collective_unique_id: vec![8; id],
         }
     }
 
@@ -462,6 +347,48 @@ mod tests {
         let d = choose(TransportPref::Auto, None, &none, &[("actor-0", &none)]);
         assert_eq!(d.transport, Transport::Grpc);
         assert!(d.reason.contains("no reason given"), "{}", d.reason);
+    }
+
+    #[test]
+    fn the_gradient_collective_needs_every_rank_on_nccl() {
+        let ok = caps(true, "", 128);
+        let no_gpu = caps(false, "CUDA device 0 requested, 0 visible", 0);
+        let d = choose_collective(TransportPref::Auto, None, &[("l0", &ok), ("l1", &ok)]);
+        assert_eq!(d.transport, Transport::Nccl, "{}", d.reason);
+
+        let d = choose_collective(TransportPref::Nccl, None, &[("l0", &ok), ("l1", &no_gpu)]);
+        assert_eq!(d.transport, Transport::Grpc);
+        assert!(d.fell_back);
+        assert!(
+            d.reason.contains("rank 1 (l1)") && d.reason.contains("0 visible"),
+            "{}",
+            d.reason
+        );
+
+        let d = choose_collective(TransportPref::Grpc, None, &[("l0", &ok), ("l1", &ok)]);
+        assert_eq!(d.transport, Transport::Grpc);
+        assert!(!d.fell_back && d.reason.contains("learner_collective"));
+
+        let d = choose_collective(
+            TransportPref::Auto,
+            Some("ncclAllReduce: not done"),
+            &[("l0", &ok), ("l1", &ok)],
+        );
+        assert_eq!(d.transport, Transport::Grpc);
+        assert!(d.reason.contains("ncclAllReduce"), "{}", d.reason);
+
+        // Rank 0's id makes the group; a short one (an old learner) is refused.
+        let mut short = caps(true, "", 128);
+        short.collective_unique_id = vec![1; 5];
+        let d = choose_collective(TransportPref::Auto, None, &[("l0", &short), ("l1", &ok)]);
+        assert_eq!(d.transport, Transport::Grpc);
+        assert!(d.reason.contains("5 bytes"), "{}", d.reason);
+
+        let d = choose_collective(TransportPref::Nccl, None, &[("l0", &ok)]);
+        assert_eq!(d.transport, Transport::Grpc);
+
+        let g = collective_group(&[3; 128], 1, 2);
+        assert_eq!((g.rank, g.world_size, g.generation), (1, 2, 1));
     }
 
     #[test]

@@ -77,12 +77,12 @@ fn start_learner(dir: &Path, model: &Path, tag: &str, rank: Option<u32>) -> (Pro
     )
 }
 
-async fn train(
+async fn try_train(
     client: &ClientOptions,
     addr: &str,
     step: u64,
     dp: Option<DataParallel>,
-) -> TrainStepResponse {
+) -> Result<TrainStepResponse, tonic::Status> {
     let mut learner = client.learner(client.connect(addr).await.expect("connect"));
     let msg = TrainStepRequest {
         step,
@@ -91,8 +91,18 @@ async fn train(
     };
     with_deadline("TrainStep", D, learner.train_step(request(msg, D)))
         .await
+        .map(|r| r.into_inner())
+}
+
+async fn train(
+    client: &ClientOptions,
+    addr: &str,
+    step: u64,
+    dp: Option<DataParallel>,
+) -> TrainStepResponse {
+    try_train(client, addr, step, dp)
+        .await
         .unwrap_or_else(|e| panic!("TrainStep {step} on {addr}: {e:?}"))
-        .into_inner()
 }
 
 async fn weights(client: &ClientOptions, addr: &str) -> Vec<NamedTensor> {
@@ -135,8 +145,25 @@ async fn two_ranks_hold_identical_weights_equal_to_one_learner() {
         peers: peers.iter().map(|p| p.to_string()).collect(),
         round_timeout_ms: 60_000,
         zero_stage,
+        nccl: None,
     };
     let (plain, zero) = ([&r0, &r1], [&z0, &z1]);
+    // An NCCL collective asked of ranks that cannot use NCCL (no `nccl` feature, library or GPU
+    // here) is refused as Unavailable at once, naming why, with nothing applied: the coordinator
+    // then redoes the step from the checkpoint on the gRPC ring. Step 0 below trains as normal.
+    let nccl = |rank: u32| DataParallel {
+        nccl: Some(laser_proto::plane::collective_group(&[1; 128], rank, 2)),
+        ..dp(&plain, rank, 0)
+    };
+    let (f0, f1) = tokio::join!(
+        try_train(&client, &r0, 0, Some(nccl(0))),
+        try_train(&client, &r1, 0, Some(nccl(1))),
+    );
+    for f in [f0, f1] {
+        let s = f.expect_err("no NCCL on this machine");
+        assert_eq!(s.code(), tonic::Code::Unavailable, "{s:?}");
+        assert!(s.message().contains("NCCL"), "{s:?}");
+    }
     for step in 0..3 {
         let (a, b, c, y, z) = tokio::join!(
             train(&client, &one, step, None),
@@ -153,10 +180,12 @@ async fn two_ranks_hold_identical_weights_equal_to_one_learner() {
             z.stats, c.stats,
             "step {step}: ZeRO-1 rank 1's loss and norm"
         );
-        // Two ring passes: about twice the bytes of one.
+        // The all-reduce, then the all-gather of the parameters, which moves half of what a
+        // second all-reduce would: about 1.5 times the bytes of the all-reduce alone.
+        let ratio = y.allreduce_bytes as f64 / b.allreduce_bytes as f64;
         assert!(
-            y.allreduce_bytes > b.allreduce_bytes * 3 / 2,
-            "{} vs {}",
+            (1.3..1.7).contains(&ratio),
+            "{} vs {} bytes: {ratio:.3}",
             y.allreduce_bytes,
             b.allreduce_bytes
         );

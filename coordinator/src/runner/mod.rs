@@ -20,7 +20,7 @@ use laser_proto::rt::{
 };
 use laser_proto::v1::{
     CheckpointRequest, DataCursor, DataParallel, RestoreRequest, Role, RolloutGroup,
-    SamplingConfig, StepMetrics, TrainStepRequest, TrainStepResponse,
+    SamplingConfig, StepMetrics, TrainStepRequest, TrainStepResponse, WeightPlaneCaps,
 };
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -96,6 +96,15 @@ pub struct Runner {
     eval_set: Option<EvalSet>,
     /// Largest VmHWM seen per local worker, KiB.
     peak_rss_kb: std::collections::BTreeMap<String, u64>,
+    /// The learner ranks' gradient collective: the last choice logged, and why an NCCL step
+    /// failed (the run then stays on the gRPC ring).
+    collective: std::sync::Mutex<CollectiveChoice>,
+}
+
+#[derive(Debug, Default)]
+struct CollectiveChoice {
+    last: Option<(laser_proto::plane::Transport, String)>,
+    nccl_failure: Option<String>,
 }
 
 /// How [`Runner::launch`] starts.
@@ -323,6 +332,7 @@ impl Runner {
             with_learner: opts.learner,
             eval_set,
             peak_rss_kb: Default::default(),
+            collective: Default::default(),
         };
         runner.spawn_local_workers()?;
         Ok((runner, server_task, stop_tx))
@@ -526,7 +536,53 @@ impl Runner {
             // survivors' error naming it rather than as a bare TrainStep timeout.
             round_timeout_ms: (self.cfg.cluster.train_timeout_s * 900.0) as u64,
             zero_stage: self.cfg.cluster.learner_zero_stage,
+            nccl: None,
         })
+    }
+
+    /// The NCCL unique id of the learner ranks' gradient communicator when this step's
+    /// collective goes over NCCL (`plane::choose_collective`, logged when the choice changes),
+    /// else `None` (the gRPC ring).
+    fn collective_nccl_id(&self, ranks: &[(String, String)]) -> Option<Vec<u8>> {
+        use laser_proto::plane::{Transport, choose_collective};
+        let caps: Vec<(String, WeightPlaneCaps)> = {
+            let r = self.shared.registry();
+            ranks
+                .iter()
+                .map(|(id, _)| {
+                    let c = r
+                        .get(id)
+                        .map(|w| w.weight_plane.clone())
+                        .unwrap_or_default();
+                    (id.clone(), c)
+                })
+                .collect()
+        };
+        let refs: Vec<(&str, &WeightPlaneCaps)> =
+            caps.iter().map(|(id, c)| (id.as_str(), c)).collect();
+        let mut choice = self.collective.lock().unwrap_or_else(|p| p.into_inner());
+        let d = choose_collective(
+            self.cfg.cluster.learner_collective,
+            choice.nccl_failure.as_deref(),
+            &refs,
+        );
+        let key = (d.transport, d.reason.clone());
+        if ranks.len() > 1 && choice.last.as_ref() != Some(&key) {
+            if d.fell_back {
+                tracing::warn!(
+                    reason = d.reason,
+                    "learner collective: NCCL wanted, using the gRPC ring"
+                );
+            } else {
+                tracing::info!(
+                    transport = d.transport.as_str(),
+                    reason = d.reason,
+                    "learner collective transport"
+                );
+            }
+            choice.last = Some(key);
+        }
+        (d.transport == Transport::Nccl).then(|| caps[0].1.collective_unique_id.clone())
     }
 
     /// With ZeRO-1 ranks, every rank but 0 writes its share of the AdamW state for `step` into
@@ -602,13 +658,20 @@ impl Runner {
             .learner_ranks()
             .map_err(|e| LearnerLost(e.to_string()))?;
         let d = secs(self.cfg.cluster.train_timeout_s);
+        let nccl_id = self.collective_nccl_id(&ranks);
         // Dropping the set aborts the calls still running.
         let mut calls = tokio::task::JoinSet::new();
         for (rank, (id, ep)) in ranks.iter().enumerate() {
+            let mut data_parallel = self.data_parallel(rank, &ranks);
+            if let (Some(dp), Some(unique_id)) = (data_parallel.as_mut(), nccl_id.as_deref()) {
+                dp.nccl = Some(laser_proto::plane::collective_group(
+                    unique_id, dp.rank, dp.world,
+                ));
+            }
             let msg = TrainStepRequest {
                 step,
                 groups: groups.to_vec(),
-                data_parallel: self.data_parallel(rank, &ranks),
+                data_parallel,
             };
             let mut learner = self.client.learner(self.client.lazy(ep)?);
             let id = id.clone();
@@ -627,7 +690,21 @@ impl Runner {
             let (rank, id, r) = joined.context("TrainStep task")?;
             match r {
                 Ok(r) => out[rank] = Some(r.into_inner()),
-                Err(s) => return Err(self.rank_failure("TrainStep", step, rank, &id, s)),
+                Err(s) => {
+                    if nccl_id.is_some() {
+                        // The redo from the checkpoint (and every later step) takes the ring.
+                        tracing::warn!(
+                            "TrainStep {step} over NCCL failed on learner rank {rank} ({}); \
+                             the run's learner collective moves to the gRPC ring",
+                            s.message()
+                        );
+                        self.collective
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .nccl_failure = Some(s.message().to_string());
+                    }
+                    return Err(self.rank_failure("TrainStep", step, rank, &id, s));
+                }
             }
         }
         let mut out: Vec<TrainStepResponse> = out.into_iter().flatten().collect();
