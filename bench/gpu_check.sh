@@ -11,6 +11,8 @@
 #   .gpu/{actor,learner}    built with laser-actor/cuda,laser-learner/cuda (optional: parts e, f;
 #                           with `nccl` too, part f tries the NCCL weight plane)
 #   .gpu/{coordinator,verifier}  default build (optional: part f)
+#   .gpu/proto_nccl         laser-proto's unit tests with --features nccl (optional: part g)
+#                           (cargo test -p laser-proto --features nccl --lib --no-run)
 #
 # Parts, each under its own timeout; a failing part does not stop the next:
 # The screen shows a digest of each part; full logs and JSON go to $OUT.
@@ -21,6 +23,8 @@
 #   (d) the CPU parity tests from the same executable
 #   (e) the learner's SFT steps on CUDA against the same steps on the CPU (loss, grad norm per step)
 #   (f) the default job for 3 RL steps with model.backend = "cuda": actors and learner on the GPU
+#   (g) the learner collective on NCCL: a one-rank group's all-reduce and all-gather, and a group
+#       whose second rank never joins failing by its deadline (one GPU cannot hold two ranks)
 #   summary: bench/gpu_summary.py over the JSON files
 # Logs and JSON go to $OUT (default /tmp/laser-gpu-out).
 set -u
@@ -61,7 +65,7 @@ uname -a
 python3 -c 'import torch, transformers; print("torch", torch.__version__, "cuda", torch.version.cuda, "| transformers", transformers.__version__)' || true
 
 mark "executables"
-for exe in parity decode_throughput actor learner coordinator verifier; do
+for exe in parity decode_throughput actor learner coordinator verifier proto_nccl; do
     if [ -f ".gpu/$exe" ]; then
         cp ".gpu/$exe" "$BIN/$exe"
     elif [ -f ".gpu/$exe.xz" ]; then
@@ -286,6 +290,15 @@ if want f && [ -x "$BIN/coordinator" ] && [ -x "$BIN/actor" ] && [ -x "$BIN/veri
     cp "$J/run/metrics.jsonl" "$OUT/job_cuda_metrics.jsonl" 2>/dev/null
     tar -C "$J/run" -czf "$OUT/job_cuda_logs.tgz" logs 2>/dev/null
     record "(f) job on cuda" "$RC"
+fi
+
+if want g && [ -x "$BIN/proto_nccl" ]; then
+    mark "(g) NCCL learner collective, one rank (timeout 90s)"
+    env LD_LIBRARY_PATH="$RUST_LD" timeout -k 10 90 "$BIN/proto_nccl" --nocapture \
+        nccl::tests >"$OUT/nccl_collective.log" 2>&1
+    RC=$?
+    grep -E "NCCL|NOT RUN|test result|panicked" "$OUT/nccl_collective.log" | cut -c1-250 | head -12
+    record "(g) nccl collective" "$RC"
 fi
 
 # A rerun that skips (c) uses the transformers figures of the run before (carried in .gpu/).

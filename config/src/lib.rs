@@ -235,6 +235,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("cluster.mode") || e.contains("cloud"), "{e}");
+        let e = parse(
+            "[model]\npath = \"m\"\n",
+            &[("LASER__CLUSTER__LEARNER_COLLECTIVE", "mpi")],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("cluster.learner_collective") || e.contains("mpi"),
+            "{e}"
+        );
+        let c = parse(
+            "[model]\npath = \"m\"\n",
+            &[("LASER__CLUSTER__LEARNER_COLLECTIVE", "grpc")],
+        )
+        .unwrap();
+        assert_eq!(c.cluster.learner_collective, TransportPref::Grpc);
     }
 
     #[test]

@@ -334,3 +334,55 @@ pub fn all_gather(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    //! Runs where NCCL and a GPU are present (`bench/gpu_check.sh` part g); elsewhere it checks
+    //! that the absence is reported, not panicked on.
+    use super::*;
+
+    #[test]
+    fn a_one_rank_group_reduces_and_gathers_and_a_missing_rank_fails_by_the_deadline() {
+        let caps = probe(0, true);
+        if !caps.nccl {
+            assert!(!caps.nccl_unavailable_reason.is_empty());
+            let mut b = vec![1.0];
+            let group = NcclGroup::default();
+            assert!(all_reduce_sum(&group, 0, &mut b, Duration::from_secs(1)).is_err());
+            eprintln!("NOT RUN on NCCL: {}", caps.nccl_unavailable_reason);
+            return;
+        }
+        assert_eq!(caps.collective_unique_id.len(), NCCL_UNIQUE_ID_BYTES);
+        assert_ne!(caps.collective_unique_id, caps.nccl_unique_id);
+        let group = NcclGroup {
+            unique_id: caps.collective_unique_id.clone(),
+            rank: 0,
+            world_size: 1,
+            generation: 1,
+        };
+        let d = Duration::from_secs(60);
+        let values = vec![1.5f32, -2.0, 3.25, f32::MIN_POSITIVE];
+        for _ in 0..2 {
+            // Twice: the second call reuses the cached communicator.
+            let mut b = values.clone();
+            all_reduce_sum(&group, 0, &mut b, d).expect("one-rank all-reduce");
+            assert_eq!(b, values, "the sum over one rank is the buffer");
+        }
+        let mut g = values.clone();
+        let whole = 0..values.len();
+        all_gather(&group, 0, &mut g, std::slice::from_ref(&whole), d)
+            .expect("one-rank all-gather");
+        assert_eq!(g, values);
+        // A second rank that never joins: the deadline ends the wait with an error naming it.
+        let lonely = NcclGroup {
+            unique_id: unique_id_bytes().expect("unique id"),
+            rank: 0,
+            world_size: 2,
+            generation: 2,
+        };
+        let mut b = values.clone();
+        let e = all_reduce_sum(&lonely, 0, &mut b, Duration::from_secs(3)).unwrap_err();
+        assert!(e.contains("did not join"), "{e}");
+        eprintln!("NCCL one-rank all-reduce and all-gather: ok; missing rank: {e}");
+    }
+}

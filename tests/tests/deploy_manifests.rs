@@ -378,6 +378,7 @@ fn overlays_render_and_their_cluster_toml_loads_with_the_real_loader() {
         }
         if oname == "gpu" {
             assert_eq!(cfg.cluster.weight_transport, TransportPref::Nccl);
+            assert_eq!(cfg.cluster.learner_collective, TransportPref::Nccl);
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
