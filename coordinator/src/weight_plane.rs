@@ -64,19 +64,7 @@ pub async fn broadcast(
         let d = plane::choose(pref, g.nccl_failure.as_deref(), &caps, &refs);
         let key = (d.transport, d.reason.clone());
         if g.last.as_ref() != Some(&key) {
-            if d.fell_back {
-                tracing::warn!(
-                    transport = d.transport.as_str(),
-                    reason = d.reason,
-                    "weight broadcast: NCCL wanted, using the gRPC stream"
-                );
-            } else {
-                tracing::info!(
-                    transport = d.transport.as_str(),
-                    reason = d.reason,
-                    "weight broadcast transport"
-                );
-            }
+            d.log("weight broadcast");
             g.last = Some(key);
         }
         d

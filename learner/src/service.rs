@@ -500,28 +500,9 @@ where
             ShardStart::Recorded(resp) => return Ok(resp),
             ShardStart::Ready(p) => p,
         };
-        let stats = if dp.nccl.is_some() {
-            let device = self.plane.cuda_device;
-            let (buffer, stats) = self
-                .off_runtime(
-                    std::mem::take(&mut pending.gradients.buffer),
-                    dp.clone(),
-                    move |buffer, dp| nccl_all_reduce(buffer, dp, device),
-                )
-                .await?;
-            pending.gradients.buffer = buffer;
-            stats
-        } else {
-            ring_all_reduce(
-                &mut pending.gradients.buffer,
-                step,
-                &dp,
-                &self.mailbox,
-                &self.client,
-            )
-            .await
-            .map_err(|e| Status::unavailable(e.to_string()))?
-        };
+        let stats = self
+            .collective(&mut pending.gradients.buffer, None, step, &dp)
+            .await?;
         let mut gather = match self
             .thread
             .call(move |s| s.apply_shard(pending, stats))
@@ -532,57 +513,54 @@ where
         };
         // ZeRO-1: every rank's updated parameters go to every other rank.
         let segments = gather.gather.segments.clone();
-        let gathered = if dp.nccl.is_some() {
-            let device = self.plane.cuda_device;
-            let (buffer, stats) = self
-                .off_runtime(
-                    std::mem::take(&mut gather.gather.buffer),
-                    dp.clone(),
-                    move |buffer, dp| nccl_all_gather(buffer, &segments, dp, device),
-                )
-                .await?;
-            gather.gather.buffer = buffer;
-            stats
-        } else {
-            ring_all_gather(
-                &mut gather.gather.buffer,
-                &segments,
-                step,
-                1,
-                &dp,
-                &self.mailbox,
-                &self.client,
-            )
-            .await
-            .map_err(|e| Status::unavailable(e.to_string()))?
-        };
+        let gathered = self
+            .collective(&mut gather.gather.buffer, Some(segments), step, &dp)
+            .await?;
         self.thread
             .call(move |s| s.finish_gathered(gather, gathered))
             .await
     }
 
-    /// Runs a blocking NCCL collective on `buffer` off the async runtime. Its failures are
-    /// `Unavailable`: the coordinator redoes the step from the checkpoint, on the gRPC ring.
-    async fn off_runtime(
+    /// The step's collective on `buffer`: the gradient all-reduce (`segments = None`), or
+    /// ZeRO-1's all-gather of each rank's `segments`, over NCCL when `dp.nccl` is set (blocking,
+    /// so off the async runtime), else over the gRPC ring. Failures are `Unavailable`: the
+    /// coordinator redoes the step from the checkpoint, an NCCL one on the gRPC ring.
+    async fn collective(
         &self,
-        mut buffer: Vec<f32>,
-        dp: DataParallel,
-        collective: impl FnOnce(&mut [f32], &DataParallel) -> Result<AllReduceStats, String>
-        + Send
-        + 'static,
-    ) -> Result<(Vec<f32>, AllReduceStats), Status> {
+        buffer: &mut Vec<f32>,
+        segments: Option<Vec<std::ops::Range<usize>>>,
+        step: u64,
+        dp: &DataParallel,
+    ) -> Result<AllReduceStats, Status> {
+        if dp.nccl.is_none() {
+            let ring = match &segments {
+                None => ring_all_reduce(buffer, step, dp, &self.mailbox, &self.client).await,
+                Some(s) => {
+                    ring_all_gather(buffer, s, step, 1, dp, &self.mailbox, &self.client).await
+                }
+            };
+            return ring.map_err(|e| Status::unavailable(e.to_string()));
+        }
         if !self.plane.nccl {
             return Err(Status::unavailable(format!(
                 "NCCL collective asked for, but this learner cannot use NCCL: {}",
                 self.plane.nccl_unavailable_reason
             )));
         }
-        tokio::task::spawn_blocking(move || {
-            collective(&mut buffer, &dp).map(|stats| (buffer, stats))
+        let (device, dp) = (self.plane.cuda_device, dp.clone());
+        let mut owned = std::mem::take(buffer);
+        let (owned, stats) = tokio::task::spawn_blocking(move || {
+            let stats = match &segments {
+                None => nccl_all_reduce(&mut owned, &dp, device),
+                Some(s) => nccl_all_gather(&mut owned, s, &dp, device),
+            };
+            stats.map(|stats| (owned, stats))
         })
         .await
         .map_err(|e| Status::unavailable(format!("NCCL collective task: {e}")))?
-        .map_err(Status::unavailable)
+        .map_err(Status::unavailable)?;
+        *buffer = owned;
+        Ok(stats)
     }
 
     async fn current_payload(&self) -> Result<Arc<WeightPayload>, Status> {

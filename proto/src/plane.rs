@@ -43,6 +43,58 @@ pub struct Decision {
     pub fell_back: bool,
 }
 
+impl Decision {
+    /// gRPC for `reason`; a fallback when `pref` asked for NCCL.
+    fn grpc(pref: TransportPref, reason: String) -> Self {
+        Decision {
+            transport: Transport::Grpc,
+            fell_back: pref == TransportPref::Nccl,
+            reason,
+        }
+    }
+
+    /// The gRPC decisions that need no look at the workers: the key (`key`) says "grpc", or an
+    /// NCCL operation (`what`) of this run failed already, so the run stays on `fallback`.
+    fn settled(
+        pref: TransportPref,
+        key: &str,
+        earlier_failure: Option<&str>,
+        what: &str,
+        fallback: &str,
+    ) -> Option<Self> {
+        if pref == TransportPref::Grpc {
+            return Some(Decision {
+                transport: Transport::Grpc,
+                reason: format!("{key} = \"grpc\""),
+                fell_back: false,
+            });
+        }
+        earlier_failure.map(|why| {
+            Decision::grpc(
+                pref,
+                format!("{what} failed earlier in this run ({why}); the run stays on {fallback}"),
+            )
+        })
+    }
+
+    /// Logs the decision for `what` (warn when NCCL was asked for and not used).
+    pub fn log(&self, what: &str) {
+        if self.fell_back {
+            tracing::warn!(
+                transport = self.transport.as_str(),
+                reason = self.reason,
+                "{what}: NCCL wanted, using gRPC"
+            );
+        } else {
+            tracing::info!(
+                transport = self.transport.as_str(),
+                reason = self.reason,
+                "{what} transport"
+            );
+        }
+    }
+}
+
 /// Length of an NCCL unique id (NCCL_UNIQUE_ID_BYTES).
 pub const NCCL_UNIQUE_ID_BYTES: usize = 128;
 
@@ -56,22 +108,15 @@ pub fn choose(
     learner: &WeightPlaneCaps,
     actors: &[(&str, &WeightPlaneCaps)],
 ) -> Decision {
-    let grpc = |reason: String| Decision {
-        transport: Transport::Grpc,
-        fell_back: pref == TransportPref::Nccl,
-        reason,
-    };
-    if pref == TransportPref::Grpc {
-        return Decision {
-            transport: Transport::Grpc,
-            reason: "cluster.weight_transport = \"grpc\"".into(),
-            fell_back: false,
-        };
-    }
-    if let Some(why) = earlier_failure {
-        return grpc(format!(
-            "an NCCL broadcast failed earlier in this run ({why}); the run stays on the gRPC stream"
-        ));
+    let grpc = |reason: String| Decision::grpc(pref, reason);
+    if let Some(d) = Decision::settled(
+        pref,
+        "cluster.weight_transport",
+        earlier_failure,
+        "an NCCL broadcast",
+        "the gRPC stream",
+    ) {
+        return d;
     }
     if !learner.nccl {
         return grpc(format!(
@@ -113,22 +158,15 @@ pub fn choose_collective(
     earlier_failure: Option<&str>,
     ranks: &[(&str, &WeightPlaneCaps)],
 ) -> Decision {
-    let grpc = |reason: String| Decision {
-        transport: Transport::Grpc,
-        fell_back: pref == TransportPref::Nccl,
-        reason,
-    };
-    if pref == TransportPref::Grpc {
-        return Decision {
-            transport: Transport::Grpc,
-            reason: "cluster.learner_collective = \"grpc\"".into(),
-            fell_back: false,
-        };
-    }
-    if let Some(why) = earlier_failure {
-        return grpc(format!(
-            "an NCCL collective failed earlier in this run ({why}); the run stays on the gRPC ring"
-        ));
+    let grpc = |reason: String| Decision::grpc(pref, reason);
+    if let Some(d) = Decision::settled(
+        pref,
+        "cluster.learner_collective",
+        earlier_failure,
+        "an NCCL collective",
+        "the gRPC ring",
+    ) {
+        return d;
     }
     if ranks.len() < 2 {
         return grpc("one learner rank: no collective".into());

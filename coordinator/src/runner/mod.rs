@@ -568,18 +568,7 @@ impl Runner {
         );
         let key = (d.transport, d.reason.clone());
         if ranks.len() > 1 && choice.last.as_ref() != Some(&key) {
-            if d.fell_back {
-                tracing::warn!(
-                    reason = d.reason,
-                    "learner collective: NCCL wanted, using the gRPC ring"
-                );
-            } else {
-                tracing::info!(
-                    transport = d.transport.as_str(),
-                    reason = d.reason,
-                    "learner collective transport"
-                );
-            }
+            d.log("learner collective");
             choice.last = Some(key);
         }
         (d.transport == Transport::Nccl).then(|| caps[0].1.collective_unique_id.clone())
