@@ -4,7 +4,7 @@
 #
 #   bash bench/gpu_check.sh
 #
-# Needs the prebuilt executables in .gpu/ (plain or .xz):
+# Needs the prebuilt executables in .gpu/ (plain or .xz); bench/prepare_gpu.sh builds them all:
 #   .gpu/parity             model/tests/parity.rs built with --features cuda
 #                           (cargo test -p laser-model --features cuda --test parity --no-run)
 #   .gpu/decode_throughput  model/examples/decode_throughput.rs built with --features cuda
