@@ -132,7 +132,9 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--exclude",
-        help="a JSONL file whose questions are left out (a held-out set disjoint from training)",
+        action="append",
+        default=[],
+        help="a JSONL file whose questions are left out (a held-out set disjoint from training); repeat it for several files",
     )
     p.add_argument("--out", required=True, help="output JSONL path ('-' for stdout)")
     args = p.parse_args()
@@ -163,9 +165,9 @@ def main() -> int:
     # Split the size evenly over the mix (the first datasets take the remainder), then interleave.
     per = [args.size // len(mix) + (1 if i < args.size % len(mix) else 0) for i in range(len(mix))]
     excluded = set()
-    if args.exclude:
-        with open(args.exclude) as f:
-            excluded = {json.loads(line)["question"] for line in f if line.strip()}
+    for path in args.exclude:
+        with open(path) as f:
+            excluded |= {json.loads(line)["question"] for line in f if line.strip()}
     streams = []  # (name, dataset, number wanted, accepted rows)
     dropped = {}
     for i, ((name, config), n) in enumerate(zip(mix, per)):
