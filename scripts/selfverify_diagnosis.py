@@ -83,6 +83,38 @@ def eta_squared(problems, key):
     return between / total if total > 0 else None
 
 
+def ranks(xs):
+    """Ranks with ties averaged (for Spearman's rho)."""
+    order = sorted(range(len(xs)), key=lambda i: xs[i])
+    out = [0.0] * len(xs)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and xs[order[j + 1]] == xs[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            out[order[k]] = (i + j) / 2
+        i = j + 1
+    return out
+
+
+def within_rho(problems):
+    """Mean over problems of Spearman's rho between r_s and log p among one problem's answers:
+    near 1 means r_s only restates the policy's likelihood, near 0 that it ranks answers by
+    something else (or by noise)."""
+    rhos = []
+    for p in problems:
+        rs = [(r["self_reward"], r["mean_logprob"]) for r in p
+              if r.get("self_reward") is not None and r.get("mean_logprob") is not None]
+        if len(rs) < 3:
+            continue
+        a, b = ranks([x for x, _ in rs]), ranks([y for _, y in rs])
+        if len(set(a)) < 2 or len(set(b)) < 2:
+            continue
+        rhos.append(statistics.correlation(a, b))
+    return statistics.fmean(rhos) if rhos else None
+
+
 def fmt(x, nd=3):
     return "–" if x is None else f"{x:.{nd}f}"
 
@@ -93,8 +125,8 @@ def eval_table(run):
         return
     print(f"\n### {run}: held-out evaluations\n")
     print("| step | problems (mixed) | pairs | AUROC within: r_s [95% CI] | log p [95% CI] "
-          "| eta^2 of r_s / log p | r_s mean right / wrong |")
-    print("|---:|---:|---:|---|---|---|---|")
+          "| eta^2 of r_s / log p | r_s mean right / wrong | rho(r_s, log p) within |")
+    print("|---:|---:|---:|---|---|---|---|---:|")
     for name in sorted(os.listdir(d)):
         rows = read_jsonl(os.path.join(d, name))
         probs = problems_of(rows)
@@ -109,7 +141,8 @@ def eval_table(run):
         step = int(name.split("-")[1].split(".")[0])
         print(f"| {step} | {len(probs)} ({mixed}) | {pairs} | {fmt(a_rs)}{ci(ci_rs)} | "
               f"{fmt(a_lp)}{ci(ci_lp)} | {fmt(eta_squared(probs, 'self_reward'), 2)} / "
-              f"{fmt(eta_squared(probs, 'mean_logprob'), 2)} | {fmt(m(rs_right))} / {fmt(m(rs_wrong))} |")
+              f"{fmt(eta_squared(probs, 'mean_logprob'), 2)} | {fmt(m(rs_right))} / {fmt(m(rs_wrong))} | "
+              f"{fmt(within_rho(probs), 2)} |")
 
 
 def train_table(run, warmup, sr_warmup):
