@@ -15,6 +15,16 @@ Reads what a run already wrote and prints, per run directory:
 
     python3 scripts/selfverify_diagnosis.py RUN_DIR [RUN_DIR ...] [--warmup 6 --sr-warmup 6]
 
+An argument that is not a directory is a samples file (eval_samples/step-N.jsonl, or one copied
+out of a run); several files joined by '+' are pooled into one set (their task ids must differ,
+e.g. two held-out sets), and get one row of table 1.
+
+    --paired A B   compares two legs on the same problems (A and B: a samples file, or files
+                   joined by '+'): the within-problem AUROC of r_s of each, and B - A with a
+                   paired bootstrap 95% interval that resamples the problems both legs answered
+                   (one draw of problems serves both legs, so the problems' own difficulty
+                   cancels out of the difference).
+
 Samples without an answer or without r_s (truncated) rank lowest, as in eval.jsonl.
 """
 import argparse
@@ -119,30 +129,81 @@ def fmt(x, nd=3):
     return "–" if x is None else f"{x:.{nd}f}"
 
 
+TABLE1_HEAD = ("| samples | problems (mixed) | pairs | AUROC within: r_s [95% CI] | log p [95% CI] "
+               "| eta^2 of r_s / log p | r_s mean right / wrong | rho(r_s, log p) within |\n"
+               "|---|---:|---:|---|---|---|---|---:|")
+
+
+def eval_row(label, rows):
+    probs = problems_of(rows)
+    mixed = sum(1 for p in probs if 0 < sum(r["correct"] for r in p) < len(p))
+    a_rs, pairs = within(probs, "self_reward")
+    a_lp, _ = within(probs, "mean_logprob")
+    ci_rs, ci_lp = bootstrap(probs, "self_reward"), bootstrap(probs, "mean_logprob")
+    ci = lambda c: "" if c is None else f" [{c[0]:.2f}, {c[1]:.2f}]"
+    rs_right = [r["self_reward"] for r in rows if r["correct"] and r.get("self_reward") is not None]
+    rs_wrong = [r["self_reward"] for r in rows if not r["correct"] and r.get("self_reward") is not None]
+    m = lambda xs: statistics.fmean(xs) if xs else None
+    print(f"| {label} | {len(probs)} ({mixed}) | {pairs} | {fmt(a_rs)}{ci(ci_rs)} | "
+          f"{fmt(a_lp)}{ci(ci_lp)} | {fmt(eta_squared(probs, 'self_reward'), 2)} / "
+          f"{fmt(eta_squared(probs, 'mean_logprob'), 2)} | {fmt(m(rs_right))} / {fmt(m(rs_wrong))} | "
+          f"{fmt(within_rho(probs), 2)} |")
+
+
+def read_pooled(spec):
+    """Samples of one or more files joined by '+'; a task id seen in two files is an error
+    (pooling two copies of one problem would count its pairs twice)."""
+    rows, owner = [], {}
+    for path in spec.split("+"):
+        part = read_jsonl(path)
+        for tid in {r["task_id"] for r in part}:
+            if tid in owner:
+                raise SystemExit(f"{path}: task id {tid!r} is also in {owner[tid]}; pool disjoint sets")
+            owner[tid] = path
+        rows += part
+    return rows
+
+
 def eval_table(run):
     d = os.path.join(run, "eval_samples")
     if not os.path.isdir(d):
         return
     print(f"\n### {run}: held-out evaluations\n")
-    print("| step | problems (mixed) | pairs | AUROC within: r_s [95% CI] | log p [95% CI] "
-          "| eta^2 of r_s / log p | r_s mean right / wrong | rho(r_s, log p) within |")
-    print("|---:|---:|---:|---|---|---|---|---:|")
-    for name in sorted(os.listdir(d)):
-        rows = read_jsonl(os.path.join(d, name))
-        probs = problems_of(rows)
-        mixed = sum(1 for p in probs if 0 < sum(r["correct"] for r in p) < len(p))
-        a_rs, pairs = within(probs, "self_reward")
-        a_lp, _ = within(probs, "mean_logprob")
-        ci_rs, ci_lp = bootstrap(probs, "self_reward"), bootstrap(probs, "mean_logprob")
-        ci = lambda c: "" if c is None else f" [{c[0]:.2f}, {c[1]:.2f}]"
-        rs_right = [r["self_reward"] for r in rows if r["correct"] and r.get("self_reward") is not None]
-        rs_wrong = [r["self_reward"] for r in rows if not r["correct"] and r.get("self_reward") is not None]
-        m = lambda xs: statistics.fmean(xs) if xs else None
-        step = int(name.split("-")[1].split(".")[0])
-        print(f"| {step} | {len(probs)} ({mixed}) | {pairs} | {fmt(a_rs)}{ci(ci_rs)} | "
-              f"{fmt(a_lp)}{ci(ci_lp)} | {fmt(eta_squared(probs, 'self_reward'), 2)} / "
-              f"{fmt(eta_squared(probs, 'mean_logprob'), 2)} | {fmt(m(rs_right))} / {fmt(m(rs_wrong))} | "
-              f"{fmt(within_rho(probs), 2)} |")
+    print(TABLE1_HEAD.replace("| samples |", "| step |", 1))
+    for name in sorted(os.listdir(d), key=lambda n: int(n.split("-")[1].split(".")[0])):
+        eval_row(int(name.split("-")[1].split(".")[0]), read_jsonl(os.path.join(d, name)))
+
+
+def paired(spec_a, spec_b, reps=2000, seed=0):
+    """B - A in within-problem AUROC of r_s, with a paired bootstrap over the common problems."""
+    by_a = {tuple(p)[0]["task_id"]: p for p in problems_of(read_pooled(spec_a))}
+    by_b = {tuple(p)[0]["task_id"]: p for p in problems_of(read_pooled(spec_b))}
+    common = sorted(set(by_a) & set(by_b))
+    if not common:
+        raise SystemExit(f"--paired: {spec_a} and {spec_b} share no task id")
+    a, pairs_a = within([by_a[t] for t in common], "self_reward")
+    b, pairs_b = within([by_b[t] for t in common], "self_reward")
+    rng = random.Random(seed)
+    diffs = []
+    for _ in range(reps):
+        draw = [rng.choice(common) for _ in common]
+        da, _ = within([by_a[t] for t in draw], "self_reward")
+        db, _ = within([by_b[t] for t in draw], "self_reward")
+        if da is not None and db is not None:
+            diffs.append(db - da)
+    diffs.sort()
+    ci = (f"[{diffs[int(0.025 * len(diffs))]:+.3f}, {diffs[int(0.975 * len(diffs)) - 1]:+.3f}]"
+          if len(diffs) >= 2 else "–")
+    only = len(set(by_a) ^ set(by_b))
+    print(f"\n### paired: B - A over {len(common)} common problems"
+          + (f" ({only} in one leg only, left out)" if only else "") + "\n")
+    print("| leg | pairs | AUROC within: r_s |\n|---|---:|---:|")
+    print(f"| A: {spec_a} | {pairs_a} | {fmt(a)} |")
+    print(f"| B: {spec_b} | {pairs_b} | {fmt(b)} |")
+    d = None if a is None or b is None else b - a
+    print(f"| B - A (paired bootstrap 95% CI, {len(diffs)} draws) | | "
+          f"{'–' if d is None else f'{d:+.3f}'} {ci} |")
+    return d, diffs
 
 
 def train_table(run, warmup, sr_warmup):
@@ -177,13 +238,24 @@ def train_table(run, warmup, sr_warmup):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("runs", nargs="+")
+    ap.add_argument("runs", nargs="*", help="run directories, or samples files ('+' pools several)")
+    ap.add_argument("--paired", nargs=2, metavar=("A", "B"), help="compare two legs' samples on the same problems")
     ap.add_argument("--warmup", type=int, default=6, help="reasoning warm-up steps")
     ap.add_argument("--sr-warmup", type=int, default=6, help="self-reward warm-up steps")
     a = ap.parse_args()
-    for run in a.runs:
+    if not a.runs and not a.paired:
+        ap.error("give run directories, samples files, or --paired A B")
+    files = [r for r in a.runs if not os.path.isdir(r)]
+    if files:
+        print("\n### samples files\n")
+        print(TABLE1_HEAD)
+        for spec in files:
+            eval_row(spec, read_pooled(spec))
+    for run in (r for r in a.runs if os.path.isdir(r)):
         eval_table(run)
         train_table(run, a.warmup, a.sr_warmup)
+    if a.paired:
+        paired(*a.paired)
 
 
 if __name__ == "__main__":
