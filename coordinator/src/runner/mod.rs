@@ -437,6 +437,9 @@ impl Runner {
     /// Runs `work` (a step's collection) while restarting local workers that die meanwhile:
     /// with every actor dead the collection would otherwise wait out `startup_timeout_s`.
     async fn supervised<T>(&mut self, work: impl std::future::Future<Output = T>) -> Result<T> {
+        // Check once up front too: a step shorter than the heartbeat would otherwise never see
+        // a worker that died in the step before.
+        self.revive_local_workers().await?;
         tokio::pin!(work);
         loop {
             tokio::select! {
